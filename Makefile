@@ -1,0 +1,52 @@
+# Orochi — build, run and test. `make run` and `make test` do all set-up on a fresh
+# Debian machine with Swift: `deps` installs the system packages that are missing.
+
+SWIFT      ?= swift
+RELEASE    := .build/release/orochi
+VENV       ?= .venv
+PYTHON     := $(VENV)/bin/python
+SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_DEPS   := libopenblas-dev pkg-config gnuplot-nox
+MODEL      ?= Models/orochi-ja-llama
+PROMPT     ?= 日本語の
+THREADS    ?= 2
+
+.PHONY: all deps build run test fixtures venv bench-quick clean
+
+all: build
+
+# Idempotent: installs only what is missing (apt-get update once, first).
+deps:
+	@missing=""; for p in $(APT_DEPS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $$missing; \
+	fi
+
+build: deps
+	$(SWIFT) build -c release --product orochi
+
+run: build
+	$(RELEASE) generate --model $(MODEL) --prompt "$(PROMPT)" --max-tokens 64 --temperature 0.8 --top-p 0.95 --seed 1
+
+test: deps
+	$(SWIFT) test
+
+# Python tooling for reference fixtures (never needed by build, run or test).
+venv: $(PYTHON)
+$(PYTHON): Scripts/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r Scripts/requirements.txt
+	touch $(PYTHON)
+
+# Regenerates the committed reference outputs under Tests/OrochiTests/Fixtures.
+fixtures: venv
+	$(PYTHON) Scripts/make_fixtures.py --out Tests/OrochiTests/Fixtures
+
+bench-quick: build
+	OPENBLAS_NUM_THREADS=$(THREADS) $(RELEASE) bench --preset llama-130m --contexts 128 --decode-tokens 32 --repetitions 3 --threads $(THREADS)
+
+clean:
+	rm -rf .build
