@@ -1,0 +1,56 @@
+import Foundation
+
+/// One interface for every architecture: a transformer keeps a KV cache that grows with the
+/// context, a state-space model keeps a fixed-size state. The runtime (generation, perplexity,
+/// benchmarks) and the CLI see only this protocol.
+///
+/// Positions are implicit: each call continues after the tokens already consumed
+/// (`position`), until `reset()`.
+public protocol LanguageModel: AnyObject {
+    /// What was loaded: architecture, sizes, dtypes, per-layer shapes.
+    var info: ModelInfo { get }
+    /// Tokens consumed since the last reset.
+    var position: Int { get }
+    /// The most tokens this instance can hold (the KV cache is sized for it); `Int.max` when unbounded.
+    var contextCapacity: Int { get }
+
+    /// Consumes `tokens` in one batch. When `allLogits` is given it receives the logits of every
+    /// position, row-major [tokens.count, vocab]; `lastLogits` always holds those of the last token.
+    func prefill(_ tokens: [Int], allLogits: UnsafeMutablePointer<Float>?) throws
+    /// Consumes one token and leaves its logits in `lastLogits`. Allocates nothing.
+    func decode(_ token: Int) throws
+    /// Logits [vocab] of the most recently consumed token; valid until the next call.
+    var lastLogits: UnsafeBufferPointer<Float> { get }
+    /// Forgets all consumed tokens.
+    func reset()
+
+    /// Bytes of cache or state holding the current context (KV cache up to `position`, or the SSM state).
+    var stateBytes: Int { get }
+    /// Bytes of cache or state needed to hold `tokens` tokens of context.
+    func stateBytes(forTokens tokens: Int) -> Int
+
+    /// Serialises the cache or state after `position` tokens (see `Snapshot`).
+    func saveState() -> [UInt8]
+    /// Restores a state written by `saveState()` of the same model.
+    func loadState(_ bytes: [UInt8]) throws
+}
+
+extension LanguageModel {
+    /// Prefill without the logits of every position.
+    public func prefill(_ tokens: [Int]) throws { try prefill(tokens, allLogits: nil) }
+}
+
+/// A description of a loaded model, printed by `orochi inspect` and recorded by benchmarks.
+public struct ModelInfo: Sendable {
+    public var architecture: String          // e.g. "LlamaForCausalLM"
+    public var modelType: String             // config.json "model_type"
+    public var vocabSize: Int
+    public var hiddenSize: Int
+    public var layerCount: Int
+    public var parameterCount: Int
+    public var maxContext: Int               // the model's own limit (max_position_embeddings), Int.max if none
+    public var fileDTypes: [String: Int]     // dtype in the checkpoint → tensor count
+    public var details: [(String, String)]   // architecture-specific lines: shapes, heads, state size …
+    /// An identity for snapshots: architecture, shapes and a hash of part of the weights.
+    public var fingerprint: UInt64
+}

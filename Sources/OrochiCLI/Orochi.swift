@@ -1,0 +1,18 @@
+import ArgumentParser
+import Orochi
+
+/// The `orochi` command: a thin shell over the Orochi library. Each subcommand parses its
+/// options, calls the library, and prints; errors reach stderr with a non-zero exit status.
+@main
+struct OrochiCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "orochi",
+        abstract: "Run and measure small language models (a transformer and a state-space model) on the CPU.",
+        version: Orochi.version,
+        subcommands: [
+            Generate.self,
+            Forward.self,
+            Inspect.self,
+        ]
+    )
+}
