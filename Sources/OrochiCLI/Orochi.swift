@@ -10,9 +10,6 @@ struct OrochiCommand: ParsableCommand {
         abstract: "Run and measure small language models (a transformer and a state-space model) on the CPU.",
         version: Orochi.version,
         subcommands: [
-            Generate.self,
-            Forward.self,
-            Inspect.self,
         ]
     )
 }
