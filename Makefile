@@ -50,3 +50,6 @@ bench-quick: build
 
 clean:
 	rm -rf .build
+
+# Targets of each part of the project (tokenizer, models, benchmarks) live in mk/*.mk.
+-include mk/*.mk
