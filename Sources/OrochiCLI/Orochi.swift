@@ -10,6 +10,9 @@ struct OrochiCommand: ParsableCommand {
         abstract: "Run and measure small language models (a transformer and a state-space model) on the CPU.",
         version: Orochi.version,
         subcommands: [
+            Generate.self,
+            Forward.self,
+            Inspect.self,
         ]
     )
 }

@@ -1,0 +1,61 @@
+import Foundation
+
+/// Element-wise kernels on raw buffers: plain loops that the compiler vectorises.
+/// Every kernel states its contract: shapes in, shapes out; none allocates.
+public enum Kernels {
+    /// RMSNorm: y[i] = x[i] / sqrt(mean(x²) + eps) · w[i], over one row of `n`.
+    /// Accumulates in Float as PyTorch does for float32 tensors.
+    @inline(__always)
+    public static func rmsNorm(_ x: UnsafePointer<Float>, weight w: UnsafePointer<Float>,
+                               into y: UnsafeMutablePointer<Float>, count n: Int, eps: Float) {
+        var sum: Float = 0
+        for i in 0..<n { sum += x[i] * x[i] }
+        let scale = 1 / (sum / Float(n) + eps).squareRoot()
+        for i in 0..<n { y[i] = (x[i] * scale) * w[i] }
+    }
+
+    /// RMSNorm over `rows` rows of `n`, row-major.
+    public static func rmsNorm(rows: Int, _ x: UnsafePointer<Float>, weight w: UnsafePointer<Float>,
+                               into y: UnsafeMutablePointer<Float>, count n: Int, eps: Float) {
+        for r in 0..<rows { rmsNorm(x + r * n, weight: w, into: y + r * n, count: n, eps: eps) }
+    }
+
+    /// SiLU(x) = x · σ(x).
+    @inline(__always)
+    public static func silu(_ x: Float) -> Float { x / (1 + expf(-x)) }
+
+    /// y[i] = SiLU(gate[i]) · up[i] (the SwiGLU product), in place over `gate`.
+    @inline(__always)
+    public static func swiglu(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count n: Int) {
+        for i in 0..<n { gate[i] = silu(gate[i]) * up[i] }
+    }
+
+    /// y[i] += x[i].
+    @inline(__always)
+    public static func add(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count n: Int) {
+        for i in 0..<n { y[i] += x[i] }
+    }
+
+    /// Numerically stable softmax in place over `n` values.
+    @inline(__always)
+    public static func softmax(_ x: UnsafeMutablePointer<Float>, count n: Int) {
+        var maxValue = -Float.infinity
+        for i in 0..<n where x[i] > maxValue { maxValue = x[i] }
+        var sum: Float = 0
+        for i in 0..<n { let e = expf(x[i] - maxValue); x[i] = e; sum += e }
+        let inv = 1 / sum
+        for i in 0..<n { x[i] *= inv }
+    }
+
+    /// Softplus as PyTorch computes it (threshold 20): log(1 + eˣ), or x when x > 20.
+    @inline(__always)
+    public static func softplus(_ x: Float) -> Float { x > 20 ? x : log1pf(expf(x)) }
+
+    /// Index of the largest value (the first on ties).
+    public static func argmax(_ x: UnsafePointer<Float>, count n: Int) -> Int {
+        var best = 0
+        var bestValue = x[0]
+        for i in 1..<n where x[i] > bestValue { best = i; bestValue = x[i] }
+        return best
+    }
+}

@@ -1,0 +1,17 @@
+/// Errors of running a model on given input.
+public enum ModelError: Error, CustomStringConvertible, Equatable {
+    case contextOverflow(requested: Int, capacity: Int)
+    case tokenOutOfRange(token: Int, vocabSize: Int)
+    case emptyInput
+
+    public var description: String {
+        switch self {
+        case let .contextOverflow(requested, capacity):
+            return "\(requested) tokens do not fit in the context of \(capacity) tokens (raise --context, up to the model's maximum, or shorten the input)"
+        case let .tokenOutOfRange(token, vocabSize):
+            return "token id \(token) is outside the vocabulary (0..<\(vocabSize))"
+        case .emptyInput:
+            return "no input tokens"
+        }
+    }
+}

@@ -1,0 +1,43 @@
+import Foundation
+
+/// Chooses the architecture from config.json's `model_type` and loads it. The CLI and the runtime
+/// call only this, so they never know which architecture runs.
+public enum ModelRegistry {
+    public typealias Loader = (_ directory: URL, _ context: Int?) throws -> any LanguageModel
+
+    static let loaders: [(types: [String], load: Loader)] = [
+        (["llama", "mistral", "qwen2"], { try LlamaModel(directory: $0, context: $1) }),
+    ]
+
+    public static var supportedTypes: [String] { loaders.flatMap(\.types) }
+
+    /// Loads the model in `directory` with a cache for `context` tokens (nil: the model's default).
+    public static func load(directory: URL, context: Int? = nil) throws -> any LanguageModel {
+        let configURL = directory.appendingPathComponent("config.json")
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw LoadError.missingFile(path: directory.path, detail: "model directory does not exist")
+        }
+        guard FileManager.default.fileExists(atPath: configURL.path) else {
+            throw LoadError.missingFile(path: configURL.path, detail: "no config.json in the model directory")
+        }
+        let header = try readJSONConfig(ConfigHeader.self, from: configURL)
+        guard let type = header.model_type else {
+            throw LoadError.badConfig(path: configURL.path, detail: "missing key 'model_type'")
+        }
+        guard let entry = loaders.first(where: { $0.types.contains(type) }) else {
+            throw LoadError.unsupportedModelType(path: configURL.path, modelType: type)
+        }
+        return try entry.load(directory, context)
+    }
+
+    /// End-of-sequence ids: generation_config.json first, then config.json.
+    public static func eosTokenIds(directory: URL) -> [Int] {
+        let gen = directory.appendingPathComponent("generation_config.json")
+        if let g = try? readJSONConfig(GenerationConfig.self, from: gen), let ids = g.eos_token_id?.ids, !ids.isEmpty {
+            return ids
+        }
+        let cfg = directory.appendingPathComponent("config.json")
+        return (try? readJSONConfig(ConfigHeader.self, from: cfg))?.eos_token_id?.ids ?? []
+    }
+}

@@ -1,0 +1,127 @@
+import Foundation
+
+/// Errors of state snapshots (`--save-state` / `--load-state`).
+public enum SnapshotError: Error, CustomStringConvertible, Equatable {
+    case notASnapshot(detail: String)
+    case truncated(detail: String)
+    case wrongModel(expected: String, found: String)
+    case corrupt(detail: String)
+    case tooLong(tokens: Int, capacity: Int)
+
+    public var description: String {
+        switch self {
+        case let .notASnapshot(detail): return "not an Orochi state snapshot: \(detail)"
+        case let .truncated(detail): return "snapshot is truncated: \(detail)"
+        case let .wrongModel(expected, found): return "snapshot was saved from another model: it holds \(found), this model is \(expected)"
+        case let .corrupt(detail): return "snapshot is corrupt: \(detail)"
+        case let .tooLong(tokens, capacity): return "snapshot holds \(tokens) tokens but this model's context holds only \(capacity)"
+        }
+    }
+}
+
+/// The container every architecture writes its cache or state into:
+///   magic "OROCHIS1" | identity (length-prefixed UTF-8) | fingerprint u64 | position u64
+///   | payload length u64 | payload | FNV-1a checksum of the payload u64
+/// The identity and fingerprint make a snapshot from another model fail with a clear error.
+public struct StateArchive {
+    static let magic = Array("OROCHIS1".utf8)
+
+    public var identity: String
+    public var fingerprint: UInt64
+    public var position: Int
+    public var payload: [UInt8]
+
+    public init(identity: String, fingerprint: UInt64, position: Int, payload: [UInt8]) {
+        self.identity = identity
+        self.fingerprint = fingerprint
+        self.position = position
+        self.payload = payload
+    }
+
+    public func encoded() -> [UInt8] {
+        var out = Self.magic
+        let id = Array(identity.utf8)
+        out.appendLittleEndian(UInt64(id.count))
+        out += id
+        out.appendLittleEndian(fingerprint)
+        out.appendLittleEndian(UInt64(position))
+        out.appendLittleEndian(UInt64(payload.count))
+        out += payload
+        out.appendLittleEndian(fnv1a(payload))
+        return out
+    }
+
+    /// Decodes and checks that the snapshot belongs to the model described by `identity`/`fingerprint`.
+    public static func decode(_ bytes: [UInt8], expecting identity: String, fingerprint: UInt64) throws -> StateArchive {
+        var reader = ByteReader(bytes)
+        guard bytes.count >= magic.count, Array(bytes[0..<magic.count]) == magic else {
+            throw SnapshotError.notASnapshot(detail: "missing the OROCHIS1 signature")
+        }
+        reader.offset = magic.count
+        let idLength = try reader.u64("identity length")
+        guard idLength <= 4096 else { throw SnapshotError.corrupt(detail: "identity length \(idLength)") }
+        let id = String(decoding: try reader.bytes(Int(idLength), "identity"), as: UTF8.self)
+        let print = try reader.u64("fingerprint")
+        guard id == identity, print == fingerprint else {
+            throw SnapshotError.wrongModel(expected: "\(identity) [\(String(fingerprint, radix: 16))]",
+                                           found: "\(id) [\(String(print, radix: 16))]")
+        }
+        let position = try reader.u64("position")
+        let length = try reader.u64("payload length")
+        guard length <= UInt64(bytes.count) else {
+            throw SnapshotError.truncated(detail: "payload of \(length) bytes but the file has \(bytes.count)")
+        }
+        let payload = try reader.bytes(Int(length), "payload")
+        let sum = try reader.u64("checksum")
+        guard sum == fnv1a(payload) else { throw SnapshotError.corrupt(detail: "checksum mismatch") }
+        guard reader.offset == bytes.count else { throw SnapshotError.corrupt(detail: "\(bytes.count - reader.offset) trailing bytes") }
+        return StateArchive(identity: id, fingerprint: print, position: Int(position), payload: payload)
+    }
+}
+
+/// FNV-1a, 64-bit: a cheap checksum and fingerprint.
+public func fnv1a<S: Sequence>(_ bytes: S, seed: UInt64 = 0xcbf29ce484222325) -> UInt64 where S.Element == UInt8 {
+    var h = seed
+    for b in bytes { h = (h ^ UInt64(b)) &* 0x100000001b3 }
+    return h
+}
+
+extension Array where Element == UInt8 {
+    mutating func appendLittleEndian(_ v: UInt64) {
+        Swift.withUnsafeBytes(of: v.littleEndian) { append(contentsOf: $0) }
+    }
+    /// Appends `count` floats as raw little-endian bytes.
+    mutating func appendFloats(_ p: UnsafePointer<Float>, count: Int) {
+        append(contentsOf: UnsafeRawBufferPointer(start: p, count: count * 4))
+    }
+}
+
+/// Reads fields from a byte array, throwing `truncated` instead of reading past the end.
+struct ByteReader {
+    let bytes: [UInt8]
+    var offset = 0
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    mutating func u64(_ field: String) throws -> UInt64 {
+        let b = try self.bytes(8, field)
+        return b.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+    }
+
+    mutating func bytes(_ n: Int, _ field: String) throws -> [UInt8] {
+        guard n >= 0, offset + n <= bytes.count else {
+            throw SnapshotError.truncated(detail: "\(field) needs \(n) bytes at offset \(offset), the file has \(bytes.count)")
+        }
+        defer { offset += n }
+        return Array(bytes[offset..<offset + n])
+    }
+
+    mutating func floats(into p: UnsafeMutablePointer<Float>, count: Int, _ field: String) throws {
+        guard count >= 0, offset + 4 * count <= bytes.count else {
+            throw SnapshotError.truncated(detail: "\(field) needs \(4 * count) bytes at offset \(offset)")
+        }
+        bytes.withUnsafeBytes { raw in
+            memcpy(p, raw.baseAddress! + offset, 4 * count)
+        }
+        offset += 4 * count
+    }
+}

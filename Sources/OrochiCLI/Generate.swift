@@ -1,0 +1,83 @@
+import ArgumentParser
+import Foundation
+import Orochi
+
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Generate text (or token ids) after a prompt, streaming as it goes.",
+        discussion: "Ends with a timings line on stderr. Temperature 0 is greedy decoding; a --seed reproduces a run.")
+
+    @OptionGroup var options: ModelOptions
+
+    @Option(name: .long, help: "Prompt token ids, e.g. \"1 2 3\".")
+    var promptIds: String?
+
+    @Option(name: .long, help: "Most tokens to generate.")
+    var maxTokens: Int = 128
+
+    @Option(name: .long, help: "Sampling temperature; 0 is greedy.")
+    var temperature: Float = 0.8
+
+    @Option(name: .long, help: "Keep only the K most likely tokens (0: off).")
+    var topK: Int = 40
+
+    @Option(name: .long, help: "Keep the smallest set of tokens whose probability reaches P (1: off).")
+    var topP: Float = 0.95
+
+    @Option(name: .long, help: "Penalty > 1 for tokens among the last 64 (1: off).")
+    var repeatPenalty: Float = 1.0
+
+    @Option(name: .long, help: "Random seed (default: from the clock).")
+    var seed: UInt64?
+
+    @Flag(name: .long, help: "Print the generated token ids, space-separated on one line, instead of text.")
+    var outputIds = false
+
+    @Option(name: .long, help: "After the prompt, write the KV cache or SSM state to this file.")
+    var saveState: String?
+
+    @Option(name: .long, help: "Continue from a state written by --save-state instead of reading the prompt again.")
+    var loadState: String?
+
+    func validate() throws {
+        guard maxTokens >= 0 else { throw ValidationError("--max-tokens must be ≥ 0") }
+        guard temperature >= 0 else { throw ValidationError("--temperature must be ≥ 0") }
+        guard topP > 0 && topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
+        guard topK >= 0 else { throw ValidationError("--top-k must be ≥ 0") }
+        guard promptIds != nil || loadState != nil else {
+            throw ValidationError("give a prompt (--prompt-ids) or a state to continue from (--load-state)")
+        }
+    }
+
+    func run() throws {
+        let model = try options.load()
+        let prompt = try promptIds.map(parseTokenIds) ?? []
+        let snapshot = try loadState.map { path -> [UInt8] in
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw ValidationError("cannot read state file \(path)")
+            }
+            return [UInt8](data)
+        }
+        let settings = Sampler.Settings(
+            temperature: temperature, topK: topK, topP: topP, repetitionPenalty: repeatPenalty,
+            seed: seed ?? UInt64(Clock.now() * 1e6))
+        let generator = Generator(
+            model: model, sampler: Sampler(settings: settings, vocabSize: model.info.vocabSize),
+            stopTokens: Set(ModelRegistry.eosTokenIds(directory: options.directory)))
+
+        let (ids, timings) = try generator.generate(
+            prompt: prompt, maxTokens: maxTokens, snapshot: snapshot,
+            afterPrompt: { model in
+                guard let saveState else { return }
+                let bytes = model.saveState()
+                try Data(bytes).write(to: URL(fileURLWithPath: saveState))
+                printError("saved state after \(model.position) tokens to \(saveState): \(formatBytes(bytes.count))")
+            },
+            onToken: { id in
+                if !outputIds { emit("\(id) ") }
+                return true
+            })
+        if outputIds { print(ids.map(String.init).joined(separator: " ")) } else { print() }
+        printError(timings.summary)
+    }
+}
