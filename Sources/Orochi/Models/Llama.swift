@@ -346,53 +346,67 @@ public final class LlamaModel: LanguageModel {
         let p = position
         let qDim = heads * headDim, kvDim = kvHeads * headDim, group = heads / kvHeads
         let scale = 1 / Float(headDim).squareRoot()
-        memcpy(x.pointer, embedding + token * dim, dim * 4)               // x[D] = embed[token]
+        Profiler.time(.embedding) { memcpy(x.pointer, embedding + token * dim, dim * 4) }  // x[D] = embed[token]
 
         for l in 0..<layers {
             let w = layerWeights[l]
             // Attention block.
-            Kernels.rmsNorm(x.pointer, weight: w.inputNorm, into: xb.pointer, count: dim, eps: eps)
-            BLAS.matvec(w.wq, outputs: qDim, inner: dim, xb.pointer, into: q.pointer)   // q[H·d]
-            BLAS.matvec(w.wk, outputs: kvDim, inner: dim, xb.pointer, into: k.pointer)  // k[G·d]
-            BLAS.matvec(w.wv, outputs: kvDim, inner: dim, xb.pointer, into: v.pointer)  // v[G·d]
-            if let b = w.bq { Kernels.add(b, into: q.pointer, count: qDim) }
-            if let b = w.bk { Kernels.add(b, into: k.pointer, count: kvDim) }
-            if let b = w.bv { Kernels.add(b, into: v.pointer, count: kvDim) }
-            rope.apply(q.pointer, heads: heads, position: p)
-            rope.apply(k.pointer, heads: kvHeads, position: p)
-            for g in 0..<kvHeads {                                           // cache[l, g, p, :] = k, v
-                memcpy(keys(l, g) + p * headDim, k.pointer + g * headDim, headDim * 4)
-                memcpy(values(l, g) + p * headDim, v.pointer + g * headDim, headDim * 4)
+            Profiler.time(.norm) { Kernels.rmsNorm(x.pointer, weight: w.inputNorm, into: xb.pointer, count: dim, eps: eps) }
+            Profiler.time(.projection) {
+                BLAS.matvec(w.wq, outputs: qDim, inner: dim, xb.pointer, into: q.pointer)   // q[H·d]
+                BLAS.matvec(w.wk, outputs: kvDim, inner: dim, xb.pointer, into: k.pointer)  // k[G·d]
+                BLAS.matvec(w.wv, outputs: kvDim, inner: dim, xb.pointer, into: v.pointer)  // v[G·d]
+                if let b = w.bq { Kernels.add(b, into: q.pointer, count: qDim) }
+                if let b = w.bk { Kernels.add(b, into: k.pointer, count: kvDim) }
+                if let b = w.bv { Kernels.add(b, into: v.pointer, count: kvDim) }
             }
-            let first = window.map { max(0, p + 1 - $0) } ?? 0              // oldest visible position
-            let n = p + 1 - first
-            for h in 0..<heads {
-                let g = h / group
-                // scores[n] = K[first...p, d] · q_h[d] / √d, then softmax
-                BLAS.matvec(keys(l, g) + first * headDim, outputs: n, inner: headDim,
-                            q.pointer + h * headDim, into: scores.pointer)
-                for i in 0..<n { scores[i] *= scale }
-                Kernels.softmax(scores.pointer, count: n)
-                // out_h[d] = V[first...p, d]ᵀ · scores[n]
-                BLAS.matvecTransposed(values(l, g) + first * headDim, rows: n, columns: headDim,
-                                      scores.pointer, into: attnOut.pointer + h * headDim)
+            Profiler.time(.rope) {
+                rope.apply(q.pointer, heads: heads, position: p)
+                rope.apply(k.pointer, heads: kvHeads, position: p)
             }
-            BLAS.matvec(w.wo, outputs: dim, inner: qDim, attnOut.pointer, into: x.pointer, accumulate: true)  // x += Wo·a
-            if let b = w.bo { Kernels.add(b, into: x.pointer, count: dim) }
+            Profiler.time(.attention) { attendOneToken(layer: l, position: p, scale: scale, group: group) }
+            Profiler.time(.projection) {
+                BLAS.matvec(w.wo, outputs: dim, inner: qDim, attnOut.pointer, into: x.pointer, accumulate: true)  // x += Wo·a
+                if let b = w.bo { Kernels.add(b, into: x.pointer, count: dim) }
+            }
 
             // MLP block.
-            Kernels.rmsNorm(x.pointer, weight: w.postNorm, into: xb.pointer, count: dim, eps: eps)
-            BLAS.matvec(w.wGate, outputs: ffn, inner: dim, xb.pointer, into: gate.pointer)  // gate[F]
-            BLAS.matvec(w.wUp, outputs: ffn, inner: dim, xb.pointer, into: up.pointer)      // up[F]
-            if let b = w.bGate { Kernels.add(b, into: gate.pointer, count: ffn) }
-            if let b = w.bUp { Kernels.add(b, into: up.pointer, count: ffn) }
-            Kernels.swiglu(gate.pointer, up.pointer, count: ffn)
-            BLAS.matvec(w.wDown, outputs: dim, inner: ffn, gate.pointer, into: x.pointer, accumulate: true)  // x += Wdown·h
-            if let b = w.bDown { Kernels.add(b, into: x.pointer, count: dim) }
+            Profiler.time(.norm) { Kernels.rmsNorm(x.pointer, weight: w.postNorm, into: xb.pointer, count: dim, eps: eps) }
+            Profiler.time(.mlp) {
+                BLAS.matvec(w.wGate, outputs: ffn, inner: dim, xb.pointer, into: gate.pointer)  // gate[F]
+                BLAS.matvec(w.wUp, outputs: ffn, inner: dim, xb.pointer, into: up.pointer)      // up[F]
+                if let b = w.bGate { Kernels.add(b, into: gate.pointer, count: ffn) }
+                if let b = w.bUp { Kernels.add(b, into: up.pointer, count: ffn) }
+                Kernels.swiglu(gate.pointer, up.pointer, count: ffn)
+                BLAS.matvec(w.wDown, outputs: dim, inner: ffn, gate.pointer, into: x.pointer, accumulate: true)  // x += Wdown·h
+                if let b = w.bDown { Kernels.add(b, into: x.pointer, count: dim) }
+            }
         }
-        Kernels.rmsNorm(x.pointer, weight: finalNorm, into: xb.pointer, count: dim, eps: eps)
-        BLAS.matvec(lmHead, outputs: vocab, inner: dim, xb.pointer, into: logits.pointer)      // logits[V]
+        Profiler.time(.norm) { Kernels.rmsNorm(x.pointer, weight: finalNorm, into: xb.pointer, count: dim, eps: eps) }
+        Profiler.time(.lmHead) { BLAS.matvec(lmHead, outputs: vocab, inner: dim, xb.pointer, into: logits.pointer) }  // logits[V]
         position += 1
+    }
+
+    /// Appends this token's k, v to the cache and computes attnOut[H·d] for the query q.
+    @inline(__always)
+    private func attendOneToken(layer l: Int, position p: Int, scale: Float, group: Int) {
+        for g in 0..<kvHeads {                                           // cache[l, g, p, :] = k, v
+            memcpy(keys(l, g) + p * headDim, k.pointer + g * headDim, headDim * 4)
+            memcpy(values(l, g) + p * headDim, v.pointer + g * headDim, headDim * 4)
+        }
+        let first = window.map { max(0, p + 1 - $0) } ?? 0              // oldest visible position
+        let n = p + 1 - first
+        for h in 0..<heads {
+            let g = h / group
+            // scores[n] = K[first...p, d] · q_h[d] / √d, then softmax
+            BLAS.matvec(keys(l, g) + first * headDim, outputs: n, inner: headDim,
+                        q.pointer + h * headDim, into: scores.pointer)
+            for i in 0..<n { scores[i] *= scale }
+            Kernels.softmax(scores.pointer, count: n)
+            // out_h[d] = V[first...p, d]ᵀ · scores[n]
+            BLAS.matvecTransposed(values(l, g) + first * headDim, rows: n, columns: headDim,
+                                  scores.pointer, into: attnOut.pointer + h * headDim)
+        }
     }
 
     // MARK: Prefill — whole chunks through matrix-matrix products.
@@ -424,79 +438,101 @@ public final class LlamaModel: LanguageModel {
         let x = s.x.pointer, xb = s.xb.pointer, q = s.q.pointer, k = s.k.pointer, v = s.v.pointer
         let attn = s.attnOut.pointer, gate = s.gate.pointer, up = s.up.pointer
 
-        for (i, token) in tokens.enumerated() { memcpy(x + i * dim, embedding + token * dim, dim * 4) }  // X[T, D]
+        Profiler.time(.embedding) {
+            for (i, token) in tokens.enumerated() { memcpy(x + i * dim, embedding + token * dim, dim * 4) }  // X[T, D]
+        }
 
         for l in 0..<layers {
             let w = layerWeights[l]
-            Kernels.rmsNorm(rows: t, x, weight: w.inputNorm, into: xb, count: dim, eps: eps)
-            BLAS.matmul(xb, rows: t, inner: dim, weight: w.wq, outputs: qDim, into: q)    // Q[T, H·d]
-            BLAS.matmul(xb, rows: t, inner: dim, weight: w.wk, outputs: kvDim, into: k)   // K[T, G·d]
-            BLAS.matmul(xb, rows: t, inner: dim, weight: w.wv, outputs: kvDim, into: v)   // V[T, G·d]
-            for i in 0..<t {
-                if let b = w.bq { Kernels.add(b, into: q + i * qDim, count: qDim) }
-                if let b = w.bk { Kernels.add(b, into: k + i * kvDim, count: kvDim) }
-                if let b = w.bv { Kernels.add(b, into: v + i * kvDim, count: kvDim) }
-                rope.apply(q + i * qDim, heads: heads, position: p0 + i)
-                rope.apply(k + i * kvDim, heads: kvHeads, position: p0 + i)
-                for g in 0..<kvHeads {
-                    memcpy(keys(l, g) + (p0 + i) * headDim, k + i * kvDim + g * headDim, headDim * 4)
-                    memcpy(values(l, g) + (p0 + i) * headDim, v + i * kvDim + g * headDim, headDim * 4)
+            Profiler.time(.norm) { Kernels.rmsNorm(rows: t, x, weight: w.inputNorm, into: xb, count: dim, eps: eps) }
+            Profiler.time(.projection) {
+                BLAS.matmul(xb, rows: t, inner: dim, weight: w.wq, outputs: qDim, into: q)    // Q[T, H·d]
+                BLAS.matmul(xb, rows: t, inner: dim, weight: w.wk, outputs: kvDim, into: k)   // K[T, G·d]
+                BLAS.matmul(xb, rows: t, inner: dim, weight: w.wv, outputs: kvDim, into: v)   // V[T, G·d]
+                for i in 0..<t {
+                    if let b = w.bq { Kernels.add(b, into: q + i * qDim, count: qDim) }
+                    if let b = w.bk { Kernels.add(b, into: k + i * kvDim, count: kvDim) }
+                    if let b = w.bv { Kernels.add(b, into: v + i * kvDim, count: kvDim) }
                 }
             }
-            // Causal attention per head, in blocks of query rows: S = Q_h·K_hᵀ/√d, masked, softmax, A_h = S·V_h.
-            for h in 0..<heads {
-                let g = h / group
-                var r0 = 0
-                while r0 < t {
-                    let r1 = min(t, r0 + Self.queryBlock)
-                    let rows = r1 - r0
-                    let lastPos = p0 + r1 - 1
-                    let first = window.map { max(0, p0 + r0 + 1 - $0) } ?? 0     // oldest key any row sees
-                    let n = lastPos + 1 - first                                   // keys in the block's view
-                    let scores = s.scores.pointer
-                    BLAS.gemm(m: rows, n: n, k: headDim, alpha: scale,
-                              a: q + r0 * qDim + h * headDim, lda: qDim,
-                              b: keys(l, g) + first * headDim, ldb: headDim, transB: true,
-                              c: scores, ldc: n)                                   // S[rows, n]
-                    for r in 0..<rows {
-                        let pos = p0 + r0 + r
-                        let row = scores + r * n
-                        let lo = window.map { max(0, pos + 1 - $0) - first } ?? 0
-                        let hi = pos - first                                     // last visible key
-                        for j in 0..<lo { row[j] = 0 }
-                        Kernels.softmax(row + lo, count: hi - lo + 1)
-                        for j in (hi + 1)..<n { row[j] = 0 }
+            Profiler.time(.rope) {
+                for i in 0..<t {
+                    rope.apply(q + i * qDim, heads: heads, position: p0 + i)
+                    rope.apply(k + i * kvDim, heads: kvHeads, position: p0 + i)
+                    for g in 0..<kvHeads {                                       // cache[l, g, p0 + i, :] = K, V rows
+                        memcpy(keys(l, g) + (p0 + i) * headDim, k + i * kvDim + g * headDim, headDim * 4)
+                        memcpy(values(l, g) + (p0 + i) * headDim, v + i * kvDim + g * headDim, headDim * 4)
                     }
-                    BLAS.gemm(m: rows, n: headDim, k: n,
-                              a: scores, lda: n,
-                              b: values(l, g) + first * headDim, ldb: headDim,
-                              c: attn + r0 * qDim + h * headDim, ldc: qDim)        // A_h[rows, d]
-                    r0 = r1
                 }
             }
-            BLAS.matmul(attn, rows: t, inner: qDim, weight: w.wo, outputs: dim, into: x, accumulate: true)  // X += A·Woᵀ
-            if let b = w.bo { for i in 0..<t { Kernels.add(b, into: x + i * dim, count: dim) } }
-
-            Kernels.rmsNorm(rows: t, x, weight: w.postNorm, into: xb, count: dim, eps: eps)
-            BLAS.matmul(xb, rows: t, inner: dim, weight: w.wGate, outputs: ffn, into: gate)  // G[T, F]
-            BLAS.matmul(xb, rows: t, inner: dim, weight: w.wUp, outputs: ffn, into: up)      // U[T, F]
-            for i in 0..<t {
-                if let b = w.bGate { Kernels.add(b, into: gate + i * ffn, count: ffn) }
-                if let b = w.bUp { Kernels.add(b, into: up + i * ffn, count: ffn) }
+            Profiler.time(.attention) { attendChunk(layer: l, rows: t, start: p0, scale: scale, group: group, scratch: s) }
+            Profiler.time(.projection) {
+                BLAS.matmul(attn, rows: t, inner: qDim, weight: w.wo, outputs: dim, into: x, accumulate: true)  // X += A·Woᵀ
+                if let b = w.bo { for i in 0..<t { Kernels.add(b, into: x + i * dim, count: dim) } }
             }
-            Kernels.swiglu(gate, up, count: t * ffn)
-            BLAS.matmul(gate, rows: t, inner: ffn, weight: w.wDown, outputs: dim, into: x, accumulate: true)  // X += H·Wdownᵀ
-            if let b = w.bDown { for i in 0..<t { Kernels.add(b, into: x + i * dim, count: dim) } }
+
+            Profiler.time(.norm) { Kernels.rmsNorm(rows: t, x, weight: w.postNorm, into: xb, count: dim, eps: eps) }
+            Profiler.time(.mlp) {
+                BLAS.matmul(xb, rows: t, inner: dim, weight: w.wGate, outputs: ffn, into: gate)  // G[T, F]
+                BLAS.matmul(xb, rows: t, inner: dim, weight: w.wUp, outputs: ffn, into: up)      // U[T, F]
+                for i in 0..<t {
+                    if let b = w.bGate { Kernels.add(b, into: gate + i * ffn, count: ffn) }
+                    if let b = w.bUp { Kernels.add(b, into: up + i * ffn, count: ffn) }
+                }
+                Kernels.swiglu(gate, up, count: t * ffn)
+                BLAS.matmul(gate, rows: t, inner: ffn, weight: w.wDown, outputs: dim, into: x, accumulate: true)  // X += H·Wdownᵀ
+                if let b = w.bDown { for i in 0..<t { Kernels.add(b, into: x + i * dim, count: dim) } }
+            }
         }
-        if let allLogits {
-            Kernels.rmsNorm(rows: t, x, weight: finalNorm, into: xb, count: dim, eps: eps)
-            BLAS.matmul(xb, rows: t, inner: dim, weight: lmHead, outputs: vocab, into: allLogits)  // logits[T, V]
-            memcpy(logits.pointer, allLogits + (t - 1) * vocab, vocab * 4)
-        } else {
-            Kernels.rmsNorm(x + (t - 1) * dim, weight: finalNorm, into: xb, count: dim, eps: eps)
-            BLAS.matvec(lmHead, outputs: vocab, inner: dim, xb, into: logits.pointer)               // logits[V] of the last token
+        Profiler.time(.lmHead) {
+            if let allLogits {
+                Kernels.rmsNorm(rows: t, x, weight: finalNorm, into: xb, count: dim, eps: eps)
+                BLAS.matmul(xb, rows: t, inner: dim, weight: lmHead, outputs: vocab, into: allLogits)  // logits[T, V]
+                memcpy(logits.pointer, allLogits + (t - 1) * vocab, vocab * 4)
+            } else {
+                Kernels.rmsNorm(x + (t - 1) * dim, weight: finalNorm, into: xb, count: dim, eps: eps)
+                BLAS.matvec(lmHead, outputs: vocab, inner: dim, xb, into: logits.pointer)               // logits[V] of the last token
+            }
         }
         position += t
+    }
+
+    /// Causal attention of `rows` new tokens starting at position `p0` over the cache, per head, in
+    /// blocks of query rows: S = Q_h·K_hᵀ/√d, masked, softmax, A_h = S·V_h.
+    private func attendChunk(layer l: Int, rows t: Int, start p0: Int, scale: Float, group: Int, scratch s: PrefillScratch) {
+        let qDim = heads * headDim
+        let q = s.q.pointer, attn = s.attnOut.pointer
+        // Causal attention per head, in blocks of query rows: S = Q_h·K_hᵀ/√d, masked, softmax, A_h = S·V_h.
+        for h in 0..<heads {
+            let g = h / group
+            var r0 = 0
+            while r0 < t {
+                let r1 = min(t, r0 + Self.queryBlock)
+                let rows = r1 - r0
+                let lastPos = p0 + r1 - 1
+                let first = window.map { max(0, p0 + r0 + 1 - $0) } ?? 0     // oldest key any row sees
+                let n = lastPos + 1 - first                                   // keys in the block's view
+                let scores = s.scores.pointer
+                BLAS.gemm(m: rows, n: n, k: headDim, alpha: scale,
+                          a: q + r0 * qDim + h * headDim, lda: qDim,
+                          b: keys(l, g) + first * headDim, ldb: headDim, transB: true,
+                          c: scores, ldc: n)                                   // S[rows, n]
+                for r in 0..<rows {
+                    let pos = p0 + r0 + r
+                    let row = scores + r * n
+                    let lo = window.map { max(0, pos + 1 - $0) - first } ?? 0
+                    let hi = pos - first                                     // last visible key
+                    for j in 0..<lo { row[j] = 0 }
+                    Kernels.softmax(row + lo, count: hi - lo + 1)
+                    for j in (hi + 1)..<n { row[j] = 0 }
+                }
+                BLAS.gemm(m: rows, n: headDim, k: n,
+                          a: scores, lda: n,
+                          b: values(l, g) + first * headDim, ldb: headDim,
+                          c: attn + r0 * qDim + h * headDim, ldc: qDim)        // A_h[rows, d]
+                r0 = r1
+            }
+        }
     }
 
     // MARK: Snapshots — the cache rows of every layer and head up to `position`.
