@@ -13,6 +13,7 @@ struct OrochiCommand: ParsableCommand {
             Generate.self,
             Forward.self,
             Inspect.self,
+            Bench.self,
         ]
     )
 }

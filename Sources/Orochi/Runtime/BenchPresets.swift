@@ -1,0 +1,65 @@
+import Foundation
+
+/// Something the benchmark measures: a name and a way to build a fresh instance whose cache holds
+/// at least `capacity` tokens. The sweep builds one per (model, context) point and frees it after,
+/// so that each point's peak memory is its own.
+public struct BenchSubject {
+    public var name: String
+    public var make: (_ capacity: Int) throws -> any LanguageModel
+
+    public init(name: String, make: @escaping (_ capacity: Int) throws -> any LanguageModel) {
+        self.name = name
+        self.make = make
+    }
+
+    /// A model directory (safetensors + config.json), loaded through the registry.
+    public static func directory(_ path: String) -> BenchSubject {
+        let url = URL(fileURLWithPath: path)
+        return BenchSubject(name: url.standardizedFileURL.lastPathComponent) { capacity in
+            try ModelRegistry.load(directory: url, context: capacity)
+        }
+    }
+}
+
+/// Random-weight models built in memory from published shapes: realistic scale without a
+/// download. The weights are seeded, so every run measures the same numbers of the same size.
+public struct BenchPreset: Sendable {
+    public var name: String
+    public var summary: String
+    public var build: @Sendable (_ capacity: Int, _ seed: UInt64) throws -> any LanguageModel
+
+    public func subject(seed: UInt64 = 1) -> BenchSubject {
+        BenchSubject(name: name) { capacity in try build(capacity, seed) }
+    }
+}
+
+public enum BenchPresets {
+    /// The preset table: one line per preset.
+    public static let all: [BenchPreset] = [
+        BenchPreset(name: "llama-130m", summary: "Llama, hidden 768, 12 layers, 12 heads (12 KV), MLP 2048, vocab 32000, tied",
+                    build: { try llama(llama130m, capacity: $0, seed: $1) }),
+        BenchPreset(name: "llama-6m", summary: "Llama, hidden 256, 6 layers, 8 heads (4 KV), MLP 688, vocab 8000, tied (the shipped shape)",
+                    build: { try llama(llama6m, capacity: $0, seed: $1) }),
+    ]
+
+    public static var names: [String] { all.map(\.name) }
+
+    public static func named(_ name: String) -> BenchPreset? { all.first { $0.name == name } }
+
+    // Configurations are written as config.json would be, so that they read like the published ones.
+    static let llama130m = """
+        {"model_type": "llama", "hidden_size": 768, "intermediate_size": 2048, "num_hidden_layers": 12,
+         "num_attention_heads": 12, "num_key_value_heads": 12, "vocab_size": 32000, "rms_norm_eps": 1e-5,
+         "max_position_embeddings": 65536, "rope_theta": 10000.0, "tie_word_embeddings": true, "hidden_act": "silu"}
+        """
+    static let llama6m = """
+        {"model_type": "llama", "hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 6,
+         "num_attention_heads": 8, "num_key_value_heads": 4, "vocab_size": 8000, "rms_norm_eps": 1e-5,
+         "max_position_embeddings": 65536, "rope_theta": 10000.0, "tie_word_embeddings": true, "hidden_act": "silu"}
+        """
+
+    static func llama(_ json: String, capacity: Int, seed: UInt64) throws -> any LanguageModel {
+        let config = try JSONDecoder().decode(LlamaConfig.self, from: Data(json.utf8))
+        return try LlamaModel(config: config, checkpoint: nil, configPath: "preset", context: capacity, randomSeed: seed)
+    }
+}

@@ -1,0 +1,257 @@
+import Foundation
+
+/// How a sweep runs.
+public struct BenchSettings: Sendable, Codable, Equatable {
+    /// Context lengths n, ascending: prefill n tokens, then decode at depth n.
+    public var contexts: [Int]
+    /// Decode steps timed after each prefill; their median is the per-token latency at depth n.
+    public var decodeTokens: Int
+    /// Repetitions of each point (prefill + decode), after a warm-up.
+    public var repetitions: Int
+    public var threads: Int
+    /// Seeds the random token ids (and the preset weights).
+    public var seed: UInt64
+    /// Stop repeating a point once its repetitions have taken this long (at least one is always
+    /// run): the large contexts of a quadratic prefill then get fewer repetitions. nil: no limit.
+    public var maxSecondsPerPoint: Double?
+    /// Contexts at which one prefill and the decode steps are also run with the component timers on.
+    public var breakdownContexts: [Int]
+    /// Warm-up before each point: a prefill of min(n, this) tokens and a few decode steps.
+    public var warmupTokens: Int
+
+    public init(contexts: [Int], decodeTokens: Int = 32, repetitions: Int = 3, threads: Int = 2, seed: UInt64 = 1,
+                maxSecondsPerPoint: Double? = nil, breakdownContexts: [Int]? = nil, warmupTokens: Int = 128) {
+        self.contexts = contexts.sorted()
+        self.decodeTokens = decodeTokens
+        self.repetitions = repetitions
+        self.threads = threads
+        self.seed = seed
+        self.maxSecondsPerPoint = maxSecondsPerPoint
+        self.breakdownContexts = breakdownContexts ?? [self.contexts.first, self.contexts.last].compactMap { $0 }
+        self.warmupTokens = warmupTokens
+    }
+}
+
+/// The measurements of one model at one context length.
+public struct BenchPoint: Sendable, Codable, Equatable {
+    public var model: String
+    public var architecture: String
+    public var parameters: Int
+    /// The context n: prefill length, and the depth at which decode is timed.
+    public var context: Int
+    public var decodeTokens: Int
+    /// Repetitions actually run.
+    public var repetitions: Int
+    /// Seconds to prefill n tokens: median, min, max over repetitions.
+    public var prefill: BenchSummary?
+    public var prefillSamples: [Double]
+    /// Seconds per decode step at depth n: the median of all steps of all repetitions; min and max
+    /// are those of the per-repetition medians.
+    public var decode: BenchSummary?
+    public var decodeRepetitionMedians: [Double]
+    /// KV-cache or state bytes the model reports after prefilling n tokens.
+    public var stateBytes: Int
+    /// What the model computes it needs for n tokens (`stateBytes(forTokens:)`).
+    public var expectedStateBytes: Int
+    /// Weights in memory (parameters × 4 bytes as f32).
+    public var weightBytes: Int
+    /// Peak resident memory of the process during this point (building the model, warm-up, runs).
+    public var peakResidentBytes: Int?
+    /// Why the point has no measurements (e.g. beyond the model's context limit).
+    public var skipped: String?
+    /// n / median prefill seconds.
+    public var prefillTokensPerSecond: Double?
+    /// 1 / median decode seconds per token.
+    public var decodeTokensPerSecond: Double?
+}
+
+/// Seconds per component of one forward pass, from the profiler's timers.
+public struct BenchBreakdown: Sendable, Codable, Equatable {
+    public var model: String
+    public var context: Int
+    /// "prefill" (n tokens at once) or "decode" (one step at depth n, averaged over the decode steps).
+    public var phase: String
+    /// Wall time of the profiled pass (per step for decode).
+    public var wallSeconds: Double
+    public var components: [Component]
+
+    public struct Component: Sendable, Codable, Equatable {
+        public var name: String
+        public var seconds: Double
+    }
+
+    /// Wall time outside every timer (loops, copies, checks).
+    public var otherSeconds: Double { max(0, wallSeconds - components.reduce(0) { $0 + $1.seconds }) }
+}
+
+/// Everything a sweep produced; partial when interrupted.
+public struct BenchResults: Sendable, Codable {
+    public var machine: BenchMachine
+    public var settings: BenchSettings
+    public var models: [String]
+    /// Whether each model's state is per-token (attention) or constant (SSM), by name.
+    public var constantState: [String: Bool]
+    public var startedAt: String
+    public var wallSeconds: Double
+    public var interrupted: Bool
+    public var peakIsPerPoint: Bool
+    public var points: [BenchPoint]
+    public var breakdowns: [BenchBreakdown]
+
+    public func points(of model: String) -> [BenchPoint] {
+        points.filter { $0.model == model && $0.skipped == nil }.sorted { $0.context < $1.context }
+    }
+}
+
+/// Runs the sweep: for each context n (ascending), each model in turn — interleaved, so that the
+/// models' ratios come from the same conditions — is built fresh, warmed up, then timed
+/// `repetitions` times: reset, prefill n random ids (timed), then `decodeTokens` decode steps
+/// (each timed). Only the phases are timed: building the model, the warm-up and the checks are not.
+public final class BenchRunner {
+    public let subjects: [BenchSubject]
+    public let settings: BenchSettings
+    /// Progress lines (for stderr).
+    public var progress: (String) -> Void
+
+    public init(subjects: [BenchSubject], settings: BenchSettings, progress: @escaping (String) -> Void = { _ in }) {
+        self.subjects = subjects
+        self.settings = settings
+        self.progress = progress
+    }
+
+    public func run() -> BenchResults {
+        BLAS.threads = settings.threads
+        let start = Clock.now()
+        let peakPerPoint = ProcessMemory.resetPeak()
+        var results = BenchResults(
+            machine: .current(threads: settings.threads), settings: settings, models: subjects.map(\.name),
+            constantState: [:], startedAt: ISO8601DateFormatter().string(from: Date()), wallSeconds: 0,
+            interrupted: false, peakIsPerPoint: peakPerPoint, points: [], breakdowns: [])
+        let total = settings.contexts.count * subjects.count
+        var done = 0
+        sweep: for n in settings.contexts {
+            for subject in subjects {
+                if BenchStop.isRequested { results.interrupted = true; break sweep }
+                done += 1
+                let label = "[\(done)/\(total)] \(subject.name) n=\(n)"
+                let (point, breakdowns, constant) = measure(subject, context: n, label: label)
+                results.points.append(point)
+                results.breakdowns += breakdowns
+                if let constant { results.constantState[subject.name] = constant }
+                progress(summaryLine(label, point, elapsed: Clock.now() - start))
+            }
+        }
+        if BenchStop.isRequested { results.interrupted = true }
+        results.wallSeconds = Clock.now() - start
+        return results
+    }
+
+    private func summaryLine(_ label: String, _ p: BenchPoint, elapsed: Double) -> String {
+        guard let pre = p.prefill, let dec = p.decode else {
+            return "\(label): skipped (\(p.skipped ?? "no measurement"))"
+        }
+        return String(format: "%@: prefill %.3f s (%.0f tok/s), decode %.2f ms/token (%.1f tok/s), state %@, peak RSS %@, %d reps  [%.0f s]",
+                      label, pre.median, p.prefillTokensPerSecond ?? 0, dec.median * 1e3, p.decodeTokensPerSecond ?? 0,
+                      formatBytes(p.stateBytes), p.peakResidentBytes.map(formatBytes) ?? "?", p.repetitions, elapsed)
+    }
+
+    /// Seeded random token ids in [0, vocab).
+    static func randomIds(count: Int, vocab: Int, seed: UInt64) -> [Int] {
+        var rng = SplitMix64(seed: seed)
+        return (0..<count).map { _ in Int(rng.next() % UInt64(vocab)) }
+    }
+
+    private func measure(_ subject: BenchSubject, context n: Int, label: String)
+        -> (BenchPoint, [BenchBreakdown], Bool?) {
+        let steps = settings.decodeTokens
+        var point = BenchPoint(model: subject.name, architecture: "?", parameters: 0, context: n, decodeTokens: steps,
+                               repetitions: 0, prefill: nil, prefillSamples: [], decode: nil, decodeRepetitionMedians: [],
+                               stateBytes: 0, expectedStateBytes: 0, weightBytes: 0, peakResidentBytes: nil, skipped: nil,
+                               prefillTokensPerSecond: nil, decodeTokensPerSecond: nil)
+        var breakdowns: [BenchBreakdown] = []
+        var constant: Bool? = nil
+        ProcessMemory.resetPeak()
+        do {
+            progress("\(label): building")
+            let model = try subject.make(n + steps)
+            point.architecture = model.info.architecture
+            point.parameters = model.info.parameterCount
+            point.weightBytes = model.info.parameterCount * 4
+            constant = model.stateBytes(forTokens: 1) == model.stateBytes(forTokens: 2)
+            guard n + steps <= min(model.contextCapacity, model.info.maxContext) else {
+                point.skipped = "n + decode tokens exceeds the model's context (\(min(model.contextCapacity, model.info.maxContext)))"
+                return (point, [], constant)
+            }
+            let vocab = model.info.vocabSize
+            let ids = Self.randomIds(count: n, vocab: vocab, seed: settings.seed &+ UInt64(n))
+            let next = Self.randomIds(count: steps, vocab: vocab, seed: settings.seed &+ 0x5eed &+ UInt64(n))
+
+            // Warm-up: touches the weights, starts the BLAS threads; not recorded.
+            try model.prefill(Array(ids.prefix(max(1, min(n, settings.warmupTokens)))))
+            for t in next.prefix(4) { try model.decode(t) }
+            model.reset()
+
+            if settings.breakdownContexts.contains(n) {
+                progress("\(label): component breakdown")
+                Profiler.reset()
+                Profiler.enabled = true
+                defer { Profiler.enabled = false }
+                var t0 = Clock.now()
+                try model.prefill(ids)
+                let prefillWall = Clock.now() - t0
+                breakdowns.append(Self.breakdown(subject.name, n, "prefill", wall: prefillWall, divisor: 1))
+                Profiler.reset()
+                t0 = Clock.now()
+                for t in next { try model.decode(t) }
+                let decodeWall = (Clock.now() - t0) / Double(max(steps, 1))
+                if steps > 0 { breakdowns.append(Self.breakdown(subject.name, n, "decode", wall: decodeWall, divisor: Double(steps))) }
+                Profiler.enabled = false
+                Profiler.reset()
+                model.reset()
+            }
+
+            var allSteps: [Double] = []
+            var stepTimes = [Double](repeating: 0, count: steps)
+            let pointStart = Clock.now()
+            for r in 0..<settings.repetitions {
+                if BenchStop.isRequested { break }
+                if r > 0, let limit = settings.maxSecondsPerPoint {
+                    let perRep = (Clock.now() - pointStart) / Double(r)
+                    if Clock.now() - pointStart + perRep > limit { break }
+                }
+                progress("\(label): repetition \(r + 1)/\(settings.repetitions)")
+                model.reset()
+                let t0 = Clock.now()
+                try model.prefill(ids)
+                point.prefillSamples.append(Clock.now() - t0)
+                point.stateBytes = model.stateBytes
+                point.expectedStateBytes = model.stateBytes(forTokens: n)
+                for (i, t) in next.enumerated() {
+                    let s0 = Clock.now()
+                    try model.decode(t)
+                    stepTimes[i] = Clock.now() - s0
+                }
+                allSteps += stepTimes
+                if let m = BenchStatistics.median(stepTimes) { point.decodeRepetitionMedians.append(m) }
+                point.repetitions += 1
+            }
+            point.prefill = BenchSummary(point.prefillSamples)
+            if let m = BenchStatistics.median(allSteps), let lo = point.decodeRepetitionMedians.min(),
+               let hi = point.decodeRepetitionMedians.max() {
+                point.decode = BenchSummary(median: m, min: lo, max: hi, count: allSteps.count)
+            }
+            point.prefillTokensPerSecond = point.prefill.map { Double(n) / $0.median }
+            point.decodeTokensPerSecond = point.decode.map { 1 / $0.median }
+            if point.repetitions == 0 { point.skipped = "interrupted" }
+        } catch {
+            point.skipped = "\(error)"
+        }
+        point.peakResidentBytes = ProcessMemory.peakBytes
+        return (point, breakdowns, constant)
+    }
+
+    static func breakdown(_ model: String, _ n: Int, _ phase: String, wall: Double, divisor: Double) -> BenchBreakdown {
+        BenchBreakdown(model: model, context: n, phase: phase, wallSeconds: wall,
+                       components: Profiler.seconds.map { .init(name: $0.0.description, seconds: $0.1 / divisor) })
+    }
+}

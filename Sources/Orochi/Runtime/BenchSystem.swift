@@ -1,0 +1,77 @@
+import Foundation
+
+/// The process's resident memory, from /proc/self/status (Linux), with getrusage as the fallback.
+public enum ProcessMemory {
+    /// Current resident set (VmRSS), bytes.
+    public static var residentBytes: Int? { statusField("VmRSS:") }
+
+    /// Peak resident set (VmHWM) since the process started or since the last `resetPeak()`, bytes.
+    public static var peakBytes: Int? {
+        if let v = statusField("VmHWM:") { return v }
+        var usage = rusage()
+        guard getrusage(0 /* RUSAGE_SELF */, &usage) == 0 else { return nil }
+        return Int(usage.ru_maxrss) * 1024   // kilobytes on Linux
+    }
+
+    /// Resets the peak to the current resident set (writing 5 to /proc/self/clear_refs, Linux ≥ 4.0),
+    /// so that each benchmark point reports its own peak. Returns false where that is not possible;
+    /// the peak is then the process's since it started.
+    @discardableResult
+    public static func resetPeak() -> Bool {
+        guard let fd = fopen("/proc/self/clear_refs", "w") else { return false }
+        defer { fclose(fd) }
+        return fputs("5", fd) >= 0 && fflush(fd) == 0
+    }
+
+    static func statusField(_ key: String) -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix(key) {
+            let parts = line.dropFirst(key.count).split(separator: " ")
+            guard let value = parts.first.flatMap({ Int($0) }) else { return nil }
+            return value * 1024   // "kB"
+        }
+        return nil
+    }
+}
+
+/// What the figures were measured on, for titles and records.
+public struct BenchMachine: Sendable, Codable, Equatable {
+    public var cpu: String
+    public var logicalCPUs: Int
+    public var memoryBytes: Int
+    public var threads: Int
+    public var openblasCoreType: String?
+    public var os: String
+
+    public init(cpu: String, logicalCPUs: Int, memoryBytes: Int, threads: Int, openblasCoreType: String?, os: String) {
+        self.cpu = cpu; self.logicalCPUs = logicalCPUs; self.memoryBytes = memoryBytes
+        self.threads = threads; self.openblasCoreType = openblasCoreType; self.os = os
+    }
+
+    public static func current(threads: Int) -> BenchMachine {
+        var cpu = "unknown CPU"
+        if let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+           let line = text.split(separator: "\n").first(where: { $0.hasPrefix("model name") }),
+           let colon = line.firstIndex(of: ":") {
+            cpu = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        var os = ProcessInfo.processInfo.operatingSystemVersionString
+        if let text = try? String(contentsOfFile: "/etc/os-release", encoding: .utf8),
+           let line = text.split(separator: "\n").first(where: { $0.hasPrefix("PRETTY_NAME=") }) {
+            os = line.dropFirst("PRETTY_NAME=".count).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+        }
+        return BenchMachine(cpu: cpu, logicalCPUs: ProcessInfo.processInfo.activeProcessorCount,
+                            memoryBytes: Int(ProcessInfo.processInfo.physicalMemory), threads: threads,
+                            openblasCoreType: ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"], os: os)
+    }
+
+    /// "AMD EPYC 9B45, 2 threads" — for plot titles.
+    public var label: String { "\(cpu), \(threads) thread\(threads == 1 ? "" : "s")" }
+}
+
+/// A stop request (Ctrl-C), checked by the sweep between measurements. Set from a signal handler,
+/// so it is a plain word written once.
+public enum BenchStop {
+    nonisolated(unsafe) public static var requested: Int32 = 0
+    public static var isRequested: Bool { requested != 0 }
+}

@@ -1,0 +1,139 @@
+import ArgumentParser
+import Foundation
+import Orochi
+
+/// `orochi bench`: the scaling sweep. The measuring, the analysis and the plots live in the
+/// library (Runtime/Bench*.swift); this parses options, installs the Ctrl-C handler and writes files.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure how prefill, decode and memory scale with the context, for several models interleaved.",
+        discussion: """
+            For each model and context n: prefill n random token ids (timed), then decode at depth n \
+            (each step timed; the median is the per-token latency). A warm-up comes first; medians and \
+            min–max are over --repetitions. Progress goes to stderr. Ctrl-C stops after the current \
+            measurement and writes the partial results (exit status 130).
+            Presets: \(BenchPresets.all.map { "\($0.name) (\($0.summary))" }.joined(separator: "; ")).
+            """)
+
+    @Option(name: .long, help: "A model directory to measure (repeatable).")
+    var model: [String] = []
+
+    @Option(name: .long, help: "A random-weight preset to measure (repeatable): \(BenchPresets.names.joined(separator: ", ")).")
+    var preset: [String] = []
+
+    @Option(name: .long, help: "Context lengths, comma-separated (e.g. 128,256,512).")
+    var contexts: String = "128,256,512,1024,2048,4096"
+
+    @Option(name: .long, help: "Decode steps timed at each depth.")
+    var decodeTokens: Int = 32
+
+    @Option(name: .long, help: "Repetitions of each point after the warm-up.")
+    var repetitions: Int = 3
+
+    @Option(name: .long, help: "Stop repeating a point after this many seconds (at least one repetition runs).")
+    var maxSecondsPerPoint: Double?
+
+    @Option(name: .long, help: "Contexts at which to take the per-component breakdown (default: the smallest and the largest; 'none' for none).")
+    var breakdownContexts: String?
+
+    @Option(name: .long, help: "Threads for matrix products.")
+    var threads: Int = 2
+
+    @Option(name: .long, help: "Seed of the random token ids and preset weights.")
+    var seed: UInt64 = 1
+
+    @Option(name: .long, help: "Output format: table, csv or json.")
+    var format: String = "table"
+
+    @Option(name: .long, help: "Write the output to this file instead of stdout.")
+    var out: String?
+
+    @Option(name: .long, help: "Draw the plots (PNG and SVG, with gnuplot) into this folder.")
+    var plot: String?
+
+    @Option(name: .long, help: "Also write every format next to this path prefix (PREFIX.csv, PREFIX.json, PREFIX.txt).")
+    var saveAll: String?
+
+    @Option(name: .long, help: "Fill this Markdown template's {{placeholders}} with the results …")
+    var docTemplate: String?
+
+    @Option(name: .long, help: "… and write the document here (e.g. docs/scaling.md).")
+    var doc: String?
+
+    func parsedContexts() throws -> [Int] {
+        let values = contexts.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        let ns = try values.map { v -> Int in
+            guard let n = Int(v), n > 0 else { throw ValidationError("--contexts: '\(v)' is not a positive integer") }
+            return n
+        }
+        guard !ns.isEmpty else { throw ValidationError("--contexts is empty") }
+        return Array(Set(ns)).sorted()
+    }
+
+    func validate() throws {
+        guard !model.isEmpty || !preset.isEmpty else { throw ValidationError("give at least one --model DIR or --preset NAME") }
+        for p in preset where BenchPresets.named(p) == nil {
+            throw ValidationError("unknown preset '\(p)' (known: \(BenchPresets.names.joined(separator: ", ")))")
+        }
+        _ = try parsedContexts()
+        guard decodeTokens >= 1 else { throw ValidationError("--decode-tokens must be ≥ 1") }
+        guard repetitions >= 1 else { throw ValidationError("--repetitions must be ≥ 1") }
+        guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1") }
+        guard BenchFormat(rawValue: format) != nil else { throw ValidationError("--format must be table, csv or json") }
+        guard (docTemplate == nil) == (doc == nil) else { throw ValidationError("--doc-template and --doc go together") }
+    }
+
+    func run() throws {
+        let ns = try parsedContexts()
+        var breakdown: [Int]? = nil
+        if let b = breakdownContexts {
+            breakdown = b == "none" ? [] : b.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        }
+        let settings = BenchSettings(contexts: ns, decodeTokens: decodeTokens, repetitions: repetitions, threads: threads,
+                                     seed: seed, maxSecondsPerPoint: maxSecondsPerPoint, breakdownContexts: breakdown)
+        // Presets first, then model directories, each in the order given.
+        let subjects = preset.compactMap { BenchPresets.named($0)?.subject(seed: seed) } + model.map(BenchSubject.directory)
+
+        // Ctrl-C sets a flag the sweep checks between measurements; a second Ctrl-C kills at once.
+        signal(SIGINT) { _ in
+            BenchStop.requested = 1
+            signal(SIGINT, SIG_DFL)
+        }
+        let runner = BenchRunner(subjects: subjects, settings: settings, progress: { printError($0) })
+        let results = runner.run()
+        if results.interrupted { printError("interrupted: writing the partial results") }
+
+        let text = try BenchReport.render(results, format: BenchFormat(rawValue: format)!)
+        if let out {
+            try text.write(toFile: out, atomically: true, encoding: .utf8)
+            printError("wrote \(out)")
+        } else {
+            emit(text)
+        }
+        if let prefix = saveAll {
+            try BenchReport.csv(results).write(toFile: prefix + ".csv", atomically: true, encoding: .utf8)
+            try BenchReport.json(results).write(toFile: prefix + ".json", atomically: true, encoding: .utf8)
+            try BenchReport.table(results).write(toFile: prefix + ".txt", atomically: true, encoding: .utf8)
+            printError("wrote \(prefix).csv, .json, .txt")
+        }
+        var images: [String: String] = [:]
+        if let plot {
+            let dir = URL(fileURLWithPath: plot)
+            do {
+                let files = try BenchPlot.draw(results, into: dir)
+                printError("drew \(files.count) plots into \(plot)")
+                for f in files where f.hasSuffix(".png") { images[String(f.dropLast(4))] = f }
+            } catch {
+                printError("plots: \(error)")
+            }
+        }
+        if let docTemplate, let doc {
+            let template = try String(contentsOfFile: docTemplate, encoding: .utf8)
+            let command = "orochi bench " + CommandLine.arguments.dropFirst(2).joined(separator: " ")
+            try BenchReport.fillTemplate(template, results: results, command: command, plots: images)
+                .write(toFile: doc, atomically: true, encoding: .utf8)
+            printError("wrote \(doc)")
+        }
+        if results.interrupted { throw ExitCode(130) }
+    }
+}
