@@ -214,7 +214,7 @@ public enum BenchReport {
         var out = "| model | curve | range of n | exponent k | R² |\n|---|---|---|---:|---:|\n"
         for f in analysis.fits {
             let what = f.curve == "prefill" ? "prefill time" : "decode time per token"
-            out += "| \(f.model) | \(what) | \(grouped(Int(f.fit.fromX)))–\(grouped(Int(f.fit.toX))) (\(f.fit.points) points) | "
+            out += "| \(f.model) | \(what) | \(grouped(Int(f.fit.fromX.rounded())))–\(grouped(Int(f.fit.toX.rounded()))) (\(f.fit.points) points) | "
             out += String(format: "%.2f | %.3f |\n", f.fit.exponent, f.fit.rSquared)
         }
         return out

@@ -47,9 +47,9 @@ public struct PowerLawFit: Sendable, Equatable, Codable {
     /// Fits the points with positive x and y inside `range` (all when nil); nil with fewer than 2
     /// distinct x values.
     public static func fit(x: [Double], y: [Double], range: ClosedRange<Double>? = nil) -> PowerLawFit? {
-        var lx: [Double] = [], ly: [Double] = []
+        var lx: [Double] = [], ly: [Double] = [], used: [Double] = []
         for (a, b) in zip(x, y) where a > 0 && b > 0 && (range?.contains(a) ?? true) {
-            lx.append(Foundation.log(a)); ly.append(Foundation.log(b))
+            lx.append(Foundation.log(a)); ly.append(Foundation.log(b)); used.append(a)
         }
         guard lx.count >= 2, Set(lx).count >= 2 else { return nil }
         let n = Double(lx.count)
@@ -64,7 +64,7 @@ public struct PowerLawFit: Sendable, Equatable, Codable {
         for (a, b) in zip(lx, ly) { let r = b - (intercept + k * a); ssRes += r * r }
         let r2 = syy > 0 ? 1 - ssRes / syy : 1
         return PowerLawFit(exponent: k, coefficient: Foundation.exp(intercept), rSquared: r2,
-                           fromX: Foundation.exp(lx.min()!), toX: Foundation.exp(lx.max()!), points: lx.count)
+                           fromX: used.min()!, toX: used.max()!, points: lx.count)
     }
 
     public func predict(_ x: Double) -> Double { coefficient * Foundation.pow(x, exponent) }

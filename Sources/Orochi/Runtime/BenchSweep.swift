@@ -199,12 +199,13 @@ public final class BenchRunner {
                 var t0 = Clock.now()
                 try model.prefill(ids)
                 let prefillWall = Clock.now() - t0
-                breakdowns.append(Self.breakdown(subject.name, n, "prefill", wall: prefillWall, divisor: 1))
+                // A model without timers (none entered) gives no breakdown.
+                if !Profiler.seconds.isEmpty { breakdowns.append(Self.breakdown(subject.name, n, "prefill", wall: prefillWall, divisor: 1)) }
                 Profiler.reset()
                 t0 = Clock.now()
                 for t in next { try model.decode(t) }
                 let decodeWall = (Clock.now() - t0) / Double(max(steps, 1))
-                if steps > 0 { breakdowns.append(Self.breakdown(subject.name, n, "decode", wall: decodeWall, divisor: Double(steps))) }
+                if steps > 0 && !Profiler.seconds.isEmpty { breakdowns.append(Self.breakdown(subject.name, n, "decode", wall: decodeWall, divisor: Double(steps))) }
                 Profiler.enabled = false
                 Profiler.reset()
                 model.reset()

@@ -1,0 +1,243 @@
+import Foundation
+import Testing
+@testable import Orochi
+
+/// The parts of the benchmark that can be checked without timing: statistics and the log-log fit
+/// on synthetic data, crossovers, the CSV/JSON schema, memory accounting, the template, the stop.
+struct BenchStatisticsTests {
+    @Test func medianOddEvenEmpty() {
+        #expect(BenchStatistics.median([3, 1, 2]) == 2)
+        #expect(BenchStatistics.median([4, 1, 3, 2]) == 2.5)
+        #expect(BenchStatistics.median([]) == nil)
+        let s = BenchSummary([5, 1, 9, 3])!
+        #expect(s.median == 4 && s.min == 1 && s.max == 9 && s.count == 4)
+    }
+
+    @Test(arguments: [0.0, 1.0, 2.0, 0.5])
+    func exactPowerLawIsRecovered(_ k: Double) throws {
+        let x = [128.0, 256, 512, 1024, 2048, 4096, 8192, 16384]
+        let y = x.map { 3e-6 * pow($0, k) }
+        let f = try #require(PowerLawFit.fit(x: x, y: y))
+        #expect(abs(f.exponent - k) < 1e-9)
+        #expect(abs(f.coefficient - 3e-6) / 3e-6 < 1e-9)
+        #expect(abs(f.rSquared - 1) < 1e-9 || k == 0)
+        #expect(f.points == 8 && f.fromX == 128 && f.toX == 16384)
+        #expect(abs(f.predict(1000) - 3e-6 * pow(1000, k)) / (3e-6 * pow(1000, k)) < 1e-9)
+    }
+
+    /// Linear work plus quadratic work: the slope rises from ≈1 at short contexts towards 2, and
+    /// the range restriction selects the points.
+    @Test func affinePlusQuadraticSlopeRisesWithRange() throws {
+        let x = (7...14).map { pow(2.0, Double($0)) }          // 128 … 16384
+        let y = x.map { 1e-3 * $0 + 1e-7 * $0 * $0 }          // equal at n = 10,000
+        let all = try #require(PowerLawFit.fit(x: x, y: y))
+        let upper = try #require(PowerLawFit.fit(x: x, y: y, range: 2048...Double.infinity))
+        let lower = try #require(PowerLawFit.fit(x: x, y: y, range: 0...512))
+        #expect(upper.points == 4 && lower.points == 3)
+        #expect(lower.exponent > 1 && lower.exponent < 1.1)
+        #expect(upper.exponent > all.exponent && upper.exponent < 2)
+        #expect(all.exponent > lower.exponent)
+    }
+
+    @Test func multiplicativeNoiseAveragesOut() throws {
+        var rng = SplitMix64(seed: 7)
+        let x = (0..<64).map { 100.0 * pow(1.1, Double($0)) }
+        let y = x.map { 2 * pow($0, 1.5) * (1 + 0.05 * (Double(rng.nextUnitFloat()) - 0.5)) }
+        let f = try #require(PowerLawFit.fit(x: x, y: y))
+        #expect(abs(f.exponent - 1.5) < 0.01)
+        #expect(f.rSquared > 0.999)
+    }
+
+    @Test func degenerateInputsGiveNoFit() {
+        #expect(PowerLawFit.fit(x: [100], y: [1]) == nil)
+        #expect(PowerLawFit.fit(x: [100, 100], y: [1, 2]) == nil)
+        #expect(PowerLawFit.fit(x: [0, -1, 5], y: [1, 2, 3]) == nil)   // one usable point
+    }
+
+    @Test func crossoverInterpolatesOnLogAxes() {
+        let x = [128.0, 256, 512, 1024]
+        // ratio challenger/incumbent: 4, 2, 1/2, 1/4 → log ratio crosses zero halfway between 256 and 512.
+        let c = Crossover.find(x: x, challenger: [4, 4, 4, 4], incumbent: [1, 2, 8, 16])
+        guard case .measured(let at) = c else { Issue.record("expected a measured crossover, got \(c)"); return }
+        #expect(abs(at - sqrt(256.0 * 512)) < 1e-6)
+        #expect(Crossover.find(x: x, challenger: [1, 1, 1, 1], incumbent: [2, 2, 2, 2]) == .fromStart(x: 128))
+    }
+
+    @Test func crossoverBeyondRangeExtrapolatesConvergingFits() {
+        let x = [128.0, 256, 512, 1024]
+        let ssm = x.map { 0.01 * $0 }                   // k = 1
+        let attn = x.map { 1e-6 * $0 * $0 }             // k = 2, cheaper until n = 10,000
+        let c = Crossover.find(x: x, challenger: ssm, incumbent: attn,
+                               challengerFit: PowerLawFit.fit(x: x, y: ssm), incumbentFit: PowerLawFit.fit(x: x, y: attn))
+        guard case .beyondRange(let last, let e?) = c else { Issue.record("expected an extrapolation, got \(c)"); return }
+        #expect(last == 1024)
+        #expect(abs(e - 10_000) < 1e-3)
+        // Parallel fits never meet.
+        let same = Crossover.find(x: x, challenger: x.map { 2 * $0 }, incumbent: x,
+                                  challengerFit: PowerLawFit.fit(x: x, y: x.map { 2 * $0 }), incumbentFit: PowerLawFit.fit(x: x, y: x))
+        #expect(same == .beyondRange(lastX: 1024, extrapolated: nil))
+    }
+}
+
+/// A stand-in state-space model: constant state, no arithmetic. Lets the analysis see an SSM
+/// beside a real (tiny) Llama without timing anything meaningful.
+final class ConstantStateModel: LanguageModel {
+    let info = ModelInfo(architecture: "FakeSSM", modelType: "fake", vocabSize: 50, hiddenSize: 4, layerCount: 1,
+                         parameterCount: 10, maxContext: Int.max, fileDTypes: [:], details: [], fingerprint: 0)
+    private(set) var position = 0
+    let contextCapacity = Int.max
+    private var logits = [Float](repeating: 0, count: 50)
+    func prefill(_ tokens: [Int], allLogits: UnsafeMutablePointer<Float>?) throws { position += tokens.count }
+    func decode(_ token: Int) throws { position += 1 }
+    var lastLogits: UnsafeBufferPointer<Float> { logits.withUnsafeBufferPointer { $0 } }
+    func reset() { position = 0 }
+    var stateBytes: Int { 4096 }
+    func stateBytes(forTokens tokens: Int) -> Int { 4096 }
+    func saveState() -> [UInt8] { [] }
+    func loadState(_ bytes: [UInt8]) throws {}
+}
+
+/// Runs real sweeps (tiny models), so it is serialized: the stop flag and the profiler are global.
+@Suite(.serialized)
+struct BenchSweepTests {
+    static let fixture = Fixtures.directory("llama", "gqa_linear_f32")   // 2 layers, 2 KV heads, d 8, 64 positions
+
+    static func sweep(contexts: [Int] = [8, 16, 32, 64], breakdown: [Int]? = nil) -> BenchResults {
+        let subjects = [
+            BenchSubject.directory(fixture.path),
+            BenchSubject(name: "fake-ssm") { _ in ConstantStateModel() },
+        ]
+        let settings = BenchSettings(contexts: contexts, decodeTokens: 3, repetitions: 2, threads: 1, seed: 5,
+                                     breakdownContexts: breakdown, warmupTokens: 4)
+        return BenchRunner(subjects: subjects, settings: settings).run()
+    }
+
+    @Test func memoryAccountingEqualsComputedSizes() throws {
+        let r = Self.sweep()
+        #expect(!r.interrupted)
+        #expect(r.models == ["gqa_linear_f32", "fake-ssm"])
+        // Interleaved: for each n, each model in turn.
+        #expect(r.points.map(\.model) == ["gqa_linear_f32", "fake-ssm", "gqa_linear_f32", "fake-ssm",
+                                          "gqa_linear_f32", "fake-ssm", "gqa_linear_f32", "fake-ssm"])
+        let llama = r.points.filter { $0.model == "gqa_linear_f32" }
+        for p in llama.prefix(3) {
+            #expect(p.skipped == nil)
+            // K and V × 2 layers × 2 KV heads × head_dim 8 × 4 bytes per token.
+            #expect(p.stateBytes == 2 * 2 * 2 * 8 * 4 * p.context)
+            #expect(p.stateBytes == p.expectedStateBytes)
+            #expect(p.repetitions == 2 && p.prefillSamples.count == 2 && p.decodeRepetitionMedians.count == 2)
+            #expect(p.decode?.count == 6)
+            #expect(p.weightBytes == p.parameters * 4 && p.parameters > 0)
+            #expect((p.peakResidentBytes ?? 0) > 0)
+        }
+        // 64 + 3 decode tokens do not fit the fixture's 64 positions.
+        #expect(llama[3].skipped != nil && llama[3].prefill == nil)
+        #expect(r.points.filter { $0.model == "fake-ssm" }.allSatisfy { $0.stateBytes == 4096 && $0.skipped == nil })
+        #expect(r.constantState == ["gqa_linear_f32": false, "fake-ssm": true])
+
+        let a = BenchAnalysis(r)
+        let mem = try #require(a.memory.first { $0.model == "gqa_linear_f32" })
+        #expect(mem.bytesPerToken == 256 && mem.fixedBytes == 0 && mem.accountingMatches && !mem.constantState)
+        let ssm = try #require(a.memory.first { $0.model == "fake-ssm" })
+        #expect(ssm.bytesPerToken == 0 && ssm.fixedBytes == 4096 && ssm.constantState)
+        #expect(a.crossovers.map(\.phase) == ["prefill", "decode"])
+        #expect(a.crossovers.allSatisfy { $0.ssm == "fake-ssm" && $0.attention == "gqa_linear_f32" })
+    }
+
+    @Test func breakdownNamesComponentsOfBothPasses() throws {
+        let r = Self.sweep(contexts: [16], breakdown: [16])
+        #expect(r.breakdowns.map(\.phase) == ["prefill", "decode"])   // the fake model has no timers
+        let pre = try #require(r.breakdowns.first { $0.phase == "prefill" })
+        #expect(pre.model == "gqa_linear_f32" && pre.context == 16)
+        let names = Set(pre.components.map(\.name))
+        #expect(names.isSuperset(of: ["projections", "attention scores+softmax", "mlp", "norms", "lm_head"]))
+        #expect(pre.components.reduce(0) { $0 + $1.seconds } <= pre.wallSeconds * 1.0001)
+        #expect(!Profiler.enabled)
+    }
+
+    @Test func stopRequestEndsCleanlyWithPartialResults() {
+        BenchStop.requested = 1
+        defer { BenchStop.requested = 0 }
+        let r = Self.sweep()
+        #expect(r.interrupted)
+        #expect(r.points.isEmpty)
+        #expect(BenchReport.csv(r).split(separator: "\n").count == 1)   // the header alone
+    }
+
+    @Test func csvSchema() throws {
+        let r = Self.sweep(contexts: [8, 16])
+        let lines = BenchReport.csv(r).split(separator: "\n", omittingEmptySubsequences: false).dropLast()
+        #expect(lines.first == Substring(BenchReport.csvHeader.joined(separator: ",")))
+        #expect(BenchReport.csvHeader == [
+            "model", "architecture", "parameters", "threads", "n_ctx", "n_gen", "reps",
+            "prefill_s_median", "prefill_s_min", "prefill_s_max", "prefill_tok_s",
+            "decode_ms_median", "decode_ms_min", "decode_ms_max", "decode_tok_s",
+            "state_bytes", "expected_state_bytes", "weight_bytes", "peak_rss_bytes", "skipped",
+        ])
+        #expect(lines.count == 1 + 4)
+        for line in lines.dropFirst() {
+            let f = line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            #expect(f.count == BenchReport.csvHeader.count)
+            let col = { (name: String) in f[BenchReport.csvHeader.firstIndex(of: name)!] }
+            #expect(["8", "16"].contains(col("n_ctx")))
+            #expect(col("n_gen") == "3" && col("reps") == "2" && col("threads") == "1")
+            let pre = try #require(Double(col("prefill_s_median")))
+            #expect(Double(col("prefill_s_min"))! <= pre && pre <= Double(col("prefill_s_max"))!)
+            let tps = try #require(Double(col("prefill_tok_s")))
+            #expect(abs(tps * pre - Double(col("n_ctx"))!) / Double(col("n_ctx"))! < 1e-4)
+            #expect(Int(col("state_bytes")) == Int(col("expected_state_bytes")))
+            #expect(col("skipped").isEmpty)
+        }
+    }
+
+    @Test func jsonSchema() throws {
+        let r = Self.sweep(contexts: [8, 16, 32], breakdown: [8])
+        let text = try BenchReport.json(r)
+        let doc = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+        #expect(doc["schema"] as? String == "orochi-bench/1")
+        let results = try #require(doc["results"] as? [String: Any])
+        for key in ["machine", "settings", "models", "constantState", "startedAt", "wallSeconds", "interrupted",
+                    "peakIsPerPoint", "points", "breakdowns"] {
+            #expect(results[key] != nil, "results.\(key)")
+        }
+        let machine = try #require(results["machine"] as? [String: Any])
+        #expect(machine["threads"] as? Int == 1 && machine["cpu"] is String)
+        let points = try #require(results["points"] as? [[String: Any]])
+        #expect(points.count == 6)
+        let p = points[0]
+        for key in ["model", "architecture", "parameters", "context", "decodeTokens", "repetitions", "prefill",
+                    "prefillSamples", "decode", "decodeRepetitionMedians", "stateBytes", "expectedStateBytes",
+                    "weightBytes", "peakResidentBytes", "prefillTokensPerSecond", "decodeTokensPerSecond"] {
+            #expect(p[key] != nil, "point.\(key)")
+        }
+        let prefill = try #require(p["prefill"] as? [String: Any])
+        #expect(Set(prefill.keys) == ["median", "min", "max", "count"])
+        let analysis = try #require(doc["analysis"] as? [String: Any])
+        let fits = try #require(analysis["fits"] as? [[String: Any]])
+        #expect(fits.contains { $0["model"] as? String == "gqa_linear_f32" && $0["curve"] as? String == "prefill" && $0["range"] as? String == "all" })
+        #expect((analysis["memory"] as? [Any])?.count == 2)
+        // The document decodes back into the results it came from.
+        struct Back: Decodable { let results: BenchResults }
+        let back = try JSONDecoder().decode(Back.self, from: Data(text.utf8))
+        #expect(back.results.points == r.points)
+    }
+
+    @Test func templateIsFilledAndUnknownPlaceholdersAreMarked() {
+        let r = Self.sweep(contexts: [8, 16, 32])
+        let template = "# T\n{{machine}}\n{{table}}\nk = {{fit:gqa_linear_f32:prefill:all}}; flat {{flat:fake-ssm}}; {{state:gqa_linear_f32:8}}; {{fit:mamba-130m:prefill:all}}"
+        let out = BenchReport.fillTemplate(template, results: r, command: "orochi bench", plots: [:])
+        #expect(!out.contains("{{"))
+        #expect(out.contains("| gqa_linear_f32 | 8 | 2 |"))
+        #expect(out.range(of: "flat [0-9]+\\.[0-9]{2};", options: .regularExpression) != nil)
+        #expect(out.contains("2.0 KiB"))             // 256 bytes × 8 tokens
+        #expect(out.contains("(not measured)"))      // the model that was not in this run
+    }
+
+    @Test func presetsHaveThePublishedShapes() throws {
+        #expect(BenchPresets.names.contains("llama-130m"))
+        let config = try JSONDecoder().decode(LlamaConfig.self, from: Data(BenchPresets.llama130m.utf8))
+        #expect(config.hidden_size == 768 && config.num_hidden_layers == 12 && config.num_attention_heads == 12)
+        #expect(config.kvHeads == 12 && config.intermediate_size == 2048 && config.vocab_size == 32000 && config.tiedEmbeddings)
+        #expect((config.max_position_embeddings ?? 0) >= 16384 + 64)
+    }
+}
