@@ -60,6 +60,9 @@ struct Bench: ParsableCommand {
     @Option(name: .long, help: "… and write the document here (e.g. docs/scaling.md).")
     var doc: String?
 
+    @Option(name: .long, help: "Measure nothing: re-render the outputs, plots and document from a JSON file written by an earlier run.")
+    var replay: String?
+
     func parsedContexts() throws -> [Int] {
         let values = contexts.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         let ns = try values.map { v -> Int in
@@ -71,7 +74,7 @@ struct Bench: ParsableCommand {
     }
 
     func validate() throws {
-        guard !model.isEmpty || !preset.isEmpty else { throw ValidationError("give at least one --model DIR or --preset NAME") }
+        guard replay != nil || !model.isEmpty || !preset.isEmpty else { throw ValidationError("give at least one --model DIR or --preset NAME") }
         for p in preset where BenchPresets.named(p) == nil {
             throw ValidationError("unknown preset '\(p)' (known: \(BenchPresets.names.joined(separator: ", ")))")
         }
@@ -99,8 +102,13 @@ struct Bench: ParsableCommand {
             BenchStop.requested = 1
             signal(SIGINT, SIG_DFL)
         }
-        let runner = BenchRunner(subjects: subjects, settings: settings, progress: { printError($0) })
-        let results = runner.run()
+        var results: BenchResults
+        if let replay {
+            results = try BenchReport.decodeJSON(Data(contentsOf: URL(fileURLWithPath: replay)))
+        } else {
+            results = BenchRunner(subjects: subjects, settings: settings, progress: { printError($0) }).run()
+            results.command = (["orochi"] + CommandLine.arguments.dropFirst()).joined(separator: " ")
+        }
         if results.interrupted { printError("interrupted: writing the partial results") }
 
         let text = try BenchReport.render(results, format: BenchFormat(rawValue: format)!)
@@ -129,7 +137,7 @@ struct Bench: ParsableCommand {
         }
         if let docTemplate, let doc {
             let template = try String(contentsOfFile: docTemplate, encoding: .utf8)
-            let command = "orochi bench " + CommandLine.arguments.dropFirst(2).joined(separator: " ")
+            let command = results.command ?? (["orochi"] + CommandLine.arguments.dropFirst()).joined(separator: " ")
             try BenchReport.fillTemplate(template, results: results, command: command, plots: images)
                 .write(toFile: doc, atomically: true, encoding: .utf8)
             printError("wrote \(doc)")

@@ -24,7 +24,8 @@ public enum BenchPlot {
     }
 
     static func quoted(_ s: String) -> String {
-        "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            .replacingOccurrences(of: "\n", with: "\\n") + "\""
     }
 
     /// Writes data, scripts and images into `directory`; returns the image paths (relative to it).
@@ -47,7 +48,7 @@ public enum BenchPlot {
         let names = ProfileComponent.allCases.map(\.description) + ["other"]
         var bd = "label " + names.map(quoted).joined(separator: " ") + "\n"
         for b in results.breakdowns {
-            let label = "\(b.model)\\n\(b.phase) n=\(b.context)"
+            let label = "\(b.model) \(b.phase) n=\(b.context)"
             let cells = names.map { name -> String in
                 let s = name == "other" ? b.otherSeconds : b.components.first { $0.name == name }?.seconds ?? 0
                 return String(format: "%.3f", 100 * s / max(b.wallSeconds, 1e-12))
@@ -72,7 +73,8 @@ public enum BenchPlot {
         }
         scripts["prefill"] = """
             set title \(title("Prefill time vs context (log-log)"))
-            set logscale xy 2
+            set logscale x 2
+            set logscale y 10
             set format y '%g'
             set xlabel 'context n (tokens prefilled)'
             set ylabel 'prefill time (s), median, bars min–max'
@@ -92,11 +94,12 @@ public enum BenchPlot {
             """
         scripts["memory"] = """
             set title \(title("Memory vs context"))
-            set logscale xy 2
+            set logscale x 2
+            set logscale y 10
             set format y '%.0s %cB'
             set xlabel 'context n (tokens)'
-            set ylabel 'bytes'
-            set key top left
+            set ylabel 'bytes (k, M, G = 10³, 10⁶, 10⁹)'
+            set key bottom right
             set grid
             plot \(series("1:8", "linespoints lw 2", suffix: ": KV cache / state")), \\
               \(series("1:9", "linespoints dt 2", suffix: ": peak RSS of the point"))

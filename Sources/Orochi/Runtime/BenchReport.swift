@@ -173,6 +173,12 @@ public enum BenchReport {
         return String(decoding: data, as: UTF8.self) + "\n"
     }
 
+    /// The results of a document written by `json(_:)` (the analysis is recomputed).
+    public static func decodeJSON(_ data: Data) throws -> BenchResults {
+        struct Document: Decodable { let results: BenchResults }
+        return try JSONDecoder().decode(Document.self, from: data).results
+    }
+
     /// A human-readable table plus the analysis.
     public static func table(_ results: BenchResults) -> String {
         var out = "\(results.machine.label); decode over \(results.settings.decodeTokens) tokens; medians [min–max] over repetitions\n\n"

@@ -97,6 +97,8 @@ public struct BenchResults: Sendable, Codable {
     public var peakIsPerPoint: Bool
     public var points: [BenchPoint]
     public var breakdowns: [BenchBreakdown]
+    /// The command line that produced the results (set by the CLI).
+    public var command: String? = nil
 
     public func points(of model: String) -> [BenchPoint] {
         points.filter { $0.model == model && $0.skipped == nil }.sorted { $0.context < $1.context }
