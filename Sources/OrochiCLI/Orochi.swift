@@ -10,6 +10,7 @@ struct OrochiCommand: ParsableCommand {
         abstract: "Run and measure small language models (a transformer and a state-space model) on the CPU.",
         version: Orochi.version,
         subcommands: [
+            Tokenize.self, Detokenize.self,
         ]
     )
 }
