@@ -121,7 +121,7 @@ def add_byte_pieces(tok):
     return Tokenizer.from_str(json.dumps(data, ensure_ascii=False))
 
 
-def train_hf(train_file, out_dir, lines, vocab_size):
+def train_hf(train_file, out_dir, lines, vocab_size, unigram_vocab_size):
     # GPT-2 style byte-level BPE.
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -152,7 +152,7 @@ def train_hf(train_file, out_dir, lines, vocab_size):
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
     tok.train([train_file], trainers.UnigramTrainer(
-        vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>"], unk_token="<unk>",
+        vocab_size=unigram_vocab_size, special_tokens=["<unk>", "<s>", "</s>"], unk_token="<unk>",
         show_progress=False))
     tok.add_special_tokens(["<|user|>"])
     tok.add_tokens(["システム"])
@@ -180,7 +180,8 @@ def main():
     parser.add_argument("--out", default="Tests/OrochiTests/Fixtures/tokenizers")
     parser.add_argument("--test-lines", type=int, default=1000)
     parser.add_argument("--vocab-size", type=int, default=2000)
-    parser.add_argument("--hf-vocab-size", type=int, default=1200)
+    parser.add_argument("--hf-vocab-size", type=int, default=1200, help="BPE variants of tokenizers")
+    parser.add_argument("--only", choices=["sp", "hf"], help="regenerate one library's variants")
     args = parser.parse_args()
     os.makedirs(WORK, exist_ok=True)
     os.makedirs(args.out, exist_ok=True)
@@ -198,8 +199,10 @@ def main():
     train_file = os.path.join(WORK, "train.txt")
     write_lines(train_file, corpus[4 * args.test_lines:] + tricky[:20])
     print(f"{len(corpus)} corpus lines, {len(lines)} test lines", file=sys.stderr)
-    train_sentencepiece(train_file, args.out, lines, args.vocab_size)
-    train_hf(train_file, args.out, lines, args.hf_vocab_size)
+    if args.only in (None, "sp"):
+        train_sentencepiece(train_file, args.out, lines, args.vocab_size)
+    if args.only in (None, "hf"):
+        train_hf(train_file, args.out, lines, args.hf_vocab_size, args.vocab_size)
 
 
 if __name__ == "__main__":
