@@ -13,6 +13,8 @@ struct OrochiCommand: ParsableCommand {
             Generate.self,
             Forward.self,
             Inspect.self,
+            Tokenize.self,
+            Detokenize.self,
             Bench.self,
         ]
     )

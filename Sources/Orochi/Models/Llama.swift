@@ -293,7 +293,6 @@ public final class LlamaModel: LanguageModel {
             ("mlp gate / up / down", "[\(ffn), \(dim)] / [\(ffn), \(dim)] / [\(dim), \(ffn)]"),
             ("rope", "theta \(theta), scaling \(scaling)"),
             ("lm_head", config.tiedEmbeddings ? "tied to embed_tokens [\(vocab), \(dim)]" : "[\(vocab), \(dim)]"),
-            ("kv cache", "\(2 * layers * kvHeads * headDim * 4) bytes per token (f32), \(capacity) tokens allocated"),
         ]
         if let window = config.window { details.append(("sliding window", "\(window) tokens")) }
         let printBytes = Self.fingerprintBytes(config: config, embedding: embedding, count: vocab * dim)

@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Encode throughput of Orochi's tokenizers beside the reference libraries, in one run.
+
+Orochi is timed by its release binary (`orochi tokenize --benchmark N`, which times the encode
+loop only, after loading); sentencepiece and tokenizers by their Python bindings, single-threaded,
+on the same lines. Also: one long line without spaces vs the same bytes as short lines.
+"""
+import argparse, os, re, statistics, subprocess, sys, time
+
+os.environ.setdefault("RAYON_NUM_THREADS", "1")
+import sentencepiece as spm
+from tokenizers import Tokenizer
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.join(HERE, "..", "..")
+FIXTURES = os.path.join(ROOT, "Tests/OrochiTests/Fixtures/tokenizers")
+OUT = os.path.join(HERE, "..", "out")
+
+
+def median_seconds(fn, repetitions):
+    times = []
+    for _ in range(repetitions):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def orochi_mb_per_s(binary, tokenizer, path, repetitions):
+    out = subprocess.run([binary, "tokenize", "--tokenizer", tokenizer, "--file", path, "--benchmark", str(repetitions)],
+                         check=True, capture_output=True, text=True).stdout
+    return float(re.search(r"mb_per_s=([0-9.]+)", out).group(1))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--binary", default=os.path.join(ROOT, ".build/release/orochi"))
+    parser.add_argument("--megabytes", type=float, default=3.0)
+    parser.add_argument("--repetitions", type=int, default=5)
+    args = parser.parse_args()
+
+    source = os.path.join(OUT, "train.txt")
+    if not os.path.exists(source):
+        sys.exit("Scripts/out/train.txt is missing: run `make tokenizer-fixtures` first")
+    lines, size = [], 0
+    with open(source, encoding="utf-8") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            lines.append(line)
+            size += len(line.encode()) + 1
+            if size >= args.megabytes * 1e6:
+                break
+    short_path = os.path.join(OUT, "bench_lines.txt")
+    with open(short_path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    # ~1 MB without any space: the same text as short lines and as one line.
+    nospace, total = [], 0
+    for line in lines:
+        piece = line.replace(" ", "").replace("\t", "")
+        if piece:
+            nospace.append(piece)
+            total += len(piece.encode())
+        if total >= 1e6:
+            break
+    nospace_lines = os.path.join(OUT, "bench_nospace_lines.txt")
+    nospace_one = os.path.join(OUT, "bench_nospace_one_line.txt")
+    with open(nospace_lines, "w", encoding="utf-8") as f:
+        f.write("\n".join(nospace) + "\n")
+    with open(nospace_one, "w", encoding="utf-8") as f:
+        f.write("".join(nospace) + "\n")
+    megabytes = size / 1e6
+    print(f"text: {len(lines)} lines, {megabytes:.2f} MB of Japanese man pages; medians of {args.repetitions} runs")
+    print()
+    print("| variant | Orochi MB/s | reference MB/s | reference |")
+    print("|---|---:|---:|---|")
+    for variant in sorted(os.listdir(FIXTURES)):
+        folder = os.path.join(FIXTURES, variant)
+        if not os.path.isdir(folder):
+            continue
+        if os.path.exists(os.path.join(folder, "tokenizer.model")):
+            file = os.path.join(folder, "tokenizer.model")
+            sp = spm.SentencePieceProcessor(model_file=file)
+            seconds = median_seconds(lambda: sp.encode(lines, num_threads=1), args.repetitions)
+            reference = "sentencepiece (Python, C++ core, 1 thread)"
+        else:
+            file = os.path.join(folder, "tokenizer.json")
+            tok = Tokenizer.from_file(file)
+            seconds = median_seconds(lambda: tok.encode_batch(lines, add_special_tokens=False), args.repetitions)
+            reference = "tokenizers (Python, Rust core, 1 thread)"
+        ours = orochi_mb_per_s(args.binary, file, short_path, args.repetitions)
+        print(f"| {variant} | {ours:.2f} | {megabytes / seconds:.2f} | {reference} |")
+    print()
+    print("One ~1 MB line without spaces vs the same bytes as short lines (Orochi MB/s):")
+    print()
+    print("| variant | short lines | one line | sentencepiece short | sentencepiece one line |")
+    print("|---|---:|---:|---:|---:|")
+    one_line_text = "".join(nospace)
+    for variant in ["sp-unigram-nmt-nfkc", "sp-bpe-nmt-nfkc-bytes", "hf-bpe-metaspace-bytes", "hf-bpe-bytelevel"]:
+        folder = os.path.join(FIXTURES, variant)
+        file = os.path.join(folder, "tokenizer.model")
+        reference = ("", "")
+        if os.path.exists(file):
+            sp = spm.SentencePieceProcessor(model_file=file)
+            a = median_seconds(lambda: sp.encode(nospace, num_threads=1), 3)
+            b = median_seconds(lambda: sp.encode(one_line_text), 3)
+            reference = (f"{total / a / 1e6:.2f}", f"{total / b / 1e6:.2f}")
+        else:
+            file = os.path.join(folder, "tokenizer.json")
+        short = orochi_mb_per_s(args.binary, file, nospace_lines, 3)
+        one = orochi_mb_per_s(args.binary, file, nospace_one, 3)
+        print(f"| {variant} | {short:.2f} | {one:.2f} | {reference[0]} | {reference[1]} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,334 @@
+import Foundation
+
+/// A SentencePiece `tokenizer.model`: normalizer, then the unigram / BPE / word / char model,
+/// then unknown handling (byte fallback or merging runs of <unk>), as `sentencepiece` does.
+public final class SentencePieceTokenizer: Tokenizer {
+    typealias PieceType = SentencePieceProto.PieceType
+
+    let proto: SentencePieceProto
+    let pieces: [[UInt8]]
+    let scores: [Float]
+    let types: [PieceType]
+    /// Normal, user-defined and unused pieces (sentencepiece's `pieces_`).
+    let pieceTrie: ByteTrie
+    /// Control, unknown and byte pieces (sentencepiece's `reserved_id_map_`), looked up first.
+    let reservedIds: [[UInt8]: Int]
+    let userDefinedTrie: ByteTrie
+    let normalizer: SentencePieceNormalizer
+    let unknownId: Int
+    let byteIds: [Int]            // id of <0xXX>, or -1
+    let byteOfId: [Int16]         // the byte a byte piece stands for, or -1
+    let minScore: Float
+    let maxScore: Float
+
+    public var vocabSize: Int { pieces.count }
+    public let bosTokenId: Int?
+    public let eosTokenId: Int?
+    /// Whether `encode(_, addSpecialTokens: true)` prepends BOS / appends EOS. Defaults follow
+    /// Hugging Face's LlamaTokenizer (BOS yes, EOS no); a model directory's
+    /// tokenizer_config.json overrides them.
+    public var addBosToken = true
+    public var addEosToken = false
+
+    public convenience init(contentsOf url: URL) throws {
+        guard let data = FileManager.default.contents(atPath: url.path) else {
+            throw TokenizerError.fileNotFound(path: url.path)
+        }
+        try self.init(bytes: [UInt8](data), path: url.path)
+    }
+
+    public init(bytes: [UInt8], path: String = "<memory>") throws {
+        let proto: SentencePieceProto
+        do { proto = try SentencePieceProto(bytes: bytes) } catch let error as ProtobufReader.Malformed {
+            throw TokenizerError.corruptModel(path: path, detail: error.detail)
+        }
+        guard !proto.pieces.isEmpty else { throw TokenizerError.corruptModel(path: path, detail: "no pieces (field 1 of ModelProto)") }
+        self.proto = proto
+        pieces = proto.pieces.map(\.text)
+        scores = proto.pieces.map(\.score)
+        types = proto.pieces.map(\.type)
+
+        var normalEntries: [([UInt8], Int32)] = []
+        var userDefinedEntries: [([UInt8], Int32)] = []
+        var reserved: [[UInt8]: Int] = [:]
+        var unknown = -1
+        var byteIds = [Int](repeating: -1, count: 256)
+        var byteOfId = [Int16](repeating: -1, count: proto.pieces.count)
+        var minScore = Float.greatestFiniteMagnitude, maxScore = Float.leastNormalMagnitude  // C++ FLT_MAX, FLT_MIN
+        for (id, piece) in proto.pieces.enumerated() {
+            guard !piece.text.isEmpty else { throw TokenizerError.corruptModel(path: path, detail: "piece \(id) is empty") }
+            switch piece.type {
+            case .normal, .userDefined, .unused:
+                normalEntries.append((piece.text, Int32(id)))
+                if piece.type == .userDefined { userDefinedEntries.append((piece.text, Int32(id))) }
+                if piece.type == .normal { minScore = min(minScore, piece.score); maxScore = max(maxScore, piece.score) }
+            case .unknown, .control, .byte:
+                if reserved[piece.text] == nil { reserved[piece.text] = id }
+                if piece.type == .unknown {
+                    guard unknown < 0 else { throw TokenizerError.corruptModel(path: path, detail: "two unknown pieces (\(unknown) and \(id))") }
+                    unknown = id
+                }
+                if piece.type == .byte, let byte = Self.byteValue(ofPiece: piece.text) {
+                    byteIds[Int(byte)] = id
+                    byteOfId[id] = Int16(byte)
+                }
+            }
+        }
+        guard unknown >= 0 else { throw TokenizerError.corruptModel(path: path, detail: "no piece of type UNKNOWN") }
+        if proto.byteFallback && byteIds.contains(-1) {
+            throw TokenizerError.corruptModel(path: path, detail: "byte_fallback is set but not all 256 <0xXX> pieces exist")
+        }
+        pieceTrie = ByteTrie(normalEntries)
+        userDefinedTrie = ByteTrie(userDefinedEntries)
+        reservedIds = reserved
+        unknownId = unknown
+        self.byteIds = byteIds
+        self.byteOfId = byteOfId
+        self.minScore = minScore
+        self.maxScore = maxScore
+        do {
+            normalizer = try SentencePieceNormalizer(spec: proto.normalizer, treatWhitespaceAsSuffix: proto.treatWhitespaceAsSuffix,
+                                                     userDefined: userDefinedTrie)
+        } catch let error as ProtobufReader.Malformed {
+            throw TokenizerError.corruptModel(path: path, detail: error.detail)
+        }
+        let count = proto.pieces.count
+        bosTokenId = (0..<count).contains(proto.bosId) ? proto.bosId : nil
+        eosTokenId = (0..<count).contains(proto.eosId) ? proto.eosId : nil
+    }
+
+    /// "<0xE3>" → 0xE3.
+    static func byteValue(ofPiece piece: [UInt8]) -> UInt8? {
+        guard piece.count == 6, piece[0] == UInt8(ascii: "<"), piece[1] == UInt8(ascii: "0"),
+              piece[2] == UInt8(ascii: "x"), piece[5] == UInt8(ascii: ">"),
+              let value = UInt8(String(decoding: piece[3..<5], as: UTF8.self), radix: 16),
+              String(decoding: piece[3..<5], as: UTF8.self) == String(format: "%02X", value) else { return nil }
+        return value
+    }
+
+    public func piece(for id: Int) -> String? {
+        guard pieces.indices.contains(id) else { return nil }
+        return String(decoding: pieces[id], as: UTF8.self)
+    }
+
+    /// sentencepiece's PieceToId: reserved pieces first, then the vocabulary, else unk.
+    func pieceId(_ bytes: ArraySlice<UInt8>) -> Int {
+        if let id = reservedIds[Array(bytes)] { return id }
+        let id = pieceTrie.value(of: bytes)
+        return id >= 0 ? Int(id) : unknownId
+    }
+
+    // MARK: Encoding
+
+    public func encode(_ text: String, addSpecialTokens: Bool) -> [Int] {
+        encode(utf8: Array(text.utf8), addSpecialTokens: addSpecialTokens)
+    }
+
+    public func encode(utf8 text: [UInt8], addSpecialTokens: Bool) -> [Int] {
+        let normalized = normalizer.normalize(text)
+        let segments: [(range: Range<Int>, id: Int)]
+        switch proto.modelType {
+        case .unigram: segments = unigramSegments(normalized)
+        case .bpe: segments = bpeSegments(normalized)
+        case .word: segments = wordSegments(normalized)
+        case .char: segments = charSegments(normalized)
+        }
+        var ids: [Int] = []
+        ids.reserveCapacity(segments.count + 2)
+        if addSpecialTokens, addBosToken, let bos = bosTokenId { ids.append(bos) }
+        var previousWasUnknown = false
+        for (range, id) in segments {
+            let isUnknown = id == unknownId
+            if isUnknown && proto.byteFallback {
+                for byte in normalized[range] { ids.append(byteIds[Int(byte)]) }
+            } else if !(isUnknown && previousWasUnknown) {  // a run of unknown pieces becomes one <unk>
+                ids.append(id)
+            }
+            previousWasUnknown = isUnknown
+        }
+        if addSpecialTokens, addEosToken, let eos = eosTokenId { ids.append(eos) }
+        return ids
+    }
+
+    /// Viterbi over the lattice of pieces (sentencepiece's EncodeOptimized): the best path
+    /// ending at each byte offset, built left to right while walking the piece trie.
+    private func unigramSegments(_ text: [UInt8]) -> [(range: Range<Int>, id: Int)] {
+        let size = text.count
+        if size == 0 { return [] }
+        let unknownScore = minScore - 10  // sentencepiece's kUnkPenalty
+        var bestScore = [Float](repeating: 0, count: size + 1)
+        var bestStart = [Int32](repeating: -1, count: size + 1)
+        var bestId = [Int32](repeating: -1, count: size + 1)
+        text.withUnsafeBufferPointer { bytes in
+            types.withUnsafeBufferPointer { types in
+                scores.withUnsafeBufferPointer { scores in
+                    var start = 0
+                    while start < size {
+                        let scoreHere = bestScore[start]
+                        let charLength = min(utf8CharLength(bytes[start]), size - start)
+                        var hasSingleCharPiece = false
+                        var node = ByteTrie.root
+                        var end = start
+                        while end < size {
+                            node = pieceTrie.child(node, bytes[end])
+                            if node < 0 { break }
+                            end += 1
+                            let id = Int(pieceTrie.values[Int(node)])
+                            if id < 0 || types[id] == .unused { continue }
+                            let length = end - start
+                            // User-defined symbols get a bonus so they always win. Single
+                            // precision throughout, as sentencepiece 0.2.x computes it (ties
+                            // between equal-scoring splits depend on this rounding).
+                            let score: Float = types[id] == .userDefined ? Float(Double(Float(length) * maxScore) - 0.1) : scores[id]
+                            let candidate = score + scoreHere
+                            if bestStart[end] == -1 || candidate > bestScore[end] {
+                                bestScore[end] = candidate
+                                bestStart[end] = Int32(start)
+                                bestId[end] = Int32(id)
+                            }
+                            if length == charLength { hasSingleCharPiece = true }
+                        }
+                        if !hasSingleCharPiece {
+                            let end = start + charLength
+                            let candidate = unknownScore + scoreHere
+                            if bestStart[end] == -1 || candidate > bestScore[end] {
+                                bestScore[end] = candidate
+                                bestStart[end] = Int32(start)
+                                bestId[end] = Int32(unknownId)
+                            }
+                        }
+                        start += charLength
+                    }
+                }
+            }
+        }
+        var segments: [(range: Range<Int>, id: Int)] = []
+        var end = size
+        while end > 0 {
+            let start = Int(bestStart[end])
+            segments.append((start..<end, Int(bestId[end])))
+            end = start
+        }
+        segments.reverse()
+        return segments
+    }
+
+    private struct Merge: Comparable {
+        var score: Float
+        var left: Int32
+        var right: Int32
+        var size: Int32
+        /// sentencepiece pops the highest score first, then the leftmost.
+        static func < (a: Merge, b: Merge) -> Bool {
+            a.score < b.score || (a.score == b.score && a.left > b.left)
+        }
+    }
+
+    /// sentencepiece's BPE: characters (and user-defined symbols, which never merge) in a
+    /// linked list, candidate merges in a priority queue by the merged piece's score.
+    private func bpeSegments(_ text: [UInt8]) -> [(range: Range<Int>, id: Int)] {
+        if text.isEmpty { return [] }
+        var starts: [Int32] = [], lengths: [Int32] = [], frozen: [Bool] = []
+        text.withUnsafeBufferPointer { bytes in
+            var position = 0
+            while position < bytes.count {
+                var length = min(utf8CharLength(bytes[position]), bytes.count - position)
+                var isUserDefined = false
+                if !userDefinedTrie.isEmpty, let (matched, _) = userDefinedTrie.longestPrefix(bytes, from: position) {
+                    length = matched
+                    isUserDefined = true
+                }
+                starts.append(Int32(position)); lengths.append(Int32(length)); frozen.append(isUserDefined)
+                position += length
+            }
+        }
+        let count = starts.count
+        var previous = (0..<count).map { Int32($0 - 1) }
+        var next = (0..<count).map { $0 + 1 < count ? Int32($0 + 1) : -1 }
+        var agenda = BinaryHeap<Merge>(capacity: count)
+
+        text.withUnsafeBufferPointer { bytes in
+            func consider(_ left: Int32, _ right: Int32) {
+                guard left >= 0, right >= 0, !frozen[Int(left)], !frozen[Int(right)] else { return }
+                let start = Int(starts[Int(left)])
+                let size = Int(lengths[Int(left)] + lengths[Int(right)])
+                var node = ByteTrie.root
+                for k in start..<(start + size) {
+                    node = pieceTrie.child(node, bytes[k])
+                    if node < 0 { return }
+                }
+                let id = Int(pieceTrie.values[Int(node)])
+                guard id >= 0 else { return }
+                agenda.push(Merge(score: scores[id], left: left, right: right, size: Int32(size)))
+            }
+            for index in 1..<max(count, 1) { consider(Int32(index - 1), Int32(index)) }
+            while let top = agenda.pop() {
+                let left = Int(top.left), right = Int(top.right)
+                // Stale when either side was merged away or has grown since the push.
+                guard lengths[left] > 0, lengths[right] > 0, lengths[left] + lengths[right] == top.size else { continue }
+                lengths[left] = top.size
+                next[left] = next[right]
+                if next[right] >= 0 { previous[Int(next[right])] = Int32(left) }
+                lengths[right] = 0
+                consider(previous[left], Int32(left))
+                consider(Int32(left), next[left])
+            }
+        }
+        var segments: [(range: Range<Int>, id: Int)] = []
+        var index: Int32 = 0
+        while index >= 0 {
+            let start = Int(starts[Int(index)])
+            let range = start..<(start + Int(lengths[Int(index)]))
+            segments.append((range, pieceId(text[range])))
+            index = next[Int(index)]
+        }
+        return segments
+    }
+
+    /// The word model: whitespace-delimited words (sentencepiece's SplitIntoWords), each a piece or unk.
+    private func wordSegments(_ text: [UInt8]) -> [(range: Range<Int>, id: Int)] {
+        let space = SentencePieceNormalizer.spaceSymbol
+        func isSpace(_ k: Int) -> Bool { k + 3 <= text.count && text[k] == space[0] && text[k + 1] == space[1] && text[k + 2] == space[2] }
+        var words: [Range<Int>] = []
+        var k = 0
+        var inWhitespace = false
+        if proto.treatWhitespaceAsSuffix {
+            if !text.isEmpty { words.append(0..<0) }
+            while k < text.count {
+                let length = min(utf8CharLength(text[k]), text.count - k)
+                let ws = isSpace(k)
+                if ws { inWhitespace = true } else if inWhitespace {
+                    if proto.allowWhitespaceOnlyPieces { words.append(k..<k) }
+                    inWhitespace = false
+                }
+                words[words.count - 1] = words[words.count - 1].lowerBound..<(k + length)
+                k += length
+                if k < text.count && ws && !proto.allowWhitespaceOnlyPieces { words.append(k..<k) }
+            }
+        } else {
+            while k < text.count {
+                let length = min(utf8CharLength(text[k]), text.count - k)
+                let ws = isSpace(k)
+                if k == 0 || (ws && (!inWhitespace || !proto.allowWhitespaceOnlyPieces)) {
+                    words.append(k..<k)
+                    inWhitespace = true
+                }
+                if inWhitespace && !ws { inWhitespace = false }
+                words[words.count - 1] = words[words.count - 1].lowerBound..<(k + length)
+                k += length
+            }
+        }
+        return words.map { ($0, pieceId(text[$0])) }
+    }
+
+    private func charSegments(_ text: [UInt8]) -> [(range: Range<Int>, id: Int)] {
+        var segments: [(range: Range<Int>, id: Int)] = []
+        var k = 0
+        while k < text.count {
+            let range = k..<min(k + utf8CharLength(text[k]), text.count)
+            segments.append((range, pieceId(text[range])))
+            k = range.upperBound
+        }
+        return segments
+    }
+}

@@ -1,0 +1,21 @@
+import Foundation
+
+/// Lines of a UTF-8 text file, split on "\n" (a final newline ends the last line, it does not
+/// start an empty one). Invalid UTF-8 is an error naming the file and the 1-based line.
+public func readTextLines(path: String) throws -> [String] {
+    guard let data = FileManager.default.contents(atPath: path) else { throw TokenizerError.fileNotFound(path: path) }
+    let bytes = [UInt8](data)
+    var lines: [String] = []
+    var start = 0
+    var lineNumber = 1
+    while start < bytes.count {
+        let end = bytes[start...].firstIndex(of: 0x0A) ?? bytes.count
+        guard let line = String(validating: bytes[start..<end], as: UTF8.self) else {
+            throw TokenizerError.invalidUTF8(source: path, line: lineNumber)
+        }
+        lines.append(line)
+        start = end + 1
+        lineNumber += 1
+    }
+    return lines
+}
