@@ -127,3 +127,14 @@ struct MambaParityTests {
         #expect(relativeError(a.lastLogits, ArraySlice(b.lastLogits)) <= 1e-5)
     }
 }
+
+/// Benchmark presets build both architectures in code, without a checkpoint.
+struct PresetConfigTests {
+    @Test func llamaConfigInCode() throws {
+        let config = LlamaConfig(hidden_size: 64, intermediate_size: 96, num_hidden_layers: 2, num_attention_heads: 4,
+                                 num_key_value_heads: 2, vocab_size: 50)
+        let model = try LlamaModel(config: config, checkpoint: nil, configPath: "<preset>", context: 32, randomSeed: 3)
+        try model.prefill([1, 2, 3])
+        #expect(model.info.architecture == "LlamaForCausalLM" && model.position == 3)
+    }
+}
