@@ -294,7 +294,7 @@ public final class MambaModel: LanguageModel {
         let stateBytes = layers * ((k - 1) * e + e * n) * 4
         let details: [(String, String)] = [
             ("mixer", "inner \(e) (expand \(config.expand)), state \(n), conv kernel \(k), Δ rank \(r)"),
-            ("in_proj / x_proj / dt_proj / out_proj", "[\(2 * e), \(dim)] / [\(r + 2 * n), \(e)] / [\(e), \(r)] / [\(dim), \(e)]"),
+            ("projections in / x / dt / out", "[\(2 * e), \(dim)] / [\(r + 2 * n), \(e)] / [\(e), \(r)] / [\(dim), \(e)]"),
             ("biases", "conv \(config.use_conv_bias ? "yes" : "no"), in/out projections \(config.use_bias ? "yes" : "no")"),
             ("lm_head", lmHead == embedding ? "tied to embeddings [\(vocab), \(dim)]" : "[\(vocab), \(dim)]"),
             ("ssm state", "per layer conv [\(k - 1), \(e)] + ssm [\(e), \(n)] f32, \(stateBytes) bytes in all"),
@@ -347,11 +347,10 @@ public final class MambaModel: LanguageModel {
             }
             Profiler.time(.projection) {
                 BLAS.matvec(w.xProj, outputs: r + 2 * n, inner: e, u.pointer, into: dbc.pointer)    // [Δ_low | B | C]
-                BLAS.matvec(w.dtProj, outputs: e, inner: r, dbc.pointer, into: delta.pointer)       // Δ[E] before softplus
+                BLAS.matvec(w.dtProj, outputs: e, inner: r, dbc.pointer, into: delta.pointer)       // Δ[E] before bias, softplus
             }
             Profiler.time(.scan) {
-                for c in 0..<e { delta[c] = Kernels.softplus(delta[c] + w.dtBias[c]) }
-                SelectiveScan.scan(steps: 1, channels: e, stateSize: n, x: u.pointer, delta: delta.pointer,
+                SelectiveScan.scan(steps: 1, channels: e, stateSize: n, x: u.pointer, delta: delta.pointer, deltaBias: w.dtBias,
                                    a: w.a, b: dbc.pointer + r, c: dbc.pointer + r + n, ldbc: r + 2 * n,
                                    d: w.d, z: xz.pointer + e, ldz: 2 * e, state: ssmState(l), into: y.pointer)
             }
@@ -401,16 +400,13 @@ public final class MambaModel: LanguageModel {
             }
             Profiler.time(.projection) {
                 BLAS.matmul(u, rows: t, inner: e, weight: w.xProj, outputs: r + 2 * n, into: dbc)  // [Δ_low | B | C] [L, R+2N]
-                BLAS.matmul(dbc, rows: t, inner: r, ldx: r + 2 * n, weight: w.dtProj, outputs: e, into: delta)  // Δ [L, E]
+                BLAS.matmul(dbc, rows: t, inner: r, ldx: r + 2 * n, weight: w.dtProj, outputs: e, into: delta)  // Δ [L, E] before bias, softplus
             }
             Profiler.time(.scan) {
-                for i in 0..<t {
-                    let row = delta + i * e
-                    for c in 0..<e { row[c] = Kernels.softplus(row[c] + w.dtBias[c]) }
-                }
-                SelectiveScan.scan(steps: t, channels: e, stateSize: n, x: u, delta: delta,
+                SelectiveScan.scan(steps: t, channels: e, stateSize: n, x: u, delta: delta, deltaBias: w.dtBias,
                                    a: w.a, b: dbc + r, c: dbc + r + n, ldbc: r + 2 * n,
-                                   d: w.d, z: xz + e, ldz: 2 * e, state: ssmState(l), into: y)     // Y [L, E]
+                                   d: w.d, z: xz + e, ldz: 2 * e, state: ssmState(l), into: y,      // Y [L, E]
+                                   threads: BLAS.threads)
             }
             Profiler.time(.projection) {
                 BLAS.matmul(y, rows: t, inner: e, weight: w.outProj, outputs: dim, into: x, accumulate: true)  // X += Y·W_outᵀ
