@@ -8,10 +8,11 @@ PYTHON     := $(VENV)/bin/python
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_DEPS   := libopenblas-dev pkg-config gnuplot-nox
 MODEL      ?= Models/orochi-ja-llama
-PROMPT     ?= 日本語の
+MODELS     := Models/orochi-ja-llama Models/orochi-ja-mamba
+PROMPT     ?= ファイルを開くには
 THREADS    ?= 2
 
-.PHONY: all deps build run test fixtures venv bench-quick clean
+.PHONY: all deps build run compare test fixtures venv bench-quick clean
 
 all: build
 
@@ -30,6 +31,17 @@ build: deps
 
 run: build
 	$(RELEASE) generate --model $(MODEL) --prompt "$(PROMPT)" --max-tokens 64 --temperature 0.8 --top-p 0.95 --seed 1
+
+# Both shipped models on the same prompt and seed: text, speed, and the size of what each keeps
+# of the context (the transformer's KV cache grows with it, the SSM's state does not).
+compare: build
+	@for m in $(MODELS); do \
+	  echo "== $$m"; \
+	  $(RELEASE) generate --model $$m --prompt "$(PROMPT)" --max-tokens 64 --temperature 0.8 --top-p 0.95 --seed 1 \
+	    --save-state /tmp/orochi-compare.state 2>/tmp/orochi-compare.err || { cat /tmp/orochi-compare.err; exit 1; }; \
+	  grep -E "saved state|tokens/s" /tmp/orochi-compare.err | sed 's/^/   /'; \
+	  $(RELEASE) inspect --model $$m | grep -E "^(parameters|kv cache per token|state \(fixed\))" | sed 's/^/   /'; \
+	done; rm -f /tmp/orochi-compare.state /tmp/orochi-compare.err
 
 test: deps
 	$(SWIFT) test

@@ -9,6 +9,9 @@ struct Generate: ParsableCommand {
 
     @OptionGroup var options: ModelOptions
 
+    @Option(name: .long, help: "Prompt text, encoded with the model's tokenizer (BOS added as its configuration asks).")
+    var prompt: String?
+
     @Option(name: .long, help: "Prompt token ids, e.g. \"1 2 3\".")
     var promptIds: String?
 
@@ -44,14 +47,23 @@ struct Generate: ParsableCommand {
         guard temperature >= 0 else { throw ValidationError("--temperature must be ≥ 0") }
         guard topP > 0 && topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
         guard topK >= 0 else { throw ValidationError("--top-k must be ≥ 0") }
-        guard promptIds != nil || loadState != nil else {
-            throw ValidationError("give a prompt (--prompt-ids) or a state to continue from (--load-state)")
+        guard prompt == nil || promptIds == nil else { throw ValidationError("give --prompt or --prompt-ids, not both") }
+        guard prompt != nil || promptIds != nil || loadState != nil else {
+            throw ValidationError("give a prompt (--prompt or --prompt-ids) or a state to continue from (--load-state)")
         }
     }
 
     func run() throws {
         let model = try options.load()
-        let prompt = try promptIds.map(parseTokenIds) ?? []
+        // Text needs the tokenizer; ids print as text too when the directory has one.
+        let tokenizer: (any Tokenizer)? = prompt != nil ? try loadTokenizer(modelDirectory: options.directory)
+            : (try? loadTokenizer(modelDirectory: options.directory))
+        let promptTokens: [Int]
+        if let prompt, let tokenizer {
+            promptTokens = tokenizer.encode(prompt, addSpecialTokens: true)
+        } else {
+            promptTokens = try promptIds.map(parseTokenIds) ?? []
+        }
         let snapshot = try loadState.map { path -> [UInt8] in
             guard let data = FileManager.default.contents(atPath: path) else {
                 throw ValidationError("cannot read state file \(path)")
@@ -61,12 +73,16 @@ struct Generate: ParsableCommand {
         let settings = Sampler.Settings(
             temperature: temperature, topK: topK, topP: topP, repetitionPenalty: repeatPenalty,
             seed: seed ?? UInt64(Clock.now() * 1e6))
+        var stopTokens = Set(ModelRegistry.eosTokenIds(directory: options.directory))
+        if let eos = tokenizer?.eosTokenId { stopTokens.insert(eos) }
         let generator = Generator(
             model: model, sampler: Sampler(settings: settings, vocabSize: model.info.vocabSize),
-            stopTokens: Set(ModelRegistry.eosTokenIds(directory: options.directory)))
+            stopTokens: stopTokens)
+        let stream = outputIds ? nil : tokenizer.map(StreamingDetokenizer.init)
+        if let prompt, stream != nil { emit(prompt) }
 
         let (ids, timings) = try generator.generate(
-            prompt: prompt, maxTokens: maxTokens, snapshot: snapshot,
+            prompt: promptTokens, maxTokens: maxTokens, snapshot: snapshot,
             afterPrompt: { model in
                 guard let saveState else { return }
                 let bytes = model.saveState()
@@ -74,10 +90,11 @@ struct Generate: ParsableCommand {
                 printError("saved state after \(model.position) tokens to \(saveState): \(formatBytes(bytes.count))")
             },
             onToken: { id in
-                if !outputIds { emit("\(id) ") }
+                if outputIds || stopTokens.contains(id) { return true }
+                if let stream { emit(stream.append(id)) } else { emit("\(id) ") }
                 return true
             })
-        if outputIds { print(ids.map(String.init).joined(separator: " ")) } else { print() }
+        if outputIds { print(ids.map(String.init).joined(separator: " ")) } else { print(stream?.finish() ?? "") }
         printError(timings.summary)
     }
 }

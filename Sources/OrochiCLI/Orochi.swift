@@ -15,6 +15,7 @@ struct OrochiCommand: ParsableCommand {
             Inspect.self,
             Tokenize.self,
             Detokenize.self,
+            PerplexityCommand.self,
             Bench.self,
         ]
     )

@@ -570,3 +570,21 @@ public final class LlamaModel: LanguageModel {
         position = n
     }
 }
+
+extension LlamaConfig {
+    /// In code, e.g. a benchmark preset:
+    /// `LlamaConfig(hidden_size: 768, intermediate_size: 2048, num_hidden_layers: 12, num_attention_heads: 12, vocab_size: 32000)`.
+    public init(hidden_size: Int, intermediate_size: Int, num_hidden_layers: Int, num_attention_heads: Int,
+                num_key_value_heads: Int? = nil, head_dim: Int? = nil, vocab_size: Int,
+                rms_norm_eps: Double? = 1e-5, max_position_embeddings: Int? = nil, rope_theta: Double? = 10000,
+                tie_word_embeddings: Bool? = false, model_type: String? = "llama") {
+        self.model_type = model_type
+        self.hidden_size = hidden_size; self.intermediate_size = intermediate_size
+        self.num_hidden_layers = num_hidden_layers; self.num_attention_heads = num_attention_heads
+        self.num_key_value_heads = num_key_value_heads; self.head_dim = head_dim; self.vocab_size = vocab_size
+        self.rms_norm_eps = rms_norm_eps; self.max_position_embeddings = max_position_embeddings
+        self.rope_theta = rope_theta; rope_scaling = nil; rope_parameters = nil
+        self.tie_word_embeddings = tie_word_embeddings
+        attention_bias = nil; mlp_bias = nil; hidden_act = "silu"; sliding_window = nil; use_sliding_window = nil
+    }
+}

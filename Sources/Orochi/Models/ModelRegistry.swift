@@ -7,6 +7,7 @@ public enum ModelRegistry {
 
     static let loaders: [(types: [String], load: Loader)] = [
         (["llama", "mistral", "qwen2"], { try LlamaModel(directory: $0, context: $1) }),
+        (["mamba"], { try MambaModel(directory: $0, context: $1) }),
     ]
 
     public static var supportedTypes: [String] { loaders.flatMap(\.types) }

@@ -19,3 +19,11 @@ public func readTextLines(path: String) throws -> [String] {
     }
     return lines
 }
+
+/// A whole UTF-8 text file, newlines kept. Invalid UTF-8 is an error naming the file and line.
+public func readText(path: String) throws -> String {
+    guard let data = FileManager.default.contents(atPath: path) else { throw TokenizerError.fileNotFound(path: path) }
+    if let text = String(validating: data, as: UTF8.self) { return text }
+    _ = try readTextLines(path: path)   // throws the error naming the first invalid line
+    throw TokenizerError.invalidUTF8(source: path, line: 0)
+}

@@ -84,11 +84,24 @@ struct CommandLineTests {
         (["generate", "--model", "MODEL", "--prompt-ids", String(repeating: "1 ", count: 65)], "do not fit in the context of 64"),
         (["generate", "--model", "MODEL", "--prompt-ids", "1", "--context", "65"], "exceeds max_position_embeddings 64"),
         (["generate", "--model", "MODEL"], "give a prompt"),
+        (["generate", "--model", "MODEL", "--prompt", "日本語"], "neither tokenizer.model"),
         (["forward", "--model", "MODEL", "--ids", "", "--out", "/tmp/x.npy"], "holds no token ids"),
     ])
     func errorsGoToStderrWithNonZeroStatus(_ arguments: [String], _ message: String) throws {
         let r = try OrochiProcess.run(arguments.map { $0 == "MODEL" ? model : $0 })
         #expect(r.status != 0)
         #expect(r.stderr.contains(message), "stderr: \(r.stderr)")
+    }
+
+    @Test func perplexityRefusesBadTextFiles() throws {
+        let dir = TemporaryDirectory()
+        let invalid = dir.write("invalid.txt", Data([0x61, 0x0A, 0x62, 0xFF, 0xFE, 0x0A])).path
+        let empty = dir.write("empty.txt", Data()).path
+        let good = dir.write("good.txt", "日本語の文".data(using: .utf8)!).path
+        for (file, message) in [(invalid, "invalid UTF-8 on line 2"), (empty, "is empty"), (good, "neither tokenizer.model")] {
+            let r = try OrochiProcess.run(["perplexity", "--model", model, "--file", file])
+            #expect(r.status != 0)
+            #expect(r.stderr.contains(message), "stderr: \(r.stderr)")
+        }
     }
 }

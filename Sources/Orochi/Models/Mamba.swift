@@ -1,0 +1,454 @@
+import Foundation
+
+// Mamba-1 (Gu & Dao 2023, "Mamba: Linear-Time Sequence Modeling with Selective State Spaces"),
+// as in transformers' MambaForCausalLM (modeling_mamba.py, its slow path). Read top to bottom:
+//
+//   x = embed[token]
+//   for each layer (a residual block around the mixer):
+//       h = RMSNorm(x)
+//       x_in, z = split(h·W_inᵀ)                     the SSM branch and the gate         [B, L, E] ×2
+//       u = SiLU(conv1d(x_in))                        causal depthwise conv over time      [B, L, E]
+//       Δ_low, B, C = split(u·W_xᵀ)                   selection: Δ, B, C depend on input   [B, L, R], [B, L, N] ×2
+//       Δ = softplus(Δ_low·W_dtᵀ + b_dt)                                                   [B, L, E]
+//       A = −exp(A_log)                               fixed, diagonal per channel          [E, N]
+//       Ā = exp(ΔA),  B̄u = ΔBu                        discretisation (zero-order hold)     [B, L, E, N]
+//       h_t = Ā_t h_{t−1} + B̄_t u_t,  y_t = C_t h_t + D u_t       the selective scan        [B, L, E]
+//       x = x + (y ⊙ SiLU(z))·W_outᵀ
+//   logits = RMSNorm(x)·W_lmᵀ
+//
+// Shape letters as in the paper: B batch (always 1 here), L tokens (a prefill chunk), D hidden
+// size, E = expand·D inner channels (the paper's ED), N state size, R rank of Δ, K conv kernel,
+// V vocabulary. The state does not grow with L: per layer a conv state [K−1, E] (the last K−1
+// inputs) and an SSM state [E, N], so decode costs the same at any depth.
+
+/// config.json of a Mamba model, with the Hugging Face key names and transformers' defaults.
+public struct MambaConfig: Decodable, Sendable {
+    /// `time_step_rank`: an integer, or "auto" = ⌈D/16⌉.
+    public enum TimeStepRank: Decodable, Sendable, Equatable {
+        case auto
+        case value(Int)
+        case invalid(String)
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.singleValueContainer()
+            if let v = try? c.decode(Int.self) { self = .value(v) }
+            else if let s = try? c.decode(String.self) { self = s == "auto" ? .auto : .invalid(s) }
+            else { self = .invalid("a non-integer") }
+        }
+    }
+
+    public var model_type: String?
+    public var hidden_size: Int
+    public var num_hidden_layers: Int
+    public var vocab_size: Int
+    public var state_size: Int
+    public var expand: Int
+    public var conv_kernel: Int
+    public var time_step_rank: TimeStepRank
+    public var intermediate_size: Int?
+    public var use_conv_bias: Bool
+    public var use_bias: Bool
+    public var layer_norm_epsilon: Double
+    /// Residuals in float32: always the case here, every activation is float32.
+    public var residual_in_fp32: Bool
+    public var tie_word_embeddings: Bool
+    public var hidden_act: String?
+
+    /// In code, e.g. a benchmark preset: `MambaConfig(hidden_size: 768, num_hidden_layers: 24, vocab_size: 32000)`.
+    public init(hidden_size: Int = 768, num_hidden_layers: Int = 24, vocab_size: Int = 50280,
+                state_size: Int = 16, expand: Int = 2, conv_kernel: Int = 4,
+                time_step_rank: TimeStepRank = .auto, intermediate_size: Int? = nil,
+                use_conv_bias: Bool = true, use_bias: Bool = false, layer_norm_epsilon: Double = 1e-5,
+                residual_in_fp32: Bool = true, tie_word_embeddings: Bool = true) {
+        model_type = "mamba"
+        self.hidden_size = hidden_size; self.num_hidden_layers = num_hidden_layers; self.vocab_size = vocab_size
+        self.state_size = state_size; self.expand = expand; self.conv_kernel = conv_kernel
+        self.time_step_rank = time_step_rank; self.intermediate_size = intermediate_size
+        self.use_conv_bias = use_conv_bias; self.use_bias = use_bias; self.layer_norm_epsilon = layer_norm_epsilon
+        self.residual_in_fp32 = residual_in_fp32; self.tie_word_embeddings = tie_word_embeddings
+        hidden_act = "silu"
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case model_type, hidden_size, num_hidden_layers, vocab_size, state_size, expand, conv_kernel, time_step_rank,
+             intermediate_size, use_conv_bias, use_bias, layer_norm_epsilon, residual_in_fp32, tie_word_embeddings, hidden_act
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(hidden_size: try c.decode(Int.self, forKey: .hidden_size),
+                  num_hidden_layers: try c.decode(Int.self, forKey: .num_hidden_layers),
+                  vocab_size: try c.decode(Int.self, forKey: .vocab_size))
+        model_type = try c.decodeIfPresent(String.self, forKey: .model_type)
+        state_size = try c.decodeIfPresent(Int.self, forKey: .state_size) ?? state_size
+        expand = try c.decodeIfPresent(Int.self, forKey: .expand) ?? expand
+        conv_kernel = try c.decodeIfPresent(Int.self, forKey: .conv_kernel) ?? conv_kernel
+        time_step_rank = try c.decodeIfPresent(TimeStepRank.self, forKey: .time_step_rank) ?? .auto
+        intermediate_size = try c.decodeIfPresent(Int.self, forKey: .intermediate_size)
+        use_conv_bias = try c.decodeIfPresent(Bool.self, forKey: .use_conv_bias) ?? use_conv_bias
+        use_bias = try c.decodeIfPresent(Bool.self, forKey: .use_bias) ?? use_bias
+        layer_norm_epsilon = try c.decodeIfPresent(Double.self, forKey: .layer_norm_epsilon) ?? layer_norm_epsilon
+        residual_in_fp32 = try c.decodeIfPresent(Bool.self, forKey: .residual_in_fp32) ?? residual_in_fp32
+        tie_word_embeddings = try c.decodeIfPresent(Bool.self, forKey: .tie_word_embeddings) ?? tie_word_embeddings
+        hidden_act = try c.decodeIfPresent(String.self, forKey: .hidden_act)
+    }
+
+    /// E: inner channels.
+    public var innerSize: Int { intermediate_size ?? expand * hidden_size }
+    /// R: the rank of Δ's projection.
+    public var dtRank: Int {
+        if case let .value(v) = time_step_rank { return v }
+        return (hidden_size + 15) / 16
+    }
+
+    /// Checks the sizes before any tensor is read, naming the offending key.
+    func validate(path: String) throws {
+        func positive(_ v: Int, _ key: String) throws {
+            guard v > 0 else { throw LoadError.badConfig(path: path, detail: "'\(key)' must be positive, found \(v)") }
+        }
+        try positive(hidden_size, "hidden_size")
+        try positive(num_hidden_layers, "num_hidden_layers")
+        try positive(vocab_size, "vocab_size")
+        try positive(state_size, "state_size")
+        try positive(conv_kernel, "conv_kernel")
+        try positive(innerSize, intermediate_size == nil ? "expand" : "intermediate_size")
+        if case let .invalid(s) = time_step_rank {
+            throw LoadError.badConfig(path: path, detail: "'time_step_rank' must be an integer or \"auto\", found \(s)")
+        }
+        try positive(dtRank, "time_step_rank")
+        if let act = hidden_act, act != "silu" {
+            throw LoadError.badConfig(path: path, detail: "hidden_act '\(act)' is not supported (expected 'silu')")
+        }
+    }
+}
+
+/// One residual block's weights: read-only float32 views into the checkpoint, except the
+/// conv filter and A, which are derived once at load.
+struct MambaLayerWeights {
+    let norm: UnsafePointer<Float>          // [D]
+    let inProj: UnsafePointer<Float>        // [2E, D]: rows 0..<E give x, rows E..<2E the gate z
+    let inBias: UnsafePointer<Float>?       // [2E] with use_bias
+    let conv: UnsafePointer<Float>          // [K, E], the checkpoint's [E, 1, K] transposed
+    let convBias: UnsafePointer<Float>?     // [E] with use_conv_bias
+    let xProj: UnsafePointer<Float>         // [R + 2N, E]: Δ_low, B, C
+    let dtProj: UnsafePointer<Float>        // [E, R]
+    let dtBias: UnsafePointer<Float>        // [E]
+    let a: UnsafePointer<Float>             // [E, N] = −exp(A_log)
+    let d: UnsafePointer<Float>             // [E]
+    let outProj: UnsafePointer<Float>       // [D, E]
+    let outBias: UnsafePointer<Float>?      // [D] with use_bias
+}
+
+public final class MambaModel: LanguageModel {
+    public let config: MambaConfig
+    public let info: ModelInfo
+    /// The state is fixed-size: any number of tokens fits.
+    public let contextCapacity = Int.max
+    public private(set) var position = 0
+
+    let dim: Int, inner: Int, stateSize: Int, rank: Int, kernel: Int, layers: Int, vocab: Int
+    let eps: Float
+    /// Prefill runs in chunks of at most this many tokens, bounding scratch memory.
+    static let prefillChunk = 256
+
+    // Weights (kept alive by `checkpoint`, `derived` or `randomArena`).
+    let checkpoint: Checkpoint?
+    private var derived: [FloatBuffer] = []
+    private var randomArena: RandomWeights?
+    let embedding: UnsafePointer<Float>     // [V, D]
+    let layerWeights: [MambaLayerWeights]
+    let finalNorm: UnsafePointer<Float>     // [D]
+    let lmHead: UnsafePointer<Float>        // [V, D] (the embedding when tied)
+
+    // The recurrent state, updated in place.
+    let convState: FloatBuffer              // [layers, K−1, E]
+    let ssmState: FloatBuffer               // [layers, E, N]
+
+    // Decode scratch, one token.
+    let x, xb: FloatBuffer                  // [D] residual stream, normed input
+    let xz: FloatBuffer                     // [2E]
+    let u, delta, y: FloatBuffer            // [E] conv output, Δ, scan output
+    let dbc: FloatBuffer                    // [R + 2N]
+    let logits: FloatBuffer                 // [V]
+
+    // Prefill scratch for one chunk, allocated on first prefill and reused.
+    private var chunkScratch: ChunkScratch?
+    final class ChunkScratch {
+        let x, xb, xz, u, delta, y, dbc: FloatBuffer   // [L, D] ×2, [L, 2E], [L, E] ×3, [L, R + 2N]
+        init(rows: Int, dim: Int, inner: Int, dbc: Int) {
+            x = FloatBuffer(count: rows * dim); xb = FloatBuffer(count: rows * dim)
+            xz = FloatBuffer(count: rows * 2 * inner)
+            u = FloatBuffer(count: rows * inner); delta = FloatBuffer(count: rows * inner); y = FloatBuffer(count: rows * inner)
+            self.dbc = FloatBuffer(count: rows * dbc)
+        }
+    }
+
+    /// Loads a Hugging Face MambaForCausalLM directory. `context` is accepted for the common
+    /// interface; the state does not depend on it.
+    public convenience init(directory: URL, context: Int? = nil) throws {
+        let configURL = directory.appendingPathComponent("config.json")
+        let config = try readJSONConfig(MambaConfig.self, from: configURL)
+        if let context, context <= 0 {
+            throw LoadError.badConfig(path: configURL.path, detail: "context must be positive, got \(context)")
+        }
+        try self.init(config: config, checkpoint: try Checkpoint(directory: directory), configPath: configURL.path)
+    }
+
+    /// From a checkpoint, or with seeded random weights when `checkpoint` is nil (benchmark presets).
+    public init(config: MambaConfig, checkpoint: Checkpoint?, configPath: String, randomSeed: UInt64 = 0) throws {
+        try config.validate(path: configPath)
+        self.config = config
+        let dim = config.hidden_size, e = config.innerSize, n = config.state_size, r = config.dtRank
+        let k = config.conv_kernel, layers = config.num_hidden_layers, vocab = config.vocab_size
+        self.dim = dim; inner = e; stateSize = n; rank = r; kernel = k; self.layers = layers; self.vocab = vocab
+        eps = Float(config.layer_norm_epsilon)
+
+        var derived: [FloatBuffer] = []
+        /// conv1d's [E, 1, K] filter as [K, E], so that the conv runs over contiguous channels.
+        func transposedConv(_ w: UnsafePointer<Float>) -> UnsafePointer<Float> {
+            let b = FloatBuffer(count: k * e)
+            for c in 0..<e { for j in 0..<k { b[j * e + c] = w[c * k + j] } }
+            derived.append(b)
+            return UnsafePointer(b.pointer)
+        }
+        /// A = −exp(A_log) [E, N].
+        func negExp(_ aLog: UnsafePointer<Float>) -> UnsafePointer<Float> {
+            let b = FloatBuffer(count: e * n)
+            for i in 0..<e * n { b[i] = -expf(aLog[i]) }
+            derived.append(b)
+            return UnsafePointer(b.pointer)
+        }
+
+        var parameters = 0
+        let dtypes: [String: Int]
+        if let checkpoint {
+            self.checkpoint = checkpoint
+            func w(_ name: String, _ shape: [Int]) throws -> UnsafePointer<Float> {
+                let t = try checkpoint.tensor(name, shape: shape)
+                parameters += t.count
+                return t.data
+            }
+            /// A tensor whose shape is set by a config key: a mismatch names the key as well.
+            func sized(_ name: String, _ shape: [Int], key: String, value: Int) throws -> UnsafePointer<Float> {
+                do { return try w(name, shape) } catch let LoadError.shapeMismatch(tensor, expected, found) {
+                    throw LoadError.badConfig(path: configPath, detail:
+                        "tensor '\(tensor)' has shape \(found), expected \(expected): \(key) = \(value) in config.json disagrees with the checkpoint")
+                }
+            }
+            embedding = try w("backbone.embeddings.weight", [vocab, dim])
+            var built: [MambaLayerWeights] = []
+            for l in 0..<layers {
+                let p = "backbone.layers.\(l).", m = p + "mixer."
+                built.append(MambaLayerWeights(
+                    norm: try w(p + "norm.weight", [dim]),
+                    inProj: try w(m + "in_proj.weight", [2 * e, dim]),
+                    inBias: config.use_bias ? try w(m + "in_proj.bias", [2 * e]) : nil,
+                    conv: transposedConv(try sized(m + "conv1d.weight", [e, 1, k], key: "conv_kernel", value: k)),
+                    convBias: config.use_conv_bias ? try w(m + "conv1d.bias", [e]) : nil,
+                    xProj: try sized(m + "x_proj.weight", [r + 2 * n, e], key: "time_step_rank + 2·state_size", value: r + 2 * n),
+                    dtProj: try sized(m + "dt_proj.weight", [e, r], key: "time_step_rank", value: r),
+                    dtBias: try w(m + "dt_proj.bias", [e]),
+                    a: negExp(try sized(m + "A_log", [e, n], key: "state_size", value: n)),
+                    d: try w(m + "D", [e]),
+                    outProj: try w(m + "out_proj.weight", [dim, e]),
+                    outBias: config.use_bias ? try w(m + "out_proj.bias", [dim]) : nil))
+            }
+            layerWeights = built
+            finalNorm = try w("backbone.norm_f.weight", [dim])
+            // lm_head falls back to the embedding when the checkpoint has none (tied weights).
+            lmHead = !config.tie_word_embeddings && checkpoint.has("lm_head.weight") ? try w("lm_head.weight", [vocab, dim]) : embedding
+            dtypes = checkpoint.dtypeCounts
+        } else {
+            // Random weights (benchmark presets), initialised roughly as transformers does.
+            self.checkpoint = nil
+            let arena = RandomWeights(seed: randomSeed)
+            embedding = arena.normal([vocab, dim], std: 0.02)
+            layerWeights = (0..<layers).map { _ in
+                let aLog = UnsafeMutablePointer(mutating: arena.constant([e, n], 0))
+                for c in 0..<e { for s in 0..<n { aLog[c * n + s] = logf(Float(s + 1)) } }   // S4D-real: A = −(1…N)
+                return MambaLayerWeights(
+                    norm: arena.constant([dim], 1),
+                    inProj: arena.normal([2 * e, dim], std: 1 / Float(dim).squareRoot()), inBias: nil,
+                    conv: transposedConv(arena.uniform([e, 1, k], -1 / Float(k).squareRoot(), 1 / Float(k).squareRoot())),
+                    convBias: config.use_conv_bias ? arena.constant([e], 0) : nil,
+                    xProj: arena.normal([r + 2 * n, e], std: 1 / Float(e).squareRoot()),
+                    dtProj: arena.uniform([e, r], -1 / Float(r).squareRoot(), 1 / Float(r).squareRoot()),
+                    dtBias: arena.uniform([e], -6.9, -2.3),            // softplus⁻¹ of Δ in [0.001, 0.1]
+                    a: negExp(aLog), d: arena.constant([e], 1),
+                    outProj: arena.normal([dim, e], std: 1 / Float(e).squareRoot() / Float(2 * layers).squareRoot()),
+                    outBias: nil)
+            }
+            finalNorm = arena.constant([dim], 1)
+            lmHead = config.tie_word_embeddings ? embedding : arena.normal([vocab, dim], std: 0.02)
+            parameters = arena.parameterCount
+            dtypes = ["F32 (random)": layers * (config.use_conv_bias ? 10 : 9) + (config.tie_word_embeddings ? 2 : 3)]
+            randomArena = arena
+        }
+        self.derived = derived
+
+        convState = FloatBuffer(count: layers * (k - 1) * e)
+        ssmState = FloatBuffer(count: layers * e * n)
+        x = FloatBuffer(count: dim); xb = FloatBuffer(count: dim); xz = FloatBuffer(count: 2 * e)
+        u = FloatBuffer(count: e); delta = FloatBuffer(count: e); y = FloatBuffer(count: e)
+        dbc = FloatBuffer(count: r + 2 * n); logits = FloatBuffer(count: vocab)
+
+        let stateBytes = layers * ((k - 1) * e + e * n) * 4
+        let details: [(String, String)] = [
+            ("mixer", "inner \(e) (expand \(config.expand)), state \(n), conv kernel \(k), Δ rank \(r)"),
+            ("projections in / x / dt / out", "[\(2 * e), \(dim)] / [\(r + 2 * n), \(e)] / [\(e), \(r)] / [\(dim), \(e)]"),
+            ("biases", "conv \(config.use_conv_bias ? "yes" : "no"), in/out projections \(config.use_bias ? "yes" : "no")"),
+            ("lm_head", lmHead == embedding ? "tied to embeddings [\(vocab), \(dim)]" : "[\(vocab), \(dim)]"),
+            ("ssm state", "per layer conv [\(k - 1), \(e)] + ssm [\(e), \(n)] f32, \(stateBytes) bytes in all"),
+        ]
+        var printBytes = Array("mamba \(dim)/\(e)/\(n)/\(r)/\(k)/\(layers)/\(vocab)".utf8)
+        let stride = max(1, vocab * dim / 512)
+        for i in Swift.stride(from: 0, to: vocab * dim, by: stride) { printBytes.appendFloats(embedding + i, count: 1) }
+        info = ModelInfo(
+            architecture: "MambaForCausalLM", modelType: config.model_type ?? "mamba",
+            vocabSize: vocab, hiddenSize: dim, layerCount: layers, parameterCount: parameters,
+            maxContext: Int.max, fileDTypes: dtypes, details: details, fingerprint: fnv1a(printBytes))
+    }
+
+    public var lastLogits: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: logits.pointer, count: vocab) }
+
+    public func reset() {
+        position = 0
+        convState.zero()
+        ssmState.zero()
+    }
+
+    /// The same at any context length: per layer (K−1)·E conv inputs and E·N SSM values, f32.
+    public func stateBytes(forTokens tokens: Int) -> Int { layers * ((kernel - 1) * inner + inner * stateSize) * 4 }
+    public var stateBytes: Int { stateBytes(forTokens: position) }
+
+    @inline(__always) func convState(_ l: Int) -> UnsafeMutablePointer<Float> { convState.pointer + l * (kernel - 1) * inner }
+    @inline(__always) func ssmState(_ l: Int) -> UnsafeMutablePointer<Float> { ssmState.pointer + l * inner * stateSize }
+
+    func checkTokens(_ tokens: [Int]) throws {
+        for t in tokens where t < 0 || t >= vocab { throw ModelError.tokenOutOfRange(token: t, vocabSize: vocab) }
+    }
+
+    // MARK: Decode — one token, matrix-vector products, O(1) in the context, no allocation.
+
+    public func decode(_ token: Int) throws {
+        try checkTokens([token])
+        let e = inner, n = stateSize, r = rank
+        Profiler.time(.embedding) { memcpy(x.pointer, embedding + token * dim, dim * 4) }      // x[D]
+        for l in 0..<layers {
+            let w = layerWeights[l]
+            Profiler.time(.norm) { Kernels.rmsNorm(x.pointer, weight: w.norm, into: xb.pointer, count: dim, eps: eps) }
+            Profiler.time(.projection) {
+                BLAS.matvec(w.inProj, outputs: 2 * e, inner: dim, xb.pointer, into: xz.pointer)     // [x_in | z] [2E]
+                if let b = w.inBias { Kernels.add(b, into: xz.pointer, count: 2 * e) }
+            }
+            Profiler.time(.conv) {                                                                  // u[E] = SiLU(conv(x_in))
+                CausalConv.forward(xz.pointer, ldx: 2 * e, steps: 1, channels: e, kernel: kernel,
+                                   weight: w.conv, bias: w.convBias, state: convState(l), into: u.pointer)
+                for c in 0..<e { u[c] = Kernels.silu(u[c]) }
+            }
+            Profiler.time(.projection) {
+                BLAS.matvec(w.xProj, outputs: r + 2 * n, inner: e, u.pointer, into: dbc.pointer)    // [Δ_low | B | C]
+                BLAS.matvec(w.dtProj, outputs: e, inner: r, dbc.pointer, into: delta.pointer)       // Δ[E] before bias, softplus
+            }
+            Profiler.time(.scan) {
+                SelectiveScan.scan(steps: 1, channels: e, stateSize: n, x: u.pointer, delta: delta.pointer, deltaBias: w.dtBias,
+                                   a: w.a, b: dbc.pointer + r, c: dbc.pointer + r + n, ldbc: r + 2 * n,
+                                   d: w.d, z: xz.pointer + e, ldz: 2 * e, state: ssmState(l), into: y.pointer)
+            }
+            Profiler.time(.projection) {
+                BLAS.matvec(w.outProj, outputs: dim, inner: e, y.pointer, into: x.pointer, accumulate: true)  // x += W_out·y
+                if let b = w.outBias { Kernels.add(b, into: x.pointer, count: dim) }
+            }
+        }
+        Profiler.time(.norm) { Kernels.rmsNorm(x.pointer, weight: finalNorm, into: xb.pointer, count: dim, eps: eps) }
+        Profiler.time(.lmHead) { BLAS.matvec(lmHead, outputs: vocab, inner: dim, xb.pointer, into: logits.pointer) }
+        position += 1
+    }
+
+    // MARK: Prefill — linear in L: projections through sgemm, conv and scan as loops over time.
+
+    public func prefill(_ tokens: [Int], allLogits: UnsafeMutablePointer<Float>?) throws {
+        try checkTokens(tokens)
+        var start = 0
+        while start < tokens.count {
+            let end = min(tokens.count, start + Self.prefillChunk)
+            prefillChunk(tokens[start..<end], allLogits: allLogits.map { $0 + start * vocab })
+            start = end
+        }
+    }
+
+    private func prefillChunk(_ tokens: ArraySlice<Int>, allLogits: UnsafeMutablePointer<Float>?) {
+        let t = tokens.count, e = inner, n = stateSize, r = rank
+        let s = chunkScratch ?? ChunkScratch(rows: Self.prefillChunk, dim: dim, inner: e, dbc: r + 2 * n)
+        chunkScratch = s
+        let x = s.x.pointer, xb = s.xb.pointer, xz = s.xz.pointer, u = s.u.pointer
+        let delta = s.delta.pointer, y = s.y.pointer, dbc = s.dbc.pointer
+
+        Profiler.time(.embedding) {
+            for (i, token) in tokens.enumerated() { memcpy(x + i * dim, embedding + token * dim, dim * 4) }   // X[L, D]
+        }
+        for l in 0..<layers {
+            let w = layerWeights[l]
+            Profiler.time(.norm) { Kernels.rmsNorm(rows: t, x, weight: w.norm, into: xb, count: dim, eps: eps) }
+            Profiler.time(.projection) {
+                BLAS.matmul(xb, rows: t, inner: dim, weight: w.inProj, outputs: 2 * e, into: xz)   // [X_in | Z] [L, 2E]
+                if let b = w.inBias { for i in 0..<t { Kernels.add(b, into: xz + i * 2 * e, count: 2 * e) } }
+            }
+            Profiler.time(.conv) {                                                                 // U[L, E]
+                CausalConv.forward(xz, ldx: 2 * e, steps: t, channels: e, kernel: kernel,
+                                   weight: w.conv, bias: w.convBias, state: convState(l), into: u)
+                for i in 0..<t * e { u[i] = Kernels.silu(u[i]) }
+            }
+            Profiler.time(.projection) {
+                BLAS.matmul(u, rows: t, inner: e, weight: w.xProj, outputs: r + 2 * n, into: dbc)  // [Δ_low | B | C] [L, R+2N]
+                BLAS.matmul(dbc, rows: t, inner: r, ldx: r + 2 * n, weight: w.dtProj, outputs: e, into: delta)  // Δ [L, E] before bias, softplus
+            }
+            Profiler.time(.scan) {
+                SelectiveScan.scan(steps: t, channels: e, stateSize: n, x: u, delta: delta, deltaBias: w.dtBias,
+                                   a: w.a, b: dbc + r, c: dbc + r + n, ldbc: r + 2 * n,
+                                   d: w.d, z: xz + e, ldz: 2 * e, state: ssmState(l), into: y,      // Y [L, E]
+                                   threads: BLAS.threads)
+            }
+            Profiler.time(.projection) {
+                BLAS.matmul(y, rows: t, inner: e, weight: w.outProj, outputs: dim, into: x, accumulate: true)  // X += Y·W_outᵀ
+                if let b = w.outBias { for i in 0..<t { Kernels.add(b, into: x + i * dim, count: dim) } }
+            }
+        }
+        Profiler.time(.lmHead) {
+            if let allLogits {
+                Kernels.rmsNorm(rows: t, x, weight: finalNorm, into: xb, count: dim, eps: eps)
+                BLAS.matmul(xb, rows: t, inner: dim, weight: lmHead, outputs: vocab, into: allLogits)   // logits [L, V]
+                memcpy(logits.pointer, allLogits + (t - 1) * vocab, vocab * 4)
+            } else {
+                Kernels.rmsNorm(x + (t - 1) * dim, weight: finalNorm, into: xb, count: dim, eps: eps)
+                BLAS.matvec(lmHead, outputs: vocab, inner: dim, xb, into: logits.pointer)              // logits [V], last token
+            }
+        }
+        position += t
+    }
+
+    // MARK: Snapshots — the conv and SSM states of every layer, a fixed size at any position.
+
+    var identity: String { "MambaForCausalLM \(layers)x\(dim) inner \(inner) state \(stateSize) conv \(kernel) rank \(rank) vocab \(vocab)" }
+
+    public func saveState() -> [UInt8] {
+        var payload: [UInt8] = []
+        payload.reserveCapacity(stateBytes + vocab * 4)
+        payload.appendFloats(convState.pointer, count: convState.count)
+        payload.appendFloats(ssmState.pointer, count: ssmState.count)
+        payload.appendFloats(logits.pointer, count: vocab)   // so that sampling can continue at once
+        return StateArchive(identity: identity, fingerprint: info.fingerprint, position: position, payload: payload).encoded()
+    }
+
+    public func loadState(_ bytes: [UInt8]) throws {
+        let archive = try StateArchive.decode(bytes, expecting: identity, fingerprint: info.fingerprint)
+        let expected = stateBytes + vocab * 4
+        guard archive.payload.count == expected else {
+            throw SnapshotError.corrupt(detail: "payload has \(archive.payload.count) bytes, this model's state and logits need \(expected)")
+        }
+        var reader = ByteReader(archive.payload)
+        try reader.floats(into: convState.pointer, count: convState.count, "conv state")
+        try reader.floats(into: ssmState.pointer, count: ssmState.count, "ssm state")
+        try reader.floats(into: logits.pointer, count: vocab, "logits")
+        position = archive.position
+    }
+}

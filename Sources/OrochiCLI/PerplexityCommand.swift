@@ -1,0 +1,52 @@
+import ArgumentParser
+import Foundation
+import Orochi
+
+struct PerplexityCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "perplexity",
+        abstract: "Perplexity per token and bits per character of a UTF-8 text file.",
+        discussion: """
+            The whole file is one sequence, [BOS] + encode(text), scored in windows of --context tokens \
+            that advance by --stride; each window starts from an empty cache or state. \
+            Scripts/eval_perplexity.py computes the same with PyTorch.
+            """)
+
+    @Option(name: .long, help: "A Hugging Face model directory with a tokenizer.")
+    var model: String
+
+    @Option(name: .long, help: "UTF-8 text file to score.")
+    var file: String
+
+    @Option(name: .long, help: "Tokens per window (default 512, at most the model's maximum).")
+    var context: Int?
+
+    @Option(name: .long, help: "Tokens each window advances (default context/2).")
+    var stride: Int?
+
+    @Option(name: .long, help: "Threads for matrix products.")
+    var threads: Int = 2
+
+    func run() throws {
+        let directory = URL(fileURLWithPath: model)
+        let text = try readText(path: file)
+        guard !text.isEmpty else { throw ValidationError("\(file) is empty: nothing to score") }
+        BLAS.threads = threads
+        let tokenizer = try loadTokenizer(modelDirectory: directory)
+        // A --context beyond the model's maximum is refused by the loader, naming both.
+        let lm = try ModelRegistry.load(directory: directory, context: context)
+        let window = context ?? min(512, lm.contextCapacity)
+        let step = stride ?? max(1, window / 2)
+        let tokens = (tokenizer.bosTokenId.map { [$0] } ?? []) + tokenizer.encode(text, addSpecialTokens: false)
+        let start = Clock.now()
+        let result = try Perplexity.evaluate(model: lm, tokens: tokens, characters: text.unicodeScalars.count,
+                                             context: window, stride: step) { scored, total in
+            FileHandle.standardError.write(String(format: "\rscored %d/%d tokens (%.0f%%)", scored, total,
+                                                  100 * Double(scored) / Double(max(total, 1))).data(using: .utf8)!)
+        }
+        FileHandle.standardError.write("\n".data(using: .utf8)!)
+        print(String(format: "perplexity %.4f | bits/token %.4f | bits/character %.4f | %d tokens scored, %d characters, context %d, stride %d | %.1f s",
+                     result.perplexity, result.bitsPerToken, result.bitsPerCharacter, result.scoredTokens,
+                     result.characters, window, step, Clock.now() - start))
+    }
+}

@@ -1,0 +1,96 @@
+import Foundation
+import Testing
+@testable import Orochi
+
+/// The kernels under Mamba against plain reference loops.
+struct MambaKernelTests {
+    static func random(_ count: Int, seed: UInt64, scale: Float = 1) -> [Float] {
+        var rng = SplitMix64(seed: seed)
+        return (0..<count).map { _ in (rng.nextUnitFloat() * 2 - 1) * scale }
+    }
+
+    @Test func vectorExpMatchesLibm() {
+        var worst: Double = 0
+        var x: Float = -87
+        while x < 88 {
+            var v = SIMD16<Float>()
+            for i in 0..<16 { v[i] = x + Float(i) * 0.0137 }
+            let e = SelectiveScan.exp(v)
+            for i in 0..<16 {
+                let want = Foundation.exp(Double(v[i]))
+                worst = max(worst, abs(Double(e[i]) - want) / want)
+            }
+            x += 0.61
+        }
+        #expect(worst < 5e-7, "worst relative error \(worst)")
+        let tiny = SelectiveScan.exp(SIMD16<Float>(repeating: -1000))
+        #expect(tiny[0] >= 0 && tiny[0] < 1e-37)
+    }
+
+    @Test func softplusMatchesTorchForm() {
+        var x: Float = -40
+        while x < 40 {
+            let want = x > 20 ? Double(x) : log1p(Foundation.exp(Double(x)))
+            let got = Double(SelectiveScan.softplus(x))
+            #expect(abs(got - want) <= 4e-7 * want, "softplus(\(x)) = \(got), want \(want)")
+            x += 0.173
+        }
+    }
+
+    /// Causal depthwise conv, any kernel, in pieces of any length: the same as one pass with zero history.
+    @Test(arguments: [1, 2, 3, 4])
+    func causalConvMatchesNaive(_ k: Int) {
+        let e = 24, t = 11
+        let x = Self.random(t * e, seed: 1), w = Self.random(k * e, seed: 2), bias = Self.random(e, seed: 3)
+        var want = [Float](repeating: 0, count: t * e)
+        for i in 0..<t { for c in 0..<e {
+            var s = bias[c]
+            for j in 0..<k where i - (k - 1) + j >= 0 { s += w[j * e + c] * x[(i - (k - 1) + j) * e + c] }
+            want[i * e + c] = s
+        } }
+        for pieces in [[11], [1, 10], [2, 1, 1, 7], [5, 6], [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]] {
+            var state = [Float](repeating: 0, count: max(k - 1, 1) * e)
+            var got = [Float](repeating: .nan, count: t * e)
+            var start = 0
+            for n in pieces {
+                x.withUnsafeBufferPointer { xp in
+                    got.withUnsafeMutableBufferPointer { yp in
+                        CausalConv.forward(xp.baseAddress! + start * e, ldx: e, steps: n, channels: e, kernel: k,
+                                           weight: w, bias: bias, state: &state, into: yp.baseAddress! + start * e)
+                    }
+                }
+                start += n
+            }
+            let err = zip(got, want).map { abs($0 - $1) }.max()!
+            #expect(err < 1e-5, "kernel \(k), pieces \(pieces): error \(err)")
+        }
+    }
+
+    /// The SIMD16 path equals the scalar path; several threads equal one.
+    @Test func scanPathsAgree() {
+        let t = 9, e = 256, n = 16, ldbc = 3 + 2 * n, ldz = 2 * e
+        let x = Self.random(t * e, seed: 4), delta = Self.random(t * e, seed: 5, scale: 3)
+        let bias = Self.random(e, seed: 6), a = Self.random(e * n, seed: 7).map { -1 - abs($0) * 4 }
+        let bc = Self.random(t * ldbc, seed: 8, scale: 2), d = Self.random(e, seed: 9), z = Self.random(t * ldz, seed: 10, scale: 3)
+        let h0 = Self.random(e * n, seed: 11)
+        func run(_ body: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) -> ([Float], [Float]) {
+            var h = h0, y = [Float](repeating: .nan, count: t * e)
+            h.withUnsafeMutableBufferPointer { hp in y.withUnsafeMutableBufferPointer { yp in body(hp.baseAddress!, yp.baseAddress!) } }
+            return (h, y)
+        }
+        let b = bc.withUnsafeBufferPointer { $0.baseAddress! + 3 }, c = bc.withUnsafeBufferPointer { $0.baseAddress! + 3 + n }
+        let scalar = run { h, y in
+            SelectiveScan.scanAnyN(steps: t, channels: 0..<e, of: e, stateSize: n, x: x, delta: delta, deltaBias: bias,
+                                   a: a, b: b, c: c, ldbc: ldbc, d: d, z: z, ldz: ldz, state: h, into: y)
+        }
+        for threads in [1, 2, 3] {
+            let simd = run { h, y in
+                SelectiveScan.scan(steps: t, channels: e, stateSize: n, x: x, delta: delta, deltaBias: bias,
+                                   a: a, b: b, c: c, ldbc: ldbc, d: d, z: z, ldz: ldz, state: h, into: y, threads: threads)
+            }
+            let errH = zip(simd.0, scalar.0).map { abs($0 - $1) / max(1, abs($1)) }.max()!
+            let errY = zip(simd.1, scalar.1).map { abs($0 - $1) / max(1, abs($1)) }.max()!
+            #expect(errH < 1e-5 && errY < 1e-5, "threads \(threads): state error \(errH), output error \(errY)")
+        }
+    }
+}
