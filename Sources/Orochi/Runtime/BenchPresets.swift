@@ -40,6 +40,10 @@ public enum BenchPresets {
                     build: { try llama(llama130m, capacity: $0, seed: $1) }),
         BenchPreset(name: "llama-6m", summary: "Llama, hidden 256, 6 layers, 8 heads (4 KV), MLP 688, vocab 8000, tied (the shipped shape)",
                     build: { try llama(llama6m, capacity: $0, seed: $1) }),
+        BenchPreset(name: "mamba-130m", summary: "Mamba, hidden 768, 24 layers, state 16, expand 2, conv 4, vocab 32000, tied",
+                    build: { _, seed in try MambaModel(config: MambaConfig(hidden_size: 768, num_hidden_layers: 24, vocab_size: 32000, state_size: 16, expand: 2, conv_kernel: 4), checkpoint: nil, configPath: "preset mamba-130m", randomSeed: seed) }),
+        BenchPreset(name: "mamba-6m", summary: "Mamba, hidden 256, 10 layers, state 16, expand 2, conv 4, vocab 8000, tied (the shipped shape)",
+                    build: { _, seed in try MambaModel(config: MambaConfig(hidden_size: 256, num_hidden_layers: 10, vocab_size: 8000, state_size: 16, expand: 2, conv_kernel: 4), checkpoint: nil, configPath: "preset mamba-6m", randomSeed: seed) }),
     ]
 
     public static var names: [String] { all.map(\.name) }

@@ -216,10 +216,9 @@ struct BenchSweepTests {
         let fits = try #require(analysis["fits"] as? [[String: Any]])
         #expect(fits.contains { $0["model"] as? String == "gqa_linear_f32" && $0["curve"] as? String == "prefill" && $0["range"] as? String == "all" })
         #expect((analysis["memory"] as? [Any])?.count == 2)
-        // The document decodes back into the results it came from.
-        struct Back: Decodable { let results: BenchResults }
-        let back = try JSONDecoder().decode(Back.self, from: Data(text.utf8))
-        #expect(back.results.points == r.points)
+        // The document decodes back into the results it came from (`--replay`).
+        let back = try BenchReport.decodeJSON(Data(text.utf8))
+        #expect(back.points == r.points && back.breakdowns == r.breakdowns && back.settings == r.settings)
     }
 
     @Test func templateIsFilledAndUnknownPlaceholdersAreMarked() {
@@ -239,5 +238,17 @@ struct BenchSweepTests {
         #expect(config.hidden_size == 768 && config.num_hidden_layers == 12 && config.num_attention_heads == 12)
         #expect(config.kvHeads == 12 && config.intermediate_size == 2048 && config.vocab_size == 32000 && config.tiedEmbeddings)
         #expect((config.max_position_embeddings ?? 0) >= 16384 + 64)
+        #expect(BenchPresets.names.contains("mamba-130m"))
+    }
+
+    /// The state of the SSM preset is a fixed size; the KV cache of the attention preset grows by
+    /// exactly 2 × layers × hidden × 4 bytes per token (shapes only: nothing is run).
+    @Test func presetMemoryAccounting() throws {
+        let mamba = try #require(BenchPresets.named("mamba-6m")).build(64, 1)
+        #expect(mamba.stateBytes(forTokens: 1) == mamba.stateBytes(forTokens: 16384))
+        #expect(mamba.stateBytes(forTokens: 1) > 0)
+        let llama = try #require(BenchPresets.named("llama-6m")).build(64, 1)
+        // 6 layers × 4 KV heads × 32 per head (256 / 8) × K and V × 4 bytes.
+        #expect(llama.stateBytes(forTokens: 1000) == 1000 * 2 * 6 * 4 * 32 * 4)
     }
 }
