@@ -81,25 +81,44 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
-    // One selective-scan step of one Mamba layer (inner 1536, state 16), written out as the
-    // recurrence of the paper: h ← exp(Δ·A) ⊙ h + Δ·B·x;  y = C·h + D·x. This is the work an SSM
-    // does per token and layer instead of attention; its cost does not depend on the depth.
-    let inner = 1536, state = 16
+    // The selective scan of one Mamba layer (inner E = 1536, state N = 16): the work an SSM does
+    // per token and layer instead of attention, independent of the depth. One decode step with the
+    // engine's kernel, a 512-token prefill chunk with it, and the recurrence written out as scalar
+    // Swift (h ← exp(Δ·A) ⊙ h + Δ·B·x;  y = C·h + D·x) for comparison.
+    let inner = 1536, state = 16, chunk = 512
     let a = Buffer(inner * state, seed: 7)
+    for i in 0..<a.count { a.pointer[i] = -abs(a.pointer[i]) - 0.1 }     // A = −exp(A_log) < 0
     let h = Buffer(inner * state, seed: 8, scale: 0.1)
-    let dt = Buffer(inner, seed: 9, scale: 0.1)
-    let bv = Buffer(state, seed: 10), cv = Buffer(state, seed: 11)
-    let xv = Buffer(inner, seed: 12), dv = Buffer(inner, seed: 13), yv = Buffer(inner)
-    Benchmark("selective-scan step 1536x16") { benchmark in
+    let dt = Buffer(chunk * inner, seed: 9, scale: 0.5), dtBias = Buffer(inner, seed: 14, scale: 0.1)
+    let bc = Buffer(chunk * 2 * state, seed: 10)                         // B and C rows side by side
+    let xv = Buffer(chunk * inner, seed: 12), z = Buffer(chunk * inner, seed: 15)
+    let dv = Buffer(inner, seed: 13), yv = Buffer(chunk * inner)
+    Benchmark("selective scan, one step 1536x16 (SelectiveScan)") { benchmark in
+        for _ in benchmark.scaledIterations {
+            SelectiveScan.scan(steps: 1, channels: inner, stateSize: state, x: xv.pointer, delta: dt.pointer,
+                               deltaBias: dtBias.pointer, a: a.pointer, b: bc.pointer, c: bc.pointer + state, ldbc: 2 * state,
+                               d: dv.pointer, z: z.pointer, ldz: inner, state: h.pointer, into: yv.pointer)
+            blackHole(yv.pointer[0])
+        }
+    }
+    Benchmark("selective scan, 512 steps 1536x16 (SelectiveScan, \(threads) threads)") { benchmark in
+        for _ in benchmark.scaledIterations {
+            SelectiveScan.scan(steps: chunk, channels: inner, stateSize: state, x: xv.pointer, delta: dt.pointer,
+                               deltaBias: dtBias.pointer, a: a.pointer, b: bc.pointer, c: bc.pointer + state, ldbc: 2 * state,
+                               d: dv.pointer, z: z.pointer, ldz: inner, state: h.pointer, into: yv.pointer, threads: threads)
+            blackHole(yv.pointer[0])
+        }
+    }
+    Benchmark("selective scan, one step 1536x16 (scalar reference)") { benchmark in
         for _ in benchmark.scaledIterations {
             for i in 0..<inner {
                 let delta = dt.pointer[i], xi = xv.pointer[i]
                 var acc: Float = 0
                 let hi = h.pointer + i * state, ai = a.pointer + i * state
                 for s in 0..<state {
-                    let v = expf(delta * -abs(ai[s])) * hi[s] + delta * bv.pointer[s] * xi
+                    let v = expf(delta * ai[s]) * hi[s] + delta * bc.pointer[s] * xi
                     hi[s] = v
-                    acc += cv.pointer[s] * v
+                    acc += bc.pointer[state + s] * v
                 }
                 yv.pointer[i] = acc + dv.pointer[i] * xi
             }

@@ -67,7 +67,9 @@ public struct BenchAnalysis: Sendable, Codable {
             }
             let constant = results.constantState[model] ?? false
             let perToken: Double
-            if let a = pts.first, let b = pts.last, b.context > a.context {
+            if constant {
+                perToken = 0
+            } else if let a = pts.first, let b = pts.last, b.context > a.context {
                 perToken = Double(b.stateBytes - a.stateBytes) / Double(b.context - a.context)
             } else {
                 perToken = pts.first.map { Double($0.stateBytes) / Double($0.context) } ?? 0
