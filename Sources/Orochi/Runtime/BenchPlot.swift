@@ -7,6 +7,10 @@ import Foundation
 public enum BenchPlot {
     public static let plots = ["prefill", "decode", "memory", "breakdown"]
 
+    /// One distinct colour per component of the breakdown, in `ProfileComponent` order, then "other".
+    static let palette = ["#8c564b", "#7f7f7f", "#1f77b4", "#bcbd22", "#ff7f0e", "#2ca02c",
+                          "#e377c2", "#17becf", "#9467bd", "#d9d9d9"]
+
     public enum PlotError: Error, CustomStringConvertible {
         case gnuplotMissing
         case gnuplotFailed(script: String, status: Int32, stderr: String)
@@ -99,7 +103,7 @@ public enum BenchPlot {
             set format y '%.0s %cB'
             set xlabel 'context n (tokens)'
             set ylabel 'bytes (k, M, G = 10³, 10⁶, 10⁹)'
-            set key bottom right
+            set key top left
             set grid
             plot \(series("1:8", "linespoints lw 2", suffix: ": KV cache / state")), \\
               \(series("1:9", "linespoints dt 2", suffix: ": peak RSS of the point"))
@@ -114,7 +118,8 @@ public enum BenchPlot {
             set yrange [0:100]
             set key outside right
             set xtics rotate by -30 font ',9'
-            plot for [i=2:\(names.count + 1)] 'data/breakdown.dat' using i:xtic(1) title columnheader(i)
+            palette = "\(palette.prefix(names.count).joined(separator: " "))"
+            plot for [i=2:\(names.count + 1)] 'data/breakdown.dat' using i:xtic(1) title columnheader(i) lc rgb word(palette, i - 1)
             """
 
         var images: [String] = []

@@ -287,6 +287,10 @@ public enum BenchReport {
             "date": results.startedAt,
             "command": command,
             "wall": String(format: "%.0f s", results.wallSeconds),
+            "load": results.loadAverageStart.map { a in
+                String(format: "load average %.1f at the start and %@ at the end, on %d logical CPUs", a,
+                       results.loadAverageEnd.map { String(format: "%.1f", $0) } ?? "?", results.machine.logicalCPUs)
+            } ?? "the load average was not recorded by this run",
             "models": results.models.joined(separator: ", "),
             "contexts": results.settings.contexts.map(grouped).joined(separator: ", "),
             "decode_tokens": "\(results.settings.decodeTokens)",
@@ -318,6 +322,14 @@ public enum BenchReport {
             if let pre = p.prefill { out = out.replacingOccurrences(of: "{{prefill:\(p.model):\(p.context)}}", with: secs(pre.median) + " s") }
             if let dec = p.decode { out = out.replacingOccurrences(of: "{{decode:\(p.model):\(p.context)}}", with: ms(dec.median) + " ms") }
             out = out.replacingOccurrences(of: "{{state:\(p.model):\(p.context)}}", with: formatBytes(p.stateBytes))
+            if let rss = p.peakResidentBytes { out = out.replacingOccurrences(of: "{{rss:\(p.model):\(p.context)}}", with: formatBytes(rss)) }
+        }
+        // {{share:MODEL:PHASE:N:COMPONENT}}: a component's share of a profiled pass, in percent.
+        for b in results.breakdowns {
+            for c in b.components {
+                out = out.replacingOccurrences(of: "{{share:\(b.model):\(b.phase):\(b.context):\(c.name)}}",
+                                               with: String(format: "%.0f %%", 100 * c.seconds / max(b.wallSeconds, 1e-12)))
+            }
         }
         // Anything left unfilled (a model that was not measured) reads as such rather than as a brace.
         while let r = out.range(of: "\\{\\{[^}]*\\}\\}", options: .regularExpression) {

@@ -105,12 +105,13 @@ public enum Crossover: Sendable, Equatable {
     }
 
     public var description: String {
+        func g(_ v: Double) -> String { BenchReport.grouped(Int(v.rounded())) }
         switch self {
-        case .fromStart(let x): return "cheaper from the first point (n = \(Int(x)))"
-        case .measured(let x): return "n ≈ \(Int(x.rounded()))"
+        case .fromStart(let x): return "cheaper from the first point (n = \(g(x)))"
+        case .measured(let x): return "n ≈ \(g(x))"
         case .beyondRange(let last, let e):
-            if let e { return "not reached by n = \(Int(last)) (the upper-range fits cross near n ≈ \(Int(e.rounded())))" }
-            return "not reached by n = \(Int(last))"
+            if let e { return "not reached by n = \(g(last)) (the upper-range fits cross near n ≈ \(g(e)))" }
+            return "not reached by n = \(g(last))"
         case .unknown: return "unknown (too few common points)"
         }
     }

@@ -99,6 +99,9 @@ public struct BenchResults: Sendable, Codable {
     public var breakdowns: [BenchBreakdown]
     /// The command line that produced the results (set by the CLI).
     public var command: String? = nil
+    /// The machine's 1-minute load average when the sweep started and ended (other work on a shared machine).
+    public var loadAverageStart: Double? = nil
+    public var loadAverageEnd: Double? = nil
 
     public func points(of model: String) -> [BenchPoint] {
         points.filter { $0.model == model && $0.skipped == nil }.sorted { $0.context < $1.context }
@@ -129,6 +132,7 @@ public final class BenchRunner {
             machine: .current(threads: settings.threads), settings: settings, models: subjects.map(\.name),
             constantState: [:], startedAt: ISO8601DateFormatter().string(from: Date()), wallSeconds: 0,
             interrupted: false, peakIsPerPoint: peakPerPoint, points: [], breakdowns: [])
+        results.loadAverageStart = loadAverage()
         let total = settings.contexts.count * subjects.count
         var done = 0
         sweep: for n in settings.contexts {
@@ -145,6 +149,7 @@ public final class BenchRunner {
         }
         if BenchStop.isRequested { results.interrupted = true }
         results.wallSeconds = Clock.now() - start
+        results.loadAverageEnd = loadAverage()
         return results
     }
 

@@ -69,6 +69,12 @@ public struct BenchMachine: Sendable, Codable, Equatable {
     public var label: String { "\(cpu), \(threads) thread\(threads == 1 ? "" : "s")" }
 }
 
+/// The 1-minute load average (/proc/loadavg): how busy the shared machine was.
+public func loadAverage() -> Double? {
+    guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8) else { return nil }
+    return text.split(separator: " ").first.flatMap { Double($0) }
+}
+
 /// A stop request (Ctrl-C), checked by the sweep between measurements. Set from a signal handler,
 /// so it is a plain word written once.
 public enum BenchStop {
