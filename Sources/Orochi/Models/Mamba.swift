@@ -322,7 +322,7 @@ public final class MambaModel: LanguageModel {
     // MARK: Decode — one token, matrix-vector products, O(1) in the context, no allocation.
 
     public func decode(_ token: Int) throws {
-        try checkTokens([token])
+        guard token >= 0 && token < vocab else { throw ModelError.tokenOutOfRange(token: token, vocabSize: vocab) }
         let e = inner, n = stateSize, r = rank
         Profiler.time(.embedding) { memcpy(x.pointer, embedding + token * dim, dim * 4) }      // x[D]
         for l in 0..<layers {
