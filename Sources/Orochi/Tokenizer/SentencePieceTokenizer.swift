@@ -12,7 +12,7 @@ public final class SentencePieceTokenizer: Tokenizer {
     /// Normal, user-defined and unused pieces (sentencepiece's `pieces_`).
     let pieceTrie: ByteTrie
     /// Control, unknown and byte pieces (sentencepiece's `reserved_id_map_`), looked up first.
-    let reservedIds: [[UInt8]: Int]
+    let reservedTrie: ByteTrie
     let userDefinedTrie: ByteTrie
     let normalizer: SentencePieceNormalizer
     let unknownId: Int
@@ -80,7 +80,7 @@ public final class SentencePieceTokenizer: Tokenizer {
         }
         pieceTrie = ByteTrie(normalEntries)
         userDefinedTrie = ByteTrie(userDefinedEntries)
-        reservedIds = reserved
+        reservedTrie = ByteTrie(reserved.map { ($0.key, Int32($0.value)) })
         unknownId = unknown
         self.byteIds = byteIds
         self.byteOfId = byteOfId
@@ -113,7 +113,8 @@ public final class SentencePieceTokenizer: Tokenizer {
 
     /// sentencepiece's PieceToId: reserved pieces first, then the vocabulary, else unk.
     func pieceId(_ bytes: ArraySlice<UInt8>) -> Int {
-        if let id = reservedIds[Array(bytes)] { return id }
+        let reserved = reservedTrie.value(of: bytes)
+        if reserved >= 0 { return Int(reserved) }
         let id = pieceTrie.value(of: bytes)
         return id >= 0 ? Int(id) : unknownId
     }
@@ -218,6 +219,7 @@ public final class SentencePieceTokenizer: Tokenizer {
         var left: Int32
         var right: Int32
         var size: Int32
+        var node: Int32   // trie node of the merged piece
         /// sentencepiece pops the highest score first, then the leftmost.
         static func < (a: Merge, b: Merge) -> Bool {
             a.score < b.score || (a.score == b.score && a.left > b.left)
@@ -247,19 +249,32 @@ public final class SentencePieceTokenizer: Tokenizer {
         var next = (0..<count).map { $0 + 1 < count ? Int32($0 + 1) : -1 }
         var agenda = BinaryHeap<Merge>(capacity: count)
 
+        // Each symbol's node in the piece trie (-1 when no piece starts with it): a pair is
+        // looked up by walking only the right symbol's bytes from the left symbol's node.
+        var nodes = [Int32](repeating: -1, count: count)
         text.withUnsafeBufferPointer { bytes in
+            for index in 0..<count {
+                var node = ByteTrie.root
+                let start = Int(starts[index])
+                for k in start..<(start + Int(lengths[index])) {
+                    node = pieceTrie.child(node, bytes[k])
+                    if node < 0 { break }
+                }
+                nodes[index] = node
+            }
             func consider(_ left: Int32, _ right: Int32) {
                 guard left >= 0, right >= 0, !frozen[Int(left)], !frozen[Int(right)] else { return }
-                let start = Int(starts[Int(left)])
-                let size = Int(lengths[Int(left)] + lengths[Int(right)])
-                var node = ByteTrie.root
-                for k in start..<(start + size) {
+                var node = nodes[Int(left)]
+                if node < 0 { return }
+                let start = Int(starts[Int(right)])
+                for k in start..<(start + Int(lengths[Int(right)])) {
                     node = pieceTrie.child(node, bytes[k])
                     if node < 0 { return }
                 }
                 let id = Int(pieceTrie.values[Int(node)])
                 guard id >= 0 else { return }
-                agenda.push(Merge(score: scores[id], left: left, right: right, size: Int32(size)))
+                agenda.push(Merge(score: scores[id], left: left, right: right,
+                                  size: lengths[Int(left)] + lengths[Int(right)], node: node))
             }
             for index in 1..<max(count, 1) { consider(Int32(index - 1), Int32(index)) }
             while let top = agenda.pop() {
@@ -267,6 +282,7 @@ public final class SentencePieceTokenizer: Tokenizer {
                 // Stale when either side was merged away or has grown since the push.
                 guard lengths[left] > 0, lengths[right] > 0, lengths[left] + lengths[right] == top.size else { continue }
                 lengths[left] = top.size
+                nodes[left] = top.node
                 next[left] = next[right]
                 if next[right] >= 0 { previous[Int(next[right])] = Int32(left) }
                 lengths[right] = 0
