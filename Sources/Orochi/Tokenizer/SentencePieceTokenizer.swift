@@ -295,7 +295,11 @@ public final class SentencePieceTokenizer: Tokenizer {
         while index >= 0 {
             let start = Int(starts[Int(index)])
             let range = start..<(start + Int(lengths[Int(index)]))
-            segments.append((range, pieceId(text[range])))
+            // PieceToId: reserved pieces first, then the symbol's own trie node, else unk.
+            let reserved = reservedTrie.value(of: text[range])
+            let node = nodes[Int(index)]
+            let piece = node >= 0 ? Int(pieceTrie.values[Int(node)]) : -1
+            segments.append((range, reserved >= 0 ? Int(reserved) : piece >= 0 ? piece : unknownId))
             index = next[Int(index)]
         }
         return segments
