@@ -20,6 +20,11 @@ public final class SentencePieceTokenizer: Tokenizer {
     let byteOfId: [Int16]         // the byte a byte piece stands for, or -1
     let minScore: Float
     let maxScore: Float
+    /// BPE only: every pair of adjacent characters inside some piece. Where two neighbouring
+    /// characters of the input form no such pair, no merge can ever cross between them, so
+    /// the text is merged in independent stretches and the agenda stays small even for a
+    /// megabyte-long line (the result is the same as merging the whole line at once).
+    let bpeBigrams: FastKeySet
 
     public var vocabSize: Int { pieces.count }
     public let bosTokenId: Int?
@@ -79,6 +84,21 @@ public final class SentencePieceTokenizer: Tokenizer {
             throw TokenizerError.corruptModel(path: path, detail: "byte_fallback is set but not all 256 <0xXX> pieces exist")
         }
         pieceTrie = ByteTrie(normalEntries)
+        var bigrams = Set<UInt64>()
+        if proto.modelType == .bpe {
+            for (text, _) in normalEntries {
+                var previousKey: UInt32?
+                var k = 0
+                while k < text.count {
+                    let length = min(utf8CharLength(text[k]), text.count - k)
+                    let key = Self.characterKey(text, k, length)
+                    if let previousKey { bigrams.insert(UInt64(previousKey) << 32 | UInt64(key)) }
+                    previousKey = key
+                    k += length
+                }
+            }
+        }
+        bpeBigrams = FastKeySet(bigrams)
         userDefinedTrie = ByteTrie(userDefinedEntries)
         reservedTrie = ByteTrie(reserved.map { ($0.key, Int32($0.value)) })
         unknownId = unknown
@@ -95,6 +115,14 @@ public final class SentencePieceTokenizer: Tokenizer {
         let count = proto.pieces.count
         bosTokenId = (0..<count).contains(proto.bosId) ? proto.bosId : nil
         eosTokenId = (0..<count).contains(proto.eosId) ? proto.eosId : nil
+    }
+
+    /// A character's (at most 4) UTF-8 bytes packed into one integer.
+    @inline(__always)
+    static func characterKey<C: RandomAccessCollection>(_ bytes: C, _ start: C.Index, _ length: Int) -> UInt32 where C.Element == UInt8, C.Index == Int {
+        var key: UInt32 = 0
+        for k in start..<(start + length) { key = key << 8 | UInt32(bytes[k]) }
+        return key
     }
 
     /// "<0xE3>" → 0xE3.
@@ -214,12 +242,14 @@ public final class SentencePieceTokenizer: Tokenizer {
         return segments
     }
 
+    /// A candidate merge in the agenda: 8 bytes, so that the heap of a long line stays in cache.
+    /// It does not record the right symbol: when popped, the pair now at `left` is looked up
+    /// again and merged only if its score is still `score`. That merges exactly what
+    /// sentencepiece merges — always the adjacent pair with the highest score, leftmost on ties,
+    /// because every pair that becomes adjacent gets its own entry with that same key.
     private struct Merge: Comparable {
         var score: Float
         var left: Int32
-        var right: Int32
-        var size: Int32
-        var node: Int32   // trie node of the merged piece
         /// sentencepiece pops the highest score first, then the leftmost.
         static func < (a: Merge, b: Merge) -> Bool {
             a.score < b.score || (a.score == b.score && a.left > b.left)
@@ -262,45 +292,73 @@ public final class SentencePieceTokenizer: Tokenizer {
                 }
                 nodes[index] = node
             }
-            func consider(_ left: Int32, _ right: Int32) {
-                guard left >= 0, right >= 0, !frozen[Int(left)], !frozen[Int(right)] else { return }
+            /// The trie node of the piece that symbols `left` + `right` would form, or -1.
+            func mergedNode(_ left: Int32, _ right: Int32) -> Int32 {
+                guard left >= 0, right >= 0, !frozen[Int(left)], !frozen[Int(right)] else { return -1 }
                 var node = nodes[Int(left)]
-                if node < 0 { return }
+                if node < 0 { return -1 }
                 let start = Int(starts[Int(right)])
                 for k in start..<(start + Int(lengths[Int(right)])) {
                     node = pieceTrie.child(node, bytes[k])
-                    if node < 0 { return }
+                    if node < 0 { return -1 }
                 }
-                let id = Int(pieceTrie.values[Int(node)])
-                guard id >= 0 else { return }
-                agenda.push(Merge(score: scores[id], left: left, right: right,
-                                  size: lengths[Int(left)] + lengths[Int(right)], node: node))
+                return node
             }
-            for index in 1..<max(count, 1) { consider(Int32(index - 1), Int32(index)) }
-            while let top = agenda.pop() {
-                let left = Int(top.left), right = Int(top.right)
-                // Stale when either side was merged away or has grown since the push.
-                guard lengths[left] > 0, lengths[right] > 0, lengths[left] + lengths[right] == top.size else { continue }
-                lengths[left] = top.size
-                nodes[left] = top.node
-                next[left] = next[right]
-                if next[right] >= 0 { previous[Int(next[right])] = Int32(left) }
-                lengths[right] = 0
-                consider(previous[left], Int32(left))
-                consider(Int32(left), next[left])
+            func consider(_ left: Int32, _ right: Int32) {
+                let node = mergedNode(left, right)
+                guard node >= 0 else { return }
+                let id = Int(pieceTrie.values[Int(node)])
+                if id >= 0 { agenda.push(Merge(score: scores[id], left: left)) }
+            }
+            func mergeStretch(_ first: Int, _ end: Int) {
+                previous[first] = -1
+                next[end - 1] = -1
+                for index in (first + 1)..<max(end, first + 1) { consider(Int32(index - 1), Int32(index)) }
+                while let top = agenda.pop() {
+                    let left = Int(top.left)
+                    guard lengths[left] > 0, next[left] >= 0 else { continue }
+                    let right = Int(next[left])
+                    let node = mergedNode(Int32(left), Int32(right))
+                    guard node >= 0 else { continue }
+                    let id = Int(pieceTrie.values[Int(node)])
+                    guard id >= 0, scores[id] == top.score else { continue }  // stale: the pair changed
+                    lengths[left] += lengths[right]
+                    nodes[left] = node
+                    next[left] = next[right]
+                    if next[right] >= 0 { previous[Int(next[right])] = Int32(left) }
+                    lengths[right] = 0
+                    consider(previous[left], Int32(left))
+                    consider(Int32(left), next[left])
+                }
+            }
+            var stretchStart = 0
+            var previousKey: UInt32 = 0
+            for index in 0...count {
+                var isBoundary = index == count
+                if index < count {
+                    let start = Int(starts[index])
+                    let key = Self.characterKey(bytes, start, Int(lengths[index]) <= 4 ? Int(lengths[index]) : 0)
+                    if index > 0 {
+                        isBoundary = frozen[index] || frozen[index - 1]
+                            || !bpeBigrams.contains(UInt64(previousKey) << 32 | UInt64(key))
+                    }
+                    previousKey = key
+                }
+                if isBoundary && index > stretchStart {
+                    mergeStretch(stretchStart, index)
+                    stretchStart = index
+                }
             }
         }
         var segments: [(range: Range<Int>, id: Int)] = []
-        var index: Int32 = 0
-        while index >= 0 {
-            let start = Int(starts[Int(index)])
-            let range = start..<(start + Int(lengths[Int(index)]))
+        for index in 0..<count where lengths[index] > 0 {
+            let start = Int(starts[index])
+            let range = start..<(start + Int(lengths[index]))
             // PieceToId: reserved pieces first, then the symbol's own trie node, else unk.
             let reserved = reservedTrie.value(of: text[range])
-            let node = nodes[Int(index)]
+            let node = nodes[index]
             let piece = node >= 0 ? Int(pieceTrie.values[Int(node)]) : -1
             segments.append((range, reserved >= 0 ? Int(reserved) : piece >= 0 ? piece : unknownId))
-            index = next[Int(index)]
         }
         return segments
     }
