@@ -258,9 +258,20 @@ public final class SentencePieceTokenizer: Tokenizer {
 
     /// sentencepiece's BPE: characters (and user-defined symbols, which never merge) in a
     /// linked list, candidate merges in a priority queue by the merged piece's score.
+    /// One symbol of the BPE linked list.
+    private struct Symbol {
+        var start: Int32
+        var length: Int32      // 0 once merged into its left neighbour
+        var node: Int32        // its node in the piece trie, -1 when no piece starts with it
+        var previous: Int32
+        var next: Int32
+        var frozen: Bool       // a user-defined symbol: never merged
+    }
+
     private func bpeSegments(_ text: [UInt8]) -> [(range: Range<Int>, id: Int)] {
         if text.isEmpty { return [] }
-        var starts: [Int32] = [], lengths: [Int32] = [], frozen: [Bool] = []
+        var symbols: [Symbol] = []
+        symbols.reserveCapacity(text.count / 2 + 1)
         text.withUnsafeBufferPointer { bytes in
             var position = 0
             while position < bytes.count {
@@ -270,94 +281,89 @@ public final class SentencePieceTokenizer: Tokenizer {
                     length = matched
                     isUserDefined = true
                 }
-                starts.append(Int32(position)); lengths.append(Int32(length)); frozen.append(isUserDefined)
-                position += length
-            }
-        }
-        let count = starts.count
-        var previous = (0..<count).map { Int32($0 - 1) }
-        var next = (0..<count).map { $0 + 1 < count ? Int32($0 + 1) : -1 }
-        var agenda = BinaryHeap<Merge>(capacity: count)
-
-        // Each symbol's node in the piece trie (-1 when no piece starts with it): a pair is
-        // looked up by walking only the right symbol's bytes from the left symbol's node.
-        var nodes = [Int32](repeating: -1, count: count)
-        text.withUnsafeBufferPointer { bytes in
-            for index in 0..<count {
                 var node = ByteTrie.root
-                let start = Int(starts[index])
-                for k in start..<(start + Int(lengths[index])) {
+                for k in position..<(position + length) {
                     node = pieceTrie.child(node, bytes[k])
                     if node < 0 { break }
                 }
-                nodes[index] = node
+                let index = Int32(symbols.count)
+                symbols.append(Symbol(start: Int32(position), length: Int32(length), node: node,
+                                      previous: index - 1, next: index + 1, frozen: isUserDefined))
+                position += length
             }
-            /// The trie node of the piece that symbols `left` + `right` would form, or -1.
-            func mergedNode(_ left: Int32, _ right: Int32) -> Int32 {
-                guard left >= 0, right >= 0, !frozen[Int(left)], !frozen[Int(right)] else { return -1 }
-                var node = nodes[Int(left)]
-                if node < 0 { return -1 }
-                let start = Int(starts[Int(right)])
-                for k in start..<(start + Int(lengths[Int(right)])) {
-                    node = pieceTrie.child(node, bytes[k])
-                    if node < 0 { return -1 }
-                }
-                return node
-            }
-            func consider(_ left: Int32, _ right: Int32) {
-                let node = mergedNode(left, right)
-                guard node >= 0 else { return }
-                let id = Int(pieceTrie.values[Int(node)])
-                if id >= 0 { agenda.push(Merge(score: scores[id], left: left)) }
-            }
-            func mergeStretch(_ first: Int, _ end: Int) {
-                previous[first] = -1
-                next[end - 1] = -1
-                for index in (first + 1)..<max(end, first + 1) { consider(Int32(index - 1), Int32(index)) }
-                while let top = agenda.pop() {
-                    let left = Int(top.left)
-                    guard lengths[left] > 0, next[left] >= 0 else { continue }
-                    let right = Int(next[left])
-                    let node = mergedNode(Int32(left), Int32(right))
-                    guard node >= 0 else { continue }
-                    let id = Int(pieceTrie.values[Int(node)])
-                    guard id >= 0, scores[id] == top.score else { continue }  // stale: the pair changed
-                    lengths[left] += lengths[right]
-                    nodes[left] = node
-                    next[left] = next[right]
-                    if next[right] >= 0 { previous[Int(next[right])] = Int32(left) }
-                    lengths[right] = 0
-                    consider(previous[left], Int32(left))
-                    consider(Int32(left), next[left])
-                }
-            }
-            var stretchStart = 0
-            var previousKey: UInt32 = 0
-            for index in 0...count {
-                var isBoundary = index == count
-                if index < count {
-                    let start = Int(starts[index])
-                    let key = Self.characterKey(bytes, start, Int(lengths[index]) <= 4 ? Int(lengths[index]) : 0)
-                    if index > 0 {
-                        isBoundary = frozen[index] || frozen[index - 1]
-                            || !bpeBigrams.contains(UInt64(previousKey) << 32 | UInt64(key))
+        }
+        let count = symbols.count
+        var agenda = BinaryHeap<Merge>(capacity: 64)
+
+        text.withUnsafeBufferPointer { bytes in
+            symbols.withUnsafeMutableBufferPointer { symbols in
+                /// The trie node of the piece that symbols `left` + `right` would form, or -1.
+                func mergedNode(_ left: Int32, _ right: Int32) -> Int32 {
+                    guard left >= 0, right >= 0 else { return -1 }
+                    let l = symbols[Int(left)], r = symbols[Int(right)]
+                    guard !l.frozen, !r.frozen, l.node >= 0 else { return -1 }
+                    var node = l.node
+                    for k in Int(r.start)..<Int(r.start + r.length) {
+                        node = pieceTrie.child(node, bytes[k])
+                        if node < 0 { return -1 }
                     }
-                    previousKey = key
+                    return node
                 }
-                if isBoundary && index > stretchStart {
-                    mergeStretch(stretchStart, index)
-                    stretchStart = index
+                func consider(_ left: Int32, _ right: Int32) {
+                    let node = mergedNode(left, right)
+                    guard node >= 0 else { return }
+                    let id = Int(pieceTrie.values[Int(node)])
+                    if id >= 0 { agenda.push(Merge(score: scores[id], left: left)) }
+                }
+                func mergeStretch(_ first: Int, _ end: Int) {
+                    symbols[first].previous = -1
+                    symbols[end - 1].next = -1
+                    for index in (first + 1)..<max(end, first + 1) { consider(Int32(index - 1), Int32(index)) }
+                    while let top = agenda.pop() {
+                        let left = Int(top.left)
+                        guard symbols[left].length > 0, symbols[left].next >= 0 else { continue }
+                        let right = Int(symbols[left].next)
+                        let node = mergedNode(Int32(left), Int32(right))
+                        guard node >= 0 else { continue }
+                        let id = Int(pieceTrie.values[Int(node)])
+                        guard id >= 0, scores[id] == top.score else { continue }  // stale: the pair changed
+                        symbols[left].length += symbols[right].length
+                        symbols[left].node = node
+                        let after = symbols[right].next
+                        symbols[left].next = after
+                        if after >= 0 { symbols[Int(after)].previous = Int32(left) }
+                        symbols[right].length = 0
+                        consider(symbols[left].previous, Int32(left))
+                        consider(Int32(left), after)
+                    }
+                }
+                var stretchStart = 0
+                var previousKey: UInt32 = 0
+                for index in 0...count {
+                    var isBoundary = index == count
+                    if index < count {
+                        let symbol = symbols[index]
+                        let key = Self.characterKey(bytes, Int(symbol.start), symbol.length <= 4 ? Int(symbol.length) : 0)
+                        if index > 0 {
+                            isBoundary = symbol.frozen || symbols[index - 1].frozen
+                                || !bpeBigrams.contains(UInt64(previousKey) << 32 | UInt64(key))
+                        }
+                        previousKey = key
+                    }
+                    if isBoundary && index > stretchStart {
+                        mergeStretch(stretchStart, index)
+                        stretchStart = index
+                    }
                 }
             }
         }
         var segments: [(range: Range<Int>, id: Int)] = []
-        for index in 0..<count where lengths[index] > 0 {
-            let start = Int(starts[index])
-            let range = start..<(start + Int(lengths[index]))
+        segments.reserveCapacity(count)
+        for symbol in symbols where symbol.length > 0 {
+            let range = Int(symbol.start)..<Int(symbol.start + symbol.length)
             // PieceToId: reserved pieces first, then the symbol's own trie node, else unk.
             let reserved = reservedTrie.value(of: text[range])
-            let node = nodes[index]
-            let piece = node >= 0 ? Int(pieceTrie.values[Int(node)]) : -1
+            let piece = symbol.node >= 0 ? Int(pieceTrie.values[Int(symbol.node)]) : -1
             segments.append((range, reserved >= 0 ? Int(reserved) : piece >= 0 ? piece : unknownId))
         }
         return segments
