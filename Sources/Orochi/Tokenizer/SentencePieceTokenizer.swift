@@ -181,52 +181,55 @@ public final class SentencePieceTokenizer: Tokenizer {
 
     /// Viterbi over the lattice of pieces (sentencepiece's EncodeOptimized): the best path
     /// ending at each byte offset, built left to right while walking the piece trie.
+    /// The best path ending at one byte offset: its score, where its last piece starts, which piece.
+    private struct BestPath {
+        var score: Float
+        var start: Int32
+        var id: Int32
+    }
+
     private func unigramSegments(_ text: [UInt8]) -> [(range: Range<Int>, id: Int)] {
         let size = text.count
         if size == 0 { return [] }
         let unknownScore = minScore - 10  // sentencepiece's kUnkPenalty
-        var bestScore = [Float](repeating: 0, count: size + 1)
-        var bestStart = [Int32](repeating: -1, count: size + 1)
-        var bestId = [Int32](repeating: -1, count: size + 1)
+        var best = [BestPath](repeating: BestPath(score: 0, start: -1, id: -1), count: size + 1)
         text.withUnsafeBufferPointer { bytes in
             types.withUnsafeBufferPointer { types in
                 scores.withUnsafeBufferPointer { scores in
-                    var start = 0
-                    while start < size {
-                        let scoreHere = bestScore[start]
-                        let charLength = min(utf8CharLength(bytes[start]), size - start)
-                        var hasSingleCharPiece = false
-                        var node = ByteTrie.root
-                        var end = start
-                        while end < size {
-                            node = pieceTrie.child(node, bytes[end])
-                            if node < 0 { break }
-                            end += 1
-                            let id = Int(pieceTrie.values[Int(node)])
-                            if id < 0 || types[id] == .unused { continue }
-                            let length = end - start
-                            // User-defined symbols get a bonus so they always win. Single
-                            // precision throughout, as sentencepiece 0.2.x computes it (ties
-                            // between equal-scoring splits depend on this rounding).
-                            let score: Float = types[id] == .userDefined ? Float(Double(Float(length) * maxScore) - 0.1) : scores[id]
-                            let candidate = score + scoreHere
-                            if bestStart[end] == -1 || candidate > bestScore[end] {
-                                bestScore[end] = candidate
-                                bestStart[end] = Int32(start)
-                                bestId[end] = Int32(id)
+                    best.withUnsafeMutableBufferPointer { best in
+                        var start = 0
+                        while start < size {
+                            let scoreHere = best[start].score
+                            let charLength = min(utf8CharLength(bytes[start]), size - start)
+                            var hasSingleCharPiece = false
+                            var node = ByteTrie.root
+                            var end = start
+                            while end < size {
+                                node = pieceTrie.child(node, bytes[end])
+                                if node < 0 { break }
+                                end += 1
+                                let id = Int(pieceTrie.values[Int(node)])
+                                if id < 0 || types[id] == .unused { continue }
+                                let length = end - start
+                                // User-defined symbols get a bonus so they always win. Single
+                                // precision throughout, as sentencepiece 0.2.x computes it (ties
+                                // between equal-scoring splits depend on this rounding).
+                                let score: Float = types[id] == .userDefined ? Float(Double(Float(length) * maxScore) - 0.1) : scores[id]
+                                let candidate = score + scoreHere
+                                if best[end].start == -1 || candidate > best[end].score {
+                                    best[end] = BestPath(score: candidate, start: Int32(start), id: Int32(id))
+                                }
+                                if length == charLength { hasSingleCharPiece = true }
                             }
-                            if length == charLength { hasSingleCharPiece = true }
-                        }
-                        if !hasSingleCharPiece {
-                            let end = start + charLength
-                            let candidate = unknownScore + scoreHere
-                            if bestStart[end] == -1 || candidate > bestScore[end] {
-                                bestScore[end] = candidate
-                                bestStart[end] = Int32(start)
-                                bestId[end] = Int32(unknownId)
+                            if !hasSingleCharPiece {
+                                let end = start + charLength
+                                let candidate = unknownScore + scoreHere
+                                if best[end].start == -1 || candidate > best[end].score {
+                                    best[end] = BestPath(score: candidate, start: Int32(start), id: Int32(unknownId))
+                                }
                             }
+                            start += charLength
                         }
-                        start += charLength
                     }
                 }
             }
@@ -234,8 +237,8 @@ public final class SentencePieceTokenizer: Tokenizer {
         var segments: [(range: Range<Int>, id: Int)] = []
         var end = size
         while end > 0 {
-            let start = Int(bestStart[end])
-            segments.append((start..<end, Int(bestId[end])))
+            let start = Int(best[end].start)
+            segments.append((start..<end, Int(best[end].id)))
             end = start
         }
         segments.reverse()
