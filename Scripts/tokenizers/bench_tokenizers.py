@@ -75,8 +75,9 @@ def main():
     print("|---|---:|---:|---|")
     for variant in sorted(os.listdir(FIXTURES)):
         folder = os.path.join(FIXTURES, variant)
-        if not os.path.isdir(folder):
-            continue
+        if not os.path.isdir(folder) or not any(
+                os.path.exists(os.path.join(folder, name)) for name in ("tokenizer.model", "tokenizer.json")):
+            continue  # e.g. hf-unigram-precompiled, committed as a skeleton
         if os.path.exists(os.path.join(folder, "tokenizer.model")):
             file = os.path.join(folder, "tokenizer.model")
             sp = spm.SentencePieceProcessor(model_file=file)

@@ -175,13 +175,43 @@ def train_hf(train_file, out_dir, lines, vocab_size, unigram_vocab_size):
     hf_write(tok, os.path.join(out_dir, "hf-bpe-pipeline"), lines)
 
 
+def precompiled_from_sentencepiece(out_dir, lines, source="sp-unigram-nmt-nfkc"):
+    """tokenizers' Unigram + Precompiled normalizer built from a sentencepiece model (as the
+    T5/ALBERT converters do). Its tokenizer.json would be ~440 KB, mostly the vocabulary and the
+    base64 charsmap that the source .model already holds, so the fixture keeps a skeleton with
+    both emptied; the tests put them back from ../<source>/tokenizer.model."""
+    from sentencepiece import sentencepiece_model_pb2
+    from tokenizers import Regex
+    proto = sentencepiece_model_pb2.ModelProto()
+    with open(os.path.join(out_dir, source, "tokenizer.model"), "rb") as f:
+        proto.ParseFromString(f.read())
+    tok = Tokenizer(models.Unigram([(p.piece, p.score) for p in proto.pieces], unk_id=proto.trainer_spec.unk_id,
+                                   byte_fallback=False))
+    tok.normalizer = normalizers.Sequence([normalizers.Precompiled(proto.normalizer_spec.precompiled_charsmap),
+                                           normalizers.Replace(Regex(" {2,}"), " ")])
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    directory = os.path.join(out_dir, "hf-unigram-precompiled")
+    os.makedirs(directory, exist_ok=True)
+    write_reference(directory, lines,
+                    lambda line: tok.encode(line, add_special_tokens=False).ids,
+                    lambda ids: tok.decode(ids),
+                    lambda line: tok.encode(line, add_special_tokens=True).ids)
+    data = json.loads(tok.to_str())
+    data["model"]["vocab"] = []
+    data["normalizer"]["normalizers"][0]["precompiled_charsmap"] = ""
+    data["orochi_fill_from"] = f"../{source}/tokenizer.model"
+    with open(os.path.join(directory, "tokenizer.skeleton.json"), "w", encoding="utf-8") as f:
+        json.dump(data, f, ensure_ascii=False, indent=1)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="Tests/OrochiTests/Fixtures/tokenizers")
     parser.add_argument("--test-lines", type=int, default=1000)
     parser.add_argument("--vocab-size", type=int, default=2000)
     parser.add_argument("--hf-vocab-size", type=int, default=1200, help="BPE variants of tokenizers")
-    parser.add_argument("--only", choices=["sp", "hf"], help="regenerate one library's variants")
+    parser.add_argument("--only", choices=["sp", "hf", "precompiled"], help="regenerate some variants only")
     args = parser.parse_args()
     os.makedirs(WORK, exist_ok=True)
     os.makedirs(args.out, exist_ok=True)
@@ -203,6 +233,8 @@ def main():
         train_sentencepiece(train_file, args.out, lines, args.vocab_size)
     if args.only in (None, "hf"):
         train_hf(train_file, args.out, lines, args.hf_vocab_size, args.vocab_size)
+    if args.only in (None, "sp", "precompiled"):
+        precompiled_from_sentencepiece(args.out, lines)
 
 
 if __name__ == "__main__":

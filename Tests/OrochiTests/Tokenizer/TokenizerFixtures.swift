@@ -32,6 +32,26 @@ enum TokenizerFixtures {
     }
 
     static func tokenizer(_ variant: String) throws -> any Tokenizer {
-        try loadTokenizer(file: tokenizerFile(variant))
+        let skeleton = directory.appendingPathComponent(variant).appendingPathComponent("tokenizer.skeleton.json")
+        if FileManager.default.fileExists(atPath: skeleton.path) { return try filledSkeleton(skeleton) }
+        return try loadTokenizer(file: tokenizerFile(variant))
+    }
+
+    /// A tokenizer.json committed without its vocabulary and charsmap (see the fixture script's
+    /// precompiled_from_sentencepiece): both come back from the sentencepiece model it was
+    /// built from, exactly as the Python converter took them.
+    static func filledSkeleton(_ url: URL) throws -> any Tokenizer {
+        var json = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
+        let source = url.deletingLastPathComponent().appendingPathComponent(json["orochi_fill_from"] as! String)
+        let proto = try SentencePieceProto(bytes: [UInt8](Data(contentsOf: source)))
+        var model = json["model"] as! [String: Any]
+        model["vocab"] = proto.pieces.map { [String(decoding: $0.text, as: UTF8.self), Double($0.score)] as [Any] }
+        json["model"] = model
+        var normalizer = json["normalizer"] as! [String: Any]
+        var steps = normalizer["normalizers"] as! [[String: Any]]
+        steps[0]["precompiled_charsmap"] = Data(proto.normalizer.precompiledCharsmap).base64EncodedString()
+        normalizer["normalizers"] = steps
+        json["normalizer"] = normalizer
+        return try HFTokenizer(bytes: [UInt8](try JSONSerialization.data(withJSONObject: json)), path: url.path)
     }
 }
