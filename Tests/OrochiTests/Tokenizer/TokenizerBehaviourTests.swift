@@ -96,13 +96,17 @@ struct TokenizerBehaviourTests {
         let tokenizer = try TokenizerFixtures.tokenizer(variant)
         let short = Array(TokenizerFixtures.inputLines.dropFirst(60).prefix(400)).map { $0.replacingOccurrences(of: " ", with: "") }
         let long = short.joined()
-        func seconds(_ body: () -> Void) -> Double {
-            let start = DispatchTime.now().uptimeNanoseconds
-            body()
-            return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        func seconds(_ body: () -> Void) -> Double {  // best of two: the machine is shared
+            var best = Double.infinity
+            for _ in 0..<2 {
+                let start = DispatchTime.now().uptimeNanoseconds
+                body()
+                best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            }
+            return best
         }
         var shortCount = 0, longCount = 0
-        let shortTime = seconds { for line in short { shortCount += tokenizer.encode(line, addSpecialTokens: false).count } }
+        let shortTime = seconds { shortCount = short.reduce(0) { $0 + tokenizer.encode($1, addSpecialTokens: false).count } }
         let longTime = seconds { longCount = tokenizer.encode(long, addSpecialTokens: false).count }
         #expect(longCount > 0 && shortCount > 0)
         // Quadratic merging would be ~400x slower here; allow generous noise from a shared machine.
