@@ -113,6 +113,14 @@ struct TokenizerBehaviourTests {
         #expect(longTime < shortTime * 5 + 0.05, "long \(longTime)s vs short \(shortTime)s")
     }
 
+    @Test("NFKC as tokenizers applies it: composed voiced marks, no Unicode 12+ mappings")
+    func nfkcLikeTokenizers() {
+        // Expected values printed by tokenizers 0.23.3: normalizers.NFKC().normalize_str(...)
+        let input = Array("\u{1F16C}\u{32FF}\u{A69C}\u{FF76}\u{FF9E}\u{1F23B}\u{1FBF6}".unicodeScalars)
+        let output = HFNormalizer.string(HFNormalizer.nfkc.apply(input))
+        #expect(Array(output.unicodeScalars) == Array("\u{1F16C}\u{32FF}\u{044A}\u{30AC}\u{914D}\u{1FBF6}".unicodeScalars))
+    }
+
     @Test("GPT-2 regex splits as the reference")
     func gpt2Regex() {
         let text = Array("Hello world's  2024年 ok!!  \tend  ".unicodeScalars)
