@@ -66,6 +66,10 @@ struct ByteTrie {
         if dense >= 0 { return denseChildren[Int(dense) + Int(byte)] }
         var low = Int(firstEdge[Int(node)])
         var high = low + Int(edgeCount[Int(node)])
+        if high - low <= 4 {  // few children: a linear scan beats the branches of a search
+            for k in low..<high where edgeLabels[k] == byte { return edgeTargets[k] }
+            return -1
+        }
         while low < high {
             let mid = (low + high) >> 1
             let label = edgeLabels[mid]

@@ -11,6 +11,14 @@ public final class SentencePieceTokenizer: Tokenizer {
     let types: [PieceType]
     /// Normal, user-defined and unused pieces (sentencepiece's `pieces_`).
     let pieceTrie: ByteTrie
+    /// What the unigram lattice needs at each trie node, in one place (one cache line):
+    /// the piece id (-1 for none or an UNUSED piece), its score, whether it is user-defined.
+    struct NodePiece {
+        var id: Int32
+        var score: Float
+        var isUserDefined: Bool
+    }
+    let nodePieces: [NodePiece]
     /// Control, unknown and byte pieces (sentencepiece's `reserved_id_map_`), looked up first.
     let reservedTrie: ByteTrie
     let userDefinedTrie: ByteTrie
@@ -84,6 +92,11 @@ public final class SentencePieceTokenizer: Tokenizer {
             throw TokenizerError.corruptModel(path: path, detail: "byte_fallback is set but not all 256 <0xXX> pieces exist")
         }
         pieceTrie = ByteTrie(normalEntries)
+        nodePieces = pieceTrie.values.map { value in
+            let id = Int(value)
+            guard id >= 0, proto.pieces[id].type != .unused else { return NodePiece(id: -1, score: 0, isUserDefined: false) }
+            return NodePiece(id: value, score: proto.pieces[id].score, isUserDefined: proto.pieces[id].type == .userDefined)
+        }
         var bigrams = Set<UInt64>()
         if proto.modelType == .bpe {
             for (text, _) in normalEntries {
@@ -194,42 +207,40 @@ public final class SentencePieceTokenizer: Tokenizer {
         let unknownScore = minScore - 10  // sentencepiece's kUnkPenalty
         var best = [BestPath](repeating: BestPath(score: 0, start: -1, id: -1), count: size + 1)
         text.withUnsafeBufferPointer { bytes in
-            types.withUnsafeBufferPointer { types in
-                scores.withUnsafeBufferPointer { scores in
-                    best.withUnsafeMutableBufferPointer { best in
-                        var start = 0
-                        while start < size {
-                            let scoreHere = best[start].score
-                            let charLength = min(utf8CharLength(bytes[start]), size - start)
-                            var hasSingleCharPiece = false
-                            var node = ByteTrie.root
-                            var end = start
-                            while end < size {
-                                node = pieceTrie.child(node, bytes[end])
-                                if node < 0 { break }
-                                end += 1
-                                let id = Int(pieceTrie.values[Int(node)])
-                                if id < 0 || types[id] == .unused { continue }
-                                let length = end - start
-                                // User-defined symbols get a bonus so they always win. Single
-                                // precision throughout, as sentencepiece 0.2.x computes it (ties
-                                // between equal-scoring splits depend on this rounding).
-                                let score: Float = types[id] == .userDefined ? Float(Double(Float(length) * maxScore) - 0.1) : scores[id]
-                                let candidate = score + scoreHere
-                                if best[end].start == -1 || candidate > best[end].score {
-                                    best[end] = BestPath(score: candidate, start: Int32(start), id: Int32(id))
-                                }
-                                if length == charLength { hasSingleCharPiece = true }
+            nodePieces.withUnsafeBufferPointer { nodePieces in
+                best.withUnsafeMutableBufferPointer { best in
+                    var start = 0
+                    while start < size {
+                        let scoreHere = best[start].score
+                        let charLength = min(utf8CharLength(bytes[start]), size - start)
+                        var hasSingleCharPiece = false
+                        var node = ByteTrie.root
+                        var end = start
+                        while end < size {
+                            node = pieceTrie.child(node, bytes[end])
+                            if node < 0 { break }
+                            end += 1
+                            let piece = nodePieces[Int(node)]
+                            if piece.id < 0 { continue }
+                            let length = end - start
+                            // User-defined symbols get a bonus so they always win. Single
+                            // precision throughout, as sentencepiece 0.2.x computes it (ties
+                            // between equal-scoring splits depend on this rounding).
+                            let score: Float = piece.isUserDefined ? Float(Double(Float(length) * maxScore) - 0.1) : piece.score
+                            let candidate = score + scoreHere
+                            if best[end].start == -1 || candidate > best[end].score {
+                                best[end] = BestPath(score: candidate, start: Int32(start), id: piece.id)
                             }
-                            if !hasSingleCharPiece {
-                                let end = start + charLength
-                                let candidate = unknownScore + scoreHere
-                                if best[end].start == -1 || candidate > best[end].score {
-                                    best[end] = BestPath(score: candidate, start: Int32(start), id: Int32(unknownId))
-                                }
-                            }
-                            start += charLength
+                            if length == charLength { hasSingleCharPiece = true }
                         }
+                        if !hasSingleCharPiece {
+                            let end = start + charLength
+                            let candidate = unknownScore + scoreHere
+                            if best[end].start == -1 || candidate > best[end].score {
+                                best[end] = BestPath(score: candidate, start: Int32(start), id: Int32(unknownId))
+                            }
+                        }
+                        start += charLength
                     }
                 }
             }
