@@ -168,7 +168,7 @@ public final class SentencePieceTokenizer: Tokenizer {
 
     public func encode(utf8 text: [UInt8], addSpecialTokens: Bool) -> [Int] {
         let normalized = normalizer.normalize(text)
-        let segments: [(range: Range<Int>, id: Int)]
+        let segments: [Segment]
         switch proto.modelType {
         case .unigram: segments = unigramSegments(normalized)
         case .bpe: segments = bpeSegments(normalized)
@@ -179,7 +179,9 @@ public final class SentencePieceTokenizer: Tokenizer {
         ids.reserveCapacity(segments.count + 2)
         if addSpecialTokens, addBosToken, let bos = bosTokenId { ids.append(bos) }
         var previousWasUnknown = false
-        for (range, id) in segments {
+        for segment in segments {
+            let id = Int(segment.id)
+            let range = Int(segment.start)..<Int(segment.end)
             let isUnknown = id == unknownId
             if isUnknown && proto.byteFallback {
                 for byte in normalized[range] { ids.append(byteIds[Int(byte)]) }
@@ -194,6 +196,15 @@ public final class SentencePieceTokenizer: Tokenizer {
 
     /// Viterbi over the lattice of pieces (sentencepiece's EncodeOptimized): the best path
     /// ending at each byte offset, built left to right while walking the piece trie.
+    /// A piece of the normalized text and its id (12 bytes: a megabyte line makes ~300k).
+    struct Segment {
+        var start: Int32
+        var end: Int32
+        var id: Int32
+        init(start: Int32, end: Int32, id: Int32) { (self.start, self.end, self.id) = (start, end, id) }
+        init(_ range: Range<Int>, _ id: Int) { self.init(start: Int32(range.lowerBound), end: Int32(range.upperBound), id: Int32(id)) }
+    }
+
     /// The best path ending at one byte offset: its score, where its last piece starts, which piece.
     private struct BestPath {
         var score: Float
@@ -201,7 +212,7 @@ public final class SentencePieceTokenizer: Tokenizer {
         var id: Int32
     }
 
-    private func unigramSegments(_ text: [UInt8]) -> [(range: Range<Int>, id: Int)] {
+    private func unigramSegments(_ text: [UInt8]) -> [Segment] {
         let size = text.count
         if size == 0 { return [] }
         let unknownScore = minScore - 10  // sentencepiece's kUnkPenalty
@@ -245,11 +256,11 @@ public final class SentencePieceTokenizer: Tokenizer {
                 }
             }
         }
-        var segments: [(range: Range<Int>, id: Int)] = []
+        var segments: [Segment] = []
         var end = size
         while end > 0 {
             let start = Int(best[end].start)
-            segments.append((start..<end, Int(best[end].id)))
+            segments.append(Segment(start: Int32(start), end: Int32(end), id: best[end].id))
             end = start
         }
         segments.reverse()
@@ -282,7 +293,7 @@ public final class SentencePieceTokenizer: Tokenizer {
         var frozen: Bool       // a user-defined symbol: never merged
     }
 
-    private func bpeSegments(_ text: [UInt8]) -> [(range: Range<Int>, id: Int)] {
+    private func bpeSegments(_ text: [UInt8]) -> [Segment] {
         if text.isEmpty { return [] }
         var symbols: [Symbol] = []
         symbols.reserveCapacity(text.count / 2 + 1)
@@ -371,20 +382,20 @@ public final class SentencePieceTokenizer: Tokenizer {
                 }
             }
         }
-        var segments: [(range: Range<Int>, id: Int)] = []
+        var segments: [Segment] = []
         segments.reserveCapacity(count)
         for symbol in symbols where symbol.length > 0 {
             let range = Int(symbol.start)..<Int(symbol.start + symbol.length)
             // PieceToId: reserved pieces first, then the symbol's own trie node, else unk.
             let reserved = reservedTrie.value(of: text[range])
             let piece = symbol.node >= 0 ? Int(pieceTrie.values[Int(symbol.node)]) : -1
-            segments.append((range, reserved >= 0 ? Int(reserved) : piece >= 0 ? piece : unknownId))
+            segments.append(Segment(range, reserved >= 0 ? Int(reserved) : piece >= 0 ? piece : unknownId))
         }
         return segments
     }
 
     /// The word model: whitespace-delimited words (sentencepiece's SplitIntoWords), each a piece or unk.
-    private func wordSegments(_ text: [UInt8]) -> [(range: Range<Int>, id: Int)] {
+    private func wordSegments(_ text: [UInt8]) -> [Segment] {
         let space = SentencePieceNormalizer.spaceSymbol
         func isSpace(_ k: Int) -> Bool { k + 3 <= text.count && text[k] == space[0] && text[k + 1] == space[1] && text[k + 2] == space[2] }
         var words: [Range<Int>] = []
@@ -416,15 +427,15 @@ public final class SentencePieceTokenizer: Tokenizer {
                 k += length
             }
         }
-        return words.map { ($0, pieceId(text[$0])) }
+        return words.map { Segment($0, pieceId(text[$0])) }
     }
 
-    private func charSegments(_ text: [UInt8]) -> [(range: Range<Int>, id: Int)] {
-        var segments: [(range: Range<Int>, id: Int)] = []
+    private func charSegments(_ text: [UInt8]) -> [Segment] {
+        var segments: [Segment] = []
         var k = 0
         while k < text.count {
             let range = k..<min(k + utf8CharLength(text[k]), text.count)
-            segments.append((range, pieceId(text[range])))
+            segments.append(Segment(range, pieceId(text[range])))
             k = range.upperBound
         }
         return segments
