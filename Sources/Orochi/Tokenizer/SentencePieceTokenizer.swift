@@ -33,6 +33,8 @@ public final class SentencePieceTokenizer: Tokenizer {
     /// the text is merged in independent stretches and the agenda stays small even for a
     /// megabyte-long line (the result is the same as merging the whole line at once).
     let bpeBigrams: FastKeySet
+    /// Whether some piece is UNUSED: BPE may still merge into it, then splits it back.
+    let hasUnusedPieces: Bool
 
     public var vocabSize: Int { pieces.count }
     public let bosTokenId: Int?
@@ -50,11 +52,15 @@ public final class SentencePieceTokenizer: Tokenizer {
         try self.init(bytes: [UInt8](data), path: url.path)
     }
 
-    public init(bytes: [UInt8], path: String = "<memory>") throws {
+    public convenience init(bytes: [UInt8], path: String = "<memory>") throws {
         let proto: SentencePieceProto
         do { proto = try SentencePieceProto(bytes: bytes) } catch let error as ProtobufReader.Malformed {
             throw TokenizerError.corruptModel(path: path, detail: error.detail)
         }
+        try self.init(proto: proto, path: path)
+    }
+
+    init(proto: SentencePieceProto, path: String) throws {
         guard !proto.pieces.isEmpty else { throw TokenizerError.corruptModel(path: path, detail: "no pieces (field 1 of ModelProto)") }
         self.proto = proto
         pieces = proto.pieces.map(\.text)
@@ -112,6 +118,7 @@ public final class SentencePieceTokenizer: Tokenizer {
             }
         }
         bpeBigrams = FastKeySet(bigrams)
+        hasUnusedPieces = proto.pieces.contains { $0.type == .unused }
         userDefinedTrie = ByteTrie(userDefinedEntries)
         reservedTrie = ByteTrie(reserved.map { ($0.key, Int32($0.value)) })
         unknownId = unknown
@@ -319,6 +326,7 @@ public final class SentencePieceTokenizer: Tokenizer {
         }
         let count = symbols.count
         var agenda = BinaryHeap<Merge>(capacity: 64)
+        var splitsOfUnused: [Int32: (Range<Int>, Range<Int>)] = [:]
 
         text.withUnsafeBufferPointer { bytes in
             symbols.withUnsafeMutableBufferPointer { symbols in
@@ -338,7 +346,12 @@ public final class SentencePieceTokenizer: Tokenizer {
                     let node = mergedNode(left, right)
                     guard node >= 0 else { return }
                     let id = Int(pieceTrie.values[Int(node)])
-                    if id >= 0 { agenda.push(Merge(score: scores[id], left: left)) }
+                    guard id >= 0 else { return }
+                    agenda.push(Merge(score: scores[id], left: left))
+                    if hasUnusedPieces && types[id] == .unused {  // remember how to split it back (last wins)
+                        let l = symbols[Int(left)], r = symbols[Int(right)]
+                        splitsOfUnused[Int32(id)] = (Int(l.start)..<Int(l.start + l.length), Int(r.start)..<Int(r.start + r.length))
+                    }
                 }
                 func mergeStretch(_ first: Int, _ end: Int) {
                     symbols[first].previous = -1
@@ -369,7 +382,9 @@ public final class SentencePieceTokenizer: Tokenizer {
                     if index < count {
                         let symbol = symbols[index]
                         let key = Self.characterKey(bytes, Int(symbol.start), symbol.length <= 4 ? Int(symbol.length) : 0)
-                        if index > 0 {
+                        // With UNUSED pieces the order of the considered pairs decides how they are
+                        // split back, so the text is then merged in one piece as sentencepiece does.
+                        if index > 0 && !hasUnusedPieces {
                             isBoundary = symbol.frozen || symbols[index - 1].frozen
                                 || !bpeBigrams.contains(UInt64(previousKey) << 32 | UInt64(key))
                         }
@@ -389,9 +404,27 @@ public final class SentencePieceTokenizer: Tokenizer {
             // PieceToId: reserved pieces first, then the symbol's own trie node, else unk.
             let reserved = reservedTrie.value(of: text[range])
             let piece = symbol.node >= 0 ? Int(pieceTrie.values[Int(symbol.node)]) : -1
-            segments.append(Segment(range, reserved >= 0 ? Int(reserved) : piece >= 0 ? piece : unknownId))
+            let id = reserved >= 0 ? Int(reserved) : piece >= 0 ? piece : unknownId
+            if types[id] == .unused {
+                resegment(range, text, splitsOfUnused, into: &segments)
+            } else {
+                segments.append(Segment(range, id))
+            }
         }
         return segments
+    }
+
+    /// sentencepiece's resegmentation: an UNUSED piece that BPE formed is replaced by the two
+    /// symbols it was last formed from, recursively.
+    private func resegment(_ range: Range<Int>, _ text: [UInt8], _ splits: [Int32: (Range<Int>, Range<Int>)],
+                           into segments: inout [Segment]) {
+        let id = pieceId(text[range])
+        guard types[id] == .unused, let (left, _) = splits[Int32(id)] else {
+            segments.append(Segment(range, id))
+            return
+        }
+        resegment(range.lowerBound..<(range.lowerBound + left.count), text, splits, into: &segments)
+        resegment((range.lowerBound + left.count)..<range.upperBound, text, splits, into: &segments)
     }
 
     /// The word model: whitespace-delimited words (sentencepiece's SplitIntoWords), each a piece or unk.
