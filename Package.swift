@@ -1,11 +1,19 @@
 // swift-tools-version: 6.1
+import Foundation
 import PackageDescription
 
 // Layers, each depending only on those below:
 //   COpenBLAS → Orochi (Kernels → Loading → Tokenizer → Models → Runtime) → OrochiCLI (`orochi`)
+// Release builds: hot loops index raw buffers, so bounds and overflow checks are off; on x86-64
+// the vector code targets AVX2/FMA (Haswell, 2013, and later). OROCHI_TARGET_CPU=x86-64 builds
+// for older processors, or names another LLVM CPU.
+#if arch(x86_64)
+let targetCPU = ["-target-cpu", ProcessInfo.processInfo.environment["OROCHI_TARGET_CPU"] ?? "haswell"]
+#else
+let targetCPU: [String] = []
+#endif
 let release: [SwiftSetting] = [
-    // Hot loops index raw buffers; bounds and overflow checks are off in release builds only.
-    .unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release)),
+    .unsafeFlags(["-Ounchecked", "-wmo"] + targetCPU, .when(configuration: .release)),
 ]
 
 let package = Package(

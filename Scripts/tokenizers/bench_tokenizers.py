@@ -36,7 +36,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--binary", default=os.path.join(ROOT, ".build/release/orochi"))
     parser.add_argument("--megabytes", type=float, default=3.0)
-    parser.add_argument("--repetitions", type=int, default=5)
+    parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per variant")
     args = parser.parse_args()
 
     source = os.path.join(OUT, "train.txt")
@@ -69,46 +70,53 @@ def main():
     with open(nospace_one, "w", encoding="utf-8") as f:
         f.write("".join(nospace) + "\n")
     megabytes = size / 1e6
-    print(f"text: {len(lines)} lines, {megabytes:.2f} MB of Japanese man pages; medians of {args.repetitions} runs")
+    print(f"text: {len(lines)} lines, {megabytes:.2f} MB of Japanese man pages; "
+          f"median of {args.rounds} alternating rounds, each the median of {args.repetitions} runs")
     print()
     print("| variant | Orochi MB/s | reference MB/s | reference |")
     print("|---|---:|---:|---|")
     for variant in sorted(os.listdir(FIXTURES)):
         folder = os.path.join(FIXTURES, variant)
-        if not os.path.isdir(folder):
-            continue
+        if not os.path.isdir(folder) or not any(
+                os.path.exists(os.path.join(folder, name)) for name in ("tokenizer.model", "tokenizer.json")):
+            continue  # e.g. hf-unigram-precompiled, committed as a skeleton
         if os.path.exists(os.path.join(folder, "tokenizer.model")):
             file = os.path.join(folder, "tokenizer.model")
             sp = spm.SentencePieceProcessor(model_file=file)
-            seconds = median_seconds(lambda: sp.encode(lines, num_threads=1), args.repetitions)
+            reference_run = lambda: sp.encode(lines, num_threads=1)
             reference = "sentencepiece (Python, C++ core, 1 thread)"
         else:
             file = os.path.join(folder, "tokenizer.json")
             tok = Tokenizer.from_file(file)
-            seconds = median_seconds(lambda: tok.encode_batch(lines, add_special_tokens=False), args.repetitions)
+            reference_run = lambda: tok.encode_batch(lines, add_special_tokens=False)
             reference = "tokenizers (Python, Rust core, 1 thread)"
-        ours = orochi_mb_per_s(args.binary, file, short_path, args.repetitions)
-        print(f"| {variant} | {ours:.2f} | {megabytes / seconds:.2f} | {reference} |")
+        # Alternate the two, round after round, so that a shared machine's load drifts onto both.
+        ours, theirs = [], []
+        for _ in range(args.rounds):
+            ours.append(orochi_mb_per_s(args.binary, file, short_path, args.repetitions))
+            theirs.append(megabytes / median_seconds(reference_run, args.repetitions))
+        print(f"| {variant} | {statistics.median(ours):.2f} | {statistics.median(theirs):.2f} | {reference} |")
     print()
-    print("One ~1 MB line without spaces vs the same bytes as short lines (Orochi MB/s):")
+    print("One ~1 MB line without spaces vs the same bytes as short lines (MB/s):")
     print()
-    print("| variant | short lines | one line | sentencepiece short | sentencepiece one line |")
+    print("| variant | Orochi short lines | Orochi one line | sentencepiece short lines | sentencepiece one line |")
     print("|---|---:|---:|---:|---:|")
     one_line_text = "".join(nospace)
     for variant in ["sp-unigram-nmt-nfkc", "sp-bpe-nmt-nfkc-bytes", "hf-bpe-metaspace-bytes", "hf-bpe-bytelevel"]:
         folder = os.path.join(FIXTURES, variant)
         file = os.path.join(folder, "tokenizer.model")
-        reference = ("", "")
-        if os.path.exists(file):
-            sp = spm.SentencePieceProcessor(model_file=file)
-            a = median_seconds(lambda: sp.encode(nospace, num_threads=1), 3)
-            b = median_seconds(lambda: sp.encode(one_line_text), 3)
-            reference = (f"{total / a / 1e6:.2f}", f"{total / b / 1e6:.2f}")
-        else:
+        sp = spm.SentencePieceProcessor(model_file=file) if os.path.exists(file) else None
+        if sp is None:
             file = os.path.join(folder, "tokenizer.json")
-        short = orochi_mb_per_s(args.binary, file, nospace_lines, 3)
-        one = orochi_mb_per_s(args.binary, file, nospace_one, 3)
-        print(f"| {variant} | {short:.2f} | {one:.2f} | {reference[0]} | {reference[1]} |")
+        rows = {"short": [], "one": [], "sp short": [], "sp one": []}
+        for _ in range(args.rounds):  # alternate, as above
+            rows["short"].append(orochi_mb_per_s(args.binary, file, nospace_lines, args.repetitions))
+            rows["one"].append(orochi_mb_per_s(args.binary, file, nospace_one, args.repetitions))
+            if sp is not None:
+                rows["sp short"].append(total / median_seconds(lambda: sp.encode(nospace, num_threads=1), args.repetitions) / 1e6)
+                rows["sp one"].append(total / median_seconds(lambda: sp.encode(one_line_text), args.repetitions) / 1e6)
+        cells = [f"{statistics.median(rows[k]):.2f}" if rows[k] else "" for k in ("short", "one", "sp short", "sp one")]
+        print(f"| {variant} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,10 @@ markup stripped. Plus a hand-written list of tricky lines (tricky_lines.txt).
 Writes into --out (Tests/OrochiTests/Fixtures/tokenizers):
   lines.txt                one test line per line (UTF-8, no newlines inside)
   <variant>/tokenizer.model or tokenizer.json
-  <variant>/ids.txt        reference ids of each line, space-separated (no special tokens)
+  <variant>/ids.txt        reference ids of each line (no special tokens), compact: a header
+                           "#ids base64 width=W", then per line each id as W base-64 digits
+                           (A-Z a-z 0-9 + /, most significant first) -- half the size of decimal
+                           text, to keep all fixtures near 2 MB
   <variant>/decoded.txt    "=" when decode(encode(line)) == line, else "+" and the decoded text
   <variant>/special.txt    ids with special tokens for the first 20 lines
 """
@@ -51,9 +54,23 @@ def write_lines(path, lines):
             f.write(line + "\n")
 
 
+ID_DIGITS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def compact_ids(rows):
+    """The ids.txt format (see the module docstring)."""
+    largest = max((max(row) for row in rows if row), default=0)
+    width = 1
+    while 64 ** width <= largest:
+        width += 1
+    def encode(value):
+        return "".join(ID_DIGITS[(value >> (6 * k)) & 63] for k in reversed(range(width)))
+    return [f"#ids base64 width={width}"] + ["".join(encode(v) for v in row) for row in rows]
+
+
 def write_reference(directory, lines, encode, decode, encode_special):
     ids = [encode(line) for line in lines]
-    write_lines(os.path.join(directory, "ids.txt"), [" ".join(map(str, x)) for x in ids])
+    write_lines(os.path.join(directory, "ids.txt"), compact_ids(ids))
     decoded = []
     for line, x in zip(lines, ids):
         text = decode(x)
@@ -175,13 +192,68 @@ def train_hf(train_file, out_dir, lines, vocab_size, unigram_vocab_size):
     hf_write(tok, os.path.join(out_dir, "hf-bpe-pipeline"), lines)
 
 
+def precompiled_from_sentencepiece(out_dir, lines, source="sp-unigram-nmt-nfkc"):
+    """tokenizers' Unigram + Precompiled normalizer built from a sentencepiece model (as the
+    T5/ALBERT converters do). Its tokenizer.json would be ~440 KB, mostly the vocabulary and the
+    base64 charsmap that the source .model already holds, so the fixture keeps a skeleton with
+    both emptied; the tests put them back from ../<source>/tokenizer.model."""
+    from sentencepiece import sentencepiece_model_pb2
+    from tokenizers import Regex
+    proto = sentencepiece_model_pb2.ModelProto()
+    with open(os.path.join(out_dir, source, "tokenizer.model"), "rb") as f:
+        proto.ParseFromString(f.read())
+    tok = Tokenizer(models.Unigram([(p.piece, p.score) for p in proto.pieces], unk_id=proto.trainer_spec.unk_id,
+                                   byte_fallback=False))
+    tok.normalizer = normalizers.Sequence([normalizers.Precompiled(proto.normalizer_spec.precompiled_charsmap),
+                                           normalizers.Replace(Regex(" {2,}"), " ")])
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    directory = os.path.join(out_dir, "hf-unigram-precompiled")
+    os.makedirs(directory, exist_ok=True)
+    write_reference(directory, lines,
+                    lambda line: tok.encode(line, add_special_tokens=False).ids,
+                    lambda ids: tok.decode(ids),
+                    lambda line: tok.encode(line, add_special_tokens=True).ids)
+    data = json.loads(tok.to_str())
+    data["model"]["vocab"] = []
+    data["normalizer"]["normalizers"][0]["precompiled_charsmap"] = ""
+    data["orochi_fill_from"] = f"../{source}/tokenizer.model"
+    with open(os.path.join(directory, "tokenizer.skeleton.json"), "w", encoding="utf-8") as f:
+        json.dump(data, f, ensure_ascii=False, indent=1)
+
+
+def unused_from_sentencepiece(out_dir, lines):
+    """Models whose pieces are partly marked UNUSED (as one does to ban pieces): derived from
+    two committed models by a list of piece ids, which is all the fixture stores besides the
+    reference ids; the tests apply the list to the source model."""
+    from sentencepiece import sentencepiece_model_pb2
+    for name, source in (("sp-bpe-unused", "sp-bpe-identity-digits-unk"), ("sp-unigram-unused", "sp-unigram-identity-suffix")):
+        proto = sentencepiece_model_pb2.ModelProto()
+        with open(os.path.join(out_dir, source, "tokenizer.model"), "rb") as f:
+            proto.ParseFromString(f.read())
+        normal = sentencepiece_model_pb2.ModelProto.SentencePiece.NORMAL
+        unused = [i for i, p in enumerate(proto.pieces)
+                  if p.type == normal and len(p.piece) >= 2 and i % 5 == 0]
+        for i in unused:
+            proto.pieces[i].type = sentencepiece_model_pb2.ModelProto.SentencePiece.UNUSED
+        model_path = os.path.join(WORK, name + ".model")
+        with open(model_path, "wb") as f:
+            f.write(proto.SerializeToString())
+        sp = spm.SentencePieceProcessor(model_file=model_path)
+        directory = os.path.join(out_dir, name)
+        os.makedirs(directory, exist_ok=True)
+        write_reference(directory, lines, sp.encode, sp.decode, lambda line: sp.encode(line, add_bos=True))
+        with open(os.path.join(directory, "derive.json"), "w", encoding="utf-8") as f:
+            json.dump({"from": f"../{source}/tokenizer.model", "unused": unused}, f)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="Tests/OrochiTests/Fixtures/tokenizers")
     parser.add_argument("--test-lines", type=int, default=1000)
     parser.add_argument("--vocab-size", type=int, default=2000)
     parser.add_argument("--hf-vocab-size", type=int, default=1200, help="BPE variants of tokenizers")
-    parser.add_argument("--only", choices=["sp", "hf"], help="regenerate one library's variants")
+    parser.add_argument("--only", choices=["sp", "hf", "derived"], help="regenerate some variants only")
     args = parser.parse_args()
     os.makedirs(WORK, exist_ok=True)
     os.makedirs(args.out, exist_ok=True)
@@ -203,6 +275,9 @@ def main():
         train_sentencepiece(train_file, args.out, lines, args.vocab_size)
     if args.only in (None, "hf"):
         train_hf(train_file, args.out, lines, args.hf_vocab_size, args.vocab_size)
+    if args.only in (None, "sp", "derived"):
+        precompiled_from_sentencepiece(args.out, lines)
+        unused_from_sentencepiece(args.out, lines)
 
 
 if __name__ == "__main__":

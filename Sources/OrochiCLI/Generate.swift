@@ -36,6 +36,9 @@ struct Generate: ParsableCommand {
     @Flag(name: .long, help: "Print the generated token ids, space-separated on one line, instead of text.")
     var outputIds = false
 
+    @Flag(name: .long, help: "Time each part of the forward pass (norms, projections, attention, MLP, scan …) and print the split on stderr.")
+    var profile = false
+
     @Option(name: .long, help: "After the prompt, write the KV cache or SSM state to this file.")
     var saveState: String?
 
@@ -81,6 +84,7 @@ struct Generate: ParsableCommand {
         let stream = outputIds ? nil : tokenizer.map(StreamingDetokenizer.init)
         if let prompt, stream != nil { emit(prompt) }
 
+        Profiler.enabled = profile
         let (ids, timings) = try generator.generate(
             prompt: promptTokens, maxTokens: maxTokens, snapshot: snapshot,
             afterPrompt: { model in
@@ -96,5 +100,13 @@ struct Generate: ParsableCommand {
             })
         if outputIds { print(ids.map(String.init).joined(separator: " ")) } else { print(stream?.finish() ?? "") }
         printError(timings.summary)
+        if profile {
+            let parts = Profiler.seconds
+            let total = parts.reduce(0) { $0 + $1.1 }
+            for (component, seconds) in parts {
+                let name = component.description.padding(toLength: 26, withPad: " ", startingAt: 0)
+                printError("  " + name + String(format: "%9.2f ms %5.1f%%", seconds * 1000, 100 * seconds / total))
+            }
+        }
     }
 }

@@ -23,7 +23,7 @@ struct TokenizerSource: ParsableArguments {
 }
 
 /// Writes large outputs in chunks rather than one print per line.
-struct BufferedOutput {
+struct TokenizeOutputBuffer {
     private var buffer: [UInt8] = []
     mutating func write(_ text: String) {
         buffer.append(contentsOf: text.utf8)
@@ -73,7 +73,7 @@ struct Tokenize: ParsableCommand {
             try runBenchmark(tokenizer, lines, repetitions: max(benchmark, 1))
             return
         }
-        var output = BufferedOutput()
+        var output = TokenizeOutputBuffer()
         for line in lines {
             let ids = tokenizer.encode(line, addSpecialTokens: addSpecial)
             if pieces {

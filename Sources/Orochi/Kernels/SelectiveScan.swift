@@ -57,25 +57,41 @@ public enum SelectiveScan {
     }
 
     /// The common case N = 16: the state row is one SIMD16 value, kept in registers over time.
+    /// Time runs in blocks of 16 steps: first the decays exp(ΔA) of the block (independent of h),
+    /// then the recurrence itself, two short loops that keep few values live.
     static func scan16(steps t: Int, channels: Range<Int>, of e: Int,
                        x: UnsafePointer<Float>, delta: UnsafePointer<Float>, deltaBias: UnsafePointer<Float>,
                        a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafePointer<Float>, ldbc: Int,
                        d: UnsafePointer<Float>, z: UnsafePointer<Float>, ldz: Int,
                        state: UnsafeMutablePointer<Float>, into y: UnsafeMutablePointer<Float>) {
         typealias V = SIMD16<Float>
+        let block = 16
         let raw = UnsafeMutableRawPointer(state)
-        for ch in channels {
-            var h = raw.loadUnaligned(fromByteOffset: ch * 64, as: V.self)
-            let ac = UnsafeRawPointer(a).loadUnaligned(fromByteOffset: ch * 64, as: V.self)
-            let dc = d[ch], db = deltaBias[ch]
-            for i in 0..<t {
-                let dt = softplus(delta[i * e + ch] + db), u = x[i * e + ch]
-                let bi = UnsafeRawPointer(b + i * ldbc).loadUnaligned(as: V.self)
-                let ci = UnsafeRawPointer(c + i * ldbc).loadUnaligned(as: V.self)
-                h = Self.exp(dt * ac) * h + (dt * u) * bi                       // Ā h + B̄ u
-                y[i * e + ch] = ((h * ci).sum() + dc * u) * Kernels.silu(z[i * ldz + ch])
+        withUnsafeTemporaryAllocation(of: V.self, capacity: block) { decay in          // on the stack
+            var du = V()                                                                // Δ·x of the block's steps
+            for ch in channels {
+                var h = raw.loadUnaligned(fromByteOffset: ch * 64, as: V.self)
+                let ac = UnsafeRawPointer(a).loadUnaligned(fromByteOffset: ch * 64, as: V.self)
+                let dc = d[ch], db = deltaBias[ch]
+                var i0 = 0
+                while i0 < t {
+                    let m = min(block, t - i0)
+                    for i in 0..<m {                                                    // Ā = exp(ΔA), B̄ scale Δ·x
+                        let dt = softplus(delta[(i0 + i) * e + ch] + db)
+                        du[i] = dt * x[(i0 + i) * e + ch]
+                        decay[i] = Self.exp(dt * ac)
+                    }
+                    for i in 0..<m {                                                    // h = Ā h + B̄ x, y = C·h + D x
+                        let ti = i0 + i
+                        let bi = UnsafeRawPointer(b + ti * ldbc).loadUnaligned(as: V.self)
+                        let ci = UnsafeRawPointer(c + ti * ldbc).loadUnaligned(as: V.self)
+                        h = decay[i] * h + du[i] * bi
+                        y[ti * e + ch] = ((h * ci).sum() + dc * x[ti * e + ch]) * Kernels.silu(z[ti * ldz + ch])
+                    }
+                    i0 += m
+                }
+                raw.storeBytes(of: h, toByteOffset: ch * 64, as: V.self)
             }
-            raw.storeBytes(of: h, toByteOffset: ch * 64, as: V.self)
         }
     }
 

@@ -484,14 +484,8 @@ public final class LlamaModel: LanguageModel {
             }
         }
         Profiler.time(.lmHead) {
-            if let allLogits {
-                Kernels.rmsNorm(rows: t, x, weight: finalNorm, into: xb, count: dim, eps: eps)
-                BLAS.matmul(xb, rows: t, inner: dim, weight: lmHead, outputs: vocab, into: allLogits)  // logits[T, V]
-                memcpy(logits.pointer, allLogits + (t - 1) * vocab, vocab * 4)
-            } else {
-                Kernels.rmsNorm(x + (t - 1) * dim, weight: finalNorm, into: xb, count: dim, eps: eps)
-                BLAS.matvec(lmHead, outputs: vocab, inner: dim, xb, into: logits.pointer)               // logits[V] of the last token
-            }
+            OutputHead.logits(hidden: x, rows: t, dim: dim, vocab: vocab, finalNorm: finalNorm, eps: eps, lmHead: lmHead,
+                              scratch: xb, allLogits: allLogits, lastLogits: logits.pointer)   // logits[T, V] or [V]
         }
         position += t
     }

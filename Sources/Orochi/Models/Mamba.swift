@@ -163,20 +163,16 @@ public final class MambaModel: LanguageModel {
     let convState: FloatBuffer              // [layers, K−1, E]
     let ssmState: FloatBuffer               // [layers, E, N]
 
-    // Decode scratch, one token.
-    let x, xb: FloatBuffer                  // [D] residual stream, normed input
-    let xz: FloatBuffer                     // [2E]
-    let u, delta, y: FloatBuffer            // [E] conv output, Δ, scan output
-    let dbc: FloatBuffer                    // [R + 2N]
-    let logits: FloatBuffer                 // [V]
+    // Decode scratch, one token: x, xb [D] (residual stream, normed input), xz [2E], u, delta, y [E]
+    // (conv output, Δ, scan output), dbc [R + 2N], logits [V].
+    let x, xb, xz, u, delta, y, dbc, logits: FloatBuffer
 
     // Prefill scratch for one chunk, allocated on first prefill and reused.
     private var chunkScratch: ChunkScratch?
     final class ChunkScratch {
         let x, xb, xz, u, delta, y, dbc: FloatBuffer   // [L, D] ×2, [L, 2E], [L, E] ×3, [L, R + 2N]
         init(rows: Int, dim: Int, inner: Int, dbc: Int) {
-            x = FloatBuffer(count: rows * dim); xb = FloatBuffer(count: rows * dim)
-            xz = FloatBuffer(count: rows * 2 * inner)
+            x = FloatBuffer(count: rows * dim); xb = FloatBuffer(count: rows * dim); xz = FloatBuffer(count: rows * 2 * inner)
             u = FloatBuffer(count: rows * inner); delta = FloatBuffer(count: rows * inner); y = FloatBuffer(count: rows * inner)
             self.dbc = FloatBuffer(count: rows * dbc)
         }
@@ -310,11 +306,7 @@ public final class MambaModel: LanguageModel {
 
     public var lastLogits: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: logits.pointer, count: vocab) }
 
-    public func reset() {
-        position = 0
-        convState.zero()
-        ssmState.zero()
-    }
+    public func reset() { position = 0; convState.zero(); ssmState.zero() }
 
     /// The same at any context length: per layer (K−1)·E conv inputs and E·N SSM values, f32.
     public func stateBytes(forTokens tokens: Int) -> Int { layers * ((kernel - 1) * inner + inner * stateSize) * 4 }
@@ -330,7 +322,7 @@ public final class MambaModel: LanguageModel {
     // MARK: Decode — one token, matrix-vector products, O(1) in the context, no allocation.
 
     public func decode(_ token: Int) throws {
-        try checkTokens([token])
+        guard token >= 0 && token < vocab else { throw ModelError.tokenOutOfRange(token: token, vocabSize: vocab) }
         let e = inner, n = stateSize, r = rank
         Profiler.time(.embedding) { memcpy(x.pointer, embedding + token * dim, dim * 4) }      // x[D]
         for l in 0..<layers {
@@ -414,14 +406,8 @@ public final class MambaModel: LanguageModel {
             }
         }
         Profiler.time(.lmHead) {
-            if let allLogits {
-                Kernels.rmsNorm(rows: t, x, weight: finalNorm, into: xb, count: dim, eps: eps)
-                BLAS.matmul(xb, rows: t, inner: dim, weight: lmHead, outputs: vocab, into: allLogits)   // logits [L, V]
-                memcpy(logits.pointer, allLogits + (t - 1) * vocab, vocab * 4)
-            } else {
-                Kernels.rmsNorm(x + (t - 1) * dim, weight: finalNorm, into: xb, count: dim, eps: eps)
-                BLAS.matvec(lmHead, outputs: vocab, inner: dim, xb, into: logits.pointer)              // logits [V], last token
-            }
+            OutputHead.logits(hidden: x, rows: t, dim: dim, vocab: vocab, finalNorm: finalNorm, eps: eps, lmHead: lmHead,
+                              scratch: xb, allLogits: allLogits, lastLogits: logits.pointer)   // logits [L, V] or [V]
         }
         position += t
     }

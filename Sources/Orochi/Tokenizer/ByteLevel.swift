@@ -40,6 +40,11 @@ enum GPT2Regex {
             if v == 32 || (9...13).contains(v) { return .space }
             return .other
         }
+        // Fast path for kana and common kanji (categories Lo/Lm), the bulk of Japanese text.
+        switch scalar.value {
+        case 0x3041...0x3096, 0x309D...0x309F, 0x30A1...0x30FA, 0x30FC...0x30FF, 0x4E00...0x9FFF: return .letter
+        default: break
+        }
         if scalar.properties.isWhitespace { return .space }
         switch scalar.properties.generalCategory {
         case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter: return .letter

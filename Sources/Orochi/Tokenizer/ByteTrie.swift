@@ -2,6 +2,11 @@
 /// sorted: the Viterbi lattice and the user-defined-symbol matcher walk it byte by byte.
 struct ByteTrie {
     private var rootChildren = [Int32](repeating: -1, count: 256)  // dense: every walk starts here
+    /// Nodes with many children (after a UTF-8 lead byte, typically) get a dense 256-entry
+    /// table too: the walk then costs one load per byte instead of a binary search.
+    private var denseOffset: [Int32] = []
+    private var denseChildren: [Int32] = []
+    private static let denseThreshold = 12
     private var firstEdge: [Int32] = []
     private var edgeCount: [UInt16] = []
     private var edgeLabels: [UInt8] = []
@@ -33,8 +38,14 @@ struct ByteTrie {
         firstEdge = [Int32](repeating: 0, count: children.count)
         edgeCount = [UInt16](repeating: 0, count: children.count)
         values = nodeValues
+        denseOffset = [Int32](repeating: -1, count: children.count)
         for node in children.indices {
             let sorted = children[node].sorted { $0.0 < $1.0 }
+            if node != 0 && sorted.count >= Self.denseThreshold {
+                denseOffset[node] = Int32(denseChildren.count)
+                denseChildren.append(contentsOf: repeatElement(-1, count: 256))
+                for (label, target) in sorted { denseChildren[Int(denseOffset[node]) + Int(label)] = target }
+            }
             firstEdge[node] = Int32(edgeLabels.count)
             edgeCount[node] = UInt16(sorted.count)
             for (label, target) in sorted {
@@ -51,8 +62,14 @@ struct ByteTrie {
     @inline(__always)
     func child(_ node: Int32, _ byte: UInt8) -> Int32 {
         if node == 0 { return rootChildren[Int(byte)] }
+        let dense = denseOffset[Int(node)]
+        if dense >= 0 { return denseChildren[Int(dense) + Int(byte)] }
         var low = Int(firstEdge[Int(node)])
         var high = low + Int(edgeCount[Int(node)])
+        if high - low <= 4 {  // few children: a linear scan beats the branches of a search
+            for k in low..<high where edgeLabels[k] == byte { return edgeTargets[k] }
+            return -1
+        }
         while low < high {
             let mid = (low + high) >> 1
             let label = edgeLabels[mid]

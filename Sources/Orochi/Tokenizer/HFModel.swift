@@ -46,8 +46,9 @@ func byteFallbackToken(_ byte: UInt8) -> String {
 final class HFBPEModel: HFModel {
     let tokenToId: [String: Int]
     let idToToken: [String?]
-    private var merges: [UInt64: (rank: Int32, newId: Int32)] = [:]
-    private var singleScalarIds: [UInt32: Int32] = [:]
+    /// (left id, right id) → rank << 32 | merged id
+    private var merges = FastKeyMap([])
+    private var singleScalarIds = FastKeyMap([])
     private let unknownToken: String?
     private let unknownId: Int?
     private let fuseUnknown: Bool
@@ -70,11 +71,12 @@ final class HFBPEModel: HFModel {
         if json["dropout"].double.map({ $0 > 0 }) == true {
             throw TokenizerError.unsupported(path: json.file, component: "BPE dropout (model.dropout), which is random")
         }
-        for (token, id) in tokenToId where token.unicodeScalars.count == 1 {
-            singleScalarIds[token.unicodeScalars.first!.value] = Int32(id)
-        }
+        singleScalarIds = FastKeyMap(tokenToId.compactMap { token, id in
+            token.unicodeScalars.count == 1 ? (UInt64(token.unicodeScalars.first!.value), UInt64(id)) : nil
+        })
         for byte in 0...255 { byteIds[byte] = Int32(tokenToId[byteFallbackToken(UInt8(byte))] ?? -1) }
         let prefixLength = continuingPrefix?.count ?? 0
+        var mergeEntries: [(UInt64, UInt64)] = []
         for (rank, merge) in try json["merges"].requiredArray().enumerated() {
             let left: String, right: String
             if let pair = merge.string {
@@ -90,9 +92,15 @@ final class HFBPEModel: HFModel {
             guard let rightId = tokenToId[right] else { throw merge.error("a merge of tokens in the vocabulary (\(right) is not)") }
             let merged = left + String(right.dropFirst(prefixLength))
             guard let newId = tokenToId[merged] else { throw merge.error("a merge whose result \(merged) is in the vocabulary") }
-            let key = UInt64(leftId) << 32 | UInt64(rightId)
-            if merges[key] == nil { merges[key] = (Int32(rank), Int32(newId)) }
+            mergeEntries.append((UInt64(leftId) << 32 | UInt64(rightId), UInt64(rank) << 32 | UInt64(newId)))
         }
+        merges = FastKeyMap(mergeEntries)
+    }
+
+    @inline(__always)
+    private func mergeOf(_ left: Int32, _ right: Int32) -> (rank: Int32, newId: Int32)? {
+        guard let packed = merges[UInt64(UInt32(left)) << 32 | UInt64(UInt32(right))] else { return nil }
+        return (Int32(truncatingIfNeeded: packed >> 32), Int32(truncatingIfNeeded: packed))
     }
 
     private struct Candidate: Comparable {
@@ -117,7 +125,7 @@ final class HFBPEModel: HFModel {
             var id: Int32?
             var text: String?
             if plain {
-                id = singleScalarIds[scalar.value]
+                id = singleScalarIds[UInt64(scalar.value)].map { Int32(truncatingIfNeeded: $0) }
             } else {
                 var s = String(scalar)
                 if index > 0, let continuingPrefix { s = continuingPrefix + s }
@@ -144,44 +152,44 @@ final class HFBPEModel: HFModel {
         if pendingUnknown, let unknownId { symbols.append(Int32(unknownId)) }
 
         let count = symbols.count
-        var previous = (0..<count).map { Int32($0 - 1) }
-        var next = (0..<count).map { $0 + 1 < count ? Int32($0 + 1) : -1 }
-        var alive = [Bool](repeating: true, count: count)
+        if count == 1 { ids.append(Int(symbols[0])); return }
+        var links = (0..<count).map { Link(previous: Int32($0 - 1), next: $0 + 1 < count ? Int32($0 + 1) : -1, alive: true) }
         var queue = BinaryHeap<Candidate>(capacity: count)
-        for position in 0..<max(count - 1, 0) {
-            if let merge = merges[UInt64(UInt32(symbols[position])) << 32 | UInt64(UInt32(symbols[position + 1]))] {
-                queue.push(Candidate(rank: merge.rank, position: Int32(position), newId: merge.newId))
-            }
-        }
-        while let top = queue.pop() {
-            let position = Int(top.position)
-            guard alive[position], next[position] >= 0 else { continue }
-            let right = Int(next[position])
-            // Stale unless the pair now at `position` still merges into the same token.
-            guard let merge = merges[UInt64(UInt32(symbols[position])) << 32 | UInt64(UInt32(symbols[right]))],
-                  merge.newId == top.newId else { continue }
-            symbols[position] = top.newId
-            alive[right] = false
-            next[position] = next[right]
-            if next[right] >= 0 { previous[Int(next[right])] = Int32(position) }
-            if previous[position] >= 0 {
-                let left = Int(previous[position])
-                if let merge = merges[UInt64(UInt32(symbols[left])) << 32 | UInt64(UInt32(symbols[position]))] {
-                    queue.push(Candidate(rank: merge.rank, position: Int32(left), newId: merge.newId))
+        symbols.withUnsafeMutableBufferPointer { symbols in
+            links.withUnsafeMutableBufferPointer { links in
+                for position in 0..<(count - 1) {
+                    if let merge = mergeOf(symbols[position], symbols[position + 1]) {
+                        queue.push(Candidate(rank: merge.rank, position: Int32(position), newId: merge.newId))
+                    }
+                }
+                while let top = queue.pop() {
+                    let position = Int(top.position)
+                    guard links[position].alive, links[position].next >= 0 else { continue }
+                    let right = Int(links[position].next)
+                    // Stale unless the pair now at `position` still merges into the same token.
+                    guard let merge = mergeOf(symbols[position], symbols[right]), merge.newId == top.newId else { continue }
+                    symbols[position] = top.newId
+                    links[right].alive = false
+                    let after = links[right].next
+                    links[position].next = after
+                    if after >= 0 { links[Int(after)].previous = Int32(position) }
+                    let before = links[position].previous
+                    if before >= 0, let merge = mergeOf(symbols[Int(before)], symbols[position]) {
+                        queue.push(Candidate(rank: merge.rank, position: before, newId: merge.newId))
+                    }
+                    if after >= 0, let merge = mergeOf(symbols[position], symbols[Int(after)]) {
+                        queue.push(Candidate(rank: merge.rank, position: Int32(position), newId: merge.newId))
+                    }
                 }
             }
-            if next[position] >= 0 {
-                let after = Int(next[position])
-                if let merge = merges[UInt64(UInt32(symbols[position])) << 32 | UInt64(UInt32(symbols[after]))] {
-                    queue.push(Candidate(rank: merge.rank, position: Int32(position), newId: merge.newId))
-                }
-            }
         }
-        var index = count > 0 ? 0 : -1
-        while index >= 0 {
-            ids.append(Int(symbols[index]))
-            index = Int(next[index])
-        }
+        for index in 0..<count where links[index].alive { ids.append(Int(symbols[index])) }
+    }
+
+    private struct Link {
+        var previous: Int32
+        var next: Int32
+        var alive: Bool
     }
 }
 

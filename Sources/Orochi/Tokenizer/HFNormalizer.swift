@@ -37,12 +37,10 @@ indirect enum HFNormalizer {
 
     func apply(_ text: Scalars) -> Scalars {
         switch self {
-        // Foundation's one-step NFKC/NFC on Linux skips some compositions (ｶﾞ stays カ+U+3099),
-        // so compose explicitly after decomposing.
-        case .nfc: return Array(Self.string(text).decomposedStringWithCanonicalMapping.precomposedStringWithCanonicalMapping.unicodeScalars)
-        case .nfd: return Array(Self.string(text).decomposedStringWithCanonicalMapping.unicodeScalars)
-        case .nfkc: return Array(Self.string(text).decomposedStringWithCompatibilityMapping.precomposedStringWithCanonicalMapping.unicodeScalars)
-        case .nfkd: return Array(Self.string(text).decomposedStringWithCompatibilityMapping.unicodeScalars)
+        case .nfc: return Self.unicodeNormalize(text) { $0.decomposedStringWithCanonicalMapping.precomposedStringWithCanonicalMapping }
+        case .nfd: return Self.unicodeNormalize(text) { $0.decomposedStringWithCanonicalMapping }
+        case .nfkc: return Self.unicodeNormalize(text) { $0.decomposedStringWithCompatibilityMapping.precomposedStringWithCanonicalMapping }
+        case .nfkd: return Self.unicodeNormalize(text) { $0.decomposedStringWithCompatibilityMapping }
         case .lowercase:
             // Per character, without context (Rust's char::to_lowercase).
             var output = Scalars()
@@ -73,6 +71,25 @@ indirect enum HFNormalizer {
         case .sequence(let steps):
             return steps.reduce(text) { $1.apply($0) }
         }
+    }
+
+    /// Applies a Foundation normalization form the way `tokenizers` does. Two differences to
+    /// bridge: Foundation's one-step NFKC/NFC on Linux skips some compositions (ｶﾞ stays
+    /// カ + U+3099), so forms are composed explicitly after decomposing; and tokenizers' tables
+    /// predate Unicode 12 (U+1F16C, U+32FF ㋿ stay as they are), so characters from Unicode 12
+    /// on pass through unchanged.
+    private static func unicodeNormalize(_ text: Scalars, _ form: (String) -> String) -> Scalars {
+        var output = Scalars()
+        output.reserveCapacity(text.count)
+        var runStart = 0
+        for (index, scalar) in text.enumerated() where scalar.value >= 0x80 {
+            guard let age = scalar.properties.age, age.major >= 12 else { continue }
+            if runStart < index { output.append(contentsOf: form(string(Array(text[runStart..<index]))).unicodeScalars) }
+            output.append(scalar)
+            runStart = index + 1
+        }
+        if runStart < text.count { output.append(contentsOf: form(string(Array(text[runStart...]))).unicodeScalars) }
+        return output
     }
 
     static func string(_ scalars: Scalars) -> String {

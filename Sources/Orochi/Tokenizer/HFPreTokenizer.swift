@@ -144,7 +144,9 @@ indirect enum HFPreTokenizer {
             let ranges = useRegex ? GPT2Regex.split(text) : [0..<text.count]
             for range in ranges where !range.isEmpty {
                 var mapped = Scalars()
-                for byte in HFNormalizer.string(Array(text[range])).utf8 { mapped.append(ByteLevelAlphabet.scalar(for: byte)) }
+                for scalar in text[range] {
+                    UTF8.encode(scalar) { mapped.append(ByteLevelAlphabet.scalar(for: $0)) }
+                }
                 output.append(PreSplit(text: mapped, atStart: split.atStart && range.lowerBound == 0))
             }
         case .metaspace(let replacement, let scheme, let shouldSplit):

@@ -11,8 +11,16 @@ public final class SentencePieceTokenizer: Tokenizer {
     let types: [PieceType]
     /// Normal, user-defined and unused pieces (sentencepiece's `pieces_`).
     let pieceTrie: ByteTrie
+    /// What the unigram lattice needs at each trie node, in one place (one cache line):
+    /// the piece id (-1 for none or an UNUSED piece), its score, whether it is user-defined.
+    struct NodePiece {
+        var id: Int32
+        var score: Float
+        var isUserDefined: Bool
+    }
+    let nodePieces: [NodePiece]
     /// Control, unknown and byte pieces (sentencepiece's `reserved_id_map_`), looked up first.
-    let reservedIds: [[UInt8]: Int]
+    let reservedTrie: ByteTrie
     let userDefinedTrie: ByteTrie
     let normalizer: SentencePieceNormalizer
     let unknownId: Int
@@ -20,6 +28,13 @@ public final class SentencePieceTokenizer: Tokenizer {
     let byteOfId: [Int16]         // the byte a byte piece stands for, or -1
     let minScore: Float
     let maxScore: Float
+    /// BPE only: every pair of adjacent characters inside some piece. Where two neighbouring
+    /// characters of the input form no such pair, no merge can ever cross between them, so
+    /// the text is merged in independent stretches and the agenda stays small even for a
+    /// megabyte-long line (the result is the same as merging the whole line at once).
+    let bpeBigrams: FastKeySet
+    /// Whether some piece is UNUSED: BPE may still merge into it, then splits it back.
+    let hasUnusedPieces: Bool
 
     public var vocabSize: Int { pieces.count }
     public let bosTokenId: Int?
@@ -37,11 +52,15 @@ public final class SentencePieceTokenizer: Tokenizer {
         try self.init(bytes: [UInt8](data), path: url.path)
     }
 
-    public init(bytes: [UInt8], path: String = "<memory>") throws {
+    public convenience init(bytes: [UInt8], path: String = "<memory>") throws {
         let proto: SentencePieceProto
         do { proto = try SentencePieceProto(bytes: bytes) } catch let error as ProtobufReader.Malformed {
             throw TokenizerError.corruptModel(path: path, detail: error.detail)
         }
+        try self.init(proto: proto, path: path)
+    }
+
+    init(proto: SentencePieceProto, path: String) throws {
         guard !proto.pieces.isEmpty else { throw TokenizerError.corruptModel(path: path, detail: "no pieces (field 1 of ModelProto)") }
         self.proto = proto
         pieces = proto.pieces.map(\.text)
@@ -79,8 +98,29 @@ public final class SentencePieceTokenizer: Tokenizer {
             throw TokenizerError.corruptModel(path: path, detail: "byte_fallback is set but not all 256 <0xXX> pieces exist")
         }
         pieceTrie = ByteTrie(normalEntries)
+        nodePieces = pieceTrie.values.map { value in
+            let id = Int(value)
+            guard id >= 0, proto.pieces[id].type != .unused else { return NodePiece(id: -1, score: 0, isUserDefined: false) }
+            return NodePiece(id: value, score: proto.pieces[id].score, isUserDefined: proto.pieces[id].type == .userDefined)
+        }
+        var bigrams = Set<UInt64>()
+        if proto.modelType == .bpe {
+            for (text, _) in normalEntries {
+                var previousKey: UInt32?
+                var k = 0
+                while k < text.count {
+                    let length = min(utf8CharLength(text[k]), text.count - k)
+                    let key = Self.characterKey(text, k, length)
+                    if let previousKey { bigrams.insert(UInt64(previousKey) << 32 | UInt64(key)) }
+                    previousKey = key
+                    k += length
+                }
+            }
+        }
+        bpeBigrams = FastKeySet(bigrams)
+        hasUnusedPieces = proto.pieces.contains { $0.type == .unused }
         userDefinedTrie = ByteTrie(userDefinedEntries)
-        reservedIds = reserved
+        reservedTrie = ByteTrie(reserved.map { ($0.key, Int32($0.value)) })
         unknownId = unknown
         self.byteIds = byteIds
         self.byteOfId = byteOfId
@@ -95,6 +135,14 @@ public final class SentencePieceTokenizer: Tokenizer {
         let count = proto.pieces.count
         bosTokenId = (0..<count).contains(proto.bosId) ? proto.bosId : nil
         eosTokenId = (0..<count).contains(proto.eosId) ? proto.eosId : nil
+    }
+
+    /// A character's (at most 4) UTF-8 bytes packed into one integer.
+    @inline(__always)
+    static func characterKey<C: RandomAccessCollection>(_ bytes: C, _ start: C.Index, _ length: Int) -> UInt32 where C.Element == UInt8, C.Index == Int {
+        var key: UInt32 = 0
+        for k in start..<(start + length) { key = key << 8 | UInt32(bytes[k]) }
+        return key
     }
 
     /// "<0xE3>" → 0xE3.
@@ -113,7 +161,8 @@ public final class SentencePieceTokenizer: Tokenizer {
 
     /// sentencepiece's PieceToId: reserved pieces first, then the vocabulary, else unk.
     func pieceId(_ bytes: ArraySlice<UInt8>) -> Int {
-        if let id = reservedIds[Array(bytes)] { return id }
+        let reserved = reservedTrie.value(of: bytes)
+        if reserved >= 0 { return Int(reserved) }
         let id = pieceTrie.value(of: bytes)
         return id >= 0 ? Int(id) : unknownId
     }
@@ -126,7 +175,7 @@ public final class SentencePieceTokenizer: Tokenizer {
 
     public func encode(utf8 text: [UInt8], addSpecialTokens: Bool) -> [Int] {
         let normalized = normalizer.normalize(text)
-        let segments: [(range: Range<Int>, id: Int)]
+        let segments: [Segment]
         switch proto.modelType {
         case .unigram: segments = unigramSegments(normalized)
         case .bpe: segments = bpeSegments(normalized)
@@ -137,7 +186,9 @@ public final class SentencePieceTokenizer: Tokenizer {
         ids.reserveCapacity(segments.count + 2)
         if addSpecialTokens, addBosToken, let bos = bosTokenId { ids.append(bos) }
         var previousWasUnknown = false
-        for (range, id) in segments {
+        for segment in segments {
+            let id = Int(segment.id)
+            let range = Int(segment.start)..<Int(segment.end)
             let isUnknown = id == unknownId
             if isUnknown && proto.byteFallback {
                 for byte in normalized[range] { ids.append(byteIds[Int(byte)]) }
@@ -152,19 +203,33 @@ public final class SentencePieceTokenizer: Tokenizer {
 
     /// Viterbi over the lattice of pieces (sentencepiece's EncodeOptimized): the best path
     /// ending at each byte offset, built left to right while walking the piece trie.
-    private func unigramSegments(_ text: [UInt8]) -> [(range: Range<Int>, id: Int)] {
+    /// A piece of the normalized text and its id (12 bytes: a megabyte line makes ~300k).
+    struct Segment {
+        var start: Int32
+        var end: Int32
+        var id: Int32
+        init(start: Int32, end: Int32, id: Int32) { (self.start, self.end, self.id) = (start, end, id) }
+        init(_ range: Range<Int>, _ id: Int) { self.init(start: Int32(range.lowerBound), end: Int32(range.upperBound), id: Int32(id)) }
+    }
+
+    /// The best path ending at one byte offset: its score, where its last piece starts, which piece.
+    private struct BestPath {
+        var score: Float
+        var start: Int32
+        var id: Int32
+    }
+
+    private func unigramSegments(_ text: [UInt8]) -> [Segment] {
         let size = text.count
         if size == 0 { return [] }
         let unknownScore = minScore - 10  // sentencepiece's kUnkPenalty
-        var bestScore = [Float](repeating: 0, count: size + 1)
-        var bestStart = [Int32](repeating: -1, count: size + 1)
-        var bestId = [Int32](repeating: -1, count: size + 1)
+        var best = [BestPath](repeating: BestPath(score: 0, start: -1, id: -1), count: size + 1)
         text.withUnsafeBufferPointer { bytes in
-            types.withUnsafeBufferPointer { types in
-                scores.withUnsafeBufferPointer { scores in
+            nodePieces.withUnsafeBufferPointer { nodePieces in
+                best.withUnsafeMutableBufferPointer { best in
                     var start = 0
                     while start < size {
-                        let scoreHere = bestScore[start]
+                        let scoreHere = best[start].score
                         let charLength = min(utf8CharLength(bytes[start]), size - start)
                         var hasSingleCharPiece = false
                         var node = ByteTrie.root
@@ -173,28 +238,24 @@ public final class SentencePieceTokenizer: Tokenizer {
                             node = pieceTrie.child(node, bytes[end])
                             if node < 0 { break }
                             end += 1
-                            let id = Int(pieceTrie.values[Int(node)])
-                            if id < 0 || types[id] == .unused { continue }
+                            let piece = nodePieces[Int(node)]
+                            if piece.id < 0 { continue }
                             let length = end - start
                             // User-defined symbols get a bonus so they always win. Single
                             // precision throughout, as sentencepiece 0.2.x computes it (ties
                             // between equal-scoring splits depend on this rounding).
-                            let score: Float = types[id] == .userDefined ? Float(Double(Float(length) * maxScore) - 0.1) : scores[id]
+                            let score: Float = piece.isUserDefined ? Float(Double(Float(length) * maxScore) - 0.1) : piece.score
                             let candidate = score + scoreHere
-                            if bestStart[end] == -1 || candidate > bestScore[end] {
-                                bestScore[end] = candidate
-                                bestStart[end] = Int32(start)
-                                bestId[end] = Int32(id)
+                            if best[end].start == -1 || candidate > best[end].score {
+                                best[end] = BestPath(score: candidate, start: Int32(start), id: piece.id)
                             }
                             if length == charLength { hasSingleCharPiece = true }
                         }
                         if !hasSingleCharPiece {
                             let end = start + charLength
                             let candidate = unknownScore + scoreHere
-                            if bestStart[end] == -1 || candidate > bestScore[end] {
-                                bestScore[end] = candidate
-                                bestStart[end] = Int32(start)
-                                bestId[end] = Int32(unknownId)
+                            if best[end].start == -1 || candidate > best[end].score {
+                                best[end] = BestPath(score: candidate, start: Int32(start), id: Int32(unknownId))
                             }
                         }
                         start += charLength
@@ -202,22 +263,25 @@ public final class SentencePieceTokenizer: Tokenizer {
                 }
             }
         }
-        var segments: [(range: Range<Int>, id: Int)] = []
+        var segments: [Segment] = []
         var end = size
         while end > 0 {
-            let start = Int(bestStart[end])
-            segments.append((start..<end, Int(bestId[end])))
+            let start = Int(best[end].start)
+            segments.append(Segment(start: Int32(start), end: Int32(end), id: best[end].id))
             end = start
         }
         segments.reverse()
         return segments
     }
 
+    /// A candidate merge in the agenda: 8 bytes, so that the heap of a long line stays in cache.
+    /// It does not record the right symbol: when popped, the pair now at `left` is looked up
+    /// again and merged only if its score is still `score`. That merges exactly what
+    /// sentencepiece merges — always the adjacent pair with the highest score, leftmost on ties,
+    /// because every pair that becomes adjacent gets its own entry with that same key.
     private struct Merge: Comparable {
         var score: Float
         var left: Int32
-        var right: Int32
-        var size: Int32
         /// sentencepiece pops the highest score first, then the leftmost.
         static func < (a: Merge, b: Merge) -> Bool {
             a.score < b.score || (a.score == b.score && a.left > b.left)
@@ -226,9 +290,20 @@ public final class SentencePieceTokenizer: Tokenizer {
 
     /// sentencepiece's BPE: characters (and user-defined symbols, which never merge) in a
     /// linked list, candidate merges in a priority queue by the merged piece's score.
-    private func bpeSegments(_ text: [UInt8]) -> [(range: Range<Int>, id: Int)] {
+    /// One symbol of the BPE linked list.
+    private struct Symbol {
+        var start: Int32
+        var length: Int32      // 0 once merged into its left neighbour
+        var node: Int32        // its node in the piece trie, -1 when no piece starts with it
+        var previous: Int32
+        var next: Int32
+        var frozen: Bool       // a user-defined symbol: never merged
+    }
+
+    private func bpeSegments(_ text: [UInt8]) -> [Segment] {
         if text.isEmpty { return [] }
-        var starts: [Int32] = [], lengths: [Int32] = [], frozen: [Bool] = []
+        var symbols: [Symbol] = []
+        symbols.reserveCapacity(text.count / 2 + 1)
         text.withUnsafeBufferPointer { bytes in
             var position = 0
             while position < bytes.count {
@@ -238,55 +313,122 @@ public final class SentencePieceTokenizer: Tokenizer {
                     length = matched
                     isUserDefined = true
                 }
-                starts.append(Int32(position)); lengths.append(Int32(length)); frozen.append(isUserDefined)
+                var node = ByteTrie.root
+                for k in position..<(position + length) {
+                    node = pieceTrie.child(node, bytes[k])
+                    if node < 0 { break }
+                }
+                let index = Int32(symbols.count)
+                symbols.append(Symbol(start: Int32(position), length: Int32(length), node: node,
+                                      previous: index - 1, next: index + 1, frozen: isUserDefined))
                 position += length
             }
         }
-        let count = starts.count
-        var previous = (0..<count).map { Int32($0 - 1) }
-        var next = (0..<count).map { $0 + 1 < count ? Int32($0 + 1) : -1 }
-        var agenda = BinaryHeap<Merge>(capacity: count)
+        let count = symbols.count
+        var agenda = BinaryHeap<Merge>(capacity: 64)
+        var splitsOfUnused: [Int32: (Range<Int>, Range<Int>)] = [:]
 
         text.withUnsafeBufferPointer { bytes in
-            func consider(_ left: Int32, _ right: Int32) {
-                guard left >= 0, right >= 0, !frozen[Int(left)], !frozen[Int(right)] else { return }
-                let start = Int(starts[Int(left)])
-                let size = Int(lengths[Int(left)] + lengths[Int(right)])
-                var node = ByteTrie.root
-                for k in start..<(start + size) {
-                    node = pieceTrie.child(node, bytes[k])
-                    if node < 0 { return }
+            symbols.withUnsafeMutableBufferPointer { symbols in
+                /// The trie node of the piece that symbols `left` + `right` would form, or -1.
+                func mergedNode(_ left: Int32, _ right: Int32) -> Int32 {
+                    guard left >= 0, right >= 0 else { return -1 }
+                    let l = symbols[Int(left)], r = symbols[Int(right)]
+                    guard !l.frozen, !r.frozen, l.node >= 0 else { return -1 }
+                    var node = l.node
+                    for k in Int(r.start)..<Int(r.start + r.length) {
+                        node = pieceTrie.child(node, bytes[k])
+                        if node < 0 { return -1 }
+                    }
+                    return node
                 }
-                let id = Int(pieceTrie.values[Int(node)])
-                guard id >= 0 else { return }
-                agenda.push(Merge(score: scores[id], left: left, right: right, size: Int32(size)))
-            }
-            for index in 1..<max(count, 1) { consider(Int32(index - 1), Int32(index)) }
-            while let top = agenda.pop() {
-                let left = Int(top.left), right = Int(top.right)
-                // Stale when either side was merged away or has grown since the push.
-                guard lengths[left] > 0, lengths[right] > 0, lengths[left] + lengths[right] == top.size else { continue }
-                lengths[left] = top.size
-                next[left] = next[right]
-                if next[right] >= 0 { previous[Int(next[right])] = Int32(left) }
-                lengths[right] = 0
-                consider(previous[left], Int32(left))
-                consider(Int32(left), next[left])
+                func consider(_ left: Int32, _ right: Int32) {
+                    let node = mergedNode(left, right)
+                    guard node >= 0 else { return }
+                    let id = Int(pieceTrie.values[Int(node)])
+                    guard id >= 0 else { return }
+                    agenda.push(Merge(score: scores[id], left: left))
+                    if hasUnusedPieces && types[id] == .unused {  // remember how to split it back (last wins)
+                        let l = symbols[Int(left)], r = symbols[Int(right)]
+                        splitsOfUnused[Int32(id)] = (Int(l.start)..<Int(l.start + l.length), Int(r.start)..<Int(r.start + r.length))
+                    }
+                }
+                func mergeStretch(_ first: Int, _ end: Int) {
+                    symbols[first].previous = -1
+                    symbols[end - 1].next = -1
+                    for index in (first + 1)..<max(end, first + 1) { consider(Int32(index - 1), Int32(index)) }
+                    while let top = agenda.pop() {
+                        let left = Int(top.left)
+                        guard symbols[left].length > 0, symbols[left].next >= 0 else { continue }
+                        let right = Int(symbols[left].next)
+                        let node = mergedNode(Int32(left), Int32(right))
+                        guard node >= 0 else { continue }
+                        let id = Int(pieceTrie.values[Int(node)])
+                        guard id >= 0, scores[id] == top.score else { continue }  // stale: the pair changed
+                        symbols[left].length += symbols[right].length
+                        symbols[left].node = node
+                        let after = symbols[right].next
+                        symbols[left].next = after
+                        if after >= 0 { symbols[Int(after)].previous = Int32(left) }
+                        symbols[right].length = 0
+                        consider(symbols[left].previous, Int32(left))
+                        consider(Int32(left), after)
+                    }
+                }
+                var stretchStart = 0
+                var previousKey: UInt32 = 0
+                for index in 0...count {
+                    var isBoundary = index == count
+                    if index < count {
+                        let symbol = symbols[index]
+                        let key = Self.characterKey(bytes, Int(symbol.start), symbol.length <= 4 ? Int(symbol.length) : 0)
+                        // With UNUSED pieces the order of the considered pairs decides how they are
+                        // split back, so the text is then merged in one piece as sentencepiece does.
+                        if index > 0 && !hasUnusedPieces {
+                            isBoundary = symbol.frozen || symbols[index - 1].frozen
+                                || !bpeBigrams.contains(UInt64(previousKey) << 32 | UInt64(key))
+                        }
+                        previousKey = key
+                    }
+                    if isBoundary && index > stretchStart {
+                        mergeStretch(stretchStart, index)
+                        stretchStart = index
+                    }
+                }
             }
         }
-        var segments: [(range: Range<Int>, id: Int)] = []
-        var index: Int32 = 0
-        while index >= 0 {
-            let start = Int(starts[Int(index)])
-            let range = start..<(start + Int(lengths[Int(index)]))
-            segments.append((range, pieceId(text[range])))
-            index = next[Int(index)]
+        var segments: [Segment] = []
+        segments.reserveCapacity(count)
+        for symbol in symbols where symbol.length > 0 {
+            let range = Int(symbol.start)..<Int(symbol.start + symbol.length)
+            // PieceToId: reserved pieces first, then the symbol's own trie node, else unk.
+            let reserved = reservedTrie.value(of: text[range])
+            let piece = symbol.node >= 0 ? Int(pieceTrie.values[Int(symbol.node)]) : -1
+            let id = reserved >= 0 ? Int(reserved) : piece >= 0 ? piece : unknownId
+            if types[id] == .unused {
+                resegment(range, text, splitsOfUnused, into: &segments)
+            } else {
+                segments.append(Segment(range, id))
+            }
         }
         return segments
     }
 
+    /// sentencepiece's resegmentation: an UNUSED piece that BPE formed is replaced by the two
+    /// symbols it was last formed from, recursively.
+    private func resegment(_ range: Range<Int>, _ text: [UInt8], _ splits: [Int32: (Range<Int>, Range<Int>)],
+                           into segments: inout [Segment]) {
+        let id = pieceId(text[range])
+        guard types[id] == .unused, let (left, _) = splits[Int32(id)] else {
+            segments.append(Segment(range, id))
+            return
+        }
+        resegment(range.lowerBound..<(range.lowerBound + left.count), text, splits, into: &segments)
+        resegment((range.lowerBound + left.count)..<range.upperBound, text, splits, into: &segments)
+    }
+
     /// The word model: whitespace-delimited words (sentencepiece's SplitIntoWords), each a piece or unk.
-    private func wordSegments(_ text: [UInt8]) -> [(range: Range<Int>, id: Int)] {
+    private func wordSegments(_ text: [UInt8]) -> [Segment] {
         let space = SentencePieceNormalizer.spaceSymbol
         func isSpace(_ k: Int) -> Bool { k + 3 <= text.count && text[k] == space[0] && text[k + 1] == space[1] && text[k + 2] == space[2] }
         var words: [Range<Int>] = []
@@ -318,15 +460,15 @@ public final class SentencePieceTokenizer: Tokenizer {
                 k += length
             }
         }
-        return words.map { ($0, pieceId(text[$0])) }
+        return words.map { Segment($0, pieceId(text[$0])) }
     }
 
-    private func charSegments(_ text: [UInt8]) -> [(range: Range<Int>, id: Int)] {
-        var segments: [(range: Range<Int>, id: Int)] = []
+    private func charSegments(_ text: [UInt8]) -> [Segment] {
+        var segments: [Segment] = []
         var k = 0
         while k < text.count {
             let range = k..<min(k + utf8CharLength(text[k]), text.count)
-            segments.append((range, pieceId(text[range])))
+            segments.append(Segment(range, pieceId(text[range])))
             k = range.upperBound
         }
         return segments

@@ -2,60 +2,11 @@ import Foundation
 import Testing
 @testable import Orochi
 
-/// Every Llama-family fixture: logits against transformers at every position, prefill-then-decode
-/// against one prefill, and the greedy continuation against transformers' `generate`.
+/// Llama-specific checks; the parity of every fixture is in ParityTests.
 struct LlamaParityTests {
     static let cases = ["mha_tied_f32", "gqa_linear_f32", "mqa_llama3_f16", "headdim_bias_bf16",
                         "sharded_f32", "mistral_window_f32", "qwen2_f32"]
-    /// Max |error| relative to the largest |logit| (the bound for F32 weights; F16/BF16
-    /// fixtures are compared with transformers run in float32 on the same rounded weights).
-    static let tolerance: Float = 1e-4
-
-    @Test(arguments: cases)
-    func logitsMatchTransformers(_ name: String) throws {
-        let dir = Fixtures.directory("llama", name)
-        let reference = try Fixtures.reference(dir)
-        let (expected, shape) = try Fixtures.logits(dir)
-        let model = try ModelRegistry.load(directory: dir)
-        let vocab = model.info.vocabSize
-        #expect(shape == [reference.ids.count, vocab])
-        var logits = [Float](repeating: .nan, count: reference.ids.count * vocab)
-        try logits.withUnsafeMutableBufferPointer { try model.prefill(reference.ids, allLogits: $0.baseAddress!) }
-        for t in 0..<reference.ids.count {
-            let row = logits.withUnsafeBufferPointer { UnsafeBufferPointer(rebasing: $0[t * vocab..<(t + 1) * vocab]) }
-            let error = relativeError(row, expected[t * vocab..<(t + 1) * vocab])
-            #expect(error <= Self.tolerance, "\(name): position \(t) relative error \(error)")
-        }
-    }
-
-    @Test(arguments: cases)
-    func prefillThenDecodeEqualsOnePrefill(_ name: String) throws {
-        let dir = Fixtures.directory("llama", name)
-        let reference = try Fixtures.reference(dir)
-        let (expected, _) = try Fixtures.logits(dir)
-        let model = try ModelRegistry.load(directory: dir)
-        let vocab = model.info.vocabSize
-        let split = 5
-        try model.prefill(Array(reference.ids[..<split]))
-        for t in (split - 1)..<reference.ids.count {
-            if t >= split { try model.decode(reference.ids[t]) }
-            let error = relativeError(model.lastLogits, expected[t * vocab..<(t + 1) * vocab])
-            #expect(error <= Self.tolerance, "\(name): decode at position \(t) relative error \(error)")
-        }
-        #expect(model.position == reference.ids.count)
-    }
-
-    @Test(arguments: cases)
-    func greedyContinuationMatchesTransformers(_ name: String) throws {
-        let dir = Fixtures.directory("llama", name)
-        let reference = try Fixtures.reference(dir)
-        let model = try ModelRegistry.load(directory: dir)
-        let sampler = Sampler(settings: .init(temperature: 0), vocabSize: model.info.vocabSize)
-        let generator = Generator(model: model, sampler: sampler, stopTokens: [])
-        let (ids, _) = try generator.generate(prompt: reference.greedy_prompt,
-                                              maxTokens: reference.greedy_continuation.count) { _ in true }
-        #expect(ids == reference.greedy_continuation)
-    }
+    static let tolerance = ParityTests.tolerance
 
     @Test func chunkedPrefillEqualsOnePrefill() throws {
         let dir = Fixtures.directory("llama", "gqa_linear_f32")

@@ -7,7 +7,7 @@ struct MambaBadInputTests {
     static let fixture = "k4_auto_tied_f32"
 
     /// A copy of the F32 fixture with tensors dropped or replaced and config keys changed.
-    static func brokenCopy(drop: Set<String> = [], replace: [String: (shape: [Int], values: [Float])] = [:],
+    static func brokenCopy(of fixture: String = MambaBadInputTests.fixture, drop: Set<String> = [], replace: [String: (shape: [Int], values: [Float])] = [:],
                            config edit: (inout [String: Any]) -> Void = { _ in }) throws -> TemporaryDirectory {
         let source = Fixtures.directory("mamba", fixture)
         let file = try SafetensorsFile(path: source.appendingPathComponent("model.safetensors").path)
@@ -64,6 +64,17 @@ struct MambaBadInputTests {
         #expect(act?.contains("hidden_act") == true)
         let missing = Self.loadError(try Self.brokenCopy(config: { $0.removeValue(forKey: "hidden_size") }))
         #expect(missing?.contains("hidden_size") == true)
+    }
+
+    /// An untied checkpoint without lm_head.weight falls back to the embedding, as a tied one.
+    @Test func missingLMHeadFallsBackToTheEmbedding() throws {
+        let dir = try Self.brokenCopy(of: "k2_rank5_bias_untied_f32", drop: ["lm_head.weight"])
+        let model = try ModelRegistry.load(directory: dir.url)
+        let lines = Dictionary(describe(model), uniquingKeysWith: { a, _ in a })
+        #expect(lines["lm_head"]?.hasPrefix("tied") == true)
+        try model.prefill([1, 2, 3])
+        let finite = model.lastLogits.allSatisfy { $0.isFinite }
+        #expect(finite)
     }
 
     @Test func tokenOutOfRange() throws {

@@ -2,59 +2,11 @@ import Foundation
 import Testing
 @testable import Orochi
 
-/// Every Mamba fixture: logits against transformers at every position, prefill-then-decode
-/// against one prefill, and the greedy continuation against transformers' `generate`.
+/// Mamba-specific checks; the parity of every fixture is in ParityTests.
 struct MambaParityTests {
     static let cases = ["k4_auto_tied_f32", "k2_rank5_bias_untied_f32", "k3_noconvbias_state8_f32",
                         "k3_rank6_tied_f16", "k4_bias_noconvbias_untied_bf16"]
-    /// The same bound as for Llama: max |error| relative to the largest |logit|.
-    static let tolerance: Float = 1e-4
-
-    @Test(arguments: cases)
-    func logitsMatchTransformers(_ name: String) throws {
-        let dir = Fixtures.directory("mamba", name)
-        let reference = try Fixtures.reference(dir)
-        let (expected, shape) = try Fixtures.logits(dir)
-        let model = try ModelRegistry.load(directory: dir)
-        let vocab = model.info.vocabSize
-        #expect(shape == [reference.ids.count, vocab])
-        var logits = [Float](repeating: .nan, count: reference.ids.count * vocab)
-        try logits.withUnsafeMutableBufferPointer { try model.prefill(reference.ids, allLogits: $0.baseAddress!) }
-        for t in 0..<reference.ids.count {
-            let row = logits.withUnsafeBufferPointer { UnsafeBufferPointer(rebasing: $0[t * vocab..<(t + 1) * vocab]) }
-            let error = relativeError(row, expected[t * vocab..<(t + 1) * vocab])
-            #expect(error <= Self.tolerance, "\(name): position \(t) relative error \(error)")
-        }
-    }
-
-    @Test(arguments: cases)
-    func prefillThenDecodeEqualsOnePrefill(_ name: String) throws {
-        let dir = Fixtures.directory("mamba", name)
-        let reference = try Fixtures.reference(dir)
-        let (expected, _) = try Fixtures.logits(dir)
-        let model = try ModelRegistry.load(directory: dir)
-        let vocab = model.info.vocabSize
-        let split = 5
-        try model.prefill(Array(reference.ids[..<split]))
-        for t in (split - 1)..<reference.ids.count {
-            if t >= split { try model.decode(reference.ids[t]) }
-            let error = relativeError(model.lastLogits, expected[t * vocab..<(t + 1) * vocab])
-            #expect(error <= Self.tolerance, "\(name): decode at position \(t) relative error \(error)")
-        }
-        #expect(model.position == reference.ids.count)
-    }
-
-    @Test(arguments: cases)
-    func greedyContinuationMatchesTransformers(_ name: String) throws {
-        let dir = Fixtures.directory("mamba", name)
-        let reference = try Fixtures.reference(dir)
-        let model = try ModelRegistry.load(directory: dir)
-        let sampler = Sampler(settings: .init(temperature: 0), vocabSize: model.info.vocabSize)
-        let generator = Generator(model: model, sampler: sampler, stopTokens: [])
-        let (ids, _) = try generator.generate(prompt: reference.greedy_prompt,
-                                              maxTokens: reference.greedy_continuation.count) { _ in true }
-        #expect(ids == reference.greedy_continuation)
-    }
+    static let tolerance = ParityTests.tolerance
 
     /// Chunks shorter than the conv kernel carry the conv state across prefill calls; decode from
     /// the start equals one prefill too.

@@ -96,17 +96,29 @@ struct TokenizerBehaviourTests {
         let tokenizer = try TokenizerFixtures.tokenizer(variant)
         let short = Array(TokenizerFixtures.inputLines.dropFirst(60).prefix(400)).map { $0.replacingOccurrences(of: " ", with: "") }
         let long = short.joined()
-        func seconds(_ body: () -> Void) -> Double {
-            let start = DispatchTime.now().uptimeNanoseconds
-            body()
-            return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        func seconds(_ body: () -> Void) -> Double {  // best of two: the machine is shared
+            var best = Double.infinity
+            for _ in 0..<2 {
+                let start = DispatchTime.now().uptimeNanoseconds
+                body()
+                best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            }
+            return best
         }
         var shortCount = 0, longCount = 0
-        let shortTime = seconds { for line in short { shortCount += tokenizer.encode(line, addSpecialTokens: false).count } }
+        let shortTime = seconds { shortCount = short.reduce(0) { $0 + tokenizer.encode($1, addSpecialTokens: false).count } }
         let longTime = seconds { longCount = tokenizer.encode(long, addSpecialTokens: false).count }
         #expect(longCount > 0 && shortCount > 0)
         // Quadratic merging would be ~400x slower here; allow generous noise from a shared machine.
         #expect(longTime < shortTime * 5 + 0.05, "long \(longTime)s vs short \(shortTime)s")
+    }
+
+    @Test("NFKC as tokenizers applies it: composed voiced marks, no Unicode 12+ mappings")
+    func nfkcLikeTokenizers() {
+        // Expected values printed by tokenizers 0.23.3: normalizers.NFKC().normalize_str(...)
+        let input = Array("\u{1F16C}\u{32FF}\u{A69C}\u{FF76}\u{FF9E}\u{1F23B}\u{1FBF6}".unicodeScalars)
+        let output = HFNormalizer.string(HFNormalizer.nfkc.apply(input))
+        #expect(Array(output.unicodeScalars) == Array("\u{1F16C}\u{32FF}\u{044A}\u{30AC}\u{914D}\u{1FBF6}".unicodeScalars))
     }
 
     @Test("GPT-2 regex splits as the reference")

@@ -7,7 +7,7 @@ import Testing
 struct TokenizerParityTests {
     @Test("fixtures are present")
     func fixturesPresent() {
-        #expect(TokenizerFixtures.variants.count >= 8)
+        #expect(TokenizerFixtures.variants.count >= 12)
         #expect(TokenizerFixtures.inputLines.count >= 1000)
     }
 
