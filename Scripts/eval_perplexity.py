@@ -29,6 +29,8 @@ sys.path.insert(0, os.path.join(ROOT, "Scripts", "training"))
 def load(model_dir, stock_scan=False):
     import sentencepiece as spm
     from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
     cfg = AutoConfig.from_pretrained(model_dir)
     if cfg.model_type == "mamba" and not stock_scan:
         import fast_mamba  # exact to float32 rounding, see training/test_scan.py

@@ -176,15 +176,25 @@ def export(args, model, state):
         json.dump({"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
                    "pad_token": "<pad>"}, f, indent=2)
     info = {k: state[k] for k in ("arch", "step", "tokens", "train_seconds", "params",
-                                  "budget_tokens", "batch", "seq", "seed", "lr",
+                                  "budget_tokens", "budget_changes", "batch", "seq", "seed", "lr",
                                   "last_train_loss", "last_valid_loss")
             if k in state}
     with open(os.path.join(out, "training.json"), "w") as f:
         json.dump(info, f, indent=2)
     log = os.path.join(args.run_dir, "log.csv")
     if os.path.exists(log):
-        shutil.copy(log, os.path.join(os.path.dirname(os.path.abspath(out)),
-                                      "%s-loss.csv" % args.arch))
+        # rows of steps redone after a resume: the last row of each step wins
+        with open(log) as f:
+            rows = list(csv.reader(f))
+        last = {}
+        for r in rows[1:]:
+            if r and int(r[0]) <= state["step"]:
+                last[int(r[0])] = r
+        with open(os.path.join(os.path.dirname(os.path.abspath(out)),
+                               "%s-loss.csv" % args.arch), "w", newline="") as f:
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(rows[0])
+            w.writerows(last[k] for k in sorted(last))
     print("exported %s (step %d, %d tokens)" % (out, state["step"], state["tokens"]),
           flush=True)
 
@@ -209,6 +219,10 @@ def main():
     ap.add_argument("--runs", default=os.path.join(ROOT, "runs"))
     ap.add_argument("--out", default=None)
     ap.add_argument("--export", action="store_true", help="export the latest checkpoint and stop")
+    ap.add_argument("--at-step", type=int, default=None,
+                    help="with --export: the weights saved at this step (runs/<arch>/weights-<step>.pt)")
+    ap.add_argument("--rebudget", action="store_true",
+                    help="resume a checkpoint with a different --tokens (schedule follows the new end)")
     ap.add_argument("--bench", type=int, default=0, help="time this many steps, save nothing")
     ap.add_argument("--stock-scan", action="store_true", help="Mamba: keep transformers' loop")
     args = ap.parse_args()
@@ -245,6 +259,14 @@ def main():
         model.load_state_dict(c["model"])
         opt.load_state_dict(c["opt"])
         state.update(c["state"])
+        if state["budget_tokens"] != total_steps * tokens_per_step and args.rebudget:
+            print("budget changed from %d to %d tokens at step %d: the cosine schedule "
+                  "continues towards the new end" % (state["budget_tokens"],
+                                                     total_steps * tokens_per_step,
+                                                     state["step"]), flush=True)
+            state.setdefault("budget_changes", []).append(
+                [state["step"], state["budget_tokens"], total_steps * tokens_per_step])
+            state["budget_tokens"] = total_steps * tokens_per_step
         if state["budget_tokens"] != total_steps * tokens_per_step:
             sys.exit("checkpoint was trained for a budget of %d tokens, not %d: remove %s or "
                      "pass --tokens %d" % (state["budget_tokens"], total_steps * tokens_per_step,
@@ -253,6 +275,11 @@ def main():
         print("resumed %s at step %d (%d tokens)" % (args.arch, state["step"], state["tokens"]),
               flush=True)
     if args.export:
+        if args.at_step is not None:
+            w = torch.load(os.path.join(args.run_dir, "weights-%d.pt" % args.at_step),
+                           weights_only=False)
+            model.load_state_dict(w["model"])
+            state = w["state"]
         export(args, model, state)
         return
 
@@ -270,6 +297,9 @@ def main():
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "state": state,
                     "rng": torch.get_rng_state()}, tmp)
         os.replace(tmp, ckpt)
+        # weights only, every checkpoint: lets both models be exported at the same step
+        torch.save({"model": model.state_dict(), "state": dict(state)},
+                   os.path.join(args.run_dir, "weights-%d.pt" % state["step"]))
 
     model.train()
     run_loss, run_n, t_last, tok_last = 0.0, 0, time.time(), state["tokens"]

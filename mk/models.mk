@@ -10,7 +10,7 @@
 
 CORPUS_OUT   := Scripts/corpus/out
 TOKENIZER    := $(CORPUS_OUT)/tokenizer.model
-TRAIN_TOKENS ?= 2000000
+TRAIN_TOKENS ?= 1500000
 TRAIN_THREADS ?= 1
 TRAIN_ARGS   ?=
 EVAL_CONTEXT ?= 512
@@ -18,8 +18,11 @@ MODELS_DIRS  := Models/orochi-ja-llama Models/orochi-ja-mamba
 
 .PHONY: corpus tokenizer train train-bg train-test eval loss-plot validation-sample
 
-corpus: $(CORPUS_OUT)/train.txt
-$(CORPUS_OUT)/train.txt: Scripts/corpus/build_corpus.py Scripts/corpus/packages.txt
+# `make corpus` always rebuilds; the other targets only build the corpus when it is missing
+# (a rebuilt corpus would invalidate a tokenizer and training runs in progress).
+corpus:
+	$(PYTHON) Scripts/corpus/build_corpus.py --out $(CORPUS_OUT)
+$(CORPUS_OUT)/train.txt:
 	$(PYTHON) Scripts/corpus/build_corpus.py --out $(CORPUS_OUT)
 
 tokenizer: $(TOKENIZER)
@@ -34,8 +37,8 @@ train-test:
 # fixed per run (rm -rf runs/llama runs/mamba to start again). Logs: runs/<arch>/train.log.
 train: | $(TOKENIZER)
 	@mkdir -p runs/llama runs/mamba
-	OMP_WAIT_POLICY=PASSIVE $(PYTHON) Scripts/train.py --arch llama --tokens $(TRAIN_TOKENS) --threads $(TRAIN_THREADS) $(TRAIN_ARGS) > runs/llama/train.log 2>&1 & l=$$!; \
-	OMP_WAIT_POLICY=PASSIVE $(PYTHON) Scripts/train.py --arch mamba --tokens $(TRAIN_TOKENS) --threads $(TRAIN_THREADS) $(TRAIN_ARGS) > runs/mamba/train.log 2>&1 & m=$$!; \
+	OMP_WAIT_POLICY=PASSIVE $(PYTHON) Scripts/train.py --arch llama --tokens $(TRAIN_TOKENS) --threads $(TRAIN_THREADS) $(TRAIN_ARGS) >> runs/llama/train.log 2>&1 & l=$$!; \
+	OMP_WAIT_POLICY=PASSIVE $(PYTHON) Scripts/train.py --arch mamba --tokens $(TRAIN_TOKENS) --threads $(TRAIN_THREADS) $(TRAIN_ARGS) >> runs/mamba/train.log 2>&1 & m=$$!; \
 	wait $$l; a=$$?; wait $$m; b=$$?; tail -n 2 runs/llama/train.log runs/mamba/train.log; [ $$a = 0 ] && [ $$b = 0 ]
 	$(MAKE) --no-print-directory loss-plot VENV=$(VENV)
 
