@@ -63,6 +63,8 @@ public struct BenchPoint: Sendable, Codable, Equatable {
     public var prefillTokensPerSecond: Double?
     /// 1 / median decode seconds per token.
     public var decodeTokensPerSecond: Double?
+    /// The machine's 1-minute load average when the point ended: how busy the shared machine was.
+    public var loadAverage: Double? = nil
 }
 
 /// Seconds per component of one forward pass, from the profiler's timers.
@@ -255,6 +257,7 @@ public final class BenchRunner {
             point.skipped = "\(error)"
         }
         point.peakResidentBytes = ProcessMemory.peakBytes
+        point.loadAverage = loadAverage()
         return (point, breakdowns, constant)
     }
 
