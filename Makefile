@@ -58,7 +58,7 @@ fixtures: venv
 	$(PYTHON) Scripts/make_fixtures.py --out Tests/OrochiTests/Fixtures
 
 bench-quick: build
-	OPENBLAS_NUM_THREADS=$(THREADS) $(RELEASE) bench --preset llama-130m --contexts 128 --decode-tokens 32 --repetitions 3 --threads $(THREADS)
+	OPENBLAS_NUM_THREADS=$(THREADS) $(RELEASE) bench --preset llama-130m --preset mamba-130m --contexts 128,1024,8192 --decode-tokens 32 --repetitions 3 --threads $(THREADS)
 
 clean:
 	rm -rf .build

@@ -36,15 +36,28 @@ public enum Kernels {
         for i in 0..<n { y[i] += x[i] }
     }
 
-    /// Numerically stable softmax in place over `n` values.
+    /// Numerically stable softmax in place over `n` values. The exponentials run 16 lanes at a
+    /// time (`SelectiveScan.exp`, ~2e-7 relative error): in a long prefill the attention scores'
+    /// softmax is the largest cost after the matrix products.
     @inline(__always)
     public static func softmax(_ x: UnsafeMutablePointer<Float>, count n: Int) {
+        typealias V = SIMD16<Float>
+        let vn = n & ~15
         var maxValue = -Float.infinity
         for i in 0..<n where x[i] > maxValue { maxValue = x[i] }
-        var sum: Float = 0
-        for i in 0..<n { let e = expf(x[i] - maxValue); x[i] = e; sum += e }
+        let m = V(repeating: maxValue)
+        var sums = V()
+        var i = 0
+        while i < vn {
+            let e = SelectiveScan.exp(UnsafeRawPointer(x + i).loadUnaligned(as: V.self) - m)
+            UnsafeMutableRawPointer(x + i).storeBytes(of: e, as: V.self)
+            sums += e
+            i += 16
+        }
+        var sum = sums.sum()
+        while i < n { let e = expf(x[i] - maxValue); x[i] = e; sum += e; i += 1 }
         let inv = 1 / sum
-        for i in 0..<n { x[i] *= inv }
+        for j in 0..<n { x[j] *= inv }
     }
 
     /// Softplus as PyTorch computes it (threshold 20): log(1 + eˣ), or x when x > 20.
