@@ -33,7 +33,7 @@ struct Bench: ParsableCommand {
     @Option(name: .long, help: "Stop repeating a point after this many seconds (at least one repetition runs).")
     var maxSecondsPerPoint: Double?
 
-    @Option(name: .long, help: "Contexts at which to take the per-component breakdown (default: the smallest and the largest; 'none' for none).")
+    @Option(name: .long, help: "Contexts at which to take the per-component breakdown, each with one extra prefill (default: the smallest; 'none' for none).")
     var breakdownContexts: String?
 
     @Option(name: .long, help: "Threads for matrix products.")

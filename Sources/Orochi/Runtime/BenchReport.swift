@@ -124,7 +124,7 @@ public enum BenchReport {
         "model", "architecture", "parameters", "threads", "n_ctx", "n_gen", "reps",
         "prefill_s_median", "prefill_s_min", "prefill_s_max", "prefill_tok_s",
         "decode_ms_median", "decode_ms_min", "decode_ms_max", "decode_tok_s",
-        "state_bytes", "expected_state_bytes", "weight_bytes", "peak_rss_bytes", "skipped",
+        "state_bytes", "expected_state_bytes", "weight_bytes", "peak_rss_bytes", "load_avg", "skipped",
     ]
 
     public static func render(_ results: BenchResults, format: BenchFormat) throws -> String {
@@ -155,7 +155,8 @@ public enum BenchReport {
                 number(p.decode.map { $0.median * 1e3 }), number(p.decode.map { $0.min * 1e3 }),
                 number(p.decode.map { $0.max * 1e3 }), number(p.decodeTokensPerSecond),
                 "\(p.stateBytes)", "\(p.expectedStateBytes)", "\(p.weightBytes)",
-                p.peakResidentBytes.map(String.init) ?? "", p.skipped ?? "",
+                p.peakResidentBytes.map(String.init) ?? "", p.loadAverage.map { String(format: "%.2f", $0) } ?? "",
+                p.skipped ?? "",
             ]
             lines.append(fields.map(csvField).joined(separator: ","))
         }

@@ -14,7 +14,7 @@ public struct BenchSettings: Sendable, Codable, Equatable {
     /// Stop repeating a point once its repetitions have taken this long (at least one is always
     /// run): the large contexts of a quadratic prefill then get fewer repetitions. nil: no limit.
     public var maxSecondsPerPoint: Double?
-    /// Contexts at which one prefill and the decode steps are also run with the component timers on.
+    /// Contexts at which one extra prefill and the decode steps are run with the component timers on.
     public var breakdownContexts: [Int]
     /// Warm-up before each point: a prefill of min(n, this) tokens and a few decode steps.
     public var warmupTokens: Int
@@ -27,7 +27,9 @@ public struct BenchSettings: Sendable, Codable, Equatable {
         self.threads = threads
         self.seed = seed
         self.maxSecondsPerPoint = maxSecondsPerPoint
-        self.breakdownContexts = breakdownContexts ?? [self.contexts.first, self.contexts.last].compactMap { $0 }
+        // Default: the smallest context only (each breakdown costs one extra prefill, which is
+        // expensive at the large contexts); `make bench` asks for 128 and 4,096.
+        self.breakdownContexts = breakdownContexts ?? self.contexts.first.map { [$0] } ?? []
         self.warmupTokens = warmupTokens
     }
 }
@@ -63,6 +65,8 @@ public struct BenchPoint: Sendable, Codable, Equatable {
     public var prefillTokensPerSecond: Double?
     /// 1 / median decode seconds per token.
     public var decodeTokensPerSecond: Double?
+    /// The machine's 1-minute load average when the point ended: how busy the shared machine was.
+    public var loadAverage: Double? = nil
 }
 
 /// Seconds per component of one forward pass, from the profiler's timers.
@@ -255,6 +259,7 @@ public final class BenchRunner {
             point.skipped = "\(error)"
         }
         point.peakResidentBytes = ProcessMemory.peakBytes
+        point.loadAverage = loadAverage()
         return (point, breakdowns, constant)
     }
 

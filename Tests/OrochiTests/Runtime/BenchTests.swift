@@ -172,7 +172,7 @@ struct BenchSweepTests {
             "model", "architecture", "parameters", "threads", "n_ctx", "n_gen", "reps",
             "prefill_s_median", "prefill_s_min", "prefill_s_max", "prefill_tok_s",
             "decode_ms_median", "decode_ms_min", "decode_ms_max", "decode_tok_s",
-            "state_bytes", "expected_state_bytes", "weight_bytes", "peak_rss_bytes", "skipped",
+            "state_bytes", "expected_state_bytes", "weight_bytes", "peak_rss_bytes", "load_avg", "skipped",
         ])
         #expect(lines.count == 1 + 4)
         for line in lines.dropFirst() {

@@ -11,8 +11,8 @@ set key top left
 set grid
 plot 'data/llama-130m.dat' using 1:2:3:4 with yerrorlines title "llama-130m", \
   'data/mamba-130m.dat' using 1:2:3:4 with yerrorlines title "mamba-130m" , \
-  0.551378711000325*(x/128.0) with lines dt 2 lc rgb 'gray50' title 'slope 1 (∝ n)', \
-  0.551378711000325*(x/128.0)**2 with lines dt 3 lc rgb 'gray30' title 'slope 2 (∝ n²)'
+  0.1565839570002936*(x/128.0) with lines dt 2 lc rgb 'gray50' title 'slope 1 (∝ n)', \
+  0.1565839570002936*(x/128.0)**2 with lines dt 3 lc rgb 'gray30' title 'slope 2 (∝ n²)'
 unset output
 reset
 set terminal svg noenhanced size 1100,700 dynamic font 'DejaVu Sans,11'
@@ -27,7 +27,7 @@ set key top left
 set grid
 plot 'data/llama-130m.dat' using 1:2:3:4 with yerrorlines title "llama-130m", \
   'data/mamba-130m.dat' using 1:2:3:4 with yerrorlines title "mamba-130m" , \
-  0.551378711000325*(x/128.0) with lines dt 2 lc rgb 'gray50' title 'slope 1 (∝ n)', \
-  0.551378711000325*(x/128.0)**2 with lines dt 3 lc rgb 'gray30' title 'slope 2 (∝ n²)'
+  0.1565839570002936*(x/128.0) with lines dt 2 lc rgb 'gray50' title 'slope 1 (∝ n)', \
+  0.1565839570002936*(x/128.0)**2 with lines dt 3 lc rgb 'gray30' title 'slope 2 (∝ n²)'
 unset output
 reset
