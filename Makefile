@@ -7,7 +7,7 @@ VENV       ?= .venv
 PYTHON     := $(VENV)/bin/python
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_DEPS   := libopenblas-dev pkg-config gnuplot-nox
-MODEL      ?= Models/orochi-ja-llama
+MODEL      ?= Models/orochi-ja-mamba
 MODELS     := Models/orochi-ja-llama Models/orochi-ja-mamba
 PROMPT     ?= ファイルを開くには
 THREADS    ?= 2

@@ -98,7 +98,8 @@ struct Generate: ParsableCommand {
                 if let stream { emit(stream.append(id)) } else { emit("\(id) ") }
                 return true
             })
-        if outputIds { print(ids.map(String.init).joined(separator: " ")) } else { print(stream?.finish() ?? "") }
+        // Through the same unbuffered handle as the stream, so the text ends before the timings line.
+        emit((outputIds ? ids.map(String.init).joined(separator: " ") : stream?.finish() ?? "") + "\n")
         printError(timings.summary)
         if profile {
             let parts = Profiler.seconds
