@@ -43,8 +43,10 @@ compare: build
 	  $(RELEASE) inspect --model $$m | grep -E "^(parameters|kv cache per token|state \(fixed\))" | sed 's/^/   /'; \
 	done; rm -f /tmp/orochi-compare.state /tmp/orochi-compare.err
 
+# Tests run on the optimised build, the code users run: the shipped-model and kernel tests
+# take minutes unoptimised and seconds optimised. -enable-testing keeps @testable imports.
 test: deps
-	$(SWIFT) test
+	$(SWIFT) test -c release -Xswiftc -enable-testing
 
 # Python tooling for reference fixtures (never needed by build, run or test).
 venv: $(PYTHON)

@@ -1,0 +1,356 @@
+#!/usr/bin/env python3
+"""Builds Orochi's Japanese corpus from Debian's Japanese documentation packages.
+
+Steps: apt-get download + dpkg -x each package listed in packages.txt (and fetch
+Translation-ja, the Japanese package descriptions, through apt into a private list
+directory), extract the prose (HTML: block-level text; man pages: roff text without
+macros; descriptions: one per package), normalise (NFKC, joined wrapped lines,
+collapsed white space), filter paragraphs (length, share of Japanese characters,
+at least some kana), deduplicate paragraphs, and write
+
+  out/train.txt   documents separated by a blank line, one paragraph per line
+  out/valid.txt   the held-out package (--valid), same format, minus any
+                  paragraph that also occurs in the training split
+  out/stats.json  per-package versions, licences, documents, paragraphs, characters
+
+Only the standard library, apt-get, dpkg and apt-helper are needed.
+"""
+import argparse
+import glob
+import gzip
+import hashlib
+import html.parser
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import unicodedata
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# ---------------------------------------------------------------- normalisation
+
+JA = r"\u3000-\u303f\u3040-\u309f\u30a0-\u30ff\u4e00-\u9fff\u3400-\u4dbf\uff00-\uffef"
+RE_JA_GAP = re.compile(r"(?<=[%s])\s+(?=[%s])" % (JA, JA))
+RE_WS = re.compile(r"\s+")
+RE_KANA = re.compile(r"[\u3040-\u309f\u30a0-\u30ff]")
+RE_JACHAR = re.compile(r"[\u3040-\u309f\u30a0-\u30ff\u4e00-\u9fff\u3400-\u4dbf\u3000-\u303f]")
+RE_CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u200b\ufeff]")
+
+
+def normalise(text):
+    text = RE_CTRL.sub("", text)
+    text = unicodedata.normalize("NFKC", text)
+    text = RE_JA_GAP.sub("", text)  # wrapped Japanese lines join without a space
+    return RE_WS.sub(" ", text).strip()
+
+
+def keep(par, min_chars, min_ja, min_kana):
+    if len(par) < min_chars or len(par) > 5000:
+        return False
+    nonspace = sum(1 for c in par if not c.isspace())
+    ja = len(RE_JACHAR.findall(par))
+    kana = len(RE_KANA.findall(par))
+    return nonspace > 0 and ja / nonspace >= min_ja and kana >= min_kana
+
+
+# ---------------------------------------------------------------- extraction
+
+BLOCK = {"p", "div", "li", "dd", "dt", "h1", "h2", "h3", "h4", "h5", "h6", "td", "th",
+         "tr", "br", "table", "ul", "ol", "dl", "section", "article", "blockquote",
+         "title", "caption", "figcaption", "body", "header", "footer", "nav", "hr"}
+SKIP = {"script", "style", "pre", "head", "noscript", "svg"}  # inline code is kept
+
+
+class Prose(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.pars, self.buf, self.skip = [], [], 0
+
+    def flush(self):
+        if self.buf:
+            self.pars.append("".join(self.buf))
+            self.buf = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag in SKIP:
+            self.skip += 1
+        elif tag in BLOCK:
+            self.flush()
+
+    def handle_endtag(self, tag):
+        if tag in SKIP:
+            self.skip = max(0, self.skip - 1)
+        elif tag in BLOCK:
+            self.flush()
+
+    def handle_data(self, data):
+        if not self.skip:
+            self.buf.append(data)
+
+
+def html_paragraphs(path):
+    with open(path, "rb") as f:
+        raw = f.read()
+    m = re.search(rb'charset=["\']?([A-Za-z0-9_-]+)', raw[:2048])
+    enc = m.group(1).decode() if m else "utf-8"
+    try:
+        text = raw.decode(enc, errors="replace")
+    except LookupError:
+        text = raw.decode("utf-8", errors="replace")
+    p = Prose()
+    p.feed(text)
+    p.close()
+    p.flush()
+    return p.pars
+
+
+ROFF_ESC = [
+    (re.compile(r"\\f(\(..|\[[^\]]*\]|.)"), ""),   # font changes
+    (re.compile(r"\\s[+-]?\d"), ""),                 # size changes
+    (re.compile(r"\\\*(\(..|\[[^\]]*\]|.)"), ""),   # strings
+    (re.compile(r"\\\((em|en)"), "—"),
+    (re.compile(r"\\\((lq|rq|dq)"), '"'),
+    (re.compile(r"\\\((oq|cq)"), "'"),
+    (re.compile(r"\\\((bu|ci)"), "・"),
+    (re.compile(r"\\\(..|\\\[[^\]]*\]"), ""),
+    (re.compile(r"\\[&|^:%c]"), ""),
+    (re.compile(r"\\[-]"), "-"),
+    (re.compile(r"\\e"), "\\\\"),
+    (re.compile(r"\\ "), " "),
+    (re.compile(r"\\\"(.*)$"), ""),
+]
+PAR_MACROS = {"PP", "P", "LP", "TP", "IP", "SH", "SS", "HP", "sp", "br", "RS", "RE",
+              "nf", "fi", "TH", "in", "ti", "bp", "ne", "EX", "EE", "TS", "TE"}
+TEXT_MACROS = {"B", "I", "BR", "RB", "IR", "RI", "BI", "IB", "SM", "SB"}
+
+
+def roff_text(s):
+    for rx, rep in ROFF_ESC:
+        s = rx.sub(rep, s)
+    return s.replace("\\\\", "\\")
+
+
+def man_paragraphs(path):
+    with gzip.open(path, "rb") as f:
+        text = f.read().decode("utf-8", errors="replace")
+    pars, buf, nofill = [], [], False
+    for line in text.split("\n"):
+        if line.startswith((".", "'")):
+            parts = line[1:].strip().split(None, 1)
+            if not parts:
+                continue
+            mac, arg = parts[0], (parts[1] if len(parts) > 1 else "")
+            if mac in ("nf", "EX", "TS"):
+                nofill = True
+            elif mac in ("fi", "EE", "TE"):
+                nofill = False
+            if mac in PAR_MACROS:
+                if buf:
+                    pars.append(" ".join(buf))
+                    buf = []
+                if mac in ("SH", "SS") and arg:
+                    pars.append(roff_text(arg.replace('"', "")))
+            elif mac in TEXT_MACROS and arg and not nofill:
+                buf.append(roff_text(" ".join(shlex_safe(arg))))
+            continue
+        if nofill:
+            continue
+        if not line.strip():
+            if buf:
+                pars.append(" ".join(buf))
+                buf = []
+            continue
+        buf.append(roff_text(line))
+    if buf:
+        pars.append(" ".join(buf))
+    return pars
+
+
+def shlex_safe(arg):
+    try:
+        return shlex.split(arg, posix=True)
+    except ValueError:
+        return [arg]
+
+
+def ddtp_documents(text):
+    """Translation-ja: one document per package description (short + long)."""
+    docs = []
+    for stanza in text.split("\n\n"):
+        lines = stanza.split("\n")
+        short, body = None, []
+        for i, line in enumerate(lines):
+            if line.startswith("Description-ja:"):
+                short = line.split(":", 1)[1].strip()
+                body = lines[i + 1:]
+                break
+        if short is None:
+            continue
+        pars, buf = [short], []
+        for line in body:
+            if not line.startswith(" "):
+                break
+            line = line[1:]
+            if line.strip() == ".":
+                if buf:
+                    pars.append(" ".join(buf))
+                buf = []
+            else:
+                buf.append(line)
+        if buf:
+            pars.append(" ".join(buf))
+        docs.append(pars)
+    return docs
+
+
+# ---------------------------------------------------------------- packages
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def fetch_package(name, debdir, xdir):
+    """Returns (version, root of the extracted tree)."""
+    debs = glob.glob(os.path.join(debdir, name + "_*.deb"))
+    if not debs:
+        run(["apt-get", "download", "-q", name], cwd=debdir,
+            stdout=subprocess.DEVNULL)
+        debs = glob.glob(os.path.join(debdir, name + "_*.deb"))
+    deb = sorted(debs)[-1]
+    version = subprocess.run(["dpkg-deb", "-f", deb, "Version"], check=True,
+                             capture_output=True, text=True).stdout.strip()
+    root = os.path.join(xdir, name)
+    if not os.path.isdir(root):
+        run(["dpkg", "-x", deb, root + ".tmp"])
+        os.rename(root + ".tmp", root)
+    return version, root
+
+
+def fetch_translation(outdir):
+    """Japanese package descriptions through apt, into a private list directory."""
+    lists = os.path.join(outdir, "apt-lists")
+    os.makedirs(os.path.join(lists, "partial"), exist_ok=True)
+    found = glob.glob(os.path.join(lists, "*_main_i18n_Translation-ja*"))
+    if not found:
+        run(["apt-get", "update", "-q", "-o", "Dir::State::Lists=" + lists,
+             "-o", "Acquire::Languages=ja",
+             "-o", "Acquire::IndexTargets::deb::Packages::DefaultEnabled=false"],
+            stdout=subprocess.DEVNULL)
+        found = glob.glob(os.path.join(lists, "*_main_i18n_Translation-ja*"))
+    path = sorted(found)[0]
+    text = subprocess.run(["/usr/lib/apt/apt-helper", "cat-file", path], check=True,
+                          capture_output=True).stdout.decode("utf-8", "replace")
+    release = glob.glob(os.path.join(lists, "*_dists_bookworm_InRelease"))
+    date = ""
+    if release:
+        with open(release[0], encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("Date:"):
+                    date = line.split(":", 1)[1].strip()
+                    break
+        for_ver = "bookworm main (InRelease " + date + ")"
+    else:
+        for_ver = "bookworm main"
+    return for_ver, text
+
+
+def documents(name, kind, root):
+    """Yields (document id, list of raw paragraphs)."""
+    if kind == "man":
+        for path in sorted(glob.glob(os.path.join(root, "usr/share/man/ja/**/*.gz"),
+                                     recursive=True)):
+            if os.path.islink(path):
+                continue
+            yield os.path.relpath(path, root), man_paragraphs(path)
+    elif kind == "html":
+        for path in sorted(glob.glob(os.path.join(root, "usr/share/**/*.htm*"),
+                                     recursive=True)):
+            if os.path.islink(path) or not os.path.isfile(path):
+                continue
+            yield os.path.relpath(path, root), html_paragraphs(path)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=os.path.join(HERE, "out"))
+    ap.add_argument("--packages", default=os.path.join(HERE, "packages.txt"))
+    ap.add_argument("--valid", default="debian-reference-ja",
+                    help="source package held out as the validation set")
+    ap.add_argument("--min-chars", type=int, default=12)
+    ap.add_argument("--min-ja", type=float, default=0.3,
+                    help="minimum share of Japanese characters among non-space ones")
+    ap.add_argument("--min-kana", type=int, default=2)
+    args = ap.parse_args()
+
+    debdir = os.path.join(args.out, "debs")
+    xdir = os.path.join(args.out, "extract")
+    os.makedirs(debdir, exist_ok=True)
+    os.makedirs(xdir, exist_ok=True)
+
+    pkgs = []
+    with open(args.packages, encoding="utf-8") as f:
+        for line in f:
+            if line.strip() and not line.startswith("#"):
+                name, licence, kind = shlex.split(line)
+                pkgs.append((name, licence, kind))
+    if args.valid not in [p[0] for p in pkgs]:
+        sys.exit("--valid %s is not in %s" % (args.valid, args.packages))
+
+    # Validation package first, so that its paragraphs are known when training
+    # paragraphs are deduplicated (and vice versa at the end).
+    order = sorted(pkgs, key=lambda p: p[0] != args.valid)
+    seen = set()
+    split_docs = {"train": [], "valid": []}
+    stats = {"valid_package": args.valid, "filters": vars(args), "packages": []}
+    for name, licence, kind in order:
+        if kind == "ddtp":
+            version, text = fetch_translation(args.out)
+            raw_docs = [("Translation-ja:%d" % i, d) for i, d in enumerate(ddtp_documents(text))]
+        else:
+            version, root = fetch_package(name, debdir, xdir)
+            raw_docs = documents(name, kind, root)
+        split = "valid" if name == args.valid else "train"
+        st = {"package": name, "version": version, "licence": licence, "kind": kind,
+              "split": split, "documents": 0, "paragraphs": 0, "characters": 0,
+              "raw_paragraphs": 0, "duplicates": 0}
+        for doc_id, raw in raw_docs:
+            kept = []
+            for par in raw:
+                st["raw_paragraphs"] += 1
+                par = normalise(par)
+                if not keep(par, args.min_chars, args.min_ja, args.min_kana):
+                    continue
+                h = hashlib.sha1(par.encode("utf-8")).digest()
+                if h in seen:
+                    st["duplicates"] += 1
+                    continue
+                seen.add(h)
+                kept.append(par)
+            if kept:
+                split_docs[split].append(kept)
+                st["documents"] += 1
+                st["paragraphs"] += len(kept)
+                st["characters"] += sum(len(p) for p in kept)
+        stats["packages"].append(st)
+        print("%-24s %-34s %-5s docs %6d  paragraphs %7d  chars %9d  dups %6d" % (
+            name, version[:34], split, st["documents"], st["paragraphs"],
+            st["characters"], st["duplicates"]), flush=True)
+
+    for split, docs in split_docs.items():
+        path = os.path.join(args.out, split + ".txt")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("\n\n".join("\n".join(d) for d in docs) + "\n")
+        chars = sum(len(p) for d in docs for p in d)
+        pars = sum(len(d) for d in docs)
+        stats[split] = {"documents": len(docs), "paragraphs": pars, "characters": chars}
+        print("%s: %d documents, %d paragraphs (lines), %d characters -> %s" % (
+            split, len(docs), pars, chars, path))
+    with open(os.path.join(args.out, "stats.json"), "w", encoding="utf-8") as f:
+        json.dump(stats, f, ensure_ascii=False, indent=1)
+
+
+if __name__ == "__main__":
+    main()
