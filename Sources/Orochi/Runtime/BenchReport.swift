@@ -57,7 +57,7 @@ public struct BenchAnalysis: Sendable, Codable {
             ]
             for (curve, y) in curves {
                 if let f = PowerLawFit.fit(x: x, y: y) { fits.append(Fit(model: model, curve: curve, range: "all", fit: f)) }
-                if let f = PowerLawFit.fit(x: x, y: y, range: upper...Double.infinity), f.points >= 3 {
+                if let f = PowerLawFit.fit(x: x, y: y, range: upper...Double.infinity), f.points >= 3, f.points < pts.count {
                     fits.append(Fit(model: model, curve: curve, range: "upper", fit: f))
                 }
             }
@@ -81,8 +81,13 @@ public struct BenchAnalysis: Sendable, Codable {
         // Every (SSM, attention) pair: where the SSM becomes cheaper.
         let ssms = results.models.filter { results.constantState[$0] == true }
         let attns = results.models.filter { results.constantState[$0] == false }
+        // Pairs of comparable size only (parameters within 4×): a 6M SSM against a 130M transformer
+        // says nothing about the architectures.
+        let params = Dictionary(results.points.map { ($0.model, max($0.parameters, 1)) }, uniquingKeysWith: max)
         for s in ssms {
             for a in attns {
+                let ps = Double(params[s] ?? 1), pa = Double(params[a] ?? 1)
+                guard max(ps, pa) / min(ps, pa) <= 4 else { continue }
                 let sp = results.points(of: s), ap = results.points(of: a)
                 let common = Set(sp.map(\.context)).intersection(ap.map(\.context)).sorted()
                 let sx = common.compactMap { n in sp.first { $0.context == n } }

@@ -18,6 +18,14 @@ public enum ProcessMemory {
     /// the peak is then the process's since it started.
     @discardableResult
     public static func resetPeak() -> Bool {
+        // First hand freed heap memory back to the system: after a large model is freed, glibc keeps
+        // tensors below its (raised) mmap threshold in the heap, and that memory would otherwise
+        // count in the next point's peak.
+        // malloc_trim is not in Swift's Glibc module: look it up (RTLD_DEFAULT is a null handle).
+        if let symbol = dlsym(nil, "malloc_trim") {
+            typealias Trim = @convention(c) (Int) -> Int32
+            _ = unsafeBitCast(symbol, to: Trim.self)(0)
+        }
         guard let fd = fopen("/proc/self/clear_refs", "w") else { return false }
         defer { fclose(fd) }
         return fputs("5", fd) >= 0 && fflush(fd) == 0

@@ -83,7 +83,7 @@ struct BenchStatisticsTests {
 /// beside a real (tiny) Llama without timing anything meaningful.
 final class ConstantStateModel: LanguageModel {
     let info = ModelInfo(architecture: "FakeSSM", modelType: "fake", vocabSize: 50, hiddenSize: 4, layerCount: 1,
-                         parameterCount: 10, maxContext: Int.max, fileDTypes: [:], details: [], fingerprint: 0)
+                         parameterCount: 60_000, maxContext: Int.max, fileDTypes: [:], details: [], fingerprint: 0)
     private(set) var position = 0
     let contextCapacity = Int.max
     private var logits = [Float](repeating: 0, count: 50)
@@ -142,6 +142,10 @@ struct BenchSweepTests {
         #expect(ssm.bytesPerToken == 0 && ssm.fixedBytes == 4096 && ssm.constantState)
         #expect(a.crossovers.map(\.phase) == ["prefill", "decode"])
         #expect(a.crossovers.allSatisfy { $0.ssm == "fake-ssm" && $0.attention == "gqa_linear_f32" })
+        // Models of very different sizes are not paired.
+        var far = r
+        far.points = far.points.map { var p = $0; if p.model == "fake-ssm" { p.parameters = 10 }; return p }
+        #expect(BenchAnalysis(far).crossovers.isEmpty)
     }
 
     @Test func breakdownNamesComponentsOfBothPasses() throws {
