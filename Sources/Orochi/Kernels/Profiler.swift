@@ -34,7 +34,7 @@ public enum Profiler {
     nonisolated(unsafe) public static var enabled = false
     nonisolated(unsafe) private static var totals = [Double](repeating: 0, count: ProfileComponent.allCases.count)
 
-    @inline(__always)
+    @inline(__always) @discardableResult
     public static func time<T>(_ component: ProfileComponent, _ body: () throws -> T) rethrows -> T {
         guard enabled else { return try body() }
         let start = Clock.now()
