@@ -120,7 +120,7 @@ struct ByteReader {
             throw SnapshotError.truncated(detail: "\(field) needs \(4 * count) bytes at offset \(offset)")
         }
         bytes.withUnsafeBytes { raw in
-            memcpy(p, raw.baseAddress! + offset, 4 * count)
+            _ = memcpy(p, raw.baseAddress! + offset, 4 * count)
         }
         offset += 4 * count
     }
