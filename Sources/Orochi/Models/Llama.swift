@@ -329,19 +329,19 @@ public final class LlamaModel: LanguageModel {
         valueCache.pointer + (l * kvHeads + g) * contextCapacity * headDim
     }
 
-    func checkTokens(_ tokens: [Int]) throws {
-        guard position + tokens.count <= contextCapacity else {
-            throw ModelError.contextOverflow(requested: position + tokens.count, capacity: contextCapacity)
-        }
-        for t in tokens where t < 0 || t >= vocab {
-            throw ModelError.tokenOutOfRange(token: t, vocabSize: vocab)
+    /// The cache must hold `count` more tokens.
+    @inline(__always)
+    func checkRoom(for count: Int) throws {
+        guard position + count <= contextCapacity else {
+            throw ModelError.contextOverflow(requested: position + count, capacity: contextCapacity)
         }
     }
 
     // MARK: Decode — one token, matrix-vector products, no allocation.
 
     public func decode(_ token: Int) throws {
-        try checkTokens([token])
+        try checkRoom(for: 1)
+        try InputSide.check(token, vocab: vocab)
         let p = position
         let qDim = heads * headDim, kvDim = kvHeads * headDim, group = heads / kvHeads
         let scale = 1 / Float(headDim).squareRoot()
@@ -411,14 +411,9 @@ public final class LlamaModel: LanguageModel {
     // MARK: Prefill — whole chunks through matrix-matrix products.
 
     public func prefill(_ tokens: [Int], allLogits: UnsafeMutablePointer<Float>?) throws {
-        try checkTokens(tokens)
-        guard !tokens.isEmpty else { return }
-        var start = 0
-        while start < tokens.count {
-            let end = min(tokens.count, start + Self.prefillChunk)
-            prefillChunk(tokens[start..<end], allLogits: allLogits.map { $0 + start * vocab })
-            start = end
-        }
+        try checkRoom(for: tokens.count)
+        try InputSide.check(tokens, vocab: vocab)
+        InputSide.inChunks(tokens, chunk: Self.prefillChunk, vocab: vocab, allLogits: allLogits, prefillChunk)
     }
 
     private func scratch(rows: Int) -> PrefillScratch {
@@ -437,9 +432,7 @@ public final class LlamaModel: LanguageModel {
         let x = s.x.pointer, xb = s.xb.pointer, q = s.q.pointer, k = s.k.pointer, v = s.v.pointer
         let attn = s.attnOut.pointer, gate = s.gate.pointer, up = s.up.pointer
 
-        Profiler.time(.embedding) {
-            for (i, token) in tokens.enumerated() { memcpy(x + i * dim, embedding + token * dim, dim * 4) }  // X[T, D]
-        }
+        Profiler.time(.embedding) { InputSide.embed(tokens, table: embedding, dim: dim, into: x) }  // X[T, D]
 
         for l in 0..<layers {
             let w = layerWeights[l]

@@ -315,14 +315,10 @@ public final class MambaModel: LanguageModel {
     @inline(__always) func convState(_ l: Int) -> UnsafeMutablePointer<Float> { convState.pointer + l * (kernel - 1) * inner }
     @inline(__always) func ssmState(_ l: Int) -> UnsafeMutablePointer<Float> { ssmState.pointer + l * inner * stateSize }
 
-    func checkTokens(_ tokens: [Int]) throws {
-        for t in tokens where t < 0 || t >= vocab { throw ModelError.tokenOutOfRange(token: t, vocabSize: vocab) }
-    }
-
     // MARK: Decode — one token, matrix-vector products, O(1) in the context, no allocation.
 
     public func decode(_ token: Int) throws {
-        guard token >= 0 && token < vocab else { throw ModelError.tokenOutOfRange(token: token, vocabSize: vocab) }
+        try InputSide.check(token, vocab: vocab)
         let e = inner, n = stateSize, r = rank
         Profiler.time(.embedding) { memcpy(x.pointer, embedding + token * dim, dim * 4) }      // x[D]
         for l in 0..<layers {
@@ -359,13 +355,8 @@ public final class MambaModel: LanguageModel {
     // MARK: Prefill — linear in L: projections through sgemm, conv and scan as loops over time.
 
     public func prefill(_ tokens: [Int], allLogits: UnsafeMutablePointer<Float>?) throws {
-        try checkTokens(tokens)
-        var start = 0
-        while start < tokens.count {
-            let end = min(tokens.count, start + Self.prefillChunk)
-            prefillChunk(tokens[start..<end], allLogits: allLogits.map { $0 + start * vocab })
-            start = end
-        }
+        try InputSide.check(tokens, vocab: vocab)
+        InputSide.inChunks(tokens, chunk: Self.prefillChunk, vocab: vocab, allLogits: allLogits, prefillChunk)
     }
 
     private func prefillChunk(_ tokens: ArraySlice<Int>, allLogits: UnsafeMutablePointer<Float>?) {
@@ -375,9 +366,7 @@ public final class MambaModel: LanguageModel {
         let x = s.x.pointer, xb = s.xb.pointer, xz = s.xz.pointer, u = s.u.pointer
         let delta = s.delta.pointer, y = s.y.pointer, dbc = s.dbc.pointer
 
-        Profiler.time(.embedding) {
-            for (i, token) in tokens.enumerated() { memcpy(x + i * dim, embedding + token * dim, dim * 4) }   // X[L, D]
-        }
+        Profiler.time(.embedding) { InputSide.embed(tokens, table: embedding, dim: dim, into: x) }   // X[L, D]
         for l in 0..<layers {
             let w = layerWeights[l]
             Profiler.time(.norm) { Kernels.rmsNorm(rows: t, x, weight: w.norm, into: xb, count: dim, eps: eps) }
