@@ -3,51 +3,55 @@ import Foundation
 import PackageDescription
 
 // Layers, each depending only on those below:
-//   COpenBLAS → Orochi (Kernels → Loading → Tokenizer → Models → Runtime) → OrochiCLI (`orochi`)
-// Release builds: hot loops index raw buffers, so bounds and overflow checks are off; on x86-64
-// the vector code targets AVX2/FMA (Haswell, 2013, and later). OROCHI_TARGET_CPU=x86-64 builds
-// for older processors, or names another LLVM CPU.
+//   COrochiKernels (C: CPU dispatch, OpenBLAS loader, thread pool, one-token kernels)
+//   → OrochiKernels (Swift kernels) → Orochi (Loading → Tokenizer → Models → Runtime)
+//   → OrochiBench (the benchmark harness) → OrochiCLI (`orochi`)
+//
+// Release builds: only the kernels run without bounds and overflow checks (-Ounchecked): their
+// buffers are sized from a configuration checked before they are called. Everything that parses
+// input — loaders, tokenizers, snapshots, the runtime and the CLI — keeps its checks (-O).
+// On x86-64 the Swift vector code targets AVX2/FMA (Haswell, 2013, and later); OROCHI_TARGET_CPU
+// names another LLVM CPU (x86-64 for older processors). The C kernels pick AVX-512, AVX2 or
+// portable code at run time, whatever the build.
 #if arch(x86_64)
 let targetCPU = ["-target-cpu", ProcessInfo.processInfo.environment["OROCHI_TARGET_CPU"] ?? "haswell"]
 #else
 let targetCPU: [String] = []
 #endif
-let release: [SwiftSetting] = [
-    .unsafeFlags(["-Ounchecked", "-wmo"] + targetCPU, .when(configuration: .release)),
-]
+let kernels: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"] + targetCPU, .when(configuration: .release))]
+let checked: [SwiftSetting] = [.unsafeFlags(["-wmo"] + targetCPU, .when(configuration: .release))]
 
 let package = Package(
     name: "Orochi",
     products: [
         .library(name: "Orochi", targets: ["Orochi"]),
+        .library(name: "OrochiBench", targets: ["OrochiBench"]),
         .executable(name: "orochi", targets: ["OrochiCLI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
-        .systemLibrary(
-            name: "COpenBLAS",
-            path: "Sources/COpenBLAS",
-            pkgConfig: "openblas",
-            providers: [.apt(["libopenblas-dev"])]
-        ),
+        // OpenBLAS is loaded at run time (dlopen), not linked: see Sources/COrochiKernels/blas.c.
         .target(
-            name: "Orochi",
-            dependencies: ["COpenBLAS"],
-            swiftSettings: release
+            name: "COrochiKernels",
+            cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"], .when(configuration: .release))],
+            linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread"), .linkedLibrary("m")]
         ),
+        .target(name: "OrochiKernels", dependencies: ["COrochiKernels"], swiftSettings: kernels),
+        .target(name: "Orochi", dependencies: ["OrochiKernels"], swiftSettings: checked),
+        .target(name: "OrochiBench", dependencies: ["Orochi"], swiftSettings: checked),
         .executableTarget(
             name: "OrochiCLI",
             dependencies: [
-                "Orochi",
+                "Orochi", "OrochiBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            swiftSettings: release
+            swiftSettings: checked
         ),
         .testTarget(
             name: "OrochiTests",
-            dependencies: ["Orochi"],
+            dependencies: ["Orochi", "OrochiBench"],
             resources: [.copy("Fixtures")]
         ),
     ],

@@ -1,9 +1,13 @@
 import ArgumentParser
 import Foundation
 import Orochi
+import OrochiBench
 
 /// `orochi bench`: the scaling sweep. The measuring, the analysis and the plots live in the
 /// library (Runtime/Bench*.swift); this parses options, installs the Ctrl-C handler and writes files.
+/// The weight types a preset can be built with.
+enum PresetDType: String, ExpressibleByArgument, CaseIterable { case f32, f16 }
+
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure how prefill, decode and memory scale with the context, for several models interleaved.",
@@ -35,6 +39,18 @@ struct Bench: ParsableCommand {
 
     @Option(name: .long, help: "Contexts at which to take the per-component breakdown, each with one extra prefill (default: the smallest; 'none' for none).")
     var breakdownContexts: String?
+
+    @Option(name: .long, help: "Presets' random weight matrices: f32, or f16 (measured as NAME-f16).")
+    var presetDtype: PresetDType = .f32
+
+    @Option(name: .long, help: "Model directories' weight matrices: 'stored' (the checkpoint's type) or 'f32'.")
+    var weightsDtype: WeightStorage = .asStored
+
+    @Option(name: .long, help: "Element type of the attention KV cache: f32 or f16.")
+    var kvDtype: KVCacheType = .f32
+
+    @Flag(name: .long, inversion: .prefixedNo, help: "Measure the machine's streaming read bandwidth first (the decode roofline, printed beside the figures).")
+    var bandwidth = true
 
     @Option(name: .long, help: "Threads for matrix products.")
     var threads: Int = 2
@@ -92,10 +108,12 @@ struct Bench: ParsableCommand {
         if let b = breakdownContexts {
             breakdown = b == "none" ? [] : b.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         }
-        let settings = BenchSettings(contexts: ns, decodeTokens: decodeTokens, repetitions: repetitions, threads: threads,
+        var settings = BenchSettings(contexts: ns, decodeTokens: decodeTokens, repetitions: repetitions, threads: threads,
                                      seed: seed, maxSecondsPerPoint: maxSecondsPerPoint, breakdownContexts: breakdown)
+        settings.measureBandwidth = bandwidth
         // Presets first, then model directories, each in the order given.
-        let subjects = preset.compactMap { BenchPresets.named($0)?.subject(seed: seed) } + model.map(BenchSubject.directory)
+        let subjects = preset.compactMap { BenchPresets.named($0)?.subject(seed: seed, halfWeights: presetDtype == .f16, kvCache: kvDtype.type) }
+            + model.map { BenchSubject.directory($0, options: LoadOptions(weights: weightsDtype, kvCache: kvDtype.type)) }
 
         // Ctrl-C sets a flag the sweep checks between measurements; a second Ctrl-C kills at once.
         signal(SIGINT) { _ in

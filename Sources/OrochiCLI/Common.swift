@@ -13,12 +13,27 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "Threads for matrix products.")
     var threads: Int = 2
 
+    @Option(name: .long, help: "Weight matrices in memory: 'stored' keeps the checkpoint's type (f16 and bf16 stay half precision, half the bytes per token), 'f32' widens them at load.")
+    var weightsDtype: WeightStorage = .asStored
+
+    @Option(name: .long, help: "Element type of the attention KV cache: f32 (exact) or f16 (half the bytes per token of context).")
+    var kvDtype: KVCacheType = .f32
+
     var directory: URL { URL(fileURLWithPath: model) }
 
     func load() throws -> any LanguageModel {
         BLAS.threads = threads
-        return try ModelRegistry.load(directory: directory, context: context)
+        return try ModelRegistry.load(directory: directory,
+                                      options: LoadOptions(context: context, weights: weightsDtype, kvCache: kvDtype.type))
     }
+}
+
+extension WeightStorage: ExpressibleByArgument {}
+
+/// The KV cache types a user can ask for.
+enum KVCacheType: String, ExpressibleByArgument, CaseIterable {
+    case f32, f16
+    var type: WeightType { self == .f16 ? .f16 : .f32 }
 }
 
 /// Prints to standard error.

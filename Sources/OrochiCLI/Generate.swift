@@ -39,6 +39,9 @@ struct Generate: ParsableCommand {
     @Flag(name: .long, help: "Time each part of the forward pass (norms, projections, attention, MLP, scan …) and print the split on stderr.")
     var profile = false
 
+    @Flag(name: .long, help: "After the timings, say which BLAS core and which of our own kernels ran.")
+    var verbose = false
+
     @Option(name: .long, help: "After the prompt, write the KV cache or SSM state to this file.")
     var saveState: String?
 
@@ -101,6 +104,7 @@ struct Generate: ParsableCommand {
         // Through the same unbuffered handle as the stream, so the text ends before the timings line.
         emit((outputIds ? ids.map(String.init).joined(separator: " ") : stream?.finish() ?? "") + "\n")
         printError(timings.summary)
+        if verbose { printError(KernelInfo.summary) }
         if profile {
             let parts = Profiler.seconds
             let total = parts.reduce(0) { $0 + $1.1 }

@@ -65,6 +65,11 @@ public final class Checkpoint {
 
     /// The named weight as float32, checked against the shape the architecture expects.
     public func tensor(_ name: String, shape: [Int]) throws -> Tensor {
+        try tensor(name, shape: shape, convert: true)!
+    }
+
+    /// Checks the shape; converts to float32 only when `convert` (else returns nil after the check).
+    private func tensor(_ name: String, shape: [Int], convert: Bool) throws -> Tensor? {
         guard let file = fileForTensor[name] else {
             throw LoadError.missingTensor(name: name, directory: directory.path)
         }
@@ -73,12 +78,26 @@ public final class Checkpoint {
         guard found == shape || (found.filter { $0 != 1 } == shape.filter { $0 != 1 } && found.reduce(1, *) == shape.reduce(1, *)) else {
             throw LoadError.shapeMismatch(tensor: name, expected: shape, found: found)
         }
-        return try file.tensor(name)
+        return convert ? try file.tensor(name) : nil
+    }
+
+    /// A weight matrix [rows, columns], checked against that shape: in the checkpoint's own type
+    /// (f16 and bf16 stay half precision, mapped from the file) or widened to float32 when asked.
+    public func matrix(_ name: String, rows: Int, columns: Int, storage: WeightStorage) throws -> WeightMatrix {
+        let t = try tensor(name, shape: [rows, columns], convert: storage == .f32)
+        if let t { return WeightMatrix(t.data, rows: rows, columns: columns) }
+        return try fileForTensor[name]!.matrix(name, rows: rows, columns: columns)
     }
 
     public func tensorIfPresent(_ name: String, shape: [Int]) throws -> Tensor? {
         has(name) ? try tensor(name, shape: shape) : nil
     }
+}
+
+/// How weight matrices are kept in memory: as the checkpoint stores them (the default; f16 and
+/// bf16 stay half precision, so decode reads half the bytes) or widened to float32 at load.
+public enum WeightStorage: String, Sendable, CaseIterable {
+    case asStored = "stored", f32
 }
 
 /// Token ids that config files give either as one integer or as a list.

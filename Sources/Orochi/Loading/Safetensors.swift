@@ -185,6 +185,18 @@ public final class SafetensorsFile {
         }
     }
 
+    /// A float matrix as stored, without conversion: a view into the mapped file. F32 data that
+    /// is not 4-byte aligned is converted (into an aligned copy) as `tensor` does.
+    public func matrix(_ name: String, rows: Int, columns: Int) throws -> WeightMatrix {
+        guard let entry = entries[name] else { throw LoadError.missingTensor(name: name, directory: path) }
+        let raw = UnsafeRawPointer(base + dataStart + entry.begin)
+        switch entry.dtype {
+        case .f16: return WeightMatrix(raw: raw, type: .f16, rows: rows, columns: columns)
+        case .bf16: return WeightMatrix(raw: raw, type: .bf16, rows: rows, columns: columns)
+        default: return WeightMatrix(try tensor(name).data, rows: rows, columns: columns)
+        }
+    }
+
     static func convert(_ raw: UnsafeRawPointer, dtype: DType, count: Int, into out: UnsafeMutablePointer<Float>) {
         switch dtype {
         case .f32:

@@ -110,19 +110,28 @@ public struct LlamaConfig: Decodable, Sendable {
     }
 }
 
-/// The weights of one decoder layer: read-only float32 views into the checkpoint.
+/// The weights of one decoder layer. Matrices in their stored type (views into the checkpoint);
+/// norms and biases float32.
 struct LlamaLayerWeights {
     let inputNorm: UnsafePointer<Float>   // [D]
-    let wq: UnsafePointer<Float>          // [H·d, D]
-    let wk: UnsafePointer<Float>          // [G·d, D]
-    let wv: UnsafePointer<Float>          // [G·d, D]
-    let wo: UnsafePointer<Float>          // [D, H·d]
-    let bq, bk, bv, bo: UnsafePointer<Float>?  // [H·d], [G·d], [G·d], [D] when the model has biases
+    let q, k, v: Linear                   // [H·d, D], [G·d, D], [G·d, D] (+ biases with attention_bias, or Qwen2's)
+    let o: Linear                         // [D, H·d]
     let postNorm: UnsafePointer<Float>    // [D]
-    let wGate: UnsafePointer<Float>       // [F, D]
-    let wUp: UnsafePointer<Float>         // [F, D]
-    let wDown: UnsafePointer<Float>       // [D, F]
-    let bGate, bUp, bDown: UnsafePointer<Float>?  // [F], [F], [D] with mlp_bias
+    let gate, up: Linear                  // [F, D] each
+    let down: Linear                      // [D, F]
+}
+
+/// How a model is loaded: its cache size, and how weights and cache are held in memory.
+public struct LoadOptions: Sendable {
+    /// Tokens of context to allocate (nil: the model's default).
+    public var context: Int?
+    /// Weight matrices as stored in the checkpoint (default) or widened to float32.
+    public var weights: WeightStorage
+    /// Element type of the attention KV cache: f32 (default, exact) or f16 (half the bytes per token).
+    public var kvCache: WeightType
+    public init(context: Int? = nil, weights: WeightStorage = .asStored, kvCache: WeightType = .f32) {
+        self.context = context; self.weights = weights; self.kvCache = kvCache
+    }
 }
 
 public final class LlamaModel: LanguageModel {
@@ -140,15 +149,18 @@ public final class LlamaModel: LanguageModel {
     /// Query rows per block of the attention score matrix in prefill.
     static let queryBlock = 128
 
-    // Weights (kept alive by `checkpoint`).
-    let checkpoint: Checkpoint?
-    let embedding: UnsafePointer<Float>   // [V, D]
+    // Weights (kept alive by `source`).
+    let source: WeightSource
+    let embedding: WeightMatrix           // [V, D]
     let layerWeights: [LlamaLayerWeights]
     let finalNorm: UnsafePointer<Float>   // [D]
-    let lmHead: UnsafePointer<Float>      // [V, D] (the embedding when tied)
+    let lmHead: Linear                    // [V, D] (the embedding when tied)
     let rope: RotaryEmbedding
+    let widen: Widening
 
-    // KV cache: per layer and key/value head, C rows of d, so each head's keys are one matrix.
+    // KV cache: per layer and key/value head, C rows of d, so each head's keys are one matrix;
+    // f32 or f16 elements (`cacheType`).
+    let cacheType: WeightType
     let keyCache: FloatBuffer             // [layers, G, C, d]
     let valueCache: FloatBuffer           // [layers, G, C, d]
 
@@ -159,7 +171,6 @@ public final class LlamaModel: LanguageModel {
     let k: FloatBuffer        // [G·d]
     let v: FloatBuffer        // [G·d]
     let attnOut: FloatBuffer  // [H·d]
-    let scores: FloatBuffer   // [C] attention weights of one head
     let gate: FloatBuffer     // [F]
     let up: FloatBuffer       // [F]
     let logits: FloatBuffer   // [V]
@@ -168,32 +179,46 @@ public final class LlamaModel: LanguageModel {
     private var chunkScratch: PrefillScratch?
 
     final class PrefillScratch {
-        let rows: Int
         let x, xb, q, k, v, attnOut, gate, up: FloatBuffer  // [T, D], [T, D], [T, H·d], [T, G·d] ×2, [T, H·d], [T, F] ×2
         let scores: FloatBuffer                             // [queryBlock, C]
-        init(rows: Int, dim: Int, qDim: Int, kvDim: Int, ffn: Int, capacity: Int) {
-            self.rows = rows
+        let widenedKeys, widenedValues: FloatBuffer?        // [C, d] each, with an f16 cache
+        init(rows: Int, dim: Int, qDim: Int, kvDim: Int, ffn: Int, capacity: Int, headDim: Int, halfCache: Bool) {
             x = FloatBuffer(count: rows * dim); xb = FloatBuffer(count: rows * dim)
             q = FloatBuffer(count: rows * qDim); k = FloatBuffer(count: rows * kvDim); v = FloatBuffer(count: rows * kvDim)
             attnOut = FloatBuffer(count: rows * qDim)
             gate = FloatBuffer(count: rows * ffn); up = FloatBuffer(count: rows * ffn)
             scores = FloatBuffer(count: LlamaModel.queryBlock * capacity)
+            widenedKeys = halfCache ? FloatBuffer(count: capacity * headDim) : nil
+            widenedValues = halfCache ? FloatBuffer(count: capacity * headDim) : nil
         }
     }
 
     /// Loads from a Hugging Face directory. `context` sizes the KV cache (default: the model's
     /// max_position_embeddings, at most 4,096).
     public convenience init(directory: URL, context: Int? = nil) throws {
-        let configURL = directory.appendingPathComponent("config.json")
-        let config = try readJSONConfig(LlamaConfig.self, from: configURL)
-        try self.init(config: config, checkpoint: try Checkpoint(directory: directory), configPath: configURL.path, context: context)
+        try self.init(directory: directory, options: LoadOptions(context: context))
     }
 
-    public init(config: LlamaConfig, checkpoint: Checkpoint?, configPath: String, context: Int?,
-                randomSeed: UInt64 = 0) throws {
+    public convenience init(directory: URL, options: LoadOptions) throws {
+        let configURL = directory.appendingPathComponent("config.json")
+        let config = try readJSONConfig(LlamaConfig.self, from: configURL)
+        try self.init(config: config, source: CheckpointWeights(try Checkpoint(directory: directory), storage: options.weights),
+                      configPath: configURL.path, context: options.context, kvCache: options.kvCache)
+    }
+
+    /// From a checkpoint, or with seeded random weights when `checkpoint` is nil (benchmark presets;
+    /// `randomWeights` f16 narrows their matrices to half precision).
+    public convenience init(config: LlamaConfig, checkpoint: Checkpoint?, configPath: String, context: Int?,
+                            randomSeed: UInt64 = 0, randomWeights: WeightType = .f32, kvCache: WeightType = .f32) throws {
+        let source: WeightSource = checkpoint.map { CheckpointWeights($0, storage: .asStored) }
+            ?? RandomWeights(seed: randomSeed, storage: randomWeights)
+        try self.init(config: config, source: source, configPath: configPath, context: context, kvCache: kvCache)
+    }
+
+    init(config: LlamaConfig, source: WeightSource, configPath: String, context: Int?, kvCache: WeightType) throws {
         try config.validate(path: configPath)
+        guard kvCache != .bf16 else { throw LoadError.badConfig(path: configPath, detail: "the KV cache can be f32 or f16, not bf16") }
         self.config = config
-        // Locals first: the weight tables below are built before `self` is complete.
         let dim = config.hidden_size, ffn = config.intermediate_size, layers = config.num_hidden_layers
         let heads = config.num_attention_heads, kvHeads = config.kvHeads, headDim = config.headDim
         let vocab = config.vocab_size
@@ -212,121 +237,102 @@ public final class LlamaModel: LanguageModel {
         rope = RotaryEmbedding(invFreq: scaling.inverseFrequencies(theta: theta, headDim: headDim),
                                headDim: headDim, capacity: capacity)
 
+        // The weight table: every tensor's name, shape and preset initialisation, once.
         let qDim = heads * headDim, kvDim = kvHeads * headDim
-        var parameters = 0
-        var dtypes: [String: Int] = [:]
-        if let checkpoint {
-            // Real weights: views into the checkpoint, each checked against the expected shape.
-            self.checkpoint = checkpoint
-            func w(_ name: String, _ shape: [Int]) throws -> UnsafePointer<Float> {
-                let t = try checkpoint.tensor(name, shape: shape)
-                parameters += t.count
-                return t.data
-            }
-            func optional(_ name: String, _ shape: [Int], required: Bool) throws -> UnsafePointer<Float>? {
-                if required || checkpoint.has(name) { return try w(name, shape) }
-                return nil
-            }
-            embedding = try w("model.embed_tokens.weight", [vocab, dim])
-            var built: [LlamaLayerWeights] = []
-            let attnBias = config.attention_bias ?? false, mlpBias = config.mlp_bias ?? false
-            for l in 0..<layers {
-                let p = "model.layers.\(l)."
-                built.append(LlamaLayerWeights(
-                    inputNorm: try w(p + "input_layernorm.weight", [dim]),
-                    wq: try w(p + "self_attn.q_proj.weight", [qDim, dim]),
-                    wk: try w(p + "self_attn.k_proj.weight", [kvDim, dim]),
-                    wv: try w(p + "self_attn.v_proj.weight", [kvDim, dim]),
-                    wo: try w(p + "self_attn.o_proj.weight", [dim, qDim]),
-                    // Qwen2 has q/k/v biases without attention_bias in its config: take them when present.
-                    bq: try optional(p + "self_attn.q_proj.bias", [qDim], required: attnBias),
-                    bk: try optional(p + "self_attn.k_proj.bias", [kvDim], required: attnBias),
-                    bv: try optional(p + "self_attn.v_proj.bias", [kvDim], required: attnBias),
-                    bo: try optional(p + "self_attn.o_proj.bias", [dim], required: attnBias),
-                    postNorm: try w(p + "post_attention_layernorm.weight", [dim]),
-                    wGate: try w(p + "mlp.gate_proj.weight", [ffn, dim]),
-                    wUp: try w(p + "mlp.up_proj.weight", [ffn, dim]),
-                    wDown: try w(p + "mlp.down_proj.weight", [dim, ffn]),
-                    bGate: try optional(p + "mlp.gate_proj.bias", [ffn], required: mlpBias),
-                    bUp: try optional(p + "mlp.up_proj.bias", [ffn], required: mlpBias),
-                    bDown: try optional(p + "mlp.down_proj.bias", [dim], required: mlpBias)))
-            }
-            layerWeights = built
-            finalNorm = try w("model.norm.weight", [dim])
-            lmHead = config.tiedEmbeddings ? embedding : try w("lm_head.weight", [vocab, dim])
-            dtypes = checkpoint.dtypeCounts
-        } else {
-            // Random weights (benchmark presets): one arena, filled from a seeded generator.
-            self.checkpoint = nil
-            let arena = RandomWeights(seed: randomSeed)
-            let scale = 1 / Float(dim).squareRoot()
-            embedding = arena.normal([vocab, dim], std: 0.02)
-            layerWeights = (0..<layers).map { _ in
-                LlamaLayerWeights(
-                    inputNorm: arena.constant([dim], 1),
-                    wq: arena.normal([qDim, dim], std: scale), wk: arena.normal([kvDim, dim], std: scale),
-                    wv: arena.normal([kvDim, dim], std: scale), wo: arena.normal([dim, qDim], std: scale),
-                    bq: nil, bk: nil, bv: nil, bo: nil,
-                    postNorm: arena.constant([dim], 1),
-                    wGate: arena.normal([ffn, dim], std: scale), wUp: arena.normal([ffn, dim], std: scale),
-                    wDown: arena.normal([dim, ffn], std: 1 / Float(ffn).squareRoot()),
-                    bGate: nil, bUp: nil, bDown: nil)
-            }
-            finalNorm = arena.constant([dim], 1)
-            lmHead = config.tiedEmbeddings ? embedding : arena.normal([vocab, dim], std: 0.02)
-            parameters = arena.parameterCount
-            dtypes = ["F32 (random)": layers * 9 + 3]
-            randomArena = arena
+        let scale = 1 / Float(dim).squareRoot()
+        let attnBias = config.attention_bias ?? false, mlpBias = config.mlp_bias ?? false
+        func matrix(_ name: String, _ rows: Int, _ columns: Int, std: Float) throws -> WeightMatrix {
+            try source.matrix(name, rows: rows, columns: columns, initial: .normal(std: std))
         }
+        func ones(_ name: String) throws -> UnsafePointer<Float> { try source.vector(name, shape: [dim], initial: .constant(1)) }
+        /// Qwen2 has q/k/v biases without attention_bias in its config: they are taken when present.
+        func bias(_ name: String, _ count: Int, configured: Bool) throws -> UnsafePointer<Float>? {
+            source.has(name, configured: configured) ? try source.vector(name, shape: [count], initial: .constant(0)) : nil
+        }
+        self.source = source
+        embedding = try matrix("model.embed_tokens.weight", vocab, dim, std: 0.02)
+        layerWeights = try (0..<layers).map { l in
+            let p = "model.layers.\(l)."
+            return LlamaLayerWeights(
+                inputNorm: try ones(p + "input_layernorm.weight"),
+                q: Linear(try matrix(p + "self_attn.q_proj.weight", qDim, dim, std: scale), bias: try bias(p + "self_attn.q_proj.bias", qDim, configured: attnBias)),
+                k: Linear(try matrix(p + "self_attn.k_proj.weight", kvDim, dim, std: scale), bias: try bias(p + "self_attn.k_proj.bias", kvDim, configured: attnBias)),
+                v: Linear(try matrix(p + "self_attn.v_proj.weight", kvDim, dim, std: scale), bias: try bias(p + "self_attn.v_proj.bias", kvDim, configured: attnBias)),
+                o: Linear(try matrix(p + "self_attn.o_proj.weight", dim, qDim, std: scale), bias: try bias(p + "self_attn.o_proj.bias", dim, configured: attnBias)),
+                postNorm: try ones(p + "post_attention_layernorm.weight"),
+                gate: Linear(try matrix(p + "mlp.gate_proj.weight", ffn, dim, std: scale), bias: try bias(p + "mlp.gate_proj.bias", ffn, configured: mlpBias)),
+                up: Linear(try matrix(p + "mlp.up_proj.weight", ffn, dim, std: scale), bias: try bias(p + "mlp.up_proj.bias", ffn, configured: mlpBias)),
+                down: Linear(try matrix(p + "mlp.down_proj.weight", dim, ffn, std: 1 / Float(ffn).squareRoot()), bias: try bias(p + "mlp.down_proj.bias", dim, configured: mlpBias)))
+        }
+        finalNorm = try ones("model.norm.weight")
+        lmHead = Linear(config.tiedEmbeddings ? embedding : try matrix("lm_head.weight", vocab, dim, std: 0.02))
+        let matrices = [embedding, lmHead.weight] + layerWeights.flatMap { [$0.q, $0.k, $0.v, $0.o, $0.gate, $0.up, $0.down].map(\.weight) }
+        widen = Widening(needed: matrices.contains { $0.type != .f32 })
 
-        keyCache = FloatBuffer(count: layers * kvHeads * contextCapacity * headDim)
-        valueCache = FloatBuffer(count: layers * kvHeads * contextCapacity * headDim)
+        cacheType = kvCache
+        let cacheFloats = layers * kvHeads * capacity * headDim * kvCache.byteSize / 4
+        keyCache = FloatBuffer(count: cacheFloats)
+        valueCache = FloatBuffer(count: cacheFloats)
         x = FloatBuffer(count: dim); xb = FloatBuffer(count: dim)
         q = FloatBuffer(count: qDim); k = FloatBuffer(count: kvDim); v = FloatBuffer(count: kvDim)
-        attnOut = FloatBuffer(count: qDim); scores = FloatBuffer(count: contextCapacity)
+        attnOut = FloatBuffer(count: qDim)
         gate = FloatBuffer(count: ffn); up = FloatBuffer(count: ffn)
         logits = FloatBuffer(count: vocab)
 
+        let stored = Set(matrices.map(\.type.rawValue)).sorted().joined(separator: ", ")
+        let weightBytes = Set(matrices.map(\.raw)).count == matrices.count
+            ? matrices.reduce(0) { $0 + $1.bytes } : matrices.dropFirst().reduce(0) { $0 + $1.bytes }
         var details: [(String, String)] = [
             ("attention", "\(heads) query heads, \(kvHeads) key/value heads (\(heads == kvHeads ? "MHA" : kvHeads == 1 ? "MQA" : "GQA")), head_dim \(headDim)"),
             ("q_proj / k_proj / v_proj / o_proj", "[\(qDim), \(dim)] / [\(kvDim), \(dim)] / [\(kvDim), \(dim)] / [\(dim), \(qDim)]"),
             ("mlp gate / up / down", "[\(ffn), \(dim)] / [\(ffn), \(dim)] / [\(dim), \(ffn)]"),
             ("rope", "theta \(theta), scaling \(scaling)"),
             ("lm_head", config.tiedEmbeddings ? "tied to embed_tokens [\(vocab), \(dim)]" : "[\(vocab), \(dim)]"),
+            ("weights in memory", "\(stored)"),
+            ("kv cache", "\(kvCache.rawValue), \(2 * layers * kvHeads * headDim * kvCache.byteSize) bytes per token"),
+            ("bytes read per decoded token", "\(weightBytes - embedding.bytes + embedding.columns * embedding.type.byteSize) of weights (the lm_head whole, one embedding row) + \(2 * layers * kvHeads * headDim * kvCache.byteSize) per token of context"),
         ]
         if let window = config.window { details.append(("sliding window", "\(window) tokens")) }
-        let printBytes = Self.fingerprintBytes(config: config, embedding: embedding, count: vocab * dim)
+        var printBytes = Array("\(config.hidden_size)/\(config.intermediate_size)/\(config.num_hidden_layers)/\(config.num_attention_heads)/\(config.kvHeads)/\(config.headDim)/\(config.vocab_size)".utf8)
+        InputSide.fingerprintSample(embedding, into: &printBytes)
         info = ModelInfo(
             architecture: "LlamaForCausalLM", modelType: config.model_type ?? "llama",
-            vocabSize: vocab, hiddenSize: dim, layerCount: layers, parameterCount: parameters,
-            maxContext: maxContext, fileDTypes: dtypes, details: details,
+            vocabSize: vocab, hiddenSize: dim, layerCount: layers, parameterCount: source.parameterCount,
+            maxContext: maxContext, fileDTypes: source.dtypeCounts, details: details,
             fingerprint: fnv1a(printBytes))
-    }
-
-    private var randomArena: RandomWeights?
-
-    static func fingerprintBytes(config: LlamaConfig, embedding: UnsafePointer<Float>, count: Int) -> [UInt8] {
-        var bytes = Array("\(config.hidden_size)/\(config.intermediate_size)/\(config.num_hidden_layers)/\(config.num_attention_heads)/\(config.kvHeads)/\(config.headDim)/\(config.vocab_size)".utf8)
-        // A sample of the embedding: the same shapes with other weights give another identity.
-        let stride = max(1, count / 512)
-        for i in Swift.stride(from: 0, to: count, by: stride) { bytes.appendFloats(embedding + i, count: 1) }
-        return bytes
     }
 
     public var lastLogits: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: logits.pointer, count: vocab) }
 
     public func reset() { position = 0 }
 
-    /// Key/value cache bytes for `tokens` positions: 2 (K and V) × layers × G × d × 4 bytes each.
-    public func stateBytes(forTokens tokens: Int) -> Int { 2 * layers * kvHeads * headDim * 4 * tokens }
+    /// Key/value cache bytes for `tokens` positions: 2 (K and V) × layers × G × d × element bytes.
+    public func stateBytes(forTokens tokens: Int) -> Int { 2 * layers * kvHeads * headDim * cacheType.byteSize * tokens }
     public var stateBytes: Int { stateBytes(forTokens: position) }
 
-    /// The cache rows of layer `l`, head `g`: [C, d].
-    @inline(__always) func keys(_ l: Int, _ g: Int) -> UnsafeMutablePointer<Float> {
-        keyCache.pointer + (l * kvHeads + g) * contextCapacity * headDim
+    /// The cache rows of layer `l`, head `g`: [C, d] of `cacheType`.
+    @inline(__always) func keys(_ l: Int, _ g: Int) -> UnsafeMutableRawPointer {
+        UnsafeMutableRawPointer(keyCache.pointer) + (l * kvHeads + g) * contextCapacity * headDim * cacheType.byteSize
     }
-    @inline(__always) func values(_ l: Int, _ g: Int) -> UnsafeMutablePointer<Float> {
-        valueCache.pointer + (l * kvHeads + g) * contextCapacity * headDim
+    @inline(__always) func values(_ l: Int, _ g: Int) -> UnsafeMutableRawPointer {
+        UnsafeMutableRawPointer(valueCache.pointer) + (l * kvHeads + g) * contextCapacity * headDim * cacheType.byteSize
+    }
+
+    /// Writes `headDim` floats into cache row `row` of a head's [C, d] block, in the cache's type.
+    @inline(__always) func store(_ src: UnsafePointer<Float>, into head: UnsafeMutableRawPointer, row: Int) {
+        if cacheType == .f32 {
+            (head.assumingMemoryBound(to: Float.self) + row * headDim).update(from: src, count: headDim)
+        } else {
+            narrowToHalf(src, into: head.assumingMemoryBound(to: UInt16.self) + row * headDim, count: headDim)
+        }
+    }
+
+    /// Rows first..<first + n of a head's cache as float32: in place (f32), or widened into `buffer`.
+    @inline(__always) func rows(_ head: UnsafeMutableRawPointer, first: Int, count n: Int, widening buffer: FloatBuffer?) -> UnsafePointer<Float> {
+        if cacheType == .f32 { return UnsafePointer(head.assumingMemoryBound(to: Float.self) + first * headDim) }
+        let out = buffer!.pointer
+        WeightMatrix(raw: UnsafeRawPointer(head) + first * headDim * 2, type: .f16, rows: n, columns: headDim).widen(into: out)
+        return UnsafePointer(out)
     }
 
     /// The cache must hold `count` more tokens.
@@ -343,69 +349,48 @@ public final class LlamaModel: LanguageModel {
         try checkRoom(for: 1)
         try InputSide.check(token, vocab: vocab)
         let p = position
-        let qDim = heads * headDim, kvDim = kvHeads * headDim, group = heads / kvHeads
-        let scale = 1 / Float(headDim).squareRoot()
-        Profiler.time(.embedding) { memcpy(x.pointer, embedding + token * dim, dim * 4) }  // x[D] = embed[token]
+        Profiler.time(.embedding) { embedding.row(token, into: x.pointer) }   // x[D] = embed[token]
 
         for l in 0..<layers {
             let w = layerWeights[l]
             // Attention block.
             Profiler.time(.norm) { Kernels.rmsNorm(x.pointer, weight: w.inputNorm, into: xb.pointer, count: dim, eps: eps) }
             Profiler.time(.projection) {
-                BLAS.matvec(w.wq, outputs: qDim, inner: dim, xb.pointer, into: q.pointer)   // q[H·d]
-                BLAS.matvec(w.wk, outputs: kvDim, inner: dim, xb.pointer, into: k.pointer)  // k[G·d]
-                BLAS.matvec(w.wv, outputs: kvDim, inner: dim, xb.pointer, into: v.pointer)  // v[G·d]
-                if let b = w.bq { Kernels.add(b, into: q.pointer, count: qDim) }
-                if let b = w.bk { Kernels.add(b, into: k.pointer, count: kvDim) }
-                if let b = w.bv { Kernels.add(b, into: v.pointer, count: kvDim) }
+                w.q(xb.pointer, rows: 1, into: q.pointer, widen: widen)   // q[H·d]
+                w.k(xb.pointer, rows: 1, into: k.pointer, widen: widen)   // k[G·d]
+                w.v(xb.pointer, rows: 1, into: v.pointer, widen: widen)   // v[G·d]
             }
             Profiler.time(.rope) {
                 rope.apply(q.pointer, heads: heads, position: p)
                 rope.apply(k.pointer, heads: kvHeads, position: p)
             }
-            Profiler.time(.attention) { attendOneToken(layer: l, position: p, scale: scale, group: group) }
-            Profiler.time(.projection) {
-                BLAS.matvec(w.wo, outputs: dim, inner: qDim, attnOut.pointer, into: x.pointer, accumulate: true)  // x += Wo·a
-                if let b = w.bo { Kernels.add(b, into: x.pointer, count: dim) }
+            Profiler.time(.attention) {
+                for g in 0..<kvHeads {                                     // cache[l, g, p, :] = k, v
+                    store(k.pointer + g * headDim, into: keys(l, g), row: p)
+                    store(v.pointer + g * headDim, into: values(l, g), row: p)
+                }
+                let first = window.map { max(0, p + 1 - $0) } ?? 0        // oldest visible position
+                // attnOut[H·d]: softmax(q·Kᵀ/√d)·V per head, one fused pass over the cache
+                attendOneToken(q: q.pointer, heads: heads, kvHeads: kvHeads, headDim: headDim,
+                               keys: keys(l, 0), values: values(l, 0), cacheType: cacheType, capacity: contextCapacity,
+                               first: first, count: p + 1 - first, scale: 1 / Float(headDim).squareRoot(), into: attnOut.pointer)
             }
+            Profiler.time(.projection) { w.o(attnOut.pointer, rows: 1, into: x.pointer, accumulate: true, widen: widen) }  // x += Wo·a
 
             // MLP block.
             Profiler.time(.norm) { Kernels.rmsNorm(x.pointer, weight: w.postNorm, into: xb.pointer, count: dim, eps: eps) }
             Profiler.time(.mlp) {
-                BLAS.matvec(w.wGate, outputs: ffn, inner: dim, xb.pointer, into: gate.pointer)  // gate[F]
-                BLAS.matvec(w.wUp, outputs: ffn, inner: dim, xb.pointer, into: up.pointer)      // up[F]
-                if let b = w.bGate { Kernels.add(b, into: gate.pointer, count: ffn) }
-                if let b = w.bUp { Kernels.add(b, into: up.pointer, count: ffn) }
+                w.gate(xb.pointer, rows: 1, into: gate.pointer, widen: widen)  // gate[F]
+                w.up(xb.pointer, rows: 1, into: up.pointer, widen: widen)      // up[F]
                 Kernels.swiglu(gate.pointer, up.pointer, count: ffn)
-                BLAS.matvec(w.wDown, outputs: dim, inner: ffn, gate.pointer, into: x.pointer, accumulate: true)  // x += Wdown·h
-                if let b = w.bDown { Kernels.add(b, into: x.pointer, count: dim) }
+                w.down(gate.pointer, rows: 1, into: x.pointer, accumulate: true, widen: widen)  // x += Wdown·h
             }
         }
-        Profiler.time(.norm) { Kernels.rmsNorm(x.pointer, weight: finalNorm, into: xb.pointer, count: dim, eps: eps) }
-        Profiler.time(.lmHead) { BLAS.matvec(lmHead, outputs: vocab, inner: dim, xb.pointer, into: logits.pointer) }  // logits[V]
+        Profiler.time(.lmHead) {
+            OutputHead.logits(hidden: x.pointer, rows: 1, dim: dim, finalNorm: finalNorm, eps: eps, lmHead: lmHead,
+                              scratch: xb.pointer, allLogits: nil, lastLogits: logits.pointer, widen: widen)  // logits[V]
+        }
         position += 1
-    }
-
-    /// Appends this token's k, v to the cache and computes attnOut[H·d] for the query q.
-    @inline(__always)
-    private func attendOneToken(layer l: Int, position p: Int, scale: Float, group: Int) {
-        for g in 0..<kvHeads {                                           // cache[l, g, p, :] = k, v
-            memcpy(keys(l, g) + p * headDim, k.pointer + g * headDim, headDim * 4)
-            memcpy(values(l, g) + p * headDim, v.pointer + g * headDim, headDim * 4)
-        }
-        let first = window.map { max(0, p + 1 - $0) } ?? 0              // oldest visible position
-        let n = p + 1 - first
-        for h in 0..<heads {
-            let g = h / group
-            // scores[n] = K[first...p, d] · q_h[d] / √d, then softmax
-            BLAS.matvec(keys(l, g) + first * headDim, outputs: n, inner: headDim,
-                        q.pointer + h * headDim, into: scores.pointer)
-            for i in 0..<n { scores[i] *= scale }
-            Kernels.softmax(scores.pointer, count: n)
-            // out_h[d] = V[first...p, d]ᵀ · scores[n]
-            BLAS.matvecTransposed(values(l, g) + first * headDim, rows: n, columns: headDim,
-                                  scores.pointer, into: attnOut.pointer + h * headDim)
-        }
     }
 
     // MARK: Prefill — whole chunks through matrix-matrix products.
@@ -416,107 +401,99 @@ public final class LlamaModel: LanguageModel {
         InputSide.inChunks(tokens, chunk: Self.prefillChunk, vocab: vocab, allLogits: allLogits, prefillChunk)
     }
 
-    private func scratch(rows: Int) -> PrefillScratch {
+    private func scratch() -> PrefillScratch {
         if let s = chunkScratch { return s }
-        let s = PrefillScratch(rows: Self.prefillChunk, dim: dim, qDim: heads * headDim,
-                               kvDim: kvHeads * headDim, ffn: ffn, capacity: contextCapacity)
+        let s = PrefillScratch(rows: Self.prefillChunk, dim: dim, qDim: heads * headDim, kvDim: kvHeads * headDim,
+                               ffn: ffn, capacity: contextCapacity, headDim: headDim, halfCache: cacheType == .f16)
         chunkScratch = s
         return s
     }
 
     private func prefillChunk(_ tokens: ArraySlice<Int>, allLogits: UnsafeMutablePointer<Float>?) {
         let t = tokens.count, p0 = position
-        let qDim = heads * headDim, kvDim = kvHeads * headDim, group = heads / kvHeads
-        let scale = 1 / Float(headDim).squareRoot()
-        let s = scratch(rows: t)
+        let qDim = heads * headDim, kvDim = kvHeads * headDim
+        let s = scratch()
         let x = s.x.pointer, xb = s.xb.pointer, q = s.q.pointer, k = s.k.pointer, v = s.v.pointer
         let attn = s.attnOut.pointer, gate = s.gate.pointer, up = s.up.pointer
 
-        Profiler.time(.embedding) { InputSide.embed(tokens, table: embedding, dim: dim, into: x) }  // X[T, D]
+        Profiler.time(.embedding) { InputSide.embed(tokens, table: embedding, into: x) }  // X[T, D]
 
         for l in 0..<layers {
             let w = layerWeights[l]
             Profiler.time(.norm) { Kernels.rmsNorm(rows: t, x, weight: w.inputNorm, into: xb, count: dim, eps: eps) }
             Profiler.time(.projection) {
-                BLAS.matmul(xb, rows: t, inner: dim, weight: w.wq, outputs: qDim, into: q)    // Q[T, H·d]
-                BLAS.matmul(xb, rows: t, inner: dim, weight: w.wk, outputs: kvDim, into: k)   // K[T, G·d]
-                BLAS.matmul(xb, rows: t, inner: dim, weight: w.wv, outputs: kvDim, into: v)   // V[T, G·d]
-                for i in 0..<t {
-                    if let b = w.bq { Kernels.add(b, into: q + i * qDim, count: qDim) }
-                    if let b = w.bk { Kernels.add(b, into: k + i * kvDim, count: kvDim) }
-                    if let b = w.bv { Kernels.add(b, into: v + i * kvDim, count: kvDim) }
-                }
+                w.q(xb, rows: t, into: q, widen: widen)    // Q[T, H·d]
+                w.k(xb, rows: t, into: k, widen: widen)    // K[T, G·d]
+                w.v(xb, rows: t, into: v, widen: widen)    // V[T, G·d]
             }
             Profiler.time(.rope) {
                 for i in 0..<t {
                     rope.apply(q + i * qDim, heads: heads, position: p0 + i)
                     rope.apply(k + i * kvDim, heads: kvHeads, position: p0 + i)
                     for g in 0..<kvHeads {                                       // cache[l, g, p0 + i, :] = K, V rows
-                        memcpy(keys(l, g) + (p0 + i) * headDim, k + i * kvDim + g * headDim, headDim * 4)
-                        memcpy(values(l, g) + (p0 + i) * headDim, v + i * kvDim + g * headDim, headDim * 4)
+                        store(k + i * kvDim + g * headDim, into: keys(l, g), row: p0 + i)
+                        store(v + i * kvDim + g * headDim, into: values(l, g), row: p0 + i)
                     }
                 }
             }
-            Profiler.time(.attention) { attendChunk(layer: l, rows: t, start: p0, scale: scale, group: group, scratch: s) }
-            Profiler.time(.projection) {
-                BLAS.matmul(attn, rows: t, inner: qDim, weight: w.wo, outputs: dim, into: x, accumulate: true)  // X += A·Woᵀ
-                if let b = w.bo { for i in 0..<t { Kernels.add(b, into: x + i * dim, count: dim) } }
-            }
+            Profiler.time(.attention) { attendChunk(layer: l, rows: t, start: p0, scratch: s) }
+            Profiler.time(.projection) { w.o(attn, rows: t, into: x, accumulate: true, widen: widen) }  // X += A·Woᵀ
 
             Profiler.time(.norm) { Kernels.rmsNorm(rows: t, x, weight: w.postNorm, into: xb, count: dim, eps: eps) }
             Profiler.time(.mlp) {
-                BLAS.matmul(xb, rows: t, inner: dim, weight: w.wGate, outputs: ffn, into: gate)  // G[T, F]
-                BLAS.matmul(xb, rows: t, inner: dim, weight: w.wUp, outputs: ffn, into: up)      // U[T, F]
-                for i in 0..<t {
-                    if let b = w.bGate { Kernels.add(b, into: gate + i * ffn, count: ffn) }
-                    if let b = w.bUp { Kernels.add(b, into: up + i * ffn, count: ffn) }
-                }
+                w.gate(xb, rows: t, into: gate, widen: widen)  // G[T, F]
+                w.up(xb, rows: t, into: up, widen: widen)      // U[T, F]
                 Kernels.swiglu(gate, up, count: t * ffn)
-                BLAS.matmul(gate, rows: t, inner: ffn, weight: w.wDown, outputs: dim, into: x, accumulate: true)  // X += H·Wdownᵀ
-                if let b = w.bDown { for i in 0..<t { Kernels.add(b, into: x + i * dim, count: dim) } }
+                w.down(gate, rows: t, into: x, accumulate: true, widen: widen)  // X += H·Wdownᵀ
             }
         }
         Profiler.time(.lmHead) {
-            OutputHead.logits(hidden: x, rows: t, dim: dim, vocab: vocab, finalNorm: finalNorm, eps: eps, lmHead: lmHead,
-                              scratch: xb, allLogits: allLogits, lastLogits: logits.pointer)   // logits[T, V] or [V]
+            OutputHead.logits(hidden: x, rows: t, dim: dim, finalNorm: finalNorm, eps: eps, lmHead: lmHead,
+                              scratch: xb, allLogits: allLogits, lastLogits: logits.pointer, widen: widen)   // logits[T, V] or [V]
         }
         position += t
     }
 
     /// Causal attention of `rows` new tokens starting at position `p0` over the cache, per head, in
     /// blocks of query rows: S = Q_h·K_hᵀ/√d, masked, softmax, A_h = S·V_h.
-    private func attendChunk(layer l: Int, rows t: Int, start p0: Int, scale: Float, group: Int, scratch s: PrefillScratch) {
-        let qDim = heads * headDim
+    private func attendChunk(layer l: Int, rows t: Int, start p0: Int, scratch s: PrefillScratch) {
+        let qDim = heads * headDim, group = heads / kvHeads
+        let scale = 1 / Float(headDim).squareRoot()
         let q = s.q.pointer, attn = s.attnOut.pointer
-        // Causal attention per head, in blocks of query rows: S = Q_h·K_hᵀ/√d, masked, softmax, A_h = S·V_h.
-        for h in 0..<heads {
-            let g = h / group
-            var r0 = 0
-            while r0 < t {
-                let r1 = min(t, r0 + Self.queryBlock)
-                let rows = r1 - r0
-                let lastPos = p0 + r1 - 1
-                let first = window.map { max(0, p0 + r0 + 1 - $0) } ?? 0     // oldest key any row sees
-                let n = lastPos + 1 - first                                   // keys in the block's view
-                let scores = s.scores.pointer
-                BLAS.gemm(m: rows, n: n, k: headDim, alpha: scale,
-                          a: q + r0 * qDim + h * headDim, lda: qDim,
-                          b: keys(l, g) + first * headDim, ldb: headDim, transB: true,
-                          c: scores, ldc: n)                                   // S[rows, n]
-                for r in 0..<rows {
-                    let pos = p0 + r0 + r
-                    let row = scores + r * n
-                    let lo = window.map { max(0, pos + 1 - $0) - first } ?? 0
-                    let hi = pos - first                                     // last visible key
-                    for j in 0..<lo { row[j] = 0 }
-                    Kernels.softmax(row + lo, count: hi - lo + 1)
-                    for j in (hi + 1)..<n { row[j] = 0 }
+        let firstVisible = window.map { max(0, p0 + 1 - $0) } ?? 0                  // oldest key any row sees
+        let visible = p0 + t - firstVisible
+        for g in 0..<kvHeads {
+            // The group's keys and values as float32 (widened once per chunk with an f16 cache).
+            let kRows = rows(keys(l, g), first: firstVisible, count: visible, widening: s.widenedKeys)
+            let vRows = rows(values(l, g), first: firstVisible, count: visible, widening: s.widenedValues)
+            for h in g * group..<(g + 1) * group {
+                var r0 = 0
+                while r0 < t {
+                    let r1 = min(t, r0 + Self.queryBlock)
+                    let rows = r1 - r0
+                    let lastPos = p0 + r1 - 1
+                    let first = window.map { max(0, p0 + r0 + 1 - $0) } ?? 0     // oldest key this block sees
+                    let n = lastPos + 1 - first                                   // keys in the block's view
+                    let scores = s.scores.pointer
+                    BLAS.gemm(m: rows, n: n, k: headDim, alpha: scale,
+                              a: q + r0 * qDim + h * headDim, lda: qDim,
+                              b: kRows + (first - firstVisible) * headDim, ldb: headDim, transB: true,
+                              c: scores, ldc: n)                                   // S[rows, n]
+                    for r in 0..<rows {
+                        let pos = p0 + r0 + r
+                        let row = scores + r * n
+                        let lo = window.map { max(0, pos + 1 - $0) - first } ?? 0
+                        let hi = pos - first                                     // last visible key
+                        for j in 0..<lo { row[j] = 0 }
+                        Kernels.softmax(row + lo, count: hi - lo + 1)
+                        for j in (hi + 1)..<n { row[j] = 0 }
+                    }
+                    BLAS.gemm(m: rows, n: headDim, k: n,
+                              a: scores, lda: n,
+                              b: vRows + (first - firstVisible) * headDim, ldb: headDim,
+                              c: attn + r0 * qDim + h * headDim, ldc: qDim)        // A_h[rows, d]
+                    r0 = r1
                 }
-                BLAS.gemm(m: rows, n: headDim, k: n,
-                          a: scores, lda: n,
-                          b: values(l, g) + first * headDim, ldb: headDim,
-                          c: attn + r0 * qDim + h * headDim, ldc: qDim)        // A_h[rows, d]
-                r0 = r1
             }
         }
     }
@@ -527,11 +504,11 @@ public final class LlamaModel: LanguageModel {
 
     public func saveState() -> [UInt8] {
         var payload: [UInt8] = []
-        payload.reserveCapacity(stateBytes)
+        payload.reserveCapacity(2 * layers * kvHeads * headDim * 4 * position + vocab * 4)
         for l in 0..<layers {
             for g in 0..<kvHeads {
-                payload.appendFloats(keys(l, g), count: position * headDim)
-                payload.appendFloats(values(l, g), count: position * headDim)
+                appendCacheRows(keys(l, g), to: &payload)
+                appendCacheRows(values(l, g), to: &payload)
             }
         }
         payload.appendFloats(logits.pointer, count: vocab)   // so that sampling can continue at once
@@ -542,19 +519,39 @@ public final class LlamaModel: LanguageModel {
         let archive = try StateArchive.decode(bytes, expecting: identity, fingerprint: info.fingerprint)
         let n = archive.position
         guard n <= contextCapacity else { throw SnapshotError.tooLong(tokens: n, capacity: contextCapacity) }
-        let expected = stateBytes(forTokens: n) + vocab * 4
+        let expected = 2 * layers * kvHeads * headDim * 4 * n + vocab * 4      // the cache rows as f32, and the logits
         guard archive.payload.count == expected else {
             throw SnapshotError.corrupt(detail: "payload has \(archive.payload.count) bytes, \(n) tokens of this model's KV cache and its logits need \(expected)")
         }
         var reader = ByteReader(archive.payload)
         for l in 0..<layers {
             for g in 0..<kvHeads {
-                try reader.floats(into: keys(l, g), count: n * headDim, "keys of layer \(l)")
-                try reader.floats(into: values(l, g), count: n * headDim, "values of layer \(l)")
+                try readCacheRows(into: keys(l, g), count: n, from: &reader, "keys of layer \(l)")
+                try readCacheRows(into: values(l, g), count: n, from: &reader, "values of layer \(l)")
             }
         }
         try reader.floats(into: logits.pointer, count: vocab, "logits")
         position = n
+    }
+
+    /// Snapshots hold the cache rows as float32 whatever the cache's type, so that a state saved
+    /// with one cache type loads into the other.
+    private func appendCacheRows(_ head: UnsafeMutableRawPointer, to payload: inout [UInt8]) {
+        if cacheType == .f32 { payload.appendFloats(head.assumingMemoryBound(to: Float.self), count: position * headDim); return }
+        let row = FloatBuffer(count: headDim)
+        for r in 0..<position {
+            WeightMatrix(raw: UnsafeRawPointer(head) + r * headDim * 2, type: .f16, rows: 1, columns: headDim).row(0, into: row.pointer)
+            payload.appendFloats(row.pointer, count: headDim)
+        }
+    }
+
+    private func readCacheRows(into head: UnsafeMutableRawPointer, count n: Int, from reader: inout ByteReader, _ what: String) throws {
+        if cacheType == .f32 { try reader.floats(into: head.assumingMemoryBound(to: Float.self), count: n * headDim, what); return }
+        let row = FloatBuffer(count: headDim)
+        for r in 0..<n {
+            try reader.floats(into: row.pointer, count: headDim, what)
+            store(row.pointer, into: head, row: r)
+        }
     }
 }
 

@@ -121,21 +121,19 @@ public struct MambaConfig: Decodable, Sendable {
     }
 }
 
-/// One residual block's weights: read-only float32 views into the checkpoint, except the
-/// conv filter and A, which are derived once at load.
+/// One residual block's weights: matrices in their stored type (views into the checkpoint),
+/// vectors float32, and the conv filter and A derived once at load.
 struct MambaLayerWeights {
     let norm: UnsafePointer<Float>          // [D]
-    let inProj: UnsafePointer<Float>        // [2E, D]: rows 0..<E give x, rows E..<2E the gate z
-    let inBias: UnsafePointer<Float>?       // [2E] with use_bias
+    let inProj: Linear                      // [2E, D] (+ [2E] with use_bias): rows 0..<E give x, rows E..<2E the gate z
     let conv: UnsafePointer<Float>          // [K, E], the checkpoint's [E, 1, K] transposed
     let convBias: UnsafePointer<Float>?     // [E] with use_conv_bias
-    let xProj: UnsafePointer<Float>         // [R + 2N, E]: Δ_low, B, C
-    let dtProj: UnsafePointer<Float>        // [E, R]
+    let xProj: Linear                       // [R + 2N, E]: Δ_low, B, C
+    let dtProj: Linear                      // [E, R] (its bias is added inside the scan, before softplus)
     let dtBias: UnsafePointer<Float>        // [E]
     let a: UnsafePointer<Float>             // [E, N] = −exp(A_log)
     let d: UnsafePointer<Float>             // [E]
-    let outProj: UnsafePointer<Float>       // [D, E]
-    let outBias: UnsafePointer<Float>?      // [D] with use_bias
+    let outProj: Linear                     // [D, E] (+ [D] with use_bias)
 }
 
 public final class MambaModel: LanguageModel {
@@ -150,14 +148,14 @@ public final class MambaModel: LanguageModel {
     /// Prefill runs in chunks of at most this many tokens, bounding scratch memory.
     static let prefillChunk = 256
 
-    // Weights (kept alive by `checkpoint`, `derived` or `randomArena`).
-    let checkpoint: Checkpoint?
+    // Weights (kept alive by `source` and `derived`).
+    let source: WeightSource
     private var derived: [FloatBuffer] = []
-    private var randomArena: RandomWeights?
-    let embedding: UnsafePointer<Float>     // [V, D]
+    let embedding: WeightMatrix             // [V, D]
     let layerWeights: [MambaLayerWeights]
     let finalNorm: UnsafePointer<Float>     // [D]
-    let lmHead: UnsafePointer<Float>        // [V, D] (the embedding when tied)
+    let lmHead: Linear                      // [V, D] (the embedding when tied)
+    let widen: Widening
 
     // The recurrent state, updated in place.
     let convState: FloatBuffer              // [layers, K−1, E]
@@ -181,16 +179,29 @@ public final class MambaModel: LanguageModel {
     /// Loads a Hugging Face MambaForCausalLM directory. `context` is accepted for the common
     /// interface; the state does not depend on it.
     public convenience init(directory: URL, context: Int? = nil) throws {
-        let configURL = directory.appendingPathComponent("config.json")
-        let config = try readJSONConfig(MambaConfig.self, from: configURL)
-        if let context, context <= 0 {
-            throw LoadError.badConfig(path: configURL.path, detail: "context must be positive, got \(context)")
-        }
-        try self.init(config: config, checkpoint: try Checkpoint(directory: directory), configPath: configURL.path)
+        try self.init(directory: directory, options: LoadOptions(context: context))
     }
 
-    /// From a checkpoint, or with seeded random weights when `checkpoint` is nil (benchmark presets).
-    public init(config: MambaConfig, checkpoint: Checkpoint?, configPath: String, randomSeed: UInt64 = 0) throws {
+    public convenience init(directory: URL, options: LoadOptions) throws {
+        let configURL = directory.appendingPathComponent("config.json")
+        let config = try readJSONConfig(MambaConfig.self, from: configURL)
+        if let context = options.context, context <= 0 {
+            throw LoadError.badConfig(path: configURL.path, detail: "context must be positive, got \(context)")
+        }
+        try self.init(config: config, source: CheckpointWeights(try Checkpoint(directory: directory), storage: options.weights),
+                      configPath: configURL.path)
+    }
+
+    /// From a checkpoint, or with seeded random weights when `checkpoint` is nil (benchmark presets;
+    /// `randomWeights` f16 narrows their matrices to half precision).
+    public convenience init(config: MambaConfig, checkpoint: Checkpoint?, configPath: String, randomSeed: UInt64 = 0,
+                            randomWeights: WeightType = .f32) throws {
+        let source: WeightSource = checkpoint.map { CheckpointWeights($0, storage: .asStored) }
+            ?? RandomWeights(seed: randomSeed, storage: randomWeights)
+        try self.init(config: config, source: source, configPath: configPath)
+    }
+
+    init(config: MambaConfig, source: WeightSource, configPath: String) throws {
         try config.validate(path: configPath)
         self.config = config
         let dim = config.hidden_size, e = config.innerSize, n = config.state_size, r = config.dtRank
@@ -213,73 +224,48 @@ public final class MambaModel: LanguageModel {
             derived.append(b)
             return UnsafePointer(b.pointer)
         }
-
-        var parameters = 0
-        let dtypes: [String: Int]
-        if let checkpoint {
-            self.checkpoint = checkpoint
-            func w(_ name: String, _ shape: [Int]) throws -> UnsafePointer<Float> {
-                let t = try checkpoint.tensor(name, shape: shape)
-                parameters += t.count
-                return t.data
+        /// A tensor whose shape is set by a config key: a mismatch names the key as well.
+        func sized<T>(_ key: String, _ value: Int, _ body: () throws -> T) throws -> T {
+            do { return try body() } catch let LoadError.shapeMismatch(tensor, expected, found) {
+                throw LoadError.badConfig(path: configPath, detail:
+                    "tensor '\(tensor)' has shape \(found), expected \(expected): \(key) = \(value) in config.json disagrees with the checkpoint")
             }
-            /// A tensor whose shape is set by a config key: a mismatch names the key as well.
-            func sized(_ name: String, _ shape: [Int], key: String, value: Int) throws -> UnsafePointer<Float> {
-                do { return try w(name, shape) } catch let LoadError.shapeMismatch(tensor, expected, found) {
-                    throw LoadError.badConfig(path: configPath, detail:
-                        "tensor '\(tensor)' has shape \(found), expected \(expected): \(key) = \(value) in config.json disagrees with the checkpoint")
-                }
-            }
-            embedding = try w("backbone.embeddings.weight", [vocab, dim])
-            var built: [MambaLayerWeights] = []
-            for l in 0..<layers {
-                let p = "backbone.layers.\(l).", m = p + "mixer."
-                built.append(MambaLayerWeights(
-                    norm: try w(p + "norm.weight", [dim]),
-                    inProj: try w(m + "in_proj.weight", [2 * e, dim]),
-                    inBias: config.use_bias ? try w(m + "in_proj.bias", [2 * e]) : nil,
-                    conv: transposedConv(try sized(m + "conv1d.weight", [e, 1, k], key: "conv_kernel", value: k)),
-                    convBias: config.use_conv_bias ? try w(m + "conv1d.bias", [e]) : nil,
-                    xProj: try sized(m + "x_proj.weight", [r + 2 * n, e], key: "time_step_rank + 2·state_size", value: r + 2 * n),
-                    dtProj: try sized(m + "dt_proj.weight", [e, r], key: "time_step_rank", value: r),
-                    dtBias: try w(m + "dt_proj.bias", [e]),
-                    a: negExp(try sized(m + "A_log", [e, n], key: "state_size", value: n)),
-                    d: try w(m + "D", [e]),
-                    outProj: try w(m + "out_proj.weight", [dim, e]),
-                    outBias: config.use_bias ? try w(m + "out_proj.bias", [dim]) : nil))
-            }
-            layerWeights = built
-            finalNorm = try w("backbone.norm_f.weight", [dim])
-            // lm_head falls back to the embedding when the checkpoint has none (tied weights).
-            lmHead = !config.tie_word_embeddings && checkpoint.has("lm_head.weight") ? try w("lm_head.weight", [vocab, dim]) : embedding
-            dtypes = checkpoint.dtypeCounts
-        } else {
-            // Random weights (benchmark presets), initialised roughly as transformers does.
-            self.checkpoint = nil
-            let arena = RandomWeights(seed: randomSeed)
-            embedding = arena.normal([vocab, dim], std: 0.02)
-            layerWeights = (0..<layers).map { _ in
-                let aLog = UnsafeMutablePointer(mutating: arena.constant([e, n], 0))
-                for c in 0..<e { for s in 0..<n { aLog[c * n + s] = logf(Float(s + 1)) } }   // S4D-real: A = −(1…N)
-                return MambaLayerWeights(
-                    norm: arena.constant([dim], 1),
-                    inProj: arena.normal([2 * e, dim], std: 1 / Float(dim).squareRoot()), inBias: nil,
-                    conv: transposedConv(arena.uniform([e, 1, k], -1 / Float(k).squareRoot(), 1 / Float(k).squareRoot())),
-                    convBias: config.use_conv_bias ? arena.constant([e], 0) : nil,
-                    xProj: arena.normal([r + 2 * n, e], std: 1 / Float(e).squareRoot()),
-                    dtProj: arena.uniform([e, r], -1 / Float(r).squareRoot(), 1 / Float(r).squareRoot()),
-                    dtBias: arena.uniform([e], -6.9, -2.3),            // softplus⁻¹ of Δ in [0.001, 0.1]
-                    a: negExp(aLog), d: arena.constant([e], 1),
-                    outProj: arena.normal([dim, e], std: 1 / Float(e).squareRoot() / Float(2 * layers).squareRoot()),
-                    outBias: nil)
-            }
-            finalNorm = arena.constant([dim], 1)
-            lmHead = config.tie_word_embeddings ? embedding : arena.normal([vocab, dim], std: 0.02)
-            parameters = arena.parameterCount
-            dtypes = ["F32 (random)": layers * (config.use_conv_bias ? 10 : 9) + (config.tie_word_embeddings ? 2 : 3)]
-            randomArena = arena
         }
+        func matrix(_ name: String, _ rows: Int, _ columns: Int, _ initial: RandomInit) throws -> WeightMatrix {
+            try source.matrix(name, rows: rows, columns: columns, initial: initial)
+        }
+        func vector(_ name: String, _ shape: [Int], _ initial: RandomInit) throws -> UnsafePointer<Float> {
+            try source.vector(name, shape: shape, initial: initial)
+        }
+
+        // The weight table: every tensor's name, shape and preset initialisation, once.
+        self.source = source
+        embedding = try matrix("backbone.embeddings.weight", vocab, dim, .normal(std: 0.02))
+        let kScale = 1 / Float(k).squareRoot(), rScale = 1 / Float(r).squareRoot()
+        layerWeights = try (0..<layers).map { l in
+            let p = "backbone.layers.\(l).", m = p + "mixer."
+            return MambaLayerWeights(
+                norm: try vector(p + "norm.weight", [dim], .constant(1)),
+                inProj: Linear(try matrix(m + "in_proj.weight", 2 * e, dim, .normal(std: 1 / Float(dim).squareRoot())),
+                               bias: config.use_bias ? try vector(m + "in_proj.bias", [2 * e], .constant(0)) : nil),
+                conv: transposedConv(try sized("conv_kernel", k) { try vector(m + "conv1d.weight", [e, 1, k], .uniform(-kScale, kScale)) }),
+                convBias: config.use_conv_bias ? try vector(m + "conv1d.bias", [e], .constant(0)) : nil,
+                xProj: Linear(try sized("time_step_rank + 2·state_size", r + 2 * n) {
+                    try matrix(m + "x_proj.weight", r + 2 * n, e, .normal(std: 1 / Float(e).squareRoot())) }),
+                dtProj: Linear(try sized("time_step_rank", r) { try matrix(m + "dt_proj.weight", e, r, .uniform(-rScale, rScale)) }),
+                dtBias: try vector(m + "dt_proj.bias", [e], .uniform(-6.9, -2.3)),          // softplus⁻¹ of Δ in [0.001, 0.1]
+                a: negExp(try sized("state_size", n) { try vector(m + "A_log", [e, n], .logRange(n: n)) }),   // S4D-real: A = −(1…N)
+                d: try vector(m + "D", [e], .constant(1)),
+                outProj: Linear(try matrix(m + "out_proj.weight", dim, e, .normal(std: 1 / Float(e).squareRoot() / Float(2 * layers).squareRoot())),
+                                bias: config.use_bias ? try vector(m + "out_proj.bias", [dim], .constant(0)) : nil))
+        }
+        finalNorm = try vector("backbone.norm_f.weight", [dim], .constant(1))
+        // lm_head falls back to the embedding when the checkpoint has none (tied weights).
+        lmHead = Linear(!config.tie_word_embeddings && source.has("lm_head.weight", configured: false)
+                        ? try matrix("lm_head.weight", vocab, dim, .normal(std: 0.02)) : embedding)
         self.derived = derived
+        let matrices = [embedding, lmHead.weight] + layerWeights.flatMap { [$0.inProj, $0.xProj, $0.dtProj, $0.outProj].map(\.weight) }
+        widen = Widening(needed: matrices.contains { $0.type != .f32 })
 
         convState = FloatBuffer(count: layers * (k - 1) * e)
         ssmState = FloatBuffer(count: layers * e * n)
@@ -288,20 +274,23 @@ public final class MambaModel: LanguageModel {
         dbc = FloatBuffer(count: r + 2 * n); logits = FloatBuffer(count: vocab)
 
         let stateBytes = layers * ((k - 1) * e + e * n) * 4
+        let tied = lmHead.weight.raw == embedding.raw
+        let weightBytes = matrices.dropFirst(tied ? 2 : 1).reduce(0) { $0 + $1.bytes } + embedding.columns * embedding.type.byteSize
         let details: [(String, String)] = [
             ("mixer", "inner \(e) (expand \(config.expand)), state \(n), conv kernel \(k), Δ rank \(r)"),
             ("projections in / x / dt / out", "[\(2 * e), \(dim)] / [\(r + 2 * n), \(e)] / [\(e), \(r)] / [\(dim), \(e)]"),
             ("biases", "conv \(config.use_conv_bias ? "yes" : "no"), in/out projections \(config.use_bias ? "yes" : "no")"),
-            ("lm_head", lmHead == embedding ? "tied to embeddings [\(vocab), \(dim)]" : "[\(vocab), \(dim)]"),
+            ("lm_head", tied ? "tied to embeddings [\(vocab), \(dim)]" : "[\(vocab), \(dim)]"),
+            ("weights in memory", Set(matrices.map(\.type.rawValue)).sorted().joined(separator: ", ")),
             ("ssm state", "per layer conv [\(k - 1), \(e)] + ssm [\(e), \(n)] f32, \(stateBytes) bytes in all"),
+            ("bytes read per decoded token", "\(weightBytes + layers * (k * e + 3 * e + 2 * e * n) * 4) (weights, one embedding row, filters, state), at any depth"),
         ]
         var printBytes = Array("mamba \(dim)/\(e)/\(n)/\(r)/\(k)/\(layers)/\(vocab)".utf8)
-        let stride = max(1, vocab * dim / 512)
-        for i in Swift.stride(from: 0, to: vocab * dim, by: stride) { printBytes.appendFloats(embedding + i, count: 1) }
+        InputSide.fingerprintSample(embedding, into: &printBytes)
         info = ModelInfo(
             architecture: "MambaForCausalLM", modelType: config.model_type ?? "mamba",
-            vocabSize: vocab, hiddenSize: dim, layerCount: layers, parameterCount: parameters,
-            maxContext: Int.max, fileDTypes: dtypes, details: details, fingerprint: fnv1a(printBytes))
+            vocabSize: vocab, hiddenSize: dim, layerCount: layers, parameterCount: source.parameterCount,
+            maxContext: Int.max, fileDTypes: source.dtypeCounts, details: details, fingerprint: fnv1a(printBytes))
     }
 
     public var lastLogits: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: logits.pointer, count: vocab) }
@@ -320,13 +309,12 @@ public final class MambaModel: LanguageModel {
     public func decode(_ token: Int) throws {
         try InputSide.check(token, vocab: vocab)
         let e = inner, n = stateSize, r = rank
-        Profiler.time(.embedding) { memcpy(x.pointer, embedding + token * dim, dim * 4) }      // x[D]
+        Profiler.time(.embedding) { embedding.row(token, into: x.pointer) }                     // x[D]
         for l in 0..<layers {
             let w = layerWeights[l]
             Profiler.time(.norm) { Kernels.rmsNorm(x.pointer, weight: w.norm, into: xb.pointer, count: dim, eps: eps) }
             Profiler.time(.projection) {
-                BLAS.matvec(w.inProj, outputs: 2 * e, inner: dim, xb.pointer, into: xz.pointer)     // [x_in | z] [2E]
-                if let b = w.inBias { Kernels.add(b, into: xz.pointer, count: 2 * e) }
+                w.inProj(xb.pointer, rows: 1, into: xz.pointer, widen: widen)                           // [x_in | z] [2E]
             }
             Profiler.time(.conv) {                                                                  // u[E] = SiLU(conv(x_in))
                 CausalConv.forward(xz.pointer, ldx: 2 * e, steps: 1, channels: e, kernel: kernel,
@@ -334,8 +322,8 @@ public final class MambaModel: LanguageModel {
                 for c in 0..<e { u[c] = Kernels.silu(u[c]) }
             }
             Profiler.time(.projection) {
-                BLAS.matvec(w.xProj, outputs: r + 2 * n, inner: e, u.pointer, into: dbc.pointer)    // [Δ_low | B | C]
-                BLAS.matvec(w.dtProj, outputs: e, inner: r, dbc.pointer, into: delta.pointer)       // Δ[E] before bias, softplus
+                w.xProj(u.pointer, rows: 1, into: dbc.pointer, widen: widen)                            // [Δ_low | B | C]
+                w.dtProj(dbc.pointer, rows: 1, into: delta.pointer, widen: widen)                       // Δ[E] before bias, softplus
             }
             Profiler.time(.scan) {
                 SelectiveScan.scan(steps: 1, channels: e, stateSize: n, x: u.pointer, delta: delta.pointer, deltaBias: w.dtBias,
@@ -343,12 +331,11 @@ public final class MambaModel: LanguageModel {
                                    d: w.d, z: xz.pointer + e, ldz: 2 * e, state: ssmState(l), into: y.pointer)
             }
             Profiler.time(.projection) {
-                BLAS.matvec(w.outProj, outputs: dim, inner: e, y.pointer, into: x.pointer, accumulate: true)  // x += W_out·y
-                if let b = w.outBias { Kernels.add(b, into: x.pointer, count: dim) }
+                w.outProj(y.pointer, rows: 1, into: x.pointer, accumulate: true, widen: widen)          // x += W_out·y
             }
         }
         Profiler.time(.norm) { Kernels.rmsNorm(x.pointer, weight: finalNorm, into: xb.pointer, count: dim, eps: eps) }
-        Profiler.time(.lmHead) { BLAS.matvec(lmHead, outputs: vocab, inner: dim, xb.pointer, into: logits.pointer) }
+        Profiler.time(.lmHead) { lmHead(xb.pointer, rows: 1, into: logits.pointer, widen: widen) }
         position += 1
     }
 
@@ -366,13 +353,12 @@ public final class MambaModel: LanguageModel {
         let x = s.x.pointer, xb = s.xb.pointer, xz = s.xz.pointer, u = s.u.pointer
         let delta = s.delta.pointer, y = s.y.pointer, dbc = s.dbc.pointer
 
-        Profiler.time(.embedding) { InputSide.embed(tokens, table: embedding, dim: dim, into: x) }   // X[L, D]
+        Profiler.time(.embedding) { InputSide.embed(tokens, table: embedding, into: x) }   // X[L, D]
         for l in 0..<layers {
             let w = layerWeights[l]
             Profiler.time(.norm) { Kernels.rmsNorm(rows: t, x, weight: w.norm, into: xb, count: dim, eps: eps) }
             Profiler.time(.projection) {
-                BLAS.matmul(xb, rows: t, inner: dim, weight: w.inProj, outputs: 2 * e, into: xz)   // [X_in | Z] [L, 2E]
-                if let b = w.inBias { for i in 0..<t { Kernels.add(b, into: xz + i * 2 * e, count: 2 * e) } }
+                w.inProj(xb, rows: t, into: xz, widen: widen)                                      // [X_in | Z] [L, 2E]
             }
             Profiler.time(.conv) {                                                                 // U[L, E]
                 CausalConv.forward(xz, ldx: 2 * e, steps: t, channels: e, kernel: kernel,
@@ -380,8 +366,8 @@ public final class MambaModel: LanguageModel {
                 for i in 0..<t * e { u[i] = Kernels.silu(u[i]) }
             }
             Profiler.time(.projection) {
-                BLAS.matmul(u, rows: t, inner: e, weight: w.xProj, outputs: r + 2 * n, into: dbc)  // [Δ_low | B | C] [L, R+2N]
-                BLAS.matmul(dbc, rows: t, inner: r, ldx: r + 2 * n, weight: w.dtProj, outputs: e, into: delta)  // Δ [L, E] before bias, softplus
+                w.xProj(u, rows: t, into: dbc, widen: widen)                                       // [Δ_low | B | C] [L, R+2N]
+                w.dtProj(dbc, rows: t, ldx: r + 2 * n, into: delta, widen: widen)                  // Δ [L, E] before bias, softplus
             }
             Profiler.time(.scan) {
                 SelectiveScan.scan(steps: t, channels: e, stateSize: n, x: u, delta: delta, deltaBias: w.dtBias,
@@ -390,13 +376,12 @@ public final class MambaModel: LanguageModel {
                                    threads: BLAS.threads)
             }
             Profiler.time(.projection) {
-                BLAS.matmul(y, rows: t, inner: e, weight: w.outProj, outputs: dim, into: x, accumulate: true)  // X += Y·W_outᵀ
-                if let b = w.outBias { for i in 0..<t { Kernels.add(b, into: x + i * dim, count: dim) } }
+                w.outProj(y, rows: t, into: x, accumulate: true, widen: widen)                     // X += Y·W_outᵀ
             }
         }
         Profiler.time(.lmHead) {
-            OutputHead.logits(hidden: x, rows: t, dim: dim, vocab: vocab, finalNorm: finalNorm, eps: eps, lmHead: lmHead,
-                              scratch: xb, allLogits: allLogits, lastLogits: logits.pointer)   // logits [L, V] or [V]
+            OutputHead.logits(hidden: x, rows: t, dim: dim, finalNorm: finalNorm, eps: eps, lmHead: lmHead,
+                              scratch: xb, allLogits: allLogits, lastLogits: logits.pointer, widen: widen)   // logits [L, V] or [V]
         }
         position += t
     }

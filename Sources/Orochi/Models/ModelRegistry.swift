@@ -3,17 +3,22 @@ import Foundation
 /// Chooses the architecture from config.json's `model_type` and loads it. The CLI and the runtime
 /// call only this, so they never know which architecture runs.
 public enum ModelRegistry {
-    public typealias Loader = (_ directory: URL, _ context: Int?) throws -> any LanguageModel
+    public typealias Loader = (_ directory: URL, _ options: LoadOptions) throws -> any LanguageModel
 
     static let loaders: [(types: [String], load: Loader)] = [
-        (["llama", "mistral", "qwen2"], { try LlamaModel(directory: $0, context: $1) }),
-        (["mamba"], { try MambaModel(directory: $0, context: $1) }),
+        (["llama", "mistral", "qwen2"], { try LlamaModel(directory: $0, options: $1) }),
+        (["mamba"], { try MambaModel(directory: $0, options: $1) }),
     ]
 
     public static var supportedTypes: [String] { loaders.flatMap(\.types) }
 
     /// Loads the model in `directory` with a cache for `context` tokens (nil: the model's default).
     public static func load(directory: URL, context: Int? = nil) throws -> any LanguageModel {
+        try load(directory: directory, options: LoadOptions(context: context))
+    }
+
+    /// Loads with explicit options: context, weight storage (as stored or f32) and KV cache type.
+    public static func load(directory: URL, options: LoadOptions) throws -> any LanguageModel {
         let configURL = directory.appendingPathComponent("config.json")
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory), isDirectory.boolValue else {
@@ -29,7 +34,7 @@ public enum ModelRegistry {
         guard let entry = loaders.first(where: { $0.types.contains(type) }) else {
             throw LoadError.unsupportedModelType(path: configURL.path, modelType: type)
         }
-        return try entry.load(directory, context)
+        return try entry.load(directory, options)
     }
 
     /// End-of-sequence ids: generation_config.json first, then config.json.

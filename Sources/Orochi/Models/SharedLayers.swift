@@ -1,19 +1,57 @@
+/// A linear layer y = x·Wᵀ (+ b), with one forward for any number of tokens: one token goes
+/// through our matrix-vector kernel (weights read as stored, f16/bf16 widened in registers),
+/// several through sgemm. So decode and prefill run the same code and cannot drift apart.
+struct Linear {
+    let weight: WeightMatrix                 // [out, in]
+    let bias: UnsafePointer<Float>?          // [out]
+
+    init(_ weight: WeightMatrix, bias: UnsafePointer<Float>? = nil) { self.weight = weight; self.bias = bias }
+
+    var outputs: Int { weight.rows }
+    var inputs: Int { weight.columns }
+
+    /// Y[t, out] = X[t, in]·Wᵀ + b, or Y += … when `accumulate` (the residual add). `ldx` lets X
+    /// be a strided view (e.g. the first columns of a wider row).
+    @inline(__always)
+    func callAsFunction(_ x: UnsafePointer<Float>, rows t: Int, ldx: Int? = nil, into y: UnsafeMutablePointer<Float>,
+                        accumulate: Bool = false, widen: Widening) {
+        if t == 1 {
+            weight.matvec(x, into: y, accumulate: accumulate)
+        } else {
+            weight.matmul(x, rows: t, ldx: ldx, into: y, accumulate: accumulate,
+                          scratch: widen.buffer, scratchCount: Widening.floats)
+        }
+        if let bias { for i in 0..<t { Kernels.add(bias, into: y + i * outputs, count: outputs) } }
+    }
+}
+
+/// Prefill's scratch for half-precision weights: sgemm needs float32, so each matrix is widened a
+/// block of rows at a time into this buffer (4 MiB, cache-sized) just before its product.
+/// Allocated only for models that have half-precision weights.
+final class Widening {
+    static let floats = 1 << 20
+    private let storage: FloatBuffer?
+    var buffer: UnsafeMutablePointer<Float>? { storage?.pointer }
+    init(needed: Bool) { storage = needed ? FloatBuffer(count: Self.floats) : nil }
+}
+
 /// The output head every architecture shares: the final RMSNorm, then logits = h·W_lmᵀ.
 enum OutputHead {
-    /// For a prefill chunk of `rows` hidden states x[rows, D]: logits of every row into
-    /// `allLogits` [rows, V] (one sgemm) when given, else of the last row only (one sgemv).
-    /// Either way `lastLogits` [V] ends up holding the last row's logits.
-    static func logits(hidden x: UnsafePointer<Float>, rows t: Int, dim: Int, vocab: Int,
-                       finalNorm: UnsafePointer<Float>, eps: Float, lmHead: UnsafePointer<Float>,
+    /// For a chunk of `rows` hidden states x[rows, D]: logits of every row into `allLogits`
+    /// [rows, V] when given, else of the last row only. Either way `lastLogits` [V] ends up
+    /// holding the last row's logits.
+    static func logits(hidden x: UnsafePointer<Float>, rows t: Int, dim: Int,
+                       finalNorm: UnsafePointer<Float>, eps: Float, lmHead: Linear,
                        scratch xb: UnsafeMutablePointer<Float>,        // [rows, D]
-                       allLogits: UnsafeMutablePointer<Float>?, lastLogits: UnsafeMutablePointer<Float>) {
+                       allLogits: UnsafeMutablePointer<Float>?, lastLogits: UnsafeMutablePointer<Float>, widen: Widening) {
+        let vocab = lmHead.outputs
         if let allLogits {
             Kernels.rmsNorm(rows: t, x, weight: finalNorm, into: xb, count: dim, eps: eps)
-            BLAS.matmul(xb, rows: t, inner: dim, weight: lmHead, outputs: vocab, into: allLogits)
+            lmHead(xb, rows: t, into: allLogits, widen: widen)
             lastLogits.update(from: allLogits + (t - 1) * vocab, count: vocab)
         } else {
             Kernels.rmsNorm(x + (t - 1) * dim, weight: finalNorm, into: xb, count: dim, eps: eps)
-            BLAS.matvec(lmHead, outputs: vocab, inner: dim, xb, into: lastLogits)
+            lmHead(xb, rows: 1, into: lastLogits, widen: widen)
         }
     }
 }
@@ -31,10 +69,10 @@ enum InputSide {
         for t in tokens { try check(t, vocab: vocab) }
     }
 
-    /// X[T, D] = embedding rows of `tokens`.
+    /// X[T, D] = embedding rows of `tokens` (widened to float32).
     @inline(__always)
-    static func embed(_ tokens: ArraySlice<Int>, table: UnsafePointer<Float>, dim: Int, into x: UnsafeMutablePointer<Float>) {
-        for (i, token) in tokens.enumerated() { (x + i * dim).update(from: table + token * dim, count: dim) }
+    static func embed<C: Collection<Int>>(_ tokens: C, table: WeightMatrix, into x: UnsafeMutablePointer<Float>) {
+        for (i, token) in tokens.enumerated() { table.row(token, into: x + i * table.columns) }
     }
 
     /// Calls `body` on consecutive chunks of at most `chunk` tokens, with the matching rows of
@@ -46,6 +84,17 @@ enum InputSide {
             let end = min(tokens.count, start + chunk)
             body(tokens[start..<end], allLogits.map { $0 + start * vocab })
             start = end
+        }
+    }
+
+    /// A sample of the embedding for a model's fingerprint (every (count/512)-th value): the same
+    /// shapes with other weights give another identity; the same weights stored as f16 or widened
+    /// to f32 give the same one.
+    static func fingerprintSample(_ w: WeightMatrix, into bytes: inout [UInt8]) {
+        var value: Float = 0
+        for i in Swift.stride(from: 0, to: w.count, by: max(1, w.count / 512)) {
+            w.element(i, into: &value)
+            bytes.appendFloats(&value, count: 1)
         }
     }
 }

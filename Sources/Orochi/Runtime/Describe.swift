@@ -22,6 +22,8 @@ public func describe(_ model: any LanguageModel) -> [(String, String)] {
     if fixed > 0 || perToken == 0 {
         lines.append(("state (fixed)", "\(fixed) bytes (\(formatBytes(fixed))), the same at any context length"))
     }
+    lines.append(("blas", "OpenBLAS core \(BLAS.core) (\(BLAS.coreReason))"))
+    lines.append(("orochi kernels", "\(KernelInfo.isa) (CPU: \(KernelInfo.cpuFeatures))"))
     return lines
 }
 

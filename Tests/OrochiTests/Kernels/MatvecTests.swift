@@ -2,32 +2,60 @@ import Testing
 @testable import Orochi
 
 struct MatvecTests {
-    /// The single-thread kernel and OpenBLAS agree with a naive double-precision product, for
-    /// shapes that leave row and column remainders, with a row stride and with accumulation.
-    @Test(arguments: [(1, 1), (3, 15), (4, 16), (7, 33), (48, 512), (130, 70)])
+    /// Our one-token kernels, for every weight type and every kernel family this CPU has, agree
+    /// with a naive double-precision product of the same (rounded) weights, for shapes that leave
+    /// row and column remainders, on one thread and on two, with and without accumulation.
+    @Test(arguments: [(1, 1), (3, 15), (4, 16), (7, 33), (48, 512), (130, 70), (600, 300)])
     func matchesNaiveProduct(_ shape: (Int, Int)) {
         let (n, k) = shape
-        let ldw = k + 3
         var rng = SplitMix64(seed: UInt64(n * 1000 + k))
-        let w = (0..<(n * ldw)).map { _ in rng.nextUnitFloat() - 0.5 }
+        let w32 = (0..<(n * k)).map { _ in rng.nextUnitFloat() - 0.5 }
         let x = (0..<k).map { _ in rng.nextUnitFloat() - 0.5 }
         let start = (0..<n).map { _ in rng.nextUnitFloat() }
-        let expected = (0..<n).map { i in (0..<k).reduce(0.0) { $0 + Double(w[i * ldw + $1]) * Double(x[$1]) } }
-        for accumulate in [false, true] {
-            var kernel = start, blas = start
-            Kernels.matvec(w, outputs: n, inner: k, ldw: ldw, x, into: &kernel, accumulate: accumulate)
-            w.withUnsafeBufferPointer { wp in
-                x.withUnsafeBufferPointer { xp in
-                    blas.withUnsafeMutableBufferPointer { yp in
-                        BLAS.matvec(wp.baseAddress!, outputs: n, inner: k, ldw: ldw, xp.baseAddress!, into: yp.baseAddress!, accumulate: accumulate)
+        let w16 = w32.map { Float16($0).bitPattern }
+        let wb16 = w32.map { UInt16($0.bitPattern >> 16) }          // bf16 by truncation
+        let threadsBefore = BLAS.threads
+        defer { BLAS.threads = threadsBefore; KernelInfo.force(nil) }
+        for type in WeightType.allCases {
+            let rounded: [Float] = switch type {
+            case .f32: w32
+            case .f16: w16.map { Float(Float16(bitPattern: $0)) }
+            case .bf16: wb16.map { Float(bitPattern: UInt32($0) << 16) }
+            }
+            let expected = (0..<n).map { i in (0..<k).reduce(0.0) { $0 + Double(rounded[i * k + $1]) * Double(x[$1]) } }
+            for family in ["portable", "avx2", "avx512"] where KernelInfo.force(family) == family {
+                for threads in [1, 2] {
+                    BLAS.threads = threads
+                    for accumulate in [false, true] {
+                        var y = start
+                        func run(_ raw: UnsafeRawPointer) {
+                            WeightMatrix(raw: raw, type: type, rows: n, columns: k).matvec(x, into: &y, accumulate: accumulate)
+                        }
+                        switch type {
+                        case .f32: w32.withUnsafeBytes { run($0.baseAddress!) }
+                        case .f16: w16.withUnsafeBytes { run($0.baseAddress!) }
+                        case .bf16: wb16.withUnsafeBytes { run($0.baseAddress!) }
+                        }
+                        for i in 0..<n {
+                            let want = expected[i] + (accumulate ? Double(start[i]) : 0)
+                            #expect(abs(Double(y[i]) - want) < 1e-4, "\(type) \(family) \(threads) threads, row \(i)")
+                        }
                     }
                 }
             }
-            for i in 0..<n {
-                let want = expected[i] + (accumulate ? Double(start[i]) : 0)
-                #expect(abs(Double(kernel[i]) - want) < 1e-4, "kernel row \(i)")
-                #expect(abs(Double(blas[i]) - want) < 1e-4, "BLAS row \(i)")
-            }
         }
+    }
+
+    /// Widening half-precision rows (the embedding lookup and prefill's sgemm input) is exact,
+    /// and narrowing to f16 rounds as Swift's Float16 does.
+    @Test func conversionsAreExact() {
+        var rng = SplitMix64(seed: 7)
+        let values = (0..<1000).map { _ in (rng.nextUnitFloat() - 0.5) * 1000 } + [0, -0.0, 65504, 1e-7, 6e-5, .infinity]
+        var half = [UInt16](repeating: 0, count: values.count)
+        narrowToHalf(values, into: &half, count: values.count)
+        #expect(half == values.map { Float16($0).bitPattern })
+        var back = [Float](repeating: 0, count: values.count)
+        half.withUnsafeBytes { WeightMatrix(raw: $0.baseAddress!, type: .f16, rows: 1, columns: values.count).row(0, into: &back) }
+        #expect(back == half.map { Float(Float16(bitPattern: $0)) })
     }
 }

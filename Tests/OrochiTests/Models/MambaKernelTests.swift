@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Orochi
+@testable import OrochiKernels
 
 /// The kernels under Mamba against plain reference loops.
 struct MambaKernelTests {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Orochi
+@testable import OrochiBench
 
 /// The parts of the benchmark that can be checked without timing: statistics and the log-log fit
 /// on synthetic data, crossovers, the CSV/JSON schema, memory accounting, the template, the stop.
@@ -248,11 +249,15 @@ struct BenchSweepTests {
     /// The state of the SSM preset is a fixed size; the KV cache of the attention preset grows by
     /// exactly 2 × layers × hidden × 4 bytes per token (shapes only: nothing is run).
     @Test func presetMemoryAccounting() throws {
-        let mamba = try #require(BenchPresets.named("mamba-6m")).build(64, 1)
+        let mamba = try #require(BenchPresets.named("mamba-6m")).build(64, 1, false, .f32)
         #expect(mamba.stateBytes(forTokens: 1) == mamba.stateBytes(forTokens: 16384))
         #expect(mamba.stateBytes(forTokens: 1) > 0)
-        let llama = try #require(BenchPresets.named("llama-6m")).build(64, 1)
+        let llama = try #require(BenchPresets.named("llama-6m")).build(64, 1, false, .f32)
         // 6 layers × 4 KV heads × 32 per head (256 / 8) × K and V × 4 bytes.
         #expect(llama.stateBytes(forTokens: 1000) == 1000 * 2 * 6 * 4 * 32 * 4)
+        // An f16 cache: half of it. Half-precision preset weights keep the same shapes and count.
+        let half = try #require(BenchPresets.named("llama-6m")).build(64, 1, true, .f16)
+        #expect(half.stateBytes(forTokens: 1000) == 1000 * 2 * 6 * 4 * 32 * 2)
+        #expect(half.info.parameterCount == llama.info.parameterCount)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Orochi
 
 /// Something the benchmark measures: a name and a way to build a fresh instance whose cache holds
 /// at least `capacity` tokens. The sweep builds one per (model, context) point and frees it after,
@@ -13,10 +14,12 @@ public struct BenchSubject {
     }
 
     /// A model directory (safetensors + config.json), loaded through the registry.
-    public static func directory(_ path: String) -> BenchSubject {
+    public static func directory(_ path: String, options: LoadOptions = LoadOptions()) -> BenchSubject {
         let url = URL(fileURLWithPath: path)
         return BenchSubject(name: url.standardizedFileURL.lastPathComponent) { capacity in
-            try ModelRegistry.load(directory: url, context: capacity)
+            var options = options
+            options.context = capacity
+            return try ModelRegistry.load(directory: url, options: options)
         }
     }
 }
@@ -26,10 +29,12 @@ public struct BenchSubject {
 public struct BenchPreset: Sendable {
     public var name: String
     public var summary: String
-    public var build: @Sendable (_ capacity: Int, _ seed: UInt64) throws -> any LanguageModel
+    /// Builds the model: random matrices f32, or f16 with `halfWeights`; `kvCache` is the attention cache's type.
+    public var build: @Sendable (_ capacity: Int, _ seed: UInt64, _ halfWeights: Bool, _ kvCache: WeightType) throws -> any LanguageModel
 
-    public func subject(seed: UInt64 = 1) -> BenchSubject {
-        BenchSubject(name: name) { capacity in try build(capacity, seed) }
+    /// A subject for the sweep; with `halfWeights` the random matrices are narrowed to f16 (named "NAME-f16").
+    public func subject(seed: UInt64 = 1, halfWeights: Bool = false, kvCache: WeightType = .f32) -> BenchSubject {
+        BenchSubject(name: halfWeights ? name + "-f16" : name) { capacity in try build(capacity, seed, halfWeights, kvCache) }
     }
 }
 
@@ -37,13 +42,13 @@ public enum BenchPresets {
     /// The preset table: one line per preset.
     public static let all: [BenchPreset] = [
         BenchPreset(name: "llama-130m", summary: "Llama, hidden 768, 12 layers, 12 heads (12 KV), MLP 2048, vocab 32000, tied",
-                    build: { try llama(llama130m, capacity: $0, seed: $1) }),
+                    build: { try llama(llama130m, capacity: $0, seed: $1, half: $2, kvCache: $3) }),
         BenchPreset(name: "llama-6m", summary: "Llama, hidden 256, 6 layers, 8 heads (4 KV), MLP 688, vocab 8000, tied (the shipped shape)",
-                    build: { try llama(llama6m, capacity: $0, seed: $1) }),
+                    build: { try llama(llama6m, capacity: $0, seed: $1, half: $2, kvCache: $3) }),
         BenchPreset(name: "mamba-130m", summary: "Mamba, hidden 768, 24 layers, state 16, expand 2, conv 4, vocab 32000, tied",
-                    build: { _, seed in try MambaModel(config: MambaConfig(hidden_size: 768, num_hidden_layers: 24, vocab_size: 32000, state_size: 16, expand: 2, conv_kernel: 4), checkpoint: nil, configPath: "preset mamba-130m", randomSeed: seed) }),
+                    build: { _, seed, half, _ in try MambaModel(config: MambaConfig(hidden_size: 768, num_hidden_layers: 24, vocab_size: 32000, state_size: 16, expand: 2, conv_kernel: 4), checkpoint: nil, configPath: "preset mamba-130m", randomSeed: seed, randomWeights: half ? .f16 : .f32) }),
         BenchPreset(name: "mamba-6m", summary: "Mamba, hidden 256, 10 layers, state 16, expand 2, conv 4, vocab 8000, tied (the shipped shape)",
-                    build: { _, seed in try MambaModel(config: MambaConfig(hidden_size: 256, num_hidden_layers: 10, vocab_size: 8000, state_size: 16, expand: 2, conv_kernel: 4), checkpoint: nil, configPath: "preset mamba-6m", randomSeed: seed) }),
+                    build: { _, seed, half, _ in try MambaModel(config: MambaConfig(hidden_size: 256, num_hidden_layers: 10, vocab_size: 8000, state_size: 16, expand: 2, conv_kernel: 4), checkpoint: nil, configPath: "preset mamba-6m", randomSeed: seed, randomWeights: half ? .f16 : .f32) }),
     ]
 
     public static var names: [String] { all.map(\.name) }
@@ -62,8 +67,9 @@ public enum BenchPresets {
          "max_position_embeddings": 65536, "rope_theta": 10000.0, "tie_word_embeddings": true, "hidden_act": "silu"}
         """
 
-    static func llama(_ json: String, capacity: Int, seed: UInt64) throws -> any LanguageModel {
+    static func llama(_ json: String, capacity: Int, seed: UInt64, half: Bool, kvCache: WeightType) throws -> any LanguageModel {
         let config = try JSONDecoder().decode(LlamaConfig.self, from: Data(json.utf8))
-        return try LlamaModel(config: config, checkpoint: nil, configPath: "preset", context: capacity, randomSeed: seed)
+        return try LlamaModel(config: config, checkpoint: nil, configPath: "preset", context: capacity, randomSeed: seed,
+                              randomWeights: half ? .f16 : .f32, kvCache: kvCache)
     }
 }

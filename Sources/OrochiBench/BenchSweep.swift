@@ -1,4 +1,5 @@
 import Foundation
+import Orochi
 
 /// How a sweep runs.
 public struct BenchSettings: Sendable, Codable, Equatable {
@@ -18,6 +19,8 @@ public struct BenchSettings: Sendable, Codable, Equatable {
     public var breakdownContexts: [Int]
     /// Warm-up before each point: a prefill of min(n, this) tokens and a few decode steps.
     public var warmupTokens: Int
+    /// Measure the streaming read bandwidth before the sweep (the decode roofline printed beside the figures).
+    public var measureBandwidth: Bool?
 
     public init(contexts: [Int], decodeTokens: Int = 32, repetitions: Int = 3, threads: Int = 2, seed: UInt64 = 1,
                 maxSecondsPerPoint: Double? = nil, breakdownContexts: [Int]? = nil, warmupTokens: Int = 128) {
@@ -137,6 +140,12 @@ public final class BenchRunner {
             constantState: [:], startedAt: ISO8601DateFormatter().string(from: Date()), wallSeconds: 0,
             interrupted: false, peakIsPerPoint: peakPerPoint, points: [], breakdowns: [])
         results.loadAverageStart = loadAverage()
+        if settings.measureBandwidth == true {
+            // The roofline every decode figure is read against: a streaming read of 512 MiB, more than any last-level cache.
+            results.machine.readBandwidth = KernelInfo.readBandwidth(megabytes: 512, repetitions: 5)
+            progress(String(format: "read bandwidth: %.1f GB/s (%@ kernels, %d threads); blas: %@", (results.machine.readBandwidth ?? 0) / 1e9,
+                            KernelInfo.isa, settings.threads, results.machine.blasCore ?? "?"))
+        }
         let total = settings.contexts.count * subjects.count
         var done = 0
         sweep: for n in settings.contexts {

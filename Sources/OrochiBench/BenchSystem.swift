@@ -1,4 +1,5 @@
 import Foundation
+import Orochi
 
 /// The process's resident memory, from /proc/self/status (Linux), with getrusage as the fallback.
 public enum ProcessMemory {
@@ -50,6 +51,12 @@ public struct BenchMachine: Sendable, Codable, Equatable {
     public var threads: Int
     public var openblasCoreType: String?
     public var os: String
+    /// The OpenBLAS core in use and why (Orochi's choice or the user's OPENBLAS_CORETYPE).
+    public var blasCore: String?
+    /// Our own kernels' instruction set (avx512, avx2, portable).
+    public var kernels: String?
+    /// Streaming read bandwidth measured before the sweep, bytes/s: the decode roofline.
+    public var readBandwidth: Double?
 
     public init(cpu: String, logicalCPUs: Int, memoryBytes: Int, threads: Int, openblasCoreType: String?, os: String) {
         self.cpu = cpu; self.logicalCPUs = logicalCPUs; self.memoryBytes = memoryBytes
@@ -68,9 +75,12 @@ public struct BenchMachine: Sendable, Codable, Equatable {
            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("PRETTY_NAME=") }) {
             os = line.dropFirst("PRETTY_NAME=".count).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
         }
-        return BenchMachine(cpu: cpu, logicalCPUs: ProcessInfo.processInfo.activeProcessorCount,
-                            memoryBytes: Int(ProcessInfo.processInfo.physicalMemory), threads: threads,
-                            openblasCoreType: ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"], os: os)
+        var machine = BenchMachine(cpu: cpu, logicalCPUs: ProcessInfo.processInfo.activeProcessorCount,
+                                   memoryBytes: Int(ProcessInfo.processInfo.physicalMemory), threads: threads,
+                                   openblasCoreType: ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"], os: os)
+        machine.blasCore = "\(BLAS.core) (\(BLAS.coreReason))"
+        machine.kernels = KernelInfo.isa
+        return machine
     }
 
     /// "AMD EPYC 9B45, 2 threads" — for plot titles.

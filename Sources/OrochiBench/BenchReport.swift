@@ -1,4 +1,5 @@
 import Foundation
+import Orochi
 
 /// The scaling analysis of a sweep: fitted exponents, crossovers, decode flatness, memory growth.
 public struct BenchAnalysis: Sendable, Codable {
@@ -189,7 +190,8 @@ public enum BenchReport {
 
     /// A human-readable table plus the analysis.
     public static func table(_ results: BenchResults) -> String {
-        var out = "\(results.machine.label); decode over \(results.settings.decodeTokens) tokens; medians [min–max] over repetitions\n\n"
+        var out = "\(results.machine.label); decode over \(results.settings.decodeTokens) tokens; medians [min–max] over repetitions\n"
+        out += "blas \(results.machine.blasCore ?? "?"); orochi kernels \(results.machine.kernels ?? "?"); read bandwidth (the decode roofline) \(results.machine.readBandwidth.map { String(format: "%.1f GB/s", $0 / 1e9) } ?? "not measured")\n\n"
         out += markdownTable(results) + "\n" + markdownAnalysis(results)
         return out
     }
@@ -289,7 +291,7 @@ public enum BenchReport {
     public static func fillTemplate(_ template: String, results: BenchResults, command: String, plots: [String: String]) -> String {
         let a = BenchAnalysis(results)
         var values: [String: String] = [
-            "machine": "\(results.machine.cpu), \(results.machine.logicalCPUs) logical CPUs, \(formatBytes(results.machine.memoryBytes)) RAM, \(results.machine.os); OpenBLAS with \(results.machine.threads) thread\(results.machine.threads == 1 ? "" : "s")\(results.machine.openblasCoreType.map { ", OPENBLAS_CORETYPE=\($0)" } ?? "")",
+            "machine": "\(results.machine.cpu), \(results.machine.logicalCPUs) logical CPUs, \(formatBytes(results.machine.memoryBytes)) RAM, \(results.machine.os); OpenBLAS with \(results.machine.threads) thread\(results.machine.threads == 1 ? "" : "s")\(results.machine.blasCore.map { ", core \($0)" } ?? results.machine.openblasCoreType.map { ", OPENBLAS_CORETYPE=\($0)" } ?? ""); orochi kernels \(results.machine.kernels ?? "?"); read bandwidth \(results.machine.readBandwidth.map { String(format: "%.1f GB/s", $0 / 1e9) } ?? "not measured")",
             "date": results.startedAt,
             "command": command,
             "wall": String(format: "%.0f s", results.wallSeconds),

@@ -1,4 +1,5 @@
 import Foundation
+import Orochi
 
 /// Summary statistics of repeated measurements, and the log-log fits of the scaling analysis.
 public enum BenchStatistics {

@@ -1,4 +1,5 @@
 import Foundation
+import Orochi
 
 /// Draws the sweep's plots with gnuplot (Debian's gnuplot-nox), as PNG and SVG: prefill time vs
 /// context (log-log), decode ms/token vs depth, memory vs context, and the component breakdown.

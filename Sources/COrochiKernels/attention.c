@@ -1,0 +1,218 @@
+// Attention of one new token over the KV cache, fused: for each key/value head, one pass over
+// its cached keys and values computes the scores, the softmax (online, as in flash attention:
+// a running maximum and sum, the accumulator rescaled when the maximum grows) and the weighted
+// sum of values, for all the query heads of its group at once, so the cache is read once per
+// token. Key/value heads are split over the pool's threads.
+#include "orochi_kernels.h"
+#include <math.h>
+#include <string.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+enum { BLOCK = 64, MAX_GROUP = 8, MAX_DIM = 512 };
+
+static inline float h2f(uint16_t h) {
+    // Only used on tails and in the portable build.
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
+    if (exp == 0x1f) bits = sign | 0x7f800000u | (mant << 13);
+    else if (exp != 0) bits = sign | ((exp + 112) << 23) | (mant << 13);
+    else if (mant == 0) bits = sign;
+    else { int e = -1; do { mant <<= 1; e++; } while (!(mant & 0x400)); bits = sign | ((uint32_t)(112 - e) << 23) | ((mant & 0x3ff) << 13); }
+    float f; memcpy(&f, &bits, 4); return f;
+}
+
+// ---------- portable primitives ----------
+static inline float dot_p(const float *q, const void *row, int f16, int d) {
+    float s = 0;
+    if (f16) for (int i = 0; i < d; i++) s += q[i] * h2f(((const uint16_t *)row)[i]);
+    else for (int i = 0; i < d; i++) s += q[i] * ((const float *)row)[i];
+    return s;
+}
+static inline void axpy_p(float *acc, float p, const void *row, int f16, int d) {
+    if (f16) for (int i = 0; i < d; i++) acc[i] += p * h2f(((const uint16_t *)row)[i]);
+    else for (int i = 0; i < d; i++) acc[i] += p * ((const float *)row)[i];
+}
+static inline float expsum_p(float *s, int n, float m) {   // s[i] = exp(s[i] − m), returns Σ
+    float sum = 0;
+    for (int i = 0; i < n; i++) { s[i] = expf(s[i] - m); sum += s[i]; }
+    return sum;
+}
+static inline float expf_p(float x) { return expf(x); }
+
+#if defined(__x86_64__)
+// ---------- AVX-512 primitives ----------
+#define T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
+T512 static inline __m512 ldrow512(const void *row, int f16, int i, __mmask16 m) {
+    return f16 ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)row + i))
+               : _mm512_maskz_loadu_ps(m, (const float *)row + i);
+}
+T512 static inline float dot_512(const float *q, const void *row, int f16, int d) {
+    __m512 a = _mm512_setzero_ps();
+    for (int i = 0; i < d; i += 16) {
+        __mmask16 m = d - i >= 16 ? 0xffff : (__mmask16)((1u << (d - i)) - 1);
+        a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + i), ldrow512(row, f16, i, m), a);
+    }
+    return _mm512_reduce_add_ps(a);
+}
+T512 static inline void axpy_512(float *acc, float p, const void *row, int f16, int d) {
+    __m512 pv = _mm512_set1_ps(p);
+    for (int i = 0; i < d; i += 16) {
+        __mmask16 m = d - i >= 16 ? 0xffff : (__mmask16)((1u << (d - i)) - 1);
+        _mm512_mask_storeu_ps(acc + i, m, _mm512_fmadd_ps(pv, ldrow512(row, f16, i, m), _mm512_maskz_loadu_ps(m, acc + i)));
+    }
+}
+// eˣ by Cephes' polynomial (relative error ~2e-7), as SelectiveScan.exp on the Swift side.
+T512 static inline __m512 exp512(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.f)), _mm512_set1_ps(88.f));
+    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT);
+    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fmadd_ps(k, _mm512_set1_ps(2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    __m512 e = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.f));
+    return _mm512_scalef_ps(e, k);
+}
+T512 static inline float expsum_512(float *s, int n, float m) {
+    __m512 mv = _mm512_set1_ps(m), sum = _mm512_setzero_ps();
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 mk = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, s + i), mv));
+        e = _mm512_maskz_mov_ps(mk, e);
+        _mm512_mask_storeu_ps(s + i, mk, e);
+        sum = _mm512_add_ps(sum, e);
+    }
+    return _mm512_reduce_add_ps(sum);
+}
+T512 static inline float expf_512(float x) { return _mm512_cvtss_f32(exp512(_mm512_set1_ps(x))); }
+
+// ---------- AVX2 primitives ----------
+#define T256 __attribute__((target("avx2,fma,f16c")))
+T256 static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+T256 static inline __m256 ldrow256(const void *row, int f16, int i) {
+    return f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)row + i))) : _mm256_loadu_ps((const float *)row + i);
+}
+T256 static inline float dot_256(const float *q, const void *row, int f16, int d) {
+    __m256 a = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= d; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), ldrow256(row, f16, i), a);
+    float s = hsum8(a);
+    for (; i < d; i++) s += q[i] * (f16 ? h2f(((const uint16_t *)row)[i]) : ((const float *)row)[i]);
+    return s;
+}
+T256 static inline void axpy_256(float *acc, float p, const void *row, int f16, int d) {
+    __m256 pv = _mm256_set1_ps(p);
+    int i = 0;
+    for (; i + 8 <= d; i += 8) _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(pv, ldrow256(row, f16, i), _mm256_loadu_ps(acc + i)));
+    for (; i < d; i++) acc[i] += p * (f16 ? h2f(((const uint16_t *)row)[i]) : ((const float *)row)[i]);
+}
+T256 static inline __m256 exp256(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.f)), _mm256_set1_ps(88.f));
+    __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fmadd_ps(k, _mm256_set1_ps(2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    __m256 e = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.f));
+    __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(e, _mm256_castsi256_ps(bits));
+}
+T256 static inline float expsum_256(float *s, int n, float m) {
+    __m256 mv = _mm256_set1_ps(m), sum = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(s + i), mv));
+        _mm256_storeu_ps(s + i, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    float t = hsum8(sum);
+    for (; i < n; i++) { s[i] = expf(s[i] - m); t += s[i]; }
+    return t;
+}
+T256 static inline float expf_256(float x) { return expf(x); }
+#endif
+
+// One key/value head and up to MAX_GROUP of its query heads: one pass over rows [first, first + n).
+#define ATTEND_GROUP(NAME, ATTR, DOT, AXPY, EXPSUM, EXPF)                                                  \
+ATTR static void NAME(const float *q, int gh, int d, const char *keys, const char *values, int f16,        \
+                      long first, long n, float scale, float *out) {                                       \
+    const long rowBytes = (long)d * (f16 ? 2 : 4);                                                         \
+    float acc[MAX_GROUP][MAX_DIM], s[MAX_GROUP][BLOCK], m[MAX_GROUP], l[MAX_GROUP];                        \
+    for (int h = 0; h < gh; h++) { m[h] = -INFINITY; l[h] = 0; memset(acc[h], 0, (size_t)d * 4); }         \
+    for (long j0 = 0; j0 < n; j0 += BLOCK) {                                                               \
+        int nb = n - j0 < BLOCK ? (int)(n - j0) : BLOCK;                                                   \
+        const char *kb = keys + (first + j0) * rowBytes, *vb = values + (first + j0) * rowBytes;           \
+        for (int j = 0; j < nb; j++)                                                                       \
+            for (int h = 0; h < gh; h++) s[h][j] = DOT(q + h * d, kb + j * rowBytes, f16, d) * scale;      \
+        for (int h = 0; h < gh; h++) {                                                                     \
+            float bm = s[h][0];                                                                            \
+            for (int j = 1; j < nb; j++) bm = s[h][j] > bm ? s[h][j] : bm;                                 \
+            if (bm > m[h]) {                                                                               \
+                float corr = m[h] == -INFINITY ? 0 : EXPF(m[h] - bm);                                      \
+                l[h] *= corr;                                                                              \
+                for (int i = 0; i < d; i++) acc[h][i] *= corr;                                             \
+                m[h] = bm;                                                                                 \
+            }                                                                                              \
+            l[h] += EXPSUM(s[h], nb, m[h]);                                                                \
+        }                                                                                                  \
+        for (int j = 0; j < nb; j++)                                                                       \
+            for (int h = 0; h < gh; h++) AXPY(acc[h], s[h][j], vb + j * rowBytes, f16, d);                  \
+    }                                                                                                      \
+    for (int h = 0; h < gh; h++) {                                                                         \
+        float inv = 1 / l[h];                                                                              \
+        for (int i = 0; i < d; i++) out[h * d + i] = acc[h][i] * inv;                                      \
+    }                                                                                                      \
+}
+ATTEND_GROUP(group_portable, , dot_p, axpy_p, expsum_p, expf_p)
+#if defined(__x86_64__)
+ATTEND_GROUP(group_512, T512, dot_512, axpy_512, expsum_512, expf_512)
+ATTEND_GROUP(group_256, T256, dot_256, axpy_256, expsum_256, expf_256)
+#endif
+
+typedef struct {
+    const float *q; int heads, kv_heads, d; const char *keys, *values; int f16; long capacity, first, n; float scale; float *out;
+} attention_job;
+
+static void attention_part(void *ctx, int index, int count) {
+    const attention_job *j = ctx;
+    int group = j->heads / j->kv_heads;
+    int chunks = (group + MAX_GROUP - 1) / MAX_GROUP;      // query heads per pass over the cache
+    int tasks = j->kv_heads * chunks;   // one per pool chunk
+    int isa = orochi_isa();
+    long headBytes = j->capacity * j->d * (j->f16 ? 2 : 4);
+    for (int t = (int)((long)tasks * index / count); t < (int)((long)tasks * (index + 1) / count); t++) {
+        int g = t / chunks, h0 = g * group + (t % chunks) * MAX_GROUP;
+        int gh = group - (t % chunks) * MAX_GROUP; if (gh > MAX_GROUP) gh = MAX_GROUP;
+        const char *k = j->keys + g * headBytes, *v = j->values + g * headBytes;
+        const float *q = j->q + (long)h0 * j->d;
+        float *out = j->out + (long)h0 * j->d;
+#if defined(__x86_64__)
+        if (isa == OROCHI_ISA_AVX512) { group_512(q, gh, j->d, k, v, j->f16, j->first, j->n, j->scale, out); continue; }
+        if (isa == OROCHI_ISA_AVX2) { group_256(q, gh, j->d, k, v, j->f16, j->first, j->n, j->scale, out); continue; }
+#endif
+        (void)isa;
+        group_portable(q, gh, j->d, k, v, j->f16, j->first, j->n, j->scale, out);
+    }
+}
+
+void orochi_attention_decode(const float *q, int heads, int kv_heads, int head_dim,
+                             const void *keys, const void *values, int kv_dtype, long capacity,
+                             long first, long n, float scale, float *out) {
+    attention_job job = {q, heads, kv_heads, head_dim, keys, values, kv_dtype == OROCHI_F16, capacity, first, n, scale, out};
+    // Short contexts: the whole cache is a few kilobytes, threads would cost more than they save.
+    if ((long)kv_heads * n * head_dim < 16384 || orochi_pool_threads() == 1) attention_part(&job, 0, 1);
+    else orochi_pool_run_chunks(attention_part, &job, kv_heads * ((heads / kv_heads + MAX_GROUP - 1) / MAX_GROUP));
+}

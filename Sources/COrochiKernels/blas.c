@@ -1,0 +1,111 @@
+// OpenBLAS, loaded by us rather than linked.
+//
+// Why: OpenBLAS picks its kernels once, in a constructor that runs when the library is loaded —
+// before main() of a program linked against it — from its own table of CPUs or from the
+// OPENBLAS_CORETYPE variable. Debian's 0.3.21 does not know recent CPUs (an Intel Xeon with
+// AMX, AMD Zen 5) and falls back to its SSE3 "Prescott" kernels there, 2–4× slower. A linked
+// program can only fix that by having its user set the variable before starting it. So we load
+// the library with dlopen at the first matrix product, after choosing the core type from the
+// CPU's features (cpuid): SkylakeX with AVX-512, Haswell with AVX2 + FMA, OpenBLAS's own choice
+// otherwise. A user's own OPENBLAS_CORETYPE is respected as it is. The variable is restored
+// afterwards, so that processes we start see the environment they were given.
+#include "orochi_kernels.h"
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float *, int, const float *, int, float, float *, int);
+typedef void (*sgemv_fn)(int, int, int, int, float, const float *, int, const float *, int, float, float *, int);
+typedef void (*set_threads_fn)(int);
+typedef int (*get_threads_fn)(void);
+typedef char *(*get_string_fn)(void);
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static int status = -1;
+static char error[512];
+static char reason[256];
+static sgemm_fn p_sgemm;
+static sgemv_fn p_sgemv;
+static set_threads_fn p_set_threads;
+static get_threads_fn p_get_threads;
+static get_string_fn p_corename, p_config;
+
+const char *orochi_blas_preferred_core(void) {
+    switch (orochi_isa()) {
+    case OROCHI_ISA_AVX512: return "SkylakeX";
+    case OROCHI_ISA_AVX2: return "Haswell";
+    default: return NULL;
+    }
+}
+
+static void load(void) {
+    const char *user = getenv("OPENBLAS_CORETYPE");
+    int ours = 0;
+    if (user && *user) {
+        snprintf(reason, sizeof reason, "OPENBLAS_CORETYPE=%s set by the user", user);
+    } else {
+        const char *best = orochi_blas_preferred_core();
+        if (best) {
+            setenv("OPENBLAS_CORETYPE", best, 1);
+            ours = 1;
+            snprintf(reason, sizeof reason, "chosen by orochi from the CPU's features (%s)", orochi_cpu_features());
+        } else {
+            snprintf(reason, sizeof reason, "OpenBLAS's own choice (no AVX2 on this CPU)");
+        }
+    }
+    const char *names[] = {"libopenblas.so.0", "libopenblas.so", "libopenblasp.so.0", NULL};
+    void *h = NULL;
+    for (int i = 0; names[i] && !h; i++) h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    if (ours) unsetenv("OPENBLAS_CORETYPE");
+    if (!h) {
+        snprintf(error, sizeof error, "cannot load OpenBLAS (libopenblas.so.0): %s; install it with 'apt-get install libopenblas-dev'", dlerror());
+        return;
+    }
+    p_sgemm = (sgemm_fn)dlsym(h, "cblas_sgemm");
+    p_sgemv = (sgemv_fn)dlsym(h, "cblas_sgemv");
+    p_set_threads = (set_threads_fn)dlsym(h, "openblas_set_num_threads");
+    p_get_threads = (get_threads_fn)dlsym(h, "openblas_get_num_threads");
+    p_corename = (get_string_fn)dlsym(h, "openblas_get_corename");
+    p_config = (get_string_fn)dlsym(h, "openblas_get_config");
+    if (!p_sgemm || !p_sgemv || !p_set_threads || !p_get_threads) {
+        snprintf(error, sizeof error, "the loaded OpenBLAS lacks cblas_sgemm, cblas_sgemv or openblas_set_num_threads");
+        return;
+    }
+    status = 0;
+}
+
+int orochi_blas_load(void) {
+    pthread_once(&once, load);
+    return status;
+}
+
+const char *orochi_blas_error(void) { orochi_blas_load(); return error; }
+const char *orochi_blas_core_reason(void) { orochi_blas_load(); return reason; }
+const char *orochi_blas_core(void) { return orochi_blas_load() == 0 && p_corename ? p_corename() : ""; }
+const char *orochi_blas_config(void) { return orochi_blas_load() == 0 && p_config ? p_config() : ""; }
+
+static void need(void) {
+    if (orochi_blas_load() != 0) {
+        fprintf(stderr, "orochi: %s\n", error);
+        exit(1);
+    }
+}
+
+void orochi_blas_set_threads(int threads) { need(); p_set_threads(threads); }
+int orochi_blas_threads(void) { need(); return p_get_threads(); }
+
+enum { ROW_MAJOR = 101 };
+
+void orochi_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                  const float *b, int ldb, float beta, float *c, int ldc) {
+    need();
+    p_sgemm(ROW_MAJOR, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void orochi_sgemv(int trans, int m, int n, float alpha, const float *a, int lda, const float *x,
+                  float beta, float *y) {
+    need();
+    p_sgemv(ROW_MAJOR, trans, m, n, alpha, a, lda, x, 1, beta, y, 1);
+}

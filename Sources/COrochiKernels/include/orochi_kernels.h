@@ -1,0 +1,90 @@
+// Orochi's C kernels: what Swift cannot express well — CPU feature dispatch, intrinsics for
+// half-precision conversions in registers, a spinning thread pool for one-token kernels, and
+// loading OpenBLAS ourselves so that we choose its kernels (see blas.c).
+//
+// Contract of every kernel: buffers are validated by the caller (sizes come from a checked
+// model configuration); no kernel allocates on the heap or checks bounds.
+#ifndef OROCHI_KERNELS_H
+#define OROCHI_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ---- CPU features and the kernel family chosen from them (cpu.c) ----
+enum { OROCHI_ISA_PORTABLE = 0, OROCHI_ISA_AVX2 = 1, OROCHI_ISA_AVX512 = 2 };
+/// The instruction set our kernels run with: AVX-512 (F, BW, VL, DQ), AVX2 + FMA + F16C, or portable C.
+int orochi_isa(void);
+/// Forces a kernel family (tests, benchmarks); a family the CPU lacks is ignored. Returns the family in force.
+int orochi_set_isa(int isa);
+/// "avx512", "avx2" or "portable".
+const char *orochi_isa_name(int isa);
+/// The CPU's features relevant to us, e.g. "avx2 fma f16c avx512f avx512bw avx512vl avx512dq avx512bf16 amx".
+const char *orochi_cpu_features(void);
+
+// ---- OpenBLAS, loaded at first use after choosing its core type (blas.c) ----
+/// Loads OpenBLAS if not yet loaded; returns 0, or -1 with `orochi_blas_error()` set.
+int orochi_blas_load(void);
+const char *orochi_blas_error(void);
+/// openblas_get_corename(), e.g. "SkylakeX" ("" if not loaded).
+const char *orochi_blas_core(void);
+/// openblas_get_config(), e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY SkylakeX MAX_THREADS=64".
+const char *orochi_blas_config(void);
+/// Why this core: "OPENBLAS_CORETYPE=… set by the user" or "chosen by orochi: …".
+const char *orochi_blas_core_reason(void);
+/// The core type Orochi would request for this CPU (NULL: leave it to OpenBLAS).
+const char *orochi_blas_preferred_core(void);
+void orochi_blas_set_threads(int threads);
+int orochi_blas_threads(void);
+/// Row-major cblas_sgemm / cblas_sgemv with the CBLAS enum values 111 (no transpose), 112 (transpose).
+void orochi_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                  const float *b, int ldb, float beta, float *c, int ldc);
+void orochi_sgemv(int trans, int m, int n, float alpha, const float *a, int lda, const float *x,
+                  float beta, float *y);
+
+// ---- thread pool for one-token kernels (pool.c) ----
+/// Threads used by our own parallel kernels (the calling thread included); clamped to 1…64.
+void orochi_pool_set_threads(int threads);
+int orochi_pool_threads(void);
+/// Runs fn(ctx, i, chunks) for every i in 0..<chunks (at most 65,535) on the pool's threads and
+/// the caller, chunks claimed one at a time, and returns when all are done. If the pool is busy
+/// (another thread is using it), the caller runs every chunk itself.
+void orochi_pool_run_chunks(void (*fn)(void *ctx, int index, int count), void *ctx, int chunks);
+/// The same with one chunk per thread.
+void orochi_pool_run(void (*fn)(void *ctx, int index, int count), void *ctx);
+
+// ---- weights in their stored type ----
+enum { OROCHI_F32 = 0, OROCHI_F16 = 1, OROCHI_BF16 = 2 };
+
+/// y[n] = W[n, k] · x[k] (or y += …) for W in f32, f16 or bf16, rows `ldw` elements apart.
+/// Threaded over rows through the pool when the matrix is large enough to pay for it.
+void orochi_matvec(int dtype, const void *w, long n, long k, long ldw, const float *x, float *y, int accumulate);
+/// The same on the calling thread only, over rows [row_begin, row_end).
+void orochi_matvec_rows(int dtype, const void *w, long row_begin, long row_end, long k, long ldw,
+                        const float *x, float *y, int accumulate);
+/// dst[i] = float(src[i]) for f32, f16 or bf16 sources.
+void orochi_to_f32(int dtype, const void *src, float *dst, long count);
+/// dst[i] = half(src[i]) (round to nearest even).
+void orochi_f32_to_f16(const float *src, uint16_t *dst, long count);
+
+// ---- attention for one new token over the cache (attention.c) ----
+/// For every query head h (group = heads / kv_heads query heads share kv head h / group):
+///   out_h[d] = Σ_j softmax_j(scale · q_h · K_g[j]) · V_g[j],  j over `n` cached rows starting at row `first`.
+/// keys / values: [kv_heads, capacity, d] in f32 or f16 (`kv_dtype`); q, out: [heads, d].
+/// One pass over each kv head's keys and values (online softmax), the group's query heads together,
+/// kv heads split over the pool's threads. head_dim ≤ 512.
+void orochi_attention_decode(const float *q, int heads, int kv_heads, int head_dim,
+                             const void *keys, const void *values, int kv_dtype, long capacity,
+                             long first, long n, float scale, float *out);
+
+// ---- measurements (bandwidth.c) ----
+/// Streaming read bandwidth in bytes/s over `bytes` (rounded to 64), on the pool's threads; median of `reps`.
+double orochi_read_bandwidth(size_t bytes, int reps);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,261 @@
+// Matrix-vector products for one token, with weights in their stored type (f32, f16 or bf16):
+// half-precision rows are widened in registers, so decode reads 2 bytes per weight, not 4.
+// Three builds of each kernel — AVX-512, AVX2 + FMA + F16C, portable C — chosen at run time.
+#include "orochi_kernels.h"
+#include <string.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+// ---------- portable ----------
+static inline float half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
+    if (exp == 0x1f) bits = sign | 0x7f800000u | (mant << 13);                 // inf, nan
+    else if (exp != 0) bits = sign | ((exp + 112) << 23) | (mant << 13);       // normal
+    else if (mant == 0) bits = sign;                                           // ±0
+    else {                                                                     // subnormal
+        int e = -1;
+        do { mant <<= 1; e++; } while (!(mant & 0x400));
+        bits = sign | ((uint32_t)(112 - e) << 23) | ((mant & 0x3ff) << 13);
+    }
+    float f; memcpy(&f, &bits, 4); return f;
+}
+static inline float bf16_to_float(uint16_t h) { uint32_t bits = (uint32_t)h << 16; float f; memcpy(&f, &bits, 4); return f; }
+static inline float load_any(int dtype, const void *w, long i) {
+    switch (dtype) {
+    case OROCHI_F16: return half_to_float(((const uint16_t *)w)[i]);
+    case OROCHI_BF16: return bf16_to_float(((const uint16_t *)w)[i]);
+    default: return ((const float *)w)[i];
+    }
+}
+
+static void rows_portable(int dtype, const void *w, long r0, long r1, long k, long ldw, const float *x, float *y, int acc) {
+    for (long r = r0; r < r1; r++) {
+        float s = 0;
+        if (dtype == OROCHI_F32) {
+            const float *row = (const float *)w + r * ldw;
+            for (long j = 0; j < k; j++) s += row[j] * x[j];
+        } else {
+            for (long j = 0; j < k; j++) s += load_any(dtype, w, r * ldw + j) * x[j];
+        }
+        y[r] = acc ? y[r] + s : s;
+    }
+}
+
+#if defined(__x86_64__)
+// ---------- AVX-512 ----------
+#define T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
+T512 static inline __m512 ld512_f32(const void *p, long j) { return _mm512_loadu_ps((const float *)p + j); }
+T512 static inline __m512 ld512_f16(const void *p, long j) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)p + j))); }
+T512 static inline __m512 ld512_bf16(const void *p, long j) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)p + j))), 16));
+}
+T512 static inline __m512 ldm512_f32(const void *p, long j, __mmask16 m) { return _mm512_maskz_loadu_ps(m, (const float *)p + j); }
+T512 static inline __m512 ldm512_f16(const void *p, long j, __mmask16 m) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)p + j)); }
+T512 static inline __m512 ldm512_bf16(const void *p, long j, __mmask16 m) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, (const uint16_t *)p + j)), 16));
+}
+
+// Four rows at a time, two 16-lane blocks per step (eight independent sums), a masked tail.
+#define ROWS512(NAME, LD, LDM, ESZ)                                                                        \
+T512 static void NAME(const void *w, long r0, long r1, long k, long ldw, const float *x, float *y, int acc) { \
+    const char *base = (const char *)w;                                                                    \
+    long k32 = k & ~31L, k16 = k & ~15L;                                                                   \
+    __mmask16 tail = (__mmask16)((1u << (k - k16)) - 1);                                                   \
+    long r = r0;                                                                                           \
+    for (; r + 4 <= r1; r += 4) {                                                                          \
+        const void *w0 = base + (r * ldw) * ESZ, *w1 = base + ((r + 1) * ldw) * ESZ;                       \
+        const void *w2 = base + ((r + 2) * ldw) * ESZ, *w3 = base + ((r + 3) * ldw) * ESZ;                 \
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;    \
+        long j = 0;                                                                                        \
+        for (; j < k32; j += 32) {                                                                         \
+            __m512 x0 = _mm512_loadu_ps(x + j), x1 = _mm512_loadu_ps(x + j + 16);                          \
+            a0 = _mm512_fmadd_ps(LD(w0, j), x0, a0); b0 = _mm512_fmadd_ps(LD(w0, j + 16), x1, b0);         \
+            a1 = _mm512_fmadd_ps(LD(w1, j), x0, a1); b1 = _mm512_fmadd_ps(LD(w1, j + 16), x1, b1);         \
+            a2 = _mm512_fmadd_ps(LD(w2, j), x0, a2); b2 = _mm512_fmadd_ps(LD(w2, j + 16), x1, b2);         \
+            a3 = _mm512_fmadd_ps(LD(w3, j), x0, a3); b3 = _mm512_fmadd_ps(LD(w3, j + 16), x1, b3);         \
+        }                                                                                                  \
+        for (; j < k16; j += 16) {                                                                         \
+            __m512 x0 = _mm512_loadu_ps(x + j);                                                            \
+            a0 = _mm512_fmadd_ps(LD(w0, j), x0, a0); a1 = _mm512_fmadd_ps(LD(w1, j), x0, a1);              \
+            a2 = _mm512_fmadd_ps(LD(w2, j), x0, a2); a3 = _mm512_fmadd_ps(LD(w3, j), x0, a3);              \
+        }                                                                                                  \
+        if (tail) {                                                                                        \
+            __m512 x0 = _mm512_maskz_loadu_ps(tail, x + j);                                                \
+            a0 = _mm512_fmadd_ps(LDM(w0, j, tail), x0, a0); a1 = _mm512_fmadd_ps(LDM(w1, j, tail), x0, a1); \
+            a2 = _mm512_fmadd_ps(LDM(w2, j, tail), x0, a2); a3 = _mm512_fmadd_ps(LDM(w3, j, tail), x0, a3); \
+        }                                                                                                  \
+        float s0 = _mm512_reduce_add_ps(_mm512_add_ps(a0, b0)), s1 = _mm512_reduce_add_ps(_mm512_add_ps(a1, b1)); \
+        float s2 = _mm512_reduce_add_ps(_mm512_add_ps(a2, b2)), s3 = _mm512_reduce_add_ps(_mm512_add_ps(a3, b3)); \
+        if (acc) { y[r] += s0; y[r + 1] += s1; y[r + 2] += s2; y[r + 3] += s3; }                          \
+        else { y[r] = s0; y[r + 1] = s1; y[r + 2] = s2; y[r + 3] = s3; }                                  \
+    }                                                                                                      \
+    for (; r < r1; r++) {                                                                                  \
+        const void *w0 = base + (r * ldw) * ESZ;                                                           \
+        __m512 a0 = _mm512_setzero_ps();                                                                   \
+        long j = 0;                                                                                        \
+        for (; j < k16; j += 16) a0 = _mm512_fmadd_ps(LD(w0, j), _mm512_loadu_ps(x + j), a0);              \
+        if (tail) a0 = _mm512_fmadd_ps(LDM(w0, j, tail), _mm512_maskz_loadu_ps(tail, x + j), a0);          \
+        float s = _mm512_reduce_add_ps(a0);                                                                \
+        y[r] = acc ? y[r] + s : s;                                                                         \
+    }                                                                                                      \
+}
+ROWS512(rows512_f32, ld512_f32, ldm512_f32, 4)
+ROWS512(rows512_f16, ld512_f16, ldm512_f16, 2)
+ROWS512(rows512_bf16, ld512_bf16, ldm512_bf16, 2)
+
+// ---------- AVX2 + FMA + F16C ----------
+#define T256 __attribute__((target("avx2,fma,f16c")))
+T256 static inline __m256 ld256_f32(const void *p, long j) { return _mm256_loadu_ps((const float *)p + j); }
+T256 static inline __m256 ld256_f16(const void *p, long j) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + j))); }
+T256 static inline __m256 ld256_bf16(const void *p, long j) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + j))), 16));
+}
+T256 static inline float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+#define ROWS256(NAME, LD, DT)                                                                              \
+T256 static void NAME(const void *w, long r0, long r1, long k, long ldw, const float *x, float *y, int acc) { \
+    const char *base = (const char *)w;                                                                    \
+    const long esz = DT == OROCHI_F32 ? 4 : 2;                                                             \
+    long k8 = k & ~7L;                                                                                     \
+    long r = r0;                                                                                           \
+    for (; r + 4 <= r1; r += 4) {                                                                          \
+        const void *w0 = base + (r * ldw) * esz, *w1 = base + ((r + 1) * ldw) * esz;                       \
+        const void *w2 = base + ((r + 2) * ldw) * esz, *w3 = base + ((r + 3) * ldw) * esz;                 \
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                        \
+        long j = 0;                                                                                        \
+        for (; j < k8; j += 8) {                                                                           \
+            __m256 x0 = _mm256_loadu_ps(x + j);                                                            \
+            a0 = _mm256_fmadd_ps(LD(w0, j), x0, a0); a1 = _mm256_fmadd_ps(LD(w1, j), x0, a1);              \
+            a2 = _mm256_fmadd_ps(LD(w2, j), x0, a2); a3 = _mm256_fmadd_ps(LD(w3, j), x0, a3);              \
+        }                                                                                                  \
+        float s0 = hsum256(a0), s1 = hsum256(a1), s2 = hsum256(a2), s3 = hsum256(a3);                      \
+        for (; j < k; j++) {                                                                               \
+            s0 += load_any(DT, w0, j) * x[j]; s1 += load_any(DT, w1, j) * x[j];                            \
+            s2 += load_any(DT, w2, j) * x[j]; s3 += load_any(DT, w3, j) * x[j];                            \
+        }                                                                                                  \
+        if (acc) { y[r] += s0; y[r + 1] += s1; y[r + 2] += s2; y[r + 3] += s3; }                          \
+        else { y[r] = s0; y[r + 1] = s1; y[r + 2] = s2; y[r + 3] = s3; }                                  \
+    }                                                                                                      \
+    for (; r < r1; r++) {                                                                                  \
+        const void *w0 = base + (r * ldw) * esz;                                                           \
+        __m256 a0 = _mm256_setzero_ps();                                                                   \
+        long j = 0;                                                                                        \
+        for (; j < k8; j += 8) a0 = _mm256_fmadd_ps(LD(w0, j), _mm256_loadu_ps(x + j), a0);                \
+        float s = hsum256(a0);                                                                             \
+        for (; j < k; j++) s += load_any(DT, w0, j) * x[j];                                                \
+        y[r] = acc ? y[r] + s : s;                                                                         \
+    }                                                                                                      \
+}
+ROWS256(rows256_f32, ld256_f32, OROCHI_F32)
+ROWS256(rows256_f16, ld256_f16, OROCHI_F16)
+ROWS256(rows256_bf16, ld256_bf16, OROCHI_BF16)
+#endif
+
+void orochi_matvec_rows(int dtype, const void *w, long r0, long r1, long k, long ldw, const float *x, float *y, int acc) {
+#if defined(__x86_64__)
+    switch (orochi_isa()) {
+    case OROCHI_ISA_AVX512:
+        if (dtype == OROCHI_F16) rows512_f16(w, r0, r1, k, ldw, x, y, acc);
+        else if (dtype == OROCHI_BF16) rows512_bf16(w, r0, r1, k, ldw, x, y, acc);
+        else rows512_f32(w, r0, r1, k, ldw, x, y, acc);
+        return;
+    case OROCHI_ISA_AVX2:
+        if (dtype == OROCHI_F16) rows256_f16(w, r0, r1, k, ldw, x, y, acc);
+        else if (dtype == OROCHI_BF16) rows256_bf16(w, r0, r1, k, ldw, x, y, acc);
+        else rows256_f32(w, r0, r1, k, ldw, x, y, acc);
+        return;
+    }
+#endif
+    rows_portable(dtype, w, r0, r1, k, ldw, x, y, acc);
+}
+
+typedef struct { int dtype; const void *w; long n, k, ldw; const float *x; float *y; int acc; } matvec_job;
+
+static void matvec_part(void *ctx, int index, int count) {
+    const matvec_job *j = ctx;
+    // Row ranges in multiples of 16, so that each thread streams whole cache lines of its rows.
+    long blocks = (j->n + 15) / 16;
+    long r0 = blocks * index / count * 16, r1 = blocks * (index + 1) / count * 16;
+    if (r1 > j->n) r1 = j->n;
+    if (r0 < r1) orochi_matvec_rows(j->dtype, j->w, r0, r1, j->k, j->ldw, j->x, j->y, j->acc);
+}
+
+/// Below this many weights a product runs on the calling thread: handing it to the pool
+/// costs about as much as it saves.
+enum { PARALLEL_MIN_WEIGHTS = 1 << 15 };
+
+void orochi_matvec(int dtype, const void *w, long n, long k, long ldw, const float *x, float *y, int acc) {
+    if (n * k < PARALLEL_MIN_WEIGHTS || n < 32 || orochi_pool_threads() == 1) {
+        orochi_matvec_rows(dtype, w, 0, n, k, ldw, x, y, acc);
+        return;
+    }
+    matvec_job job = {dtype, w, n, k, ldw, x, y, acc};
+    long blocks = (n + 15) / 16;
+    int chunks = 4 * orochi_pool_threads();   // a few per thread, so that a late thread is covered
+    orochi_pool_run_chunks(matvec_part, &job, blocks < chunks ? (int)blocks : chunks);
+}
+
+// ---------- conversions ----------
+#if defined(__x86_64__)
+T512 static void to_f32_512(int dtype, const void *src, float *dst, long count) {
+    long i = 0;
+    for (; i + 16 <= count; i += 16)
+        _mm512_storeu_ps(dst + i, dtype == OROCHI_F16 ? ld512_f16(src, i) : ld512_bf16(src, i));
+    for (; i < count; i++) dst[i] = load_any(dtype, src, i);
+}
+T256 static void to_f32_256(int dtype, const void *src, float *dst, long count) {
+    long i = 0;
+    for (; i + 8 <= count; i += 8)
+        _mm256_storeu_ps(dst + i, dtype == OROCHI_F16 ? ld256_f16(src, i) : ld256_bf16(src, i));
+    for (; i < count; i++) dst[i] = load_any(dtype, src, i);
+}
+T256 static void f32_to_f16_256(const float *src, uint16_t *dst, long count) {
+    long i = 0;
+    for (; i + 8 <= count; i += 8)
+        _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < count; i++) {
+        __m128 v = _mm_set_ss(src[i]);
+        dst[i] = (uint16_t)_mm_extract_epi16(_mm_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT), 0);
+    }
+}
+#endif
+
+static uint16_t float_to_half(float f) {   // round to nearest even
+    uint32_t x; memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000, absx = x & 0x7fffffff;
+    if (absx >= 0x7f800000) return (uint16_t)(sign | 0x7c00 | (absx > 0x7f800000 ? 0x200 : 0));
+    if (absx >= 0x477ff000) return (uint16_t)(sign | 0x7c00);                  // overflows to inf
+    if (absx < 0x38800000) {                                                   // subnormal or zero
+        if (absx < 0x33000000) return (uint16_t)sign;
+        uint32_t mant = (absx & 0x7fffff) | 0x800000;
+        int shift = 126 - (int)(absx >> 23);
+        uint32_t half = mant >> (shift + 1), rem = mant & ((1u << (shift + 1)) - 1), mid = 1u << shift;
+        if (rem > mid || (rem == mid && (half & 1))) half++;
+        return (uint16_t)(sign | half);
+    }
+    uint32_t half = ((absx - 0x38000000) >> 13), rem = absx & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (half & 1))) half++;
+    return (uint16_t)(sign | half);
+}
+
+void orochi_to_f32(int dtype, const void *src, float *dst, long count) {
+    if (dtype == OROCHI_F32) { memcpy(dst, src, (size_t)count * 4); return; }
+#if defined(__x86_64__)
+    if (orochi_isa() == OROCHI_ISA_AVX512) { to_f32_512(dtype, src, dst, count); return; }
+    if (orochi_isa() == OROCHI_ISA_AVX2) { to_f32_256(dtype, src, dst, count); return; }
+#endif
+    for (long i = 0; i < count; i++) dst[i] = load_any(dtype, src, i);
+}
+
+void orochi_f32_to_f16(const float *src, uint16_t *dst, long count) {
+#if defined(__x86_64__)
+    if (orochi_isa() >= OROCHI_ISA_AVX2) { f32_to_f16_256(src, dst, count); return; }
+#endif
+    for (long i = 0; i < count; i++) dst[i] = float_to_half(src[i]);
+}

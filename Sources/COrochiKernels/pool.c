@@ -1,0 +1,125 @@
+// A small thread pool for the one-token kernels. Decode issues dozens of short parallel jobs per
+// token (a matrix-vector product takes microseconds), so waking threads through the kernel each
+// time would cost more than the work: workers spin for a while after each job (about a
+// millisecond, covering the gap to the next product and the sampling between tokens), then sleep
+// on a condition variable until the next job.
+//
+// A job is cut into chunks that the caller and the workers claim one at a time from a shared
+// word (generation | next chunk | chunk count), so that a worker the OS has not scheduled yet
+// never holds the caller up: the caller runs the chunks nobody claimed and returns once every
+// claimed chunk is done. A worker that wakes late finds the word's generation moved on and goes
+// back to waiting.
+#include "orochi_kernels.h"
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <time.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define CPU_RELAX() _mm_pause()
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
+enum { MAX_THREADS = 64 };
+
+static int threads = 1;                       // wanted, the caller included
+static int started = 0;                       // workers running
+static pthread_mutex_t busy = PTHREAD_MUTEX_INITIALIZER;    // one job at a time
+static pthread_mutex_t sleep_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
+static _Atomic uint64_t claim;                // generation << 32 | next chunk << 16 | chunk count
+static atomic_int done;                       // chunks finished in this generation
+static atomic_int sleepers;
+static void (*job_fn)(void *, int, int);
+static void *job_ctx;
+
+static inline uint32_t gen_of(uint64_t w) { return (uint32_t)(w >> 32); }
+static inline int next_of(uint64_t w) { return (int)((w >> 16) & 0xffff); }
+static inline int count_of(uint64_t w) { return (int)(w & 0xffff); }
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/// Claims and runs chunks of generation `g` until none is left.
+static void work(uint32_t g) {
+    for (;;) {
+        uint64_t w = atomic_load_explicit(&claim, memory_order_acquire);
+        if (gen_of(w) != g || next_of(w) >= count_of(w)) return;
+        if (!atomic_compare_exchange_weak_explicit(&claim, &w, w + (1u << 16), memory_order_acq_rel, memory_order_acquire)) continue;
+        // The chunk is ours and not done, so the caller is still waiting: job_fn and job_ctx are this job's.
+        job_fn(job_ctx, next_of(w), count_of(w));
+        atomic_fetch_add_explicit(&done, 1, memory_order_release);
+    }
+}
+
+static void *worker(void *arg) {
+    (void)arg;
+    uint32_t seen = gen_of(atomic_load(&claim));
+    for (;;) {
+        uint32_t g;
+        int spins = 0;
+        double start = 0;
+        while ((g = gen_of(atomic_load_explicit(&claim, memory_order_acquire))) == seen) {
+            CPU_RELAX();
+            if (++spins == 1024) {
+                spins = 0;
+                if (start == 0) start = now();
+                else if (now() - start > 1e-3) {
+                    pthread_mutex_lock(&sleep_lock);
+                    atomic_fetch_add(&sleepers, 1);
+                    while (gen_of(atomic_load(&claim)) == seen) pthread_cond_wait(&wake, &sleep_lock);
+                    atomic_fetch_sub(&sleepers, 1);
+                    pthread_mutex_unlock(&sleep_lock);
+                    start = 0;
+                }
+            }
+        }
+        seen = g;
+        work(g);
+    }
+    return NULL;
+}
+
+void orochi_pool_set_threads(int n) {
+    if (n < 1) n = 1;
+    if (n > MAX_THREADS) n = MAX_THREADS;
+    threads = n;
+}
+
+int orochi_pool_threads(void) { return threads; }
+
+void orochi_pool_run_chunks(void (*fn)(void *, int, int), void *ctx, int chunks) {
+    if (chunks > 0xffff) chunks = 0xffff;
+    if (chunks <= 1 || threads <= 1 || pthread_mutex_trylock(&busy) != 0) {
+        for (int i = 0; i < chunks; i++) fn(ctx, i, chunks);
+        return;
+    }
+    while (started < threads - 1) {           // workers are started once and kept
+        pthread_t t;
+        if (pthread_create(&t, NULL, worker, NULL) != 0) break;
+        pthread_detach(t);
+        started++;
+    }
+    job_fn = fn; job_ctx = ctx;
+    atomic_store_explicit(&done, 0, memory_order_relaxed);
+    uint32_t g = gen_of(atomic_load(&claim)) + 1;
+    atomic_store_explicit(&claim, ((uint64_t)g << 32) | (uint64_t)chunks, memory_order_seq_cst);
+    if (atomic_load(&sleepers) > 0) {
+        pthread_mutex_lock(&sleep_lock);
+        pthread_cond_broadcast(&wake);
+        pthread_mutex_unlock(&sleep_lock);
+    }
+    work(g);
+    for (int spins = 0; atomic_load_explicit(&done, memory_order_acquire) < chunks; spins++) {
+        if (spins < 4096) CPU_RELAX(); else sched_yield();   // a claimed chunk's thread was preempted
+    }
+    pthread_mutex_unlock(&busy);
+}
+
+void orochi_pool_run(void (*fn)(void *, int, int), void *ctx) {
+    orochi_pool_run_chunks(fn, ctx, threads);
+}

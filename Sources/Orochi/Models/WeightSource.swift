@@ -1,0 +1,119 @@
+import Foundation
+
+/// Where a model's weights come from: a checkpoint, or seeded random values for a benchmark
+/// preset. Each architecture names its tensors once, with their shapes and how a preset
+/// initialises them, so that checkpoints and presets cannot drift apart.
+protocol WeightSource: AnyObject {
+    /// A weight matrix [rows, columns] in the source's storage type.
+    func matrix(_ name: String, rows: Int, columns: Int, initial: RandomInit) throws -> WeightMatrix
+    /// A tensor as float32 (norms, biases, filters), checked against `shape`.
+    func vector(_ name: String, shape: [Int], initial: RandomInit) throws -> UnsafePointer<Float>
+    /// Whether an optional tensor is there (a checkpoint: in the file; a preset: as the config says).
+    func has(_ name: String, configured: Bool) -> Bool
+    /// Parameters handed out so far.
+    var parameterCount: Int { get }
+    /// Tensor count per stored dtype, for `inspect`.
+    var dtypeCounts: [String: Int] { get }
+}
+
+/// How a preset fills a tensor (roughly as transformers initialises it).
+enum RandomInit {
+    case normal(std: Float)
+    case uniform(Float, Float)
+    case constant(Float)
+    /// Mamba's S4D-real initialisation of A_log: row c is log(1), log(2), …, log(N).
+    case logRange(n: Int)
+}
+
+/// A checkpoint as a weight source; matrices stay in their stored type unless `storage` is f32.
+final class CheckpointWeights: WeightSource {
+    let checkpoint: Checkpoint
+    let storage: WeightStorage
+    private(set) var parameterCount = 0
+    init(_ checkpoint: Checkpoint, storage: WeightStorage) { self.checkpoint = checkpoint; self.storage = storage }
+
+    func matrix(_ name: String, rows: Int, columns: Int, initial: RandomInit) throws -> WeightMatrix {
+        let m = try checkpoint.matrix(name, rows: rows, columns: columns, storage: storage)
+        parameterCount += m.count
+        return m
+    }
+    func vector(_ name: String, shape: [Int], initial: RandomInit) throws -> UnsafePointer<Float> {
+        let t = try checkpoint.tensor(name, shape: shape)
+        parameterCount += t.count
+        return t.data
+    }
+    func has(_ name: String, configured: Bool) -> Bool { configured || checkpoint.has(name) }
+    var dtypeCounts: [String: Int] { checkpoint.dtypeCounts }
+}
+
+/// Seeded random weights for benchmark presets: realistic shapes without a download. Matrices
+/// are float32, or narrowed to f16 when `storage` says so (to measure half-precision decode).
+/// Owns every buffer it hands out.
+final class RandomWeights: WeightSource {
+    private var buffers: [FloatBuffer] = []
+    private var rng: SplitMix64
+    private let half: Bool
+    private(set) var parameterCount = 0
+    private var tensors = 0
+
+    init(seed: UInt64, storage: WeightType = .f32) { rng = SplitMix64(seed: seed); half = storage == .f16 }
+
+    func matrix(_ name: String, rows: Int, columns: Int, initial: RandomInit) throws -> WeightMatrix {
+        let values = fill(rows * columns, initial, columns: columns)
+        guard half else { return WeightMatrix(values, rows: rows, columns: columns) }
+        let narrow = FloatBuffer(count: (rows * columns + 1) / 2)        // f16 values, two per float slot
+        buffers.append(narrow)
+        let bits = UnsafeMutableRawPointer(narrow.pointer).bindMemory(to: UInt16.self, capacity: rows * columns)
+        narrowToHalf(values, into: bits, count: rows * columns)
+        buffers.removeAll { $0.pointer == UnsafeMutablePointer(mutating: values) }   // the f32 values are not kept
+        return WeightMatrix(raw: UnsafeRawPointer(bits), type: .f16, rows: rows, columns: columns)
+    }
+
+    func vector(_ name: String, shape: [Int], initial: RandomInit) throws -> UnsafePointer<Float> {
+        fill(shape.reduce(1, *), initial, columns: shape.last ?? 1)
+    }
+
+    func has(_ name: String, configured: Bool) -> Bool { configured }
+
+    var dtypeCounts: [String: Int] { [half ? "F16 (random)" : "F32 (random)": tensors] }
+
+    private func fill(_ count: Int, _ initial: RandomInit, columns: Int) -> UnsafePointer<Float> {
+        let b = FloatBuffer(count: count)
+        buffers.append(b)
+        parameterCount += count
+        tensors += 1
+        switch initial {
+        case let .normal(std):                                       // Box–Muller
+            var i = 0
+            while i < count {
+                let u1 = max(rng.nextUnitFloat(), 1e-12), u2 = rng.nextUnitFloat()
+                let r = (-2 * logf(u1)).squareRoot() * std
+                b[i] = r * cosf(2 * .pi * u2)
+                if i + 1 < count { b[i + 1] = r * sinf(2 * .pi * u2) }
+                i += 2
+            }
+        case let .uniform(lo, hi):
+            for i in 0..<count { b[i] = lo + (hi - lo) * rng.nextUnitFloat() }
+        case let .constant(value):
+            for i in 0..<count { b[i] = value }
+        case let .logRange(n):
+            for i in 0..<count { b[i] = logf(Float(i % n + 1)) }
+        }
+        return UnsafePointer(b.pointer)
+    }
+}
+
+/// A small, fast, seedable generator (Steele et al.'s SplitMix64), so that runs are reproducible.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9e3779b97f4a7c15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xbf58476d1ce4e5b9
+        z = (z ^ (z >> 27)) &* 0x94d049bb133111eb
+        return z ^ (z >> 31)
+    }
+    /// A float uniform in [0, 1) with 24 random bits.
+    public mutating func nextUnitFloat() -> Float { Float(next() >> 40) * (1.0 / 16_777_216.0) }
+}

@@ -1,0 +1,98 @@
+import COrochiKernels
+
+/// How a weight is held in memory: as the checkpoint stores it, or widened to float32.
+public enum WeightType: String, Sendable, CaseIterable {
+    case f32, f16, bf16
+
+    var code: Int32 {
+        switch self {
+        case .f32: return Int32(OROCHI_F32)
+        case .f16: return Int32(OROCHI_F16)
+        case .bf16: return Int32(OROCHI_BF16)
+        }
+    }
+    public var byteSize: Int { self == .f32 ? 4 : 2 }
+}
+
+/// A weight matrix W[rows, columns], row-major, in its stored type: a view into the mapped
+/// checkpoint (or a buffer owned by whoever built it). Half-precision matrices stay half: decode
+/// widens them in registers; prefill widens one matrix at a time into a scratch buffer for sgemm.
+public struct WeightMatrix: @unchecked Sendable {
+    public let raw: UnsafeRawPointer
+    public let type: WeightType
+    public let rows: Int
+    public let columns: Int
+
+    public init(raw: UnsafeRawPointer, type: WeightType, rows: Int, columns: Int) {
+        self.raw = raw; self.type = type; self.rows = rows; self.columns = columns
+    }
+
+    public init(_ f32: UnsafePointer<Float>, rows: Int, columns: Int) {
+        self.init(raw: UnsafeRawPointer(f32), type: .f32, rows: rows, columns: columns)
+    }
+
+    public var count: Int { rows * columns }
+    public var bytes: Int { count * type.byteSize }
+
+    /// y[rows] = W · x[columns] (or y += …): one token.
+    @inline(__always)
+    public func matvec(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
+        orochi_matvec(type.code, raw, rows, columns, columns, x, y, accumulate ? 1 : 0)
+    }
+
+    /// Y[m, rows] = X[m, columns] · Wᵀ (or Y += …): many tokens through sgemm. Half-precision
+    /// weights are widened a block of rows at a time into `scratch` (`scratchCount` floats, at
+    /// least one row), which stays in cache for the product that follows.
+    public func matmul(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int? = nil,
+                       into y: UnsafeMutablePointer<Float>, ldy: Int? = nil, accumulate: Bool = false,
+                       scratch: UnsafeMutablePointer<Float>?, scratchCount: Int) {
+        let ldy = ldy ?? rows
+        if type == .f32 {
+            BLAS.matmul(x, rows: m, inner: columns, ldx: ldx, weight: raw.assumingMemoryBound(to: Float.self),
+                        outputs: rows, into: y, ldy: ldy, accumulate: accumulate)
+            return
+        }
+        guard let scratch, scratchCount >= columns else { preconditionFailure("half-precision weights need a widening buffer of a row or more") }
+        let block = scratchCount / columns
+        var r0 = 0
+        while r0 < rows {
+            let r1 = min(rows, r0 + block)
+            orochi_to_f32(type.code, raw + r0 * columns * type.byteSize, scratch, (r1 - r0) * columns)
+            BLAS.matmul(x, rows: m, inner: columns, ldx: ldx, weight: scratch, outputs: r1 - r0,
+                        into: y + r0, ldy: ldy, accumulate: accumulate)
+            r0 = r1
+        }
+    }
+
+    /// Row `r` as float32 into `out` [columns] (an embedding lookup).
+    @inline(__always)
+    public func row(_ r: Int, into out: UnsafeMutablePointer<Float>) {
+        orochi_to_f32(type.code, raw + r * columns * type.byteSize, out, columns)
+    }
+
+    /// The `i`-th value in row-major order, as float32.
+    public func element(_ i: Int, into out: UnsafeMutablePointer<Float>) {
+        orochi_to_f32(type.code, raw + i * type.byteSize, out, 1)
+    }
+
+    /// Every value as float32 into `out` [count].
+    public func widen(into out: UnsafeMutablePointer<Float>) {
+        orochi_to_f32(type.code, raw, out, count)
+    }
+}
+
+/// Float32 → IEEE half (round to nearest even), `count` values.
+public func narrowToHalf(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<UInt16>, count: Int) {
+    orochi_f32_to_f16(src, dst, count)
+}
+
+/// Attention of one new token over a KV cache [kvHeads, capacity, headDim] in f32 or f16:
+/// scores, softmax and the weighted sum of values in one pass over rows first..<first + count,
+/// for every query head (q, out: [heads, headDim]). See attention.c.
+@inline(__always)
+public func attendOneToken(q: UnsafePointer<Float>, heads: Int, kvHeads: Int, headDim: Int,
+                           keys: UnsafeRawPointer, values: UnsafeRawPointer, cacheType: WeightType, capacity: Int,
+                           first: Int, count: Int, scale: Float, into out: UnsafeMutablePointer<Float>) {
+    orochi_attention_decode(q, Int32(heads), Int32(kvHeads), Int32(headDim), keys, values, cacheType.code,
+                            capacity, first, count, scale, out)
+}

@@ -1,0 +1,55 @@
+import Foundation
+import Testing
+@testable import Orochi
+
+/// OpenBLAS's kernels are chosen by Orochi from the CPU's features when the user has not set
+/// OPENBLAS_CORETYPE (Debian's 0.3.21 falls back to SSE3 "Prescott" kernels on CPUs it does not
+/// know), a user's own choice is respected, and either way the products are right. Each case runs
+/// the `orochi` executable, since OpenBLAS reads the variable once, when it is loaded.
+struct KernelChoiceTests {
+    let model = Fixtures.directory("llama", "gqa_linear_f32").path
+
+    func blasLine(_ r: OrochiProcess.Result) -> String {
+        r.stdout.split(separator: "\n").first { $0.hasPrefix("blas ") }.map(String.init) ?? ""
+    }
+
+    @Test func bestCoreWithoutTheVariable() throws {
+        let r = try OrochiProcess.run(["inspect", "--model", model], environment: ["OPENBLAS_CORETYPE": nil])
+        #expect(r.status == 0, "\(r.stderr)")
+        let line = blasLine(r)
+        switch KernelInfo.isa {
+        case "avx512": #expect(line.contains("core SkylakeX (chosen by orochi"), "\(line)")
+        case "avx2": #expect(line.contains("core Haswell (chosen by orochi"), "\(line)")
+        default: #expect(line.contains("OpenBLAS's own choice"), "\(line)")
+        }
+        #expect(r.stdout.contains("orochi kernels") && r.stdout.contains(KernelInfo.isa))
+    }
+
+    @Test func theUsersCoreIsRespected() throws {
+        let r = try OrochiProcess.run(["inspect", "--model", model], environment: ["OPENBLAS_CORETYPE": "Prescott"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(blasLine(r).contains("core Prescott (OPENBLAS_CORETYPE=Prescott set by the user)"), "\(blasLine(r))")
+    }
+
+    /// Prefill's sgemm under the chosen core and under the slow fallback: the same logits as transformers.
+    @Test(arguments: [nil, "Prescott"] as [String?])
+    func logitsMatchUnderEitherCore(_ core: String?) throws {
+        let dir = TemporaryDirectory()
+        let out = dir.url.appendingPathComponent("logits.npy").path
+        let reference = try Fixtures.reference(URL(fileURLWithPath: model))
+        let r = try OrochiProcess.run(["forward", "--model", model, "--ids", reference.ids.map(String.init).joined(separator: " "), "--out", out],
+                                      environment: ["OPENBLAS_CORETYPE": core])
+        #expect(r.status == 0, "\(r.stderr)")
+        let (values, _) = try NPY.decodeFloat32(Data(contentsOf: URL(fileURLWithPath: out)))
+        let (expected, _) = try Fixtures.logits(URL(fileURLWithPath: model))
+        #expect(values.withUnsafeBufferPointer { relativeError($0, expected[...]) } <= ParityTests.tolerance)
+    }
+
+    /// `generate --verbose` names the core and our kernels after the timings.
+    @Test func generateSaysWhichKernelsRan() throws {
+        let r = try OrochiProcess.run(["generate", "--model", model, "--prompt-ids", "1 2 3", "--max-tokens", "2",
+                                       "--temperature", "0", "--output-ids", "--verbose"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("blas: ") && r.stderr.contains("orochi kernels: \(KernelInfo.isa)"), "\(r.stderr)")
+    }
+}
