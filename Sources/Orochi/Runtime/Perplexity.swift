@@ -51,7 +51,10 @@ public enum Perplexity {
             let end = min(begin + context, total)
             let window = Array(tokens[begin..<end])
             model.reset()
-            try logits.withUnsafeMutableBufferPointer { try model.prefill(window, allLogits: $0.baseAddress!) }
+            try logits.withUnsafeMutableBufferPointer {
+                try model.prefill(window, allLogits: $0.baseAddress!)
+                try FiniteCheck.checkRows($0.baseAddress!, rows: window.count, vocab: vocab, firstPosition: begin, model: model)
+            }
             for t in max(begin + 1, previousEnd)..<end {
                 let row = (t - 1 - begin) * vocab
                 nll += logits.withUnsafeBufferPointer { negativeLogProbability(of: tokens[t], in: $0.baseAddress! + row, count: vocab) }
