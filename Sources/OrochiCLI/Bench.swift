@@ -36,14 +36,14 @@ struct Bench: ParsableCommand {
     @Option(name: .long, help: "Contexts at which to take the per-component breakdown, each with one extra prefill (default: the smallest; 'none' for none).")
     var breakdownContexts: String?
 
-    @Option(name: .long, help: "Threads for matrix products.")
+    @Option(name: .long, help: "Threads for matrix products, 1–\(maxThreads).")
     var threads: Int = 2
 
     @Option(name: .long, help: "Seed of the random token ids and preset weights.")
     var seed: UInt64 = 1
 
-    @Option(name: .long, help: "Output format: table, csv or json.")
-    var format: String = "table"
+    @Option(name: .long, help: "Output format.")
+    var format: BenchFormat = .table
 
     @Option(name: .long, help: "Write the output to this file instead of stdout.")
     var out: String?
@@ -73,6 +73,17 @@ struct Bench: ParsableCommand {
         return Array(Set(ns)).sorted()
     }
 
+    func parsedBreakdown() throws -> [Int]? {
+        guard let b = breakdownContexts else { return nil }
+        if b == "none" { return [] }
+        return try b.split(separator: ",").map { v -> Int in
+            guard let n = Int(v.trimmingCharacters(in: .whitespaces)), n > 0 else {
+                throw ValidationError("--breakdown-contexts: '\(v)' is not a positive integer (or give 'none')")
+            }
+            return n
+        }
+    }
+
     func validate() throws {
         guard replay != nil || !model.isEmpty || !preset.isEmpty else { throw ValidationError("give at least one --model DIR or --preset NAME") }
         for p in preset where BenchPresets.named(p) == nil {
@@ -81,17 +92,14 @@ struct Bench: ParsableCommand {
         _ = try parsedContexts()
         guard decodeTokens >= 1 else { throw ValidationError("--decode-tokens must be ≥ 1") }
         guard repetitions >= 1 else { throw ValidationError("--repetitions must be ≥ 1") }
-        guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1") }
-        guard BenchFormat(rawValue: format) != nil else { throw ValidationError("--format must be table, csv or json") }
+        try validateThreads(threads)
+        _ = try parsedBreakdown()
         guard (docTemplate == nil) == (doc == nil) else { throw ValidationError("--doc-template and --doc go together") }
     }
 
     func run() throws {
         let ns = try parsedContexts()
-        var breakdown: [Int]? = nil
-        if let b = breakdownContexts {
-            breakdown = b == "none" ? [] : b.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-        }
+        let breakdown = try parsedBreakdown()
         let settings = BenchSettings(contexts: ns, decodeTokens: decodeTokens, repetitions: repetitions, threads: threads,
                                      seed: seed, maxSecondsPerPoint: maxSecondsPerPoint, breakdownContexts: breakdown)
         // Presets first, then model directories, each in the order given.
@@ -111,7 +119,7 @@ struct Bench: ParsableCommand {
         }
         if results.interrupted { printError("interrupted: writing the partial results") }
 
-        let text = try BenchReport.render(results, format: BenchFormat(rawValue: format)!)
+        let text = try BenchReport.render(results, format: format)
         if let out {
             try text.write(toFile: out, atomically: true, encoding: .utf8)
             printError("wrote \(out)")
@@ -145,3 +153,5 @@ struct Bench: ParsableCommand {
         if results.interrupted { throw ExitCode(130) }
     }
 }
+
+extension BenchFormat: ExpressibleByArgument {}
