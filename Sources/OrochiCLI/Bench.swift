@@ -67,11 +67,16 @@ struct Bench: ParsableCommand {
         let values = contexts.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         let ns = try values.map { v -> Int in
             guard let n = Int(v), n > 0 else { throw ValidationError("--contexts: '\(v)' is not a positive integer") }
+            guard n <= Self.maxContext else { throw ValidationError("--contexts: \(n) exceeds \(Self.maxContext)") }
             return n
         }
         guard !ns.isEmpty else { throw ValidationError("--contexts is empty") }
         return Array(Set(ns)).sorted()
     }
+
+    /// Bounds that keep n + decode tokens and the id arrays far from overflow; memory is checked per point.
+    static let maxContext = 1 << 40
+    static let maxDecodeTokens = 1 << 20
 
     func parsedBreakdown() throws -> [Int]? {
         guard let b = breakdownContexts else { return nil }
@@ -90,7 +95,9 @@ struct Bench: ParsableCommand {
             throw ValidationError("unknown preset '\(p)' (known: \(BenchPresets.names.joined(separator: ", ")))")
         }
         _ = try parsedContexts()
-        guard decodeTokens >= 1 else { throw ValidationError("--decode-tokens must be ≥ 1") }
+        guard decodeTokens >= 1 && decodeTokens <= Self.maxDecodeTokens else {
+            throw ValidationError("--decode-tokens must be between 1 and \(Self.maxDecodeTokens), got \(decodeTokens)")
+        }
         guard repetitions >= 1 else { throw ValidationError("--repetitions must be ≥ 1") }
         try validateThreads(threads)
         _ = try parsedBreakdown()

@@ -62,10 +62,11 @@ extension LlamaConfig {
 
     /// Refuses a capacity whose cache and scratch would not fit in physical memory.
     func checkMemory(capacity: Int, path: String, randomWeights: Bool) throws {
+        guard capacity > 0 else { throw LoadError.badConfig(path: path, detail: "the context must hold at least one token, got \(capacity)") }
         try configSizes(path) {
             let bytes = try allocationBytes(capacity: capacity, randomWeights: randomWeights,
                                             prefillChunk: LlamaModel.prefillChunk, queryBlock: LlamaModel.queryBlock)
-            try Sizes.checkFits(bytes, "the KV cache for a context of \(capacity) tokens (--context, or max_position_embeddings up to 4,096) with its scratch")
+            try Sizes.checkFits(bytes, "the KV cache for a context of \(capacity) tokens (--context, or max_position_embeddings up to 4,096) with the activations and scratch of this configuration")
         }
     }
 }

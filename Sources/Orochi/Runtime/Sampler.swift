@@ -44,7 +44,7 @@ public final class Sampler {
         rng = SplitMix64(seed: settings.seed)
         probs = FloatBuffer(count: vocabSize)
         candidates = .allocate(capacity: vocabSize)
-        seen.reserveCapacity(settings.repetitionWindow * 2)
+        seen.reserveCapacity(2 * min(max(settings.repetitionWindow, 0), 4096))
     }
 
     deinit { candidates.deallocate() }

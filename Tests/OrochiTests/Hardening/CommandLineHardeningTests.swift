@@ -38,6 +38,8 @@ struct CommandLineHardeningTests {
             (["bench", "--preset", "llama-6m", "--format", "xml"], "'xml' is invalid for '--format"),
             (["bench", "--preset", "llama-6m", "--threads", "0"], "--threads"),
             (["bench", "--preset", "llama-6m", "--breakdown-contexts", "12,x"], "--breakdown-contexts"),
+            (["bench", "--preset", "mamba-6m", "--decode-tokens", "1000000000000"], "--decode-tokens"),
+            (["bench", "--preset", "mamba-6m", "--contexts", "128,1125899906842624"], "--contexts"),
         ] {
             let r = try run(arguments)
             #expect(r.status == 64, "\(arguments): status \(r.status), \(r.stderr)")

@@ -36,6 +36,15 @@ struct RuntimeHardeningTests {
         peaked.withUnsafeBufferPointer { buf in #expect((0..<20).allSatisfy { _ in sampler.sample(buf) == 2 }) }
     }
 
+    /// A .npy shape whose byte count overflows to the data's size is refused, not allocated.
+    @Test func npyShapeOverflowIsRefused() {
+        var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 4), }"
+        while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+        header += "\n"
+        let data = Data([0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count & 0xff), UInt8(header.utf8.count >> 8)] + Array(header.utf8))
+        #expect(throws: NPYError.self) { _ = try NPY.decodeFloat32(data) }
+    }
+
     @Test func samplerSettingsAreRangeChecked() {
         let bad: [Sampler.Settings] = [
             .init(temperature: -1), .init(temperature: .nan), .init(temperature: .infinity),
