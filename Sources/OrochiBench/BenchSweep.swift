@@ -203,6 +203,9 @@ public final class BenchRunner {
                 return (point, [], constant)
             }
             let vocab = model.info.vocabSize
+            // An unbounded (recurrent) context takes any n: the token ids must still fit in memory.
+            try Sizes.checkFits(try Sizes.product([n, steps > 0 ? 2 : 1, MemoryLayout<Int>.stride], "token ids"),
+                                "\(n) random token ids for context \(n)")
             let ids = Self.randomIds(count: n, vocab: vocab, seed: settings.seed &+ UInt64(n))
             let next = Self.randomIds(count: steps, vocab: vocab, seed: settings.seed &+ 0x5eed &+ UInt64(n))
 

@@ -52,14 +52,14 @@ struct Bench: ParsableCommand {
     @Flag(name: .long, inversion: .prefixedNo, help: "Measure the machine's streaming read bandwidth first (the decode roofline, printed beside the figures).")
     var bandwidth = true
 
-    @Option(name: .long, help: "Threads for matrix products.")
+    @Option(name: .long, help: "Threads for matrix products, 1–\(maxThreads).")
     var threads: Int = 2
 
     @Option(name: .long, help: "Seed of the random token ids and preset weights.")
     var seed: UInt64 = 1
 
-    @Option(name: .long, help: "Output format: table, csv or json.")
-    var format: String = "table"
+    @Option(name: .long, help: "Output format.")
+    var format: BenchFormat = .table
 
     @Option(name: .long, help: "Write the output to this file instead of stdout.")
     var out: String?
@@ -83,10 +83,26 @@ struct Bench: ParsableCommand {
         let values = contexts.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         let ns = try values.map { v -> Int in
             guard let n = Int(v), n > 0 else { throw ValidationError("--contexts: '\(v)' is not a positive integer") }
+            guard n <= Self.maxContext else { throw ValidationError("--contexts: \(n) exceeds \(Self.maxContext)") }
             return n
         }
         guard !ns.isEmpty else { throw ValidationError("--contexts is empty") }
         return Array(Set(ns)).sorted()
+    }
+
+    /// Bounds that keep n + decode tokens and the id arrays far from overflow; memory is checked per point.
+    static let maxContext = 1 << 40
+    static let maxDecodeTokens = 1 << 20
+
+    func parsedBreakdown() throws -> [Int]? {
+        guard let b = breakdownContexts else { return nil }
+        if b == "none" { return [] }
+        return try b.split(separator: ",").map { v -> Int in
+            guard let n = Int(v.trimmingCharacters(in: .whitespaces)), n > 0 else {
+                throw ValidationError("--breakdown-contexts: '\(v)' is not a positive integer (or give 'none')")
+            }
+            return n
+        }
     }
 
     func validate() throws {
@@ -95,19 +111,18 @@ struct Bench: ParsableCommand {
             throw ValidationError("unknown preset '\(p)' (known: \(BenchPresets.names.joined(separator: ", ")))")
         }
         _ = try parsedContexts()
-        guard decodeTokens >= 1 else { throw ValidationError("--decode-tokens must be ≥ 1") }
+        guard decodeTokens >= 1 && decodeTokens <= Self.maxDecodeTokens else {
+            throw ValidationError("--decode-tokens must be between 1 and \(Self.maxDecodeTokens), got \(decodeTokens)")
+        }
         guard repetitions >= 1 else { throw ValidationError("--repetitions must be ≥ 1") }
-        guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1") }
-        guard BenchFormat(rawValue: format) != nil else { throw ValidationError("--format must be table, csv or json") }
+        try validateThreads(threads)
+        _ = try parsedBreakdown()
         guard (docTemplate == nil) == (doc == nil) else { throw ValidationError("--doc-template and --doc go together") }
     }
 
     func run() throws {
         let ns = try parsedContexts()
-        var breakdown: [Int]? = nil
-        if let b = breakdownContexts {
-            breakdown = b == "none" ? [] : b.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-        }
+        let breakdown = try parsedBreakdown()
         var settings = BenchSettings(contexts: ns, decodeTokens: decodeTokens, repetitions: repetitions, threads: threads,
                                      seed: seed, maxSecondsPerPoint: maxSecondsPerPoint, breakdownContexts: breakdown)
         settings.measureBandwidth = bandwidth
@@ -129,7 +144,7 @@ struct Bench: ParsableCommand {
         }
         if results.interrupted { printError("interrupted: writing the partial results") }
 
-        let text = try BenchReport.render(results, format: BenchFormat(rawValue: format)!)
+        let text = try BenchReport.render(results, format: format)
         if let out {
             try text.write(toFile: out, atomically: true, encoding: .utf8)
             printError("wrote \(out)")
@@ -163,3 +178,5 @@ struct Bench: ParsableCommand {
         if results.interrupted { throw ExitCode(130) }
     }
 }
+
+extension BenchFormat: ExpressibleByArgument {}

@@ -7,10 +7,10 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "A Hugging Face model directory (config.json, model.safetensors, tokenizer).")
     var model: String
 
-    @Option(name: .long, help: "Tokens of context to allocate (default: the model's maximum, at most 4096).")
+    @Option(name: .long, help: "Tokens of context to allocate, ≥ 1 (default: the model's maximum, at most 4096; refused when the KV cache would exceed physical memory).")
     var context: Int?
 
-    @Option(name: .long, help: "Threads for matrix products.")
+    @Option(name: .long, help: "Threads for matrix products, 1–\(maxThreads).")
     var threads: Int = 2
 
     @Option(name: .long, help: "Weight matrices in memory: 'stored' keeps the checkpoint's type (f16 and bf16 stay half precision, half the bytes per token), 'f32' widens them at load.")
@@ -20,6 +20,11 @@ struct ModelOptions: ParsableArguments {
     var kvDtype: KVCacheType = .f32
 
     var directory: URL { URL(fileURLWithPath: model) }
+
+    func validate() throws {
+        try validateThreads(threads)
+        if let context, context <= 0 { throw ValidationError("--context must be ≥ 1, got \(context)") }
+    }
 
     func load() throws -> any LanguageModel {
         BLAS.threads = threads
@@ -34,6 +39,30 @@ extension WeightStorage: ExpressibleByArgument {}
 enum KVCacheType: String, ExpressibleByArgument, CaseIterable {
     case f32, f16
     var type: WeightType { self == .f16 ? .f16 : .f32 }
+}
+
+/// The most threads `--threads` accepts.
+let maxThreads = 256
+
+func validateThreads(_ threads: Int) throws {
+    guard threads >= 1 && threads <= maxThreads else {
+        throw ValidationError("--threads must be between 1 and \(maxThreads), got \(threads)")
+    }
+}
+
+/// Token ids given on the command line (`--ids`, `--prompt-ids`): the one parser of
+/// `forward`, `generate` and `detokenize`; a bad value is a command-line error naming the flag.
+func parseIdsOption(_ text: String, flag: String) throws -> [Int] {
+    do { return try parseTokenIds(text) } catch {
+        throw ValidationError("\(flag): \(error)")
+    }
+}
+
+/// A failure at run time (a file that cannot be read, a state that does not load …): a one-line
+/// message on stderr and exit status 1, without the usage text that command-line errors get.
+struct RuntimeError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }
 
 /// Prints to standard error.

@@ -10,13 +10,11 @@ struct Detokenize: ParsableCommand {
     @Option(name: .long, help: "Token ids separated by spaces or commas, e.g. \"1 4 2817\".")
     var ids: String
 
+    func validate() throws { _ = try parseIdsOption(ids, flag: "--ids") }
+
     func run() throws {
         let tokenizer = try source.load()
-        var parsed: [Int] = []
-        for field in ids.split(whereSeparator: { $0 == " " || $0 == "," || $0 == "\t" || $0 == "\n" }) {
-            guard let id = Int(field) else { throw ValidationError("--ids: \"\(field)\" is not an integer") }
-            parsed.append(id)
-        }
+        let parsed = try parseIdsOption(ids, flag: "--ids")
         try tokenizer.validate(ids: parsed)
         print(tokenizer.decode(parsed))
     }

@@ -15,12 +15,25 @@ struct Forward: ParsableCommand {
     @Option(name: .long, help: "Output .npy file.")
     var out: String
 
+    func validate() throws {
+        guard !(try parseIdsOption(ids, flag: "--ids")).isEmpty else { throw ValidationError("--ids holds no token ids") }
+    }
+
     func run() throws {
-        let tokens = try parseTokenIds(ids)
-        guard !tokens.isEmpty else { throw ValidationError("--ids holds no token ids") }
+        let tokens = try parseIdsOption(ids, flag: "--ids")
         let model = try options.load()
-        var logits = [Float](repeating: 0, count: tokens.count * model.info.vocabSize)
-        try logits.withUnsafeMutableBufferPointer { try model.prefill(tokens, allLogits: $0.baseAddress!) }
+        let vocab = model.info.vocabSize
+        // Bounded by the model's context (checked by prefill) before the logits are allocated.
+        guard tokens.count <= model.contextCapacity else {
+            throw ModelError.contextOverflow(requested: tokens.count, capacity: model.contextCapacity)
+        }
+        let count = try Sizes.product([tokens.count, vocab], "--ids count × vocab_size logits")
+        try Sizes.checkFits(try Sizes.floatBytes(count, "the logits"), "the logits of \(tokens.count) tokens")
+        var logits = [Float](repeating: 0, count: count)
+        try logits.withUnsafeMutableBufferPointer {
+            try model.prefill(tokens, allLogits: $0.baseAddress!)
+            try FiniteCheck.checkRows($0.baseAddress!, rows: tokens.count, vocab: vocab, firstPosition: 0, model: model)
+        }
         let data = logits.withUnsafeBufferPointer { NPY.encode(float32: $0, shape: [tokens.count, model.info.vocabSize]) }
         try data.write(to: URL(fileURLWithPath: out))
     }

@@ -15,19 +15,19 @@ struct Generate: ParsableCommand {
     @Option(name: .long, help: "Prompt token ids, e.g. \"1 2 3\".")
     var promptIds: String?
 
-    @Option(name: .long, help: "Most tokens to generate.")
+    @Option(name: .long, help: "Most tokens to generate, ≥ 0.")
     var maxTokens: Int = 128
 
-    @Option(name: .long, help: "Sampling temperature; 0 is greedy.")
+    @Option(name: .long, help: "Sampling temperature, ≥ 0; 0 is greedy.")
     var temperature: Float = 0.8
 
-    @Option(name: .long, help: "Keep only the K most likely tokens (0: off).")
+    @Option(name: .long, help: "Keep only the K most likely tokens, K ≥ 0 (0: off).")
     var topK: Int = 40
 
-    @Option(name: .long, help: "Keep the smallest set of tokens whose probability reaches P (1: off).")
+    @Option(name: .long, help: "Keep the smallest set of tokens whose probability reaches P, in (0, 1] (1: off).")
     var topP: Float = 0.95
 
-    @Option(name: .long, help: "Penalty > 1 for tokens among the last 64 (1: off).")
+    @Option(name: .long, help: "Penalty for tokens among the last 64, > 0: above 1 discourages them (1: off).")
     var repeatPenalty: Float = 1.0
 
     @Option(name: .long, help: "Random seed (default: from the clock).")
@@ -50,13 +50,16 @@ struct Generate: ParsableCommand {
 
     func validate() throws {
         guard maxTokens >= 0 else { throw ValidationError("--max-tokens must be ≥ 0") }
-        guard temperature >= 0 else { throw ValidationError("--temperature must be ≥ 0") }
-        guard topP > 0 && topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
-        guard topK >= 0 else { throw ValidationError("--top-k must be ≥ 0") }
+        do { try settings(seed: 0).validate() } catch { throw ValidationError("\(error)") }
+        if let promptIds { _ = try parseIdsOption(promptIds, flag: "--prompt-ids") }
         guard prompt == nil || promptIds == nil else { throw ValidationError("give --prompt or --prompt-ids, not both") }
         guard prompt != nil || promptIds != nil || loadState != nil else {
             throw ValidationError("give a prompt (--prompt or --prompt-ids) or a state to continue from (--load-state)")
         }
+    }
+
+    func settings(seed: UInt64) -> Sampler.Settings {
+        Sampler.Settings(temperature: temperature, topK: topK, topP: topP, repetitionPenalty: repeatPenalty, seed: seed)
     }
 
     func run() throws {
@@ -68,17 +71,15 @@ struct Generate: ParsableCommand {
         if let prompt, let tokenizer {
             promptTokens = tokenizer.encode(prompt, addSpecialTokens: true)
         } else {
-            promptTokens = try promptIds.map(parseTokenIds) ?? []
+            promptTokens = try promptIds.map { try parseIdsOption($0, flag: "--prompt-ids") } ?? []
         }
         let snapshot = try loadState.map { path -> [UInt8] in
             guard let data = FileManager.default.contents(atPath: path) else {
-                throw ValidationError("cannot read state file \(path)")
+                throw RuntimeError("\(path): cannot read the state file (--load-state)")
             }
             return [UInt8](data)
         }
-        let settings = Sampler.Settings(
-            temperature: temperature, topK: topK, topP: topP, repetitionPenalty: repeatPenalty,
-            seed: seed ?? UInt64(Clock.now() * 1e6))
+        let settings = settings(seed: seed ?? UInt64(Clock.now() * 1e6))
         var stopTokens = Set(ModelRegistry.eosTokenIds(directory: options.directory))
         if let eos = tokenizer?.eosTokenId { stopTokens.insert(eos) }
         let generator = Generator(

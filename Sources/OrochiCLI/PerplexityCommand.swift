@@ -24,13 +24,19 @@ struct PerplexityCommand: ParsableCommand {
     @Option(name: .long, help: "Tokens each window advances (default context/2).")
     var stride: Int?
 
-    @Option(name: .long, help: "Threads for matrix products.")
+    @Option(name: .long, help: "Threads for matrix products, 1–\(maxThreads).")
     var threads: Int = 2
+
+    func validate() throws {
+        try validateThreads(threads)
+        if let context, context < 2 { throw ValidationError("--context must be ≥ 2, got \(context)") }
+        if let stride, stride < 1 { throw ValidationError("--stride must be ≥ 1, got \(stride)") }
+    }
 
     func run() throws {
         let directory = URL(fileURLWithPath: model)
         let text = try readText(path: file)
-        guard !text.isEmpty else { throw ValidationError("\(file) is empty: nothing to score") }
+        guard !text.isEmpty else { throw RuntimeError("\(file) is empty: nothing to score") }
         BLAS.threads = threads
         let tokenizer = try loadTokenizer(modelDirectory: directory)
         // A --context beyond the model's maximum is refused by the loader, naming both.
@@ -39,12 +45,15 @@ struct PerplexityCommand: ParsableCommand {
         let step = stride ?? max(1, window / 2)
         let tokens = (tokenizer.bosTokenId.map { [$0] } ?? []) + tokenizer.encode(text, addSpecialTokens: false)
         let start = Clock.now()
+        var progressShown = false
+        // The progress line ends with a newline however the evaluation ends.
+        defer { if progressShown { FileHandle.standardError.write("\n".data(using: .utf8)!) } }
         let result = try Perplexity.evaluate(model: lm, tokens: tokens, characters: text.unicodeScalars.count,
                                              context: window, stride: step) { scored, total in
+            progressShown = true
             FileHandle.standardError.write(String(format: "\rscored %d/%d tokens (%.0f%%)", scored, total,
                                                   100 * Double(scored) / Double(max(total, 1))).data(using: .utf8)!)
         }
-        FileHandle.standardError.write("\n".data(using: .utf8)!)
         print(String(format: "perplexity %.4f | bits/token %.4f | bits/character %.4f | %d tokens scored, %d characters, context %d, stride %d | %.1f s",
                      result.perplexity, result.bitsPerToken, result.bitsPerCharacter, result.scoredTokens,
                      result.characters, window, step, Clock.now() - start))

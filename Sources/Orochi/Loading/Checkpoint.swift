@@ -89,6 +89,20 @@ public final class Checkpoint {
         return try fileForTensor[name]!.matrix(name, rows: rows, columns: columns)
     }
 
+    /// Tensors holding NaN or infinite values, with how many, in name order (float tensors only).
+    public func nonFiniteCounts() throws -> [(tensor: String, count: Int)] {
+        var result: [(tensor: String, count: Int)] = []
+        for name in tensorNames {
+            let file = fileForTensor[name]!
+            guard [.f32, .f16, .bf16].contains(file.entries[name]!.dtype) else { continue }
+            let t = try file.tensor(name)
+            var n = 0
+            for i in 0..<t.count where !t.data[i].isFinite { n += 1 }
+            if n > 0 { result.append((name, n)) }
+        }
+        return result
+    }
+
     public func tensorIfPresent(_ name: String, shape: [Int]) throws -> Tensor? {
         has(name) ? try tensor(name, shape: shape) : nil
     }
@@ -139,13 +153,78 @@ public func readJSONConfig<T: Decodable>(_ type: T.Type, from url: URL) throws -
         throw LoadError.badConfig(path: url.path, detail: "missing key '\(path)'")
     } catch let DecodingError.typeMismatch(type, context) {
         let path = context.codingPath.map(\.stringValue).joined(separator: ".")
-        throw LoadError.badConfig(path: url.path, detail: "key '\(path)' should be of type \(type)")
+        throw LoadError.badConfig(path: url.path, detail: "key '\(path)' should be \(expectedKind(type))")
+    } catch let DecodingError.dataCorrupted(context) where !context.codingPath.isEmpty {
+        // A value of the right JSON kind that does not fit, e.g. 256.5 or 2^70 for an integer.
+        let path = context.codingPath.map(\.stringValue).joined(separator: ".")
+        let text = context.debugDescription
+        let found = text.firstIndex(of: "<").flatMap { open in
+            text[open...].firstIndex(of: ">").map { " (found \(text[text.index(after: open)..<$0]))" }
+        } ?? ""
+        let expected = context.debugDescription.contains("does not fit in Int") ? "an integer in the 64-bit range" : "a valid value"
+        throw LoadError.badConfig(path: url.path, detail: "key '\(path)' should be \(expected)\(found)")
     } catch let DecodingError.valueNotFound(type, context) {
         let path = context.codingPath.map(\.stringValue).joined(separator: ".")
         throw LoadError.badConfig(path: url.path, detail: "key '\(path)' is null, expected \(type)")
     } catch let error as LoadError {
         throw error
+    } catch let DecodingError.dataCorrupted(context) {
+        // Foundation reports a number that does not fit the key's type (256.5 or 1e30 for an
+        // integer) as invalid JSON without a path: find the key by trying each suspect value.
+        if let (key, value) = nonIntegerKey(T.self, data) {
+            throw LoadError.badConfig(path: url.path, detail: "key '\(key)' should be an integer in the 64-bit range, found \(value)")
+        }
+        let underlying = (context.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String
+        throw LoadError.badConfig(path: url.path, detail: "not valid JSON" + (underlying.map { " (\($0))" } ?? ""))
     } catch {
         throw LoadError.badConfig(path: url.path, detail: "not valid JSON")
     }
+}
+
+/// "an integer" for Int, "a string" for String …, for messages about config keys.
+func expectedKind(_ type: Any.Type) -> String {
+    switch type {
+    case is Int.Type, is UInt64.Type, is Int32.Type: return "an integer"
+    case is Double.Type, is Float.Type: return "a number"
+    case is String.Type: return "a string"
+    case is Bool.Type: return "true or false"
+    default:
+        let name = "\(type)"
+        if name.hasPrefix("Array") { return "a list" }
+        if name.hasPrefix("Dictionary") { return "an object" }
+        return "of type \(name)"
+    }
+}
+
+/// The key whose number (fractional, or beyond the 64-bit integer range) makes decoding `T`
+/// fail: the first such value that, set to 0, changes the outcome. Nil when there is none or the
+/// data is not a JSON object.
+func nonIntegerKey<T: Decodable>(_ type: T.Type, _ data: Data) -> (key: String, value: String)? {
+    guard let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
+    var suspects: [([String], String)] = []
+    func walk(_ value: Any, _ path: [String]) {
+        if let object = value as? [String: Any] {
+            for (k, v) in object.sorted(by: { $0.key < $1.key }) { walk(v, path + [k]) }
+        } else if let number = value as? NSNumber, !(value is Bool && (number == 0 || number == 1)) {
+            let d = number.doubleValue
+            if d != d.rounded() || abs(d) >= 9.2e18 { suspects.append((path, "\(number)")) }
+        }
+    }
+    walk(root, [])
+    func replacing(_ object: [String: Any], _ path: ArraySlice<String>) -> [String: Any] {
+        var copy = object
+        guard let first = path.first else { return copy }
+        if path.count == 1 { copy[first] = 0 } else if let inner = copy[first] as? [String: Any] {
+            copy[first] = replacing(inner, path.dropFirst())
+        }
+        return copy
+    }
+    for (path, text) in suspects {
+        guard let patched = try? JSONSerialization.data(withJSONObject: replacing(root, path[...])) else { continue }
+        do { _ = try JSONDecoder().decode(T.self, from: patched) } catch DecodingError.dataCorrupted(let c) where c.codingPath.isEmpty {
+            continue
+        } catch {}
+        return (path.joined(separator: "."), text)
+    }
+    return nil
 }

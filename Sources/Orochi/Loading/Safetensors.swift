@@ -128,6 +128,12 @@ public final class SafetensorsFile {
         } catch {
             throw LoadError.badHeader(path: path, detail: "header is not a JSON object of tensor entries")
         }
+        if let keys = topLevelKeys(data) {
+            var seen = Set<String>()
+            for key in keys where !seen.insert(key).inserted {
+                throw LoadError.badHeader(path: path, detail: "tensor name '\(key)' appears more than once in the header")
+            }
+        }
         var entries: [String: Entry] = [:]
         for (name, raw) in header.entries {
             guard let dtype = DType(rawValue: raw.dtype) else {
@@ -162,7 +168,78 @@ public final class SafetensorsFile {
         for (a, b) in zip(sorted, sorted.dropFirst()) where b.begin < a.end {
             throw LoadError.overlapping(path: path, first: a.name, second: b.name)
         }
+        // As the safetensors crate's `validate`: in offset order the tensors tile the data section
+        // exactly, from byte 0 to its end, without gaps. A header length a few bytes short (which
+        // shifts the data section) or bytes the header does not account for are refused.
+        var covered = 0
+        for e in entries.values.sorted(by: { ($0.begin, $0.end, $0.name) < ($1.begin, $1.end, $1.name) }) {
+            guard e.begin == covered else {
+                throw LoadError.badHeader(path: path, detail: "tensor '\(e.name)' starts at byte \(e.begin) of the data section, expected \(covered): tensors must cover the data section contiguously (is the header length right?)")
+            }
+            covered = e.end
+        }
+        guard covered == dataBytes else {
+            throw LoadError.badHeader(path: path, detail: "the tensors cover \(covered) bytes of the \(dataBytes)-byte data section: \(dataBytes - covered) bytes are unaccounted for (is the header length right?)")
+        }
         return (entries, header.metadata)
+    }
+
+    /// The keys of the header's top-level object, in order and with repetitions, or nil if the
+    /// header is not a JSON object (the decoder reports that). JSON decoders keep one value per
+    /// key silently; a repeated tensor name must be an error.
+    static func topLevelKeys(_ data: Data) -> [String]? {
+        let b = [UInt8](data)
+        var i = 0
+        func skipSpace() { while i < b.count, b[i] == 0x20 || b[i] == 0x0A || b[i] == 0x0D || b[i] == 0x09 { i += 1 } }
+        /// Skips a string starting at b[i] == '"'; returns its raw bytes including the quotes.
+        func skipString() -> ArraySlice<UInt8>? {
+            let start = i
+            i += 1
+            while i < b.count {
+                if b[i] == 0x5C { i += 2; continue }            // backslash escape
+                if b[i] == 0x22 { i += 1; return b[start..<i] }
+                i += 1
+            }
+            return nil
+        }
+        /// Skips one value (object, array, string or scalar).
+        func skipValue() -> Bool {
+            skipSpace()
+            guard i < b.count else { return false }
+            if b[i] == 0x22 { return skipString() != nil }
+            if b[i] == 0x7B || b[i] == 0x5B {
+                var depth = 0
+                while i < b.count {
+                    switch b[i] {
+                    case 0x22: if skipString() == nil { return false }; continue
+                    case 0x7B, 0x5B: depth += 1
+                    case 0x7D, 0x5D: depth -= 1; if depth == 0 { i += 1; return true }
+                    default: break
+                    }
+                    i += 1
+                }
+                return false
+            }
+            while i < b.count, ![0x2C, 0x7D, 0x5D, 0x20, 0x0A, 0x0D, 0x09].contains(b[i]) { i += 1 }
+            return true
+        }
+        skipSpace()
+        guard i < b.count, b[i] == 0x7B else { return nil }
+        i += 1
+        var keys: [String] = []
+        while true {
+            skipSpace()
+            guard i < b.count else { return nil }
+            if b[i] == 0x7D { return keys }
+            if b[i] == 0x2C { i += 1; continue }
+            guard b[i] == 0x22, let raw = skipString() else { return nil }
+            let key = (try? JSONSerialization.jsonObject(with: Data(raw), options: .fragmentsAllowed)) as? String
+            keys.append(key ?? String(decoding: raw.dropFirst().dropLast(), as: UTF8.self))
+            skipSpace()
+            guard i < b.count, b[i] == 0x3A else { return nil }
+            i += 1
+            guard skipValue() else { return nil }
+        }
     }
 
     /// The tensor as float32. F32 data that is 4-byte aligned is returned in place (no copy).

@@ -68,19 +68,22 @@ public struct LlamaConfig: Decodable, Sendable {
         let kind = params?.rope_type ?? params?.type ?? "default"
         func need(_ v: Double?, _ key: String) throws -> Double {
             guard let v else { throw LoadError.badConfig(path: path, detail: "rope scaling '\(kind)' needs '\(key)'") }
+            try checkReal(v, key, path: path)
             return v
         }
+        try checkReal(theta, "rope_theta", path: path)
         switch kind {
         case "default":
             return (theta, .none)
         case "linear":
             return (theta, .linear(factor: try need(params?.factor, "factor")))
         case "llama3":
-            return (theta, .llama3(
+            return (theta, try RopeScaling.llama3(
                 factor: try need(params?.factor, "factor"),
                 lowFreqFactor: try need(params?.low_freq_factor, "low_freq_factor"),
                 highFreqFactor: try need(params?.high_freq_factor, "high_freq_factor"),
-                originalContext: try need(params?.original_max_position_embeddings, "original_max_position_embeddings")))
+                originalContext: try need(params?.original_max_position_embeddings, "original_max_position_embeddings"))
+                .validated(path: path))
         default:
             throw LoadError.badConfig(path: path, detail: "unsupported rope type '\(kind)' (supported: default, linear, llama3)")
         }
@@ -107,6 +110,7 @@ public struct LlamaConfig: Decodable, Sendable {
         if let act = hidden_act, act != "silu" {
             throw LoadError.badConfig(path: path, detail: "hidden_act '\(act)' is not supported (expected 'silu')")
         }
+        try checkSizes(path: path)
     }
 }
 
@@ -232,6 +236,7 @@ public final class LlamaModel: LanguageModel {
             }
         }
         let capacity = context ?? min(maxContext, 4096)
+        try config.checkMemory(capacity: capacity, path: configPath, randomWeights: source is RandomWeights)
         contextCapacity = capacity
         let (theta, scaling) = try config.rope(path: configPath)
         rope = RotaryEmbedding(invFreq: scaling.inverseFrequencies(theta: theta, headDim: headDim),

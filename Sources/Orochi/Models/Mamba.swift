@@ -97,7 +97,7 @@ public struct MambaConfig: Decodable, Sendable {
     /// R: the rank of Δ's projection.
     public var dtRank: Int {
         if case let .value(v) = time_step_rank { return v }
-        return (hidden_size + 15) / 16
+        return hidden_size / 16 + (hidden_size % 16 == 0 ? 0 : 1)
     }
 
     /// Checks the sizes before any tensor is read, naming the offending key.
@@ -110,7 +110,8 @@ public struct MambaConfig: Decodable, Sendable {
         try positive(vocab_size, "vocab_size")
         try positive(state_size, "state_size")
         try positive(conv_kernel, "conv_kernel")
-        try positive(innerSize, intermediate_size == nil ? "expand" : "intermediate_size")
+        if intermediate_size == nil { try positive(expand, "expand") }
+        try positive(try checkedInnerSize(path: path), intermediate_size == nil ? "expand" : "intermediate_size")
         if case let .invalid(s) = time_step_rank {
             throw LoadError.badConfig(path: path, detail: "'time_step_rank' must be an integer or \"auto\", found \(s)")
         }
@@ -118,6 +119,7 @@ public struct MambaConfig: Decodable, Sendable {
         if let act = hidden_act, act != "silu" {
             throw LoadError.badConfig(path: path, detail: "hidden_act '\(act)' is not supported (expected 'silu')")
         }
+        try checkSizes(path: path)
     }
 }
 
@@ -401,6 +403,9 @@ public final class MambaModel: LanguageModel {
 
     public func loadState(_ bytes: [UInt8]) throws {
         let archive = try StateArchive.decode(bytes, expecting: identity, fingerprint: info.fingerprint)
+        guard archive.position <= MambaConfig.maxPosition else {
+            throw SnapshotError.corrupt(detail: "position \(archive.position) exceeds \(MambaConfig.maxPosition) tokens")
+        }
         let expected = stateBytes + vocab * 4
         guard archive.payload.count == expected else {
             throw SnapshotError.corrupt(detail: "payload has \(archive.payload.count) bytes, this model's state and logits need \(expected)")

@@ -3,6 +3,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
     case contextOverflow(requested: Int, capacity: Int)
     case tokenOutOfRange(token: Int, vocabSize: Int)
     case emptyInput
+    /// The first non-finite logit: the position whose logits hold it, and what is known of the cause.
+    case nonFiniteLogits(position: Int, detail: String)
 
     public var description: String {
         switch self {
@@ -12,6 +14,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
             return "token id \(token) is outside the vocabulary (0..<\(vocabSize))"
         case .emptyInput:
             return "no input tokens"
+        case let .nonFiniteLogits(position, detail):
+            return "non-finite logits (NaN or infinity) at position \(position): \(detail)"
         }
     }
 }

@@ -7,6 +7,7 @@ public enum SnapshotError: Error, CustomStringConvertible, Equatable {
     case wrongModel(expected: String, found: String)
     case corrupt(detail: String)
     case tooLong(tokens: Int, capacity: Int)
+    case unsupportedVersion(found: String, expected: String)
 
     public var description: String {
         switch self {
@@ -15,16 +16,21 @@ public enum SnapshotError: Error, CustomStringConvertible, Equatable {
         case let .wrongModel(expected, found): return "snapshot was saved from another model: it holds \(found), this model is \(expected)"
         case let .corrupt(detail): return "snapshot is corrupt: \(detail)"
         case let .tooLong(tokens, capacity): return "snapshot holds \(tokens) tokens but this model's context holds only \(capacity)"
+        case let .unsupportedVersion(found, expected):
+            return "snapshot format \(found) is not supported by this version of Orochi (it reads \(expected)); save the state again"
         }
     }
 }
 
 /// The container every architecture writes its cache or state into:
-///   magic "OROCHIS1" | identity (length-prefixed UTF-8) | fingerprint u64 | position u64
-///   | payload length u64 | payload | FNV-1a checksum of the payload u64
-/// The identity and fingerprint make a snapshot from another model fail with a clear error.
+///   magic "OROCHIS2" | identity (length-prefixed UTF-8) | fingerprint u64 | position u64
+///   | payload length u64 | payload (float32 values) | FNV-1a checksum of everything before it u64
+/// The identity and fingerprint make a snapshot from another model fail with a clear error; the
+/// checksum covers the header (position included) as well as the payload. Version 1 ("OROCHIS1",
+/// whose checksum covered only the payload) is refused.
 public struct StateArchive {
-    static let magic = Array("OROCHIS1".utf8)
+    static let magic = Array("OROCHIS2".utf8)
+    static let formerMagics = ["OROCHIS1"]
 
     public var identity: String
     public var fingerprint: UInt64
@@ -47,15 +53,19 @@ public struct StateArchive {
         out.appendLittleEndian(UInt64(position))
         out.appendLittleEndian(UInt64(payload.count))
         out += payload
-        out.appendLittleEndian(fnv1a(payload))
+        out.appendLittleEndian(fnv1a(out))
         return out
     }
 
     /// Decodes and checks that the snapshot belongs to the model described by `identity`/`fingerprint`.
     public static func decode(_ bytes: [UInt8], expecting identity: String, fingerprint: UInt64) throws -> StateArchive {
         var reader = ByteReader(bytes)
-        guard bytes.count >= magic.count, Array(bytes[0..<magic.count]) == magic else {
-            throw SnapshotError.notASnapshot(detail: "missing the OROCHIS1 signature")
+        let signature = bytes.count >= magic.count ? Array(bytes[0..<magic.count]) : []
+        if let old = formerMagics.first(where: { Array($0.utf8) == signature }) {
+            throw SnapshotError.unsupportedVersion(found: "\(old) (version \(old.last!))", expected: String(decoding: magic, as: UTF8.self))
+        }
+        guard signature == magic else {
+            throw SnapshotError.notASnapshot(detail: "missing the \(String(decoding: magic, as: UTF8.self)) signature")
         }
         reader.offset = magic.count
         let idLength = try reader.u64("identity length")
@@ -72,9 +82,21 @@ public struct StateArchive {
             throw SnapshotError.truncated(detail: "payload of \(length) bytes but the file has \(bytes.count)")
         }
         let payload = try reader.bytes(Int(length), "payload")
+        let covered = reader.offset
         let sum = try reader.u64("checksum")
-        guard sum == fnv1a(payload) else { throw SnapshotError.corrupt(detail: "checksum mismatch") }
+        guard sum == fnv1a(bytes[..<covered]) else { throw SnapshotError.corrupt(detail: "checksum mismatch") }
         guard reader.offset == bytes.count else { throw SnapshotError.corrupt(detail: "\(bytes.count - reader.offset) trailing bytes") }
+        // Checked even under a valid checksum: a snapshot may be crafted.
+        guard position <= UInt64(Int.max) else { throw SnapshotError.corrupt(detail: "position \(position) is out of range") }
+        guard payload.count % 4 == 0 else { throw SnapshotError.corrupt(detail: "payload of \(payload.count) bytes is not a whole number of float32 values") }
+        let nonFinite = payload.withUnsafeBytes { raw -> Int in
+            var n = 0
+            for i in Swift.stride(from: 0, to: raw.count, by: 4) where !raw.loadUnaligned(fromByteOffset: i, as: Float.self).isFinite { n += 1 }
+            return n
+        }
+        guard nonFinite == 0 else {
+            throw SnapshotError.corrupt(detail: "the state holds \(nonFinite) non-finite values (NaN or infinity)")
+        }
         return StateArchive(identity: id, fingerprint: print, position: Int(position), payload: payload)
     }
 }

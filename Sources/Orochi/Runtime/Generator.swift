@@ -23,6 +23,8 @@ public struct Generator {
     public let model: any LanguageModel
     public let sampler: Sampler
     public let stopTokens: Set<Int>
+    /// Most tokens reserved ahead in the history and output arrays (they grow beyond it as needed).
+    static let reserveLimit = 4096
 
     public init(model: any LanguageModel, sampler: Sampler, stopTokens: Set<Int>) {
         self.model = model
@@ -48,13 +50,15 @@ public struct Generator {
             timings.promptTokens = prompt.count
         }
         try afterPrompt?(model)
+        try FiniteCheck.checkLastLogits(model)
         // Leave room in the cache: stop when it is full rather than fail mid-stream.
-        let room = model.contextCapacity - model.position
-        let budget = min(maxTokens, room)
+        let room = model.position < model.contextCapacity ? model.contextCapacity - model.position : 0
+        let budget = max(0, min(maxTokens, room))
+        // Reserve from the budget only up to a bound: it may be any number a user typed.
         var history = prompt
-        history.reserveCapacity(prompt.count + budget)
+        history.reserveCapacity(prompt.count + min(budget, Self.reserveLimit))
         var output: [Int] = []
-        output.reserveCapacity(budget)
+        output.reserveCapacity(min(budget, Self.reserveLimit))
         let start = Clock.now()
         for i in 0..<budget {
             let token = sampler.sample(model.lastLogits, history: history)
@@ -62,7 +66,10 @@ public struct Generator {
             history.append(token)
             if stopTokens.contains(token) || !onToken(token) { break }
             // The last sampled token needs no forward pass of its own.
-            if i + 1 < budget { try model.decode(token) }
+            if i + 1 < budget {
+                try model.decode(token)
+                try FiniteCheck.checkLastLogits(model)
+            }
         }
         timings.generationSeconds = Clock.now() - start
         timings.generatedTokens = output.count

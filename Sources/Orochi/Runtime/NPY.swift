@@ -39,10 +39,12 @@ public enum NPY {
         let shape = header[open.upperBound..<close].split(separator: ",").compactMap {
             Int($0.trimmingCharacters(in: .whitespaces))
         }
-        let count = shape.reduce(1, *)
+        guard let count = try? Sizes.product(shape, "shape"), let byteCount = try? Sizes.floatBytes(count, "shape") else {
+            throw NPYError.invalid("shape \(shape) is too large")
+        }
         let start = headerStart + headerLength
-        guard bytes.count - start == count * 4 else {
-            throw NPYError.invalid("data has \(bytes.count - start) bytes, shape \(shape) needs \(count * 4)")
+        guard bytes.count - start == byteCount else {
+            throw NPYError.invalid("data has \(bytes.count - start) bytes, shape \(shape) needs \(byteCount)")
         }
         var values = [Float](repeating: 0, count: count)
         values.withUnsafeMutableBytes { dst in

@@ -42,7 +42,10 @@ public enum Perplexity {
         guard context > 1, stride > 0, stride <= context else { throw PerplexityError.badWindow(context: context, stride: stride) }
         let vocab = model.info.vocabSize
         let total = tokens.count
-        var logits = [Float](repeating: 0, count: min(context, total) * vocab)   // [window, V]
+        // [window, V]: the window is bounded by the text, the product checked against memory.
+        let logitCount = try Sizes.product([min(context, total), vocab], "window × vocab_size logits")
+        try Sizes.checkFits(try Sizes.floatBytes(logitCount, "the logits"), "the logits of a \(min(context, total))-token window")
+        var logits = [Float](repeating: 0, count: logitCount)   // [window, V]
         var nll = 0.0
         var scored = 0
         var previousEnd = 0
@@ -51,7 +54,10 @@ public enum Perplexity {
             let end = min(begin + context, total)
             let window = Array(tokens[begin..<end])
             model.reset()
-            try logits.withUnsafeMutableBufferPointer { try model.prefill(window, allLogits: $0.baseAddress!) }
+            try logits.withUnsafeMutableBufferPointer {
+                try model.prefill(window, allLogits: $0.baseAddress!)
+                try FiniteCheck.checkRows($0.baseAddress!, rows: window.count, vocab: vocab, firstPosition: begin, model: model)
+            }
             for t in max(begin + 1, previousEnd)..<end {
                 let row = (t - 1 - begin) * vocab
                 nll += logits.withUnsafeBufferPointer { negativeLogProbability(of: tokens[t], in: $0.baseAddress! + row, count: vocab) }

@@ -17,6 +17,18 @@ public final class Sampler {
             self.temperature = temperature; self.topK = topK; self.topP = topP
             self.repetitionPenalty = repetitionPenalty; self.repetitionWindow = repetitionWindow; self.seed = seed
         }
+
+        /// The ranges the settings must lie in, each error naming the command-line option.
+        public func validate() throws {
+            func fail(_ message: String) -> SamplerError { SamplerError.invalidSetting(message) }
+            guard temperature.isFinite, temperature >= 0 else { throw fail("--temperature must be a finite number ≥ 0, got \(temperature)") }
+            guard topP > 0, topP <= 1 else { throw fail("--top-p must be in (0, 1], got \(topP)") }
+            guard topK >= 0 else { throw fail("--top-k must be ≥ 0 (0: off), got \(topK)") }
+            guard repetitionPenalty.isFinite, repetitionPenalty > 0 else {
+                throw fail("--repeat-penalty must be a finite number > 0 (1: off), got \(repetitionPenalty)")
+            }
+            guard repetitionWindow >= 0 else { throw fail("the repetition window must be ≥ 0, got \(repetitionWindow)") }
+        }
     }
 
     public let settings: Settings
@@ -32,7 +44,7 @@ public final class Sampler {
         rng = SplitMix64(seed: settings.seed)
         probs = FloatBuffer(count: vocabSize)
         candidates = .allocate(capacity: vocabSize)
-        seen.reserveCapacity(settings.repetitionWindow * 2)
+        seen.reserveCapacity(2 * min(max(settings.repetitionWindow, 0), 4096))
     }
 
     deinit { candidates.deallocate() }
@@ -48,9 +60,10 @@ public final class Sampler {
                 p[t] = p[t] > 0 ? p[t] / settings.repetitionPenalty : p[t] * settings.repetitionPenalty
             }
         }
-        if settings.temperature <= 0 { return Kernels.argmax(p, count: vocab) }
-
         let invT = 1 / settings.temperature
+        // Greedy at temperature 0, and when 1/T is not finite (a denormal temperature).
+        if settings.temperature <= 0 || !invT.isFinite { return Kernels.argmax(p, count: vocab) }
+
         for i in 0..<vocab { p[i] *= invT }
         Kernels.softmax(p, count: vocab)
 
@@ -64,6 +77,9 @@ public final class Sampler {
             let cutoff = (1 - settings.topP) / Float(vocab - 1)
             n = 0
             for i in 0..<vocab where p[i] >= cutoff { candidates[n] = i; n += 1 }
+            // The most probable token is always kept (as transformers' top-p keeps at least one):
+            // with a near-uniform distribution no token may reach the cut-off.
+            if n == 0 { candidates[0] = Kernels.argmax(p, count: vocab); n = 1 }
         } else {
             return sampleAll()
         }
@@ -127,4 +143,11 @@ public final class Sampler {
 
 private extension UnsafeMutablePointer where Pointee == Int {
     func swapAt(_ i: Int, _ j: Int) { let t = self[i]; self[i] = self[j]; self[j] = t }
+}
+
+public enum SamplerError: Error, CustomStringConvertible, Equatable {
+    case invalidSetting(String)
+    public var description: String {
+        switch self { case .invalidSetting(let s): return s }
+    }
 }
