@@ -182,6 +182,56 @@ ATTEND_GROUP(group_512, T512, dot_512, axpy_512, expsum_512, expf_512)
 ATTEND_GROUP(group_256, T256, dot_256, axpy_256, expsum_256, expf_256)
 #endif
 
+#if defined(__x86_64__)
+// The common head sizes (32, 64, 128): the query and the output row live in registers over a
+// block of keys, so that each cached row costs its loads and fused multiply-adds and nothing else.
+#define ATTEND_FIXED(NAME, NV)                                                                              \
+T512 static void NAME(const float *q, int gh, int d, const char *keys, const char *values, int f16,         \
+                      long first, long n, float scale, float *out) {                                        \
+    const long rowBytes = (long)d * (f16 ? 2 : 4);                                                          \
+    float acc[MAX_GROUP][MAX_DIM], s[MAX_GROUP][BLOCK], m[MAX_GROUP], l[MAX_GROUP];                         \
+    for (int h = 0; h < gh; h++) { m[h] = -INFINITY; l[h] = 0; memset(acc[h], 0, (size_t)d * 4); }          \
+    for (long j0 = 0; j0 < n; j0 += BLOCK) {                                                                \
+        int nb = n - j0 < BLOCK ? (int)(n - j0) : BLOCK;                                                    \
+        const char *kb = keys + (first + j0) * rowBytes, *vb = values + (first + j0) * rowBytes;            \
+        for (int h = 0; h < gh; h++) {                                                                      \
+            __m512 qv[NV];                                                                                  \
+            for (int v = 0; v < NV; v++) qv[v] = _mm512_loadu_ps(q + h * d + 16 * v);                       \
+            for (int j = 0; j < nb; j++) {                                                                  \
+                const char *row = kb + j * rowBytes;                                                        \
+                __m512 a = _mm512_mul_ps(qv[0], ldrow512(row, f16, 0, 0xffff));                              \
+                for (int v = 1; v < NV; v++) a = _mm512_fmadd_ps(qv[v], ldrow512(row, f16, 16 * v, 0xffff), a); \
+                s[h][j] = _mm512_reduce_add_ps(a) * scale;                                                  \
+            }                                                                                               \
+            float bm = s[h][0];                                                                             \
+            for (int j = 1; j < nb; j++) bm = s[h][j] > bm ? s[h][j] : bm;                                  \
+            __m512 av[NV];                                                                                  \
+            for (int v = 0; v < NV; v++) av[v] = _mm512_loadu_ps(acc[h] + 16 * v);                          \
+            if (bm > m[h]) {                                                                                \
+                float corr = m[h] == -INFINITY ? 0 : expf_512(m[h] - bm);                                   \
+                l[h] *= corr;                                                                               \
+                for (int v = 0; v < NV; v++) av[v] = _mm512_mul_ps(av[v], _mm512_set1_ps(corr));            \
+                m[h] = bm;                                                                                  \
+            }                                                                                               \
+            l[h] += expsum_512(s[h], nb, m[h]);                                                             \
+            for (int j = 0; j < nb; j++) {                                                                  \
+                const char *row = vb + j * rowBytes;                                                        \
+                __m512 p = _mm512_set1_ps(s[h][j]);                                                         \
+                for (int v = 0; v < NV; v++) av[v] = _mm512_fmadd_ps(p, ldrow512(row, f16, 16 * v, 0xffff), av[v]); \
+            }                                                                                               \
+            for (int v = 0; v < NV; v++) _mm512_storeu_ps(acc[h] + 16 * v, av[v]);                          \
+        }                                                                                                   \
+    }                                                                                                       \
+    for (int h = 0; h < gh; h++) {                                                                          \
+        float inv = 1 / l[h];                                                                               \
+        for (int i = 0; i < d; i++) out[h * d + i] = acc[h][i] * inv;                                       \
+    }                                                                                                       \
+}
+ATTEND_FIXED(group_512_d32, 2)
+ATTEND_FIXED(group_512_d64, 4)
+ATTEND_FIXED(group_512_d128, 8)
+#endif
+
 typedef struct {
     const float *q; int heads, kv_heads, d; const char *keys, *values; int f16; long capacity, first, n; float scale; float *out;
 } attention_job;
@@ -200,7 +250,15 @@ static void attention_part(void *ctx, int index, int count) {
         const float *q = j->q + (long)h0 * j->d;
         float *out = j->out + (long)h0 * j->d;
 #if defined(__x86_64__)
-        if (isa == OROCHI_ISA_AVX512) { group_512(q, gh, j->d, k, v, j->f16, j->first, j->n, j->scale, out); continue; }
+        if (isa == OROCHI_ISA_AVX512) {
+            switch (j->d) {
+            case 32: group_512_d32(q, gh, j->d, k, v, j->f16, j->first, j->n, j->scale, out); break;
+            case 64: group_512_d64(q, gh, j->d, k, v, j->f16, j->first, j->n, j->scale, out); break;
+            case 128: group_512_d128(q, gh, j->d, k, v, j->f16, j->first, j->n, j->scale, out); break;
+            default: group_512(q, gh, j->d, k, v, j->f16, j->first, j->n, j->scale, out);
+            }
+            continue;
+        }
         if (isa == OROCHI_ISA_AVX2) { group_256(q, gh, j->d, k, v, j->f16, j->first, j->n, j->scale, out); continue; }
 #endif
         (void)isa;

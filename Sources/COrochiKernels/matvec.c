@@ -68,7 +68,18 @@ T512 static void NAME(const void *w, long r0, long r1, long k, long ldw, const f
         const void *w2 = base + ((r + 2) * ldw) * ESZ, *w3 = base + ((r + 3) * ldw) * ESZ;                 \
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;    \
         long j = 0;                                                                                        \
+        const char *n0 = (const char *)w3 + ldw * ESZ;  /* the next four rows, prefetched as we go */      \
+        const long nextRows = r + 8 <= r1 ? ldw * ESZ : 0;                                                 \
         for (; j < k32; j += 32) {                                                                         \
+            if (nextRows) {                                                                                \
+                const char *pf = n0 + j * ESZ;                                                             \
+                _mm_prefetch(pf, _MM_HINT_T0); _mm_prefetch(pf + nextRows, _MM_HINT_T0);                   \
+                _mm_prefetch(pf + 2 * nextRows, _MM_HINT_T0); _mm_prefetch(pf + 3 * nextRows, _MM_HINT_T0); \
+                if (ESZ == 4) {                                                                            \
+                    _mm_prefetch(pf + 64, _MM_HINT_T0); _mm_prefetch(pf + nextRows + 64, _MM_HINT_T0);     \
+                    _mm_prefetch(pf + 2 * nextRows + 64, _MM_HINT_T0); _mm_prefetch(pf + 3 * nextRows + 64, _MM_HINT_T0); \
+                }                                                                                          \
+            }                                                                                              \
             __m512 x0 = _mm512_loadu_ps(x + j), x1 = _mm512_loadu_ps(x + j + 16);                          \
             a0 = _mm512_fmadd_ps(LD(w0, j), x0, a0); b0 = _mm512_fmadd_ps(LD(w0, j + 16), x1, b0);         \
             a1 = _mm512_fmadd_ps(LD(w1, j), x0, a1); b1 = _mm512_fmadd_ps(LD(w1, j + 16), x1, b1);         \
@@ -129,7 +140,14 @@ T256 static void NAME(const void *w, long r0, long r1, long k, long ldw, const f
         const void *w2 = base + ((r + 2) * ldw) * esz, *w3 = base + ((r + 3) * ldw) * esz;                 \
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                        \
         long j = 0;                                                                                        \
+        const char *n0 = (const char *)w3 + ldw * esz;  /* the next four rows, prefetched as we go */      \
+        const long nextRows = r + 8 <= r1 ? ldw * esz : 0;                                                 \
         for (; j < k8; j += 8) {                                                                           \
+            if (nextRows && (j * esz) % 64 == 0) {                                                         \
+                const char *pf = n0 + j * esz;                                                             \
+                _mm_prefetch(pf, _MM_HINT_T0); _mm_prefetch(pf + nextRows, _MM_HINT_T0);                   \
+                _mm_prefetch(pf + 2 * nextRows, _MM_HINT_T0); _mm_prefetch(pf + 3 * nextRows, _MM_HINT_T0); \
+            }                                                                                              \
             __m256 x0 = _mm256_loadu_ps(x + j);                                                            \
             a0 = _mm256_fmadd_ps(LD(w0, j), x0, a0); a1 = _mm256_fmadd_ps(LD(w1, j), x0, a1);              \
             a2 = _mm256_fmadd_ps(LD(w2, j), x0, a2); a3 = _mm256_fmadd_ps(LD(w3, j), x0, a3);              \
