@@ -4,6 +4,7 @@
 // sum of values, for all the query heads of its group at once, so the cache is read once per
 // token. Key/value heads are split over the pool's threads.
 #include "orochi_kernels.h"
+#include "vecmath.h"
 #include <math.h>
 #include <string.h>
 #if defined(__x86_64__)
@@ -42,7 +43,6 @@ static inline float expf_p(float x) { return expf(x); }
 
 #if defined(__x86_64__)
 // ---------- AVX-512 primitives ----------
-#define T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
 T512 static inline __m512 ldrow512(const void *row, int f16, int i, __mmask16 m) {
     return f16 ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)row + i))
                : _mm512_maskz_loadu_ps(m, (const float *)row + i);
@@ -62,21 +62,6 @@ T512 static inline void axpy_512(float *acc, float p, const void *row, int f16, 
         _mm512_mask_storeu_ps(acc + i, m, _mm512_fmadd_ps(pv, ldrow512(row, f16, i, m), _mm512_maskz_loadu_ps(m, acc + i)));
     }
 }
-// eˣ by Cephes' polynomial (relative error ~2e-7), as SelectiveScan.exp on the Swift side.
-T512 static inline __m512 exp512(__m512 x) {
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.f)), _mm512_set1_ps(88.f));
-    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT);
-    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fmadd_ps(k, _mm512_set1_ps(2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    __m512 e = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.f));
-    return _mm512_scalef_ps(e, k);
-}
 T512 static inline float expsum_512(float *s, int n, float m) {
     __m512 mv = _mm512_set1_ps(m), sum = _mm512_setzero_ps();
     for (int i = 0; i < n; i += 16) {
@@ -91,7 +76,6 @@ T512 static inline float expsum_512(float *s, int n, float m) {
 T512 static inline float expf_512(float x) { return _mm512_cvtss_f32(exp512(_mm512_set1_ps(x))); }
 
 // ---------- AVX2 primitives ----------
-#define T256 __attribute__((target("avx2,fma,f16c")))
 T256 static inline float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -114,21 +98,6 @@ T256 static inline void axpy_256(float *acc, float p, const void *row, int f16, 
     int i = 0;
     for (; i + 8 <= d; i += 8) _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(pv, ldrow256(row, f16, i), _mm256_loadu_ps(acc + i)));
     for (; i < d; i++) acc[i] += p * (f16 ? h2f(((const uint16_t *)row)[i]) : ((const float *)row)[i]);
-}
-T256 static inline __m256 exp256(__m256 x) {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.f)), _mm256_set1_ps(88.f));
-    __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fmadd_ps(k, _mm256_set1_ps(2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    __m256 e = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.f));
-    __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(e, _mm256_castsi256_ps(bits));
 }
 T256 static inline float expsum_256(float *s, int n, float m) {
     __m256 mv = _mm256_set1_ps(m), sum = _mm256_setzero_ps();

@@ -92,3 +92,34 @@ public enum KernelInfo {
         orochi_read_bandwidth(megabytes << 20, Int32(repetitions))
     }
 }
+
+/// Work split over our thread pool from Swift: `body(part, parts)` runs once for every part in
+/// 0..<parts, each on one thread (the caller's among them), and returns when all are done. Each
+/// part index runs exactly once, so a part may own a slot of scratch memory.
+public enum Parallel {
+    private final class Task {
+        let body: (Int, Int) -> Void
+        init(_ body: @escaping (Int, Int) -> Void) { self.body = body }
+    }
+
+    public static func run(parts: Int, _ body: (_ part: Int, _ parts: Int) -> Void) {
+        guard parts > 1 else { if parts == 1 { body(0, 1) }; return }
+        withoutActuallyEscaping(body) { body in
+            let task = Task(body)
+            withExtendedLifetime(task) {
+                orochi_pool_run_chunks({ context, index, count in
+                    Unmanaged<Task>.fromOpaque(context!).takeUnretainedValue().body(Int(index), Int(count))
+                }, Unmanaged.passUnretained(task).toOpaque(), Int32(clamping: parts))
+            }
+        }
+    }
+
+    /// Runs `body` with OpenBLAS limited to the calling thread, for products issued from several
+    /// of our threads at once.
+    public static func withSingleThreadedBLAS<T>(_ body: () throws -> T) rethrows -> T {
+        let before = Int32(orochi_pool_threads())
+        orochi_blas_set_threads(1)
+        defer { orochi_blas_set_threads(before) }
+        return try body()
+    }
+}

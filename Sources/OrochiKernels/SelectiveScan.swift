@@ -1,3 +1,4 @@
+import COrochiKernels
 import Foundation
 
 /// Mamba's selective scan (Gu & Dao 2023, Algorithm 2): a linear recurrence per channel whose
@@ -33,6 +34,31 @@ public enum SelectiveScan {
         let parts = min(threads, e / 64)
         guard parts > 1, t >= 8 else { run(0..<e); return }
         DispatchQueue.concurrentPerform(iterations: parts) { i in run(e * i / parts..<e * (i + 1) / parts) }
+    }
+
+    /// The kernel the models run (scan.c): the recurrence above with sixteen channels side by side
+    /// in one vector and the state values in registers, every exponential sixteen at a time, the
+    /// channels split over the thread pool when it pays. `a` and `state` are blocked by 16
+    /// ([⌈E/16⌉, N, 16], see `blocked`); x, delta, z, y rows are `ldx`, `ldDelta`, `ldz`, `ldy` apart.
+    @inline(__always)
+    public static func scanBlocked(steps t: Int, channels e: Int, stateSize n: Int,
+                                   x: UnsafePointer<Float>, ldx: Int, delta: UnsafePointer<Float>, ldDelta: Int,
+                                   deltaBias: UnsafePointer<Float>, a: UnsafePointer<Float>,
+                                   b: UnsafePointer<Float>, c: UnsafePointer<Float>, ldbc: Int,
+                                   d: UnsafePointer<Float>, z: UnsafePointer<Float>, ldz: Int,
+                                   state: UnsafeMutablePointer<Float>, into y: UnsafeMutablePointer<Float>, ldy: Int) {
+        orochi_selective_scan(t, e, Int32(n), x, ldx, delta, ldDelta, deltaBias, a, b, c, ldbc, d, z, ldz, state, y, ldy)
+    }
+
+    /// Floats of a per-channel [E, N] array in the blocked layout [⌈E/16⌉, N, 16].
+    public static func blockedCount(channels e: Int, stateSize n: Int) -> Int { (e + 15) / 16 * n * 16 }
+    /// [E, N] → blocked by 16 (padding zero).
+    public static func block(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, channels e: Int, stateSize n: Int) {
+        orochi_block16(src, dst, e, Int32(n))
+    }
+    /// Blocked by 16 → [E, N].
+    public static func unblock(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, channels e: Int, stateSize n: Int) {
+        orochi_unblock16(src, dst, e, Int32(n))
     }
 
     /// Any state size: one scalar loop over the N state values.

@@ -80,6 +80,19 @@ void orochi_attention_decode(const float *q, int heads, int kv_heads, int head_d
                              const void *keys, const void *values, int kv_dtype, long capacity,
                              long first, long n, float scale, float *out);
 
+// ---- Mamba's selective scan (scan.c) ----
+/// Per-channel [E, N] arrays ↔ the scan's layout [⌈E/16⌉, N, 16] (channel 16b + i at block b, lane i; padding zero).
+void orochi_block16(const float *src, float *dst, long e, int n);
+void orochi_unblock16(const float *src, float *dst, long e, int n);
+/// For every channel c < e and step t < steps, with h the channel's N state values:
+///   Δ = softplus(delta[t,c] + delta_bias[c]);  h ← exp(Δ·A[c]) ⊙ h + Δ·x[t,c]·B[t];
+///   y[t,c] = (C[t]·h + D[c]·x[t,c]) · SiLU(z[t,c])
+/// a_blocked, state_blocked: blocked by 16 (see above); b, c: rows of N, `ldbc` apart. Channels split
+/// over the pool's threads when the work pays for it.
+void orochi_selective_scan(long steps, long e, int n, const float *x, long ldx, const float *delta, long ldd,
+                           const float *delta_bias, const float *a_blocked, const float *b, const float *c, long ldbc,
+                           const float *d, const float *z, long ldz, float *state_blocked, float *y, long ldy);
+
 // ---- measurements (bandwidth.c) ----
 /// Streaming read bandwidth in bytes/s over `bytes` (rounded to 64), on the pool's threads; median of `reps`.
 double orochi_read_bandwidth(size_t bytes, int reps);

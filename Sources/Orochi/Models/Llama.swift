@@ -184,14 +184,14 @@ public final class LlamaModel: LanguageModel {
 
     final class PrefillScratch {
         let x, xb, q, k, v, attnOut, gate, up: FloatBuffer  // [T, D], [T, D], [T, H·d], [T, G·d] ×2, [T, H·d], [T, F] ×2
-        let scores: FloatBuffer                             // [queryBlock, C]
+        let scores: FloatBuffer                             // [threads, queryBlock, C]: one block of scores per thread
         let widenedKeys, widenedValues: FloatBuffer?        // [C, d] each, with an f16 cache
         init(rows: Int, dim: Int, qDim: Int, kvDim: Int, ffn: Int, capacity: Int, headDim: Int, halfCache: Bool) {
             x = FloatBuffer(count: rows * dim); xb = FloatBuffer(count: rows * dim)
             q = FloatBuffer(count: rows * qDim); k = FloatBuffer(count: rows * kvDim); v = FloatBuffer(count: rows * kvDim)
             attnOut = FloatBuffer(count: rows * qDim)
             gate = FloatBuffer(count: rows * ffn); up = FloatBuffer(count: rows * ffn)
-            scores = FloatBuffer(count: LlamaModel.queryBlock * capacity)
+            scores = FloatBuffer(count: BLAS.threads * LlamaModel.queryBlock * capacity)
             widenedKeys = halfCache ? FloatBuffer(count: capacity * headDim) : nil
             widenedValues = halfCache ? FloatBuffer(count: capacity * headDim) : nil
         }
@@ -460,45 +460,67 @@ public final class LlamaModel: LanguageModel {
     }
 
     /// Causal attention of `rows` new tokens starting at position `p0` over the cache, per head, in
-    /// blocks of query rows: S = Q_h·K_hᵀ/√d, masked, softmax, A_h = S·V_h.
+    /// blocks of query rows: S = Q_h·K_hᵀ/√d, masked, softmax, A_h = S·V_h. The key/value heads
+    /// are split over our threads, each with single-threaded products and its own block of scores:
+    /// with a head size of 32–128 these products are small, and OpenBLAS's threading of each one
+    /// costs more than it saves.
     private func attendChunk(layer l: Int, rows t: Int, start p0: Int, scratch s: PrefillScratch) {
         let qDim = heads * headDim, group = heads / kvHeads
         let scale = 1 / Float(headDim).squareRoot()
         let q = s.q.pointer, attn = s.attnOut.pointer
         let firstVisible = window.map { max(0, p0 + 1 - $0) } ?? 0                  // oldest key any row sees
         let visible = p0 + t - firstVisible
-        for g in 0..<kvHeads {
-            // The group's keys and values as float32 (widened once per chunk with an f16 cache).
-            let kRows = rows(keys(l, g), first: firstVisible, count: visible, widening: s.widenedKeys)
-            let vRows = rows(values(l, g), first: firstVisible, count: visible, widening: s.widenedValues)
-            for h in g * group..<(g + 1) * group {
-                var r0 = 0
-                while r0 < t {
-                    let r1 = min(t, r0 + Self.queryBlock)
-                    let rows = r1 - r0
-                    let lastPos = p0 + r1 - 1
-                    let first = window.map { max(0, p0 + r0 + 1 - $0) } ?? 0     // oldest key this block sees
-                    let n = lastPos + 1 - first                                   // keys in the block's view
-                    let scores = s.scores.pointer
-                    BLAS.gemm(m: rows, n: n, k: headDim, alpha: scale,
-                              a: q + r0 * qDim + h * headDim, lda: qDim,
-                              b: kRows + (first - firstVisible) * headDim, ldb: headDim, transB: true,
-                              c: scores, ldc: n)                                   // S[rows, n]
-                    for r in 0..<rows {
-                        let pos = p0 + r0 + r
-                        let row = scores + r * n
-                        let lo = window.map { max(0, pos + 1 - $0) - first } ?? 0
-                        let hi = pos - first                                     // last visible key
-                        for j in 0..<lo { row[j] = 0 }
-                        Kernels.softmax(row + lo, count: hi - lo + 1)
-                        for j in (hi + 1)..<n { row[j] = 0 }
-                    }
-                    BLAS.gemm(m: rows, n: headDim, k: n,
-                              a: scores, lda: n,
-                              b: vRows + (first - firstVisible) * headDim, ldb: headDim,
-                              c: attn + r0 * qDim + h * headDim, ldc: qDim)        // A_h[rows, d]
-                    r0 = r1
+        let parts = min(BLAS.threads, kvHeads)
+        if cacheType == .f16 {                                                         // widened once per chunk, before the threads start
+            // (an f16 cache runs one key/value head at a time through the shared widening buffers)
+            for g in 0..<kvHeads { attendHeads(g: g, l: l, t: t, p0: p0, firstVisible: firstVisible, visible: visible, qDim: qDim,
+                                               group: group, scale: scale, q: q, attn: attn, s: s, scores: s.scores.pointer) }
+            return
+        }
+        Parallel.withSingleThreadedBLAS {
+            Parallel.run(parts: parts) { part, parts in
+                let scores = s.scores.pointer + part * Self.queryBlock * contextCapacity
+                for g in (kvHeads * part / parts)..<(kvHeads * (part + 1) / parts) {
+                    attendHeads(g: g, l: l, t: t, p0: p0, firstVisible: firstVisible, visible: visible, qDim: qDim,
+                                group: group, scale: scale, q: q, attn: attn, s: s, scores: scores)
                 }
+            }
+        }
+    }
+
+    /// The query heads of key/value head `g`, one block of query rows at a time.
+    private func attendHeads(g: Int, l: Int, t: Int, p0: Int, firstVisible: Int, visible: Int, qDim: Int, group: Int,
+                             scale: Float, q: UnsafeMutablePointer<Float>, attn: UnsafeMutablePointer<Float>,
+                             s: PrefillScratch, scores: UnsafeMutablePointer<Float>) {
+        // The group's keys and values as float32 (widened once per chunk with an f16 cache).
+        let kRows = rows(keys(l, g), first: firstVisible, count: visible, widening: s.widenedKeys)
+        let vRows = rows(values(l, g), first: firstVisible, count: visible, widening: s.widenedValues)
+        for h in g * group..<(g + 1) * group {
+            var r0 = 0
+            while r0 < t {
+                let r1 = min(t, r0 + Self.queryBlock)
+                let rows = r1 - r0
+                let lastPos = p0 + r1 - 1
+                let first = window.map { max(0, p0 + r0 + 1 - $0) } ?? 0     // oldest key this block sees
+                let n = lastPos + 1 - first                                   // keys in the block's view
+                BLAS.gemm(m: rows, n: n, k: headDim, alpha: scale,
+                          a: q + r0 * qDim + h * headDim, lda: qDim,
+                          b: kRows + (first - firstVisible) * headDim, ldb: headDim, transB: true,
+                          c: scores, ldc: n)                                   // S[rows, n]
+                for r in 0..<rows {
+                    let pos = p0 + r0 + r
+                    let row = scores + r * n
+                    let lo = window.map { max(0, pos + 1 - $0) - first } ?? 0
+                    let hi = pos - first                                     // last visible key
+                    for j in 0..<lo { row[j] = 0 }
+                    Kernels.softmax(row + lo, count: hi - lo + 1)
+                    for j in (hi + 1)..<n { row[j] = 0 }
+                }
+                BLAS.gemm(m: rows, n: headDim, k: n,
+                          a: scores, lda: n,
+                          b: vRows + (first - firstVisible) * headDim, ldb: headDim,
+                          c: attn + r0 * qDim + h * headDim, ldc: qDim)        // A_h[rows, d]
+                r0 = r1
             }
         }
     }

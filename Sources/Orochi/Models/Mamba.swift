@@ -133,7 +133,7 @@ struct MambaLayerWeights {
     let xProj: Linear                       // [R + 2N, E]: Δ_low, B, C
     let dtProj: Linear                      // [E, R] (its bias is added inside the scan, before softplus)
     let dtBias: UnsafePointer<Float>        // [E]
-    let a: UnsafePointer<Float>             // [E, N] = −exp(A_log)
+    let a: UnsafePointer<Float>             // [E, N] = −exp(A_log), blocked by 16 channels ([⌈E/16⌉, N, 16])
     let d: UnsafePointer<Float>             // [E]
     let outProj: Linear                     // [D, E] (+ [D] with use_bias)
 }
@@ -161,7 +161,7 @@ public final class MambaModel: LanguageModel {
 
     // The recurrent state, updated in place.
     let convState: FloatBuffer              // [layers, K−1, E]
-    let ssmState: FloatBuffer               // [layers, E, N]
+    let ssmState: FloatBuffer               // [layers, E, N], each layer's blocked by 16 channels for the scan kernel
 
     // Decode scratch, one token: x, xb [D] (residual stream, normed input), xz [2E], u, delta, y [E]
     // (conv output, Δ, scan output), dbc [R + 2N], logits [V].
@@ -219,10 +219,12 @@ public final class MambaModel: LanguageModel {
             derived.append(b)
             return UnsafePointer(b.pointer)
         }
-        /// A = −exp(A_log) [E, N].
+        /// A = −exp(A_log) [E, N], blocked by 16 channels for the scan kernel.
         func negExp(_ aLog: UnsafePointer<Float>) -> UnsafePointer<Float> {
-            let b = FloatBuffer(count: e * n)
-            for i in 0..<e * n { b[i] = -expf(aLog[i]) }
+            let plain = FloatBuffer(count: e * n)
+            for i in 0..<e * n { plain[i] = -expf(aLog[i]) }
+            let b = FloatBuffer(count: SelectiveScan.blockedCount(channels: e, stateSize: n))
+            SelectiveScan.block(plain.pointer, into: b.pointer, channels: e, stateSize: n)
             derived.append(b)
             return UnsafePointer(b.pointer)
         }
@@ -270,7 +272,7 @@ public final class MambaModel: LanguageModel {
         widen = Widening(needed: matrices.contains { $0.type != .f32 })
 
         convState = FloatBuffer(count: layers * (k - 1) * e)
-        ssmState = FloatBuffer(count: layers * e * n)
+        ssmState = FloatBuffer(count: layers * SelectiveScan.blockedCount(channels: e, stateSize: n))
         x = FloatBuffer(count: dim); xb = FloatBuffer(count: dim); xz = FloatBuffer(count: 2 * e)
         u = FloatBuffer(count: e); delta = FloatBuffer(count: e); y = FloatBuffer(count: e)
         dbc = FloatBuffer(count: r + 2 * n); logits = FloatBuffer(count: vocab)
@@ -304,7 +306,9 @@ public final class MambaModel: LanguageModel {
     public var stateBytes: Int { stateBytes(forTokens: position) }
 
     @inline(__always) func convState(_ l: Int) -> UnsafeMutablePointer<Float> { convState.pointer + l * (kernel - 1) * inner }
-    @inline(__always) func ssmState(_ l: Int) -> UnsafeMutablePointer<Float> { ssmState.pointer + l * inner * stateSize }
+    @inline(__always) func ssmState(_ l: Int) -> UnsafeMutablePointer<Float> {
+        ssmState.pointer + l * SelectiveScan.blockedCount(channels: inner, stateSize: stateSize)
+    }
 
     // MARK: Decode — one token, matrix-vector products, O(1) in the context, no allocation.
 
@@ -328,9 +332,9 @@ public final class MambaModel: LanguageModel {
                 w.dtProj(dbc.pointer, rows: 1, into: delta.pointer, widen: widen)                       // Δ[E] before bias, softplus
             }
             Profiler.time(.scan) {
-                SelectiveScan.scan(steps: 1, channels: e, stateSize: n, x: u.pointer, delta: delta.pointer, deltaBias: w.dtBias,
-                                   a: w.a, b: dbc.pointer + r, c: dbc.pointer + r + n, ldbc: r + 2 * n,
-                                   d: w.d, z: xz.pointer + e, ldz: 2 * e, state: ssmState(l), into: y.pointer)
+                SelectiveScan.scanBlocked(steps: 1, channels: e, stateSize: n, x: u.pointer, ldx: e, delta: delta.pointer, ldDelta: e,
+                                          deltaBias: w.dtBias, a: w.a, b: dbc.pointer + r, c: dbc.pointer + r + n, ldbc: r + 2 * n,
+                                          d: w.d, z: xz.pointer + e, ldz: 2 * e, state: ssmState(l), into: y.pointer, ldy: e)
             }
             Profiler.time(.projection) {
                 w.outProj(y.pointer, rows: 1, into: x.pointer, accumulate: true, widen: widen)          // x += W_out·y
@@ -372,10 +376,9 @@ public final class MambaModel: LanguageModel {
                 w.dtProj(dbc, rows: t, ldx: r + 2 * n, into: delta, widen: widen)                  // Δ [L, E] before bias, softplus
             }
             Profiler.time(.scan) {
-                SelectiveScan.scan(steps: t, channels: e, stateSize: n, x: u, delta: delta, deltaBias: w.dtBias,
-                                   a: w.a, b: dbc + r, c: dbc + r + n, ldbc: r + 2 * n,
-                                   d: w.d, z: xz + e, ldz: 2 * e, state: ssmState(l), into: y,      // Y [L, E]
-                                   threads: BLAS.threads)
+                SelectiveScan.scanBlocked(steps: t, channels: e, stateSize: n, x: u, ldx: e, delta: delta, ldDelta: e,
+                                          deltaBias: w.dtBias, a: w.a, b: dbc + r, c: dbc + r + n, ldbc: r + 2 * n,
+                                          d: w.d, z: xz + e, ldz: 2 * e, state: ssmState(l), into: y, ldy: e)   // Y [L, E]
             }
             Profiler.time(.projection) {
                 w.outProj(y, rows: t, into: x, accumulate: true, widen: widen)                     // X += Y·W_outᵀ
@@ -396,7 +399,11 @@ public final class MambaModel: LanguageModel {
         var payload: [UInt8] = []
         payload.reserveCapacity(stateBytes + vocab * 4)
         payload.appendFloats(convState.pointer, count: convState.count)
-        payload.appendFloats(ssmState.pointer, count: ssmState.count)
+        let plain = FloatBuffer(count: inner * stateSize)             // the file holds each layer's state as [E, N]
+        for l in 0..<layers {
+            SelectiveScan.unblock(ssmState(l), into: plain.pointer, channels: inner, stateSize: stateSize)
+            payload.appendFloats(plain.pointer, count: plain.count)
+        }
         payload.appendFloats(logits.pointer, count: vocab)   // so that sampling can continue at once
         return StateArchive(identity: identity, fingerprint: info.fingerprint, position: position, payload: payload).encoded()
     }
@@ -412,7 +419,11 @@ public final class MambaModel: LanguageModel {
         }
         var reader = ByteReader(archive.payload)
         try reader.floats(into: convState.pointer, count: convState.count, "conv state")
-        try reader.floats(into: ssmState.pointer, count: ssmState.count, "ssm state")
+        let plain = FloatBuffer(count: inner * stateSize)
+        for l in 0..<layers {
+            try reader.floats(into: plain.pointer, count: plain.count, "ssm state of layer \(l)")
+            SelectiveScan.block(plain.pointer, into: ssmState(l), channels: inner, stateSize: stateSize)
+        }
         try reader.floats(into: logits.pointer, count: vocab, "logits")
         position = archive.position
     }

@@ -94,4 +94,45 @@ struct MambaKernelTests {
             #expect(errH < 1e-5 && errY < 1e-5, "threads \(threads): state error \(errH), output error \(errY)")
         }
     }
+
+    /// The kernel the models run (scan.c, channels blocked by 16) equals the equations' scalar
+    /// loop: whole and partial blocks, N = 16 (registers) and others, one step (decode) and many,
+    /// every kernel family this CPU has, one thread and two.
+    @Test(arguments: [(256, 16, 9), (40, 16, 70), (7, 8, 5), (100, 5, 1), (512, 16, 300)])
+    func blockedKernelMatchesTheEquations(_ shape: (Int, Int, Int)) {
+        let (e, n, t) = shape
+        let ldbc = 3 + 2 * n, ldz = 2 * e
+        let x = Self.random(t * e, seed: 4), delta = Self.random(t * e, seed: 5, scale: 3)
+        let bias = Self.random(e, seed: 6), a = Self.random(e * n, seed: 7).map { -1 - abs($0) * 4 }
+        let bc = Self.random(t * ldbc, seed: 8, scale: 2), d = Self.random(e, seed: 9), z = Self.random(t * ldz, seed: 10, scale: 3)
+        let h0 = Self.random(e * n, seed: 11)
+        var hRef = h0, yRef = [Float](repeating: .nan, count: t * e)
+        bc.withUnsafeBufferPointer { bcp in
+            SelectiveScan.scanAnyN(steps: t, channels: 0..<e, of: e, stateSize: n, x: x, delta: delta, deltaBias: bias,
+                                   a: a, b: bcp.baseAddress! + 3, c: bcp.baseAddress! + 3 + n, ldbc: ldbc, d: d, z: z, ldz: ldz,
+                                   state: &hRef, into: &yRef)
+        }
+        let blocked = SelectiveScan.blockedCount(channels: e, stateSize: n)
+        var aBlocked = [Float](repeating: 0, count: blocked)
+        SelectiveScan.block(a, into: &aBlocked, channels: e, stateSize: n)
+        let threadsBefore = BLAS.threads
+        defer { BLAS.threads = threadsBefore; KernelInfo.force(nil) }
+        for family in ["portable", "avx2", "avx512"] where KernelInfo.force(family) == family {
+            for threads in [1, 2] {
+                BLAS.threads = threads
+                var h = [Float](repeating: 0, count: blocked), y = [Float](repeating: .nan, count: t * e)
+                SelectiveScan.block(h0, into: &h, channels: e, stateSize: n)
+                bc.withUnsafeBufferPointer { bcp in
+                    SelectiveScan.scanBlocked(steps: t, channels: e, stateSize: n, x: x, ldx: e, delta: delta, ldDelta: e,
+                                              deltaBias: bias, a: aBlocked, b: bcp.baseAddress! + 3, c: bcp.baseAddress! + 3 + n,
+                                              ldbc: ldbc, d: d, z: z, ldz: ldz, state: &h, into: &y, ldy: e)
+                }
+                var hPlain = [Float](repeating: .nan, count: e * n)
+                SelectiveScan.unblock(h, into: &hPlain, channels: e, stateSize: n)
+                let errH = zip(hPlain, hRef).map { abs($0 - $1) / max(1, abs($1)) }.max()!
+                let errY = zip(y, yRef).map { abs($0 - $1) / max(1, abs($1)) }.max()!
+                #expect(errH < 2e-5 && errY < 2e-5, "E \(e) N \(n) T \(t) \(family) \(threads) threads: state error \(errH), output error \(errY)")
+            }
+        }
+    }
 }

@@ -1,0 +1,126 @@
+// Mamba's selective scan, fast: sixteen channels side by side in one vector (channels are
+// independent), the N state values of those channels in N vectors that stay in registers while
+// time advances, and every exponential, logarithm and sigmoid computed sixteen at a time.
+// SelectiveScan.swift is the same recurrence written as the paper's equations; the tests hold
+// this kernel to it.
+//
+// Layout "blocked by 16": a per-channel [E, N] array (A, the state) is stored as
+// [⌈E/16⌉, N, 16]: block b, state s, lane i is channel 16b + i (padding channels are zero).
+#include "orochi_kernels.h"
+#include "vecmath.h"
+#include <math.h>
+#include <string.h>
+
+void orochi_block16(const float *src, float *dst, long e, int n) {
+    long blocks = (e + 15) / 16;
+    memset(dst, 0, (size_t)(blocks * n * 16) * 4);
+    for (long c = 0; c < e; c++)
+        for (int s = 0; s < n; s++) dst[((c / 16) * n + s) * 16 + c % 16] = src[c * n + s];
+}
+
+void orochi_unblock16(const float *src, float *dst, long e, int n) {
+    for (long c = 0; c < e; c++)
+        for (int s = 0; s < n; s++) dst[c * n + s] = src[((c / 16) * n + s) * 16 + c % 16];
+}
+
+typedef struct {
+    long steps, e; int n;
+    const float *x; long ldx;
+    const float *delta; long ldd;
+    const float *bias, *a, *b, *c; long ldbc;
+    const float *d, *z; long ldz;
+    float *state, *y; long ldy;
+} scan_job;
+
+// Softplus as PyTorch computes it (threshold 20): log(1 + eˣ) = log(w)·u/(w − 1) with u = eˣ,
+// w = 1 + u (Goldberg's accurate log1p), or x above 20.
+static inline float softplus1(float x) {
+    if (x > 20) return x;
+    float u = expf(x), w = 1 + u;
+    return w == 1 ? u : logf(w) * (u / (w - 1));
+}
+
+static void block_portable(const scan_job *j, long blk) {
+    int n = j->n;
+    const float *ab = j->a + blk * n * 16;
+    float *hb = j->state + blk * n * 16;
+    for (int i = 0; i < 16; i++) {
+        long ch = blk * 16 + i;
+        if (ch >= j->e) break;
+        for (long t = 0; t < j->steps; t++) {
+            float dt = softplus1(j->delta[t * j->ldd + ch] + j->bias[ch]), u = j->x[t * j->ldx + ch];
+            const float *bt = j->b + t * j->ldbc, *ct = j->c + t * j->ldbc;
+            float acc = 0;
+            for (int s = 0; s < n; s++) {
+                float h = expf(dt * ab[s * 16 + i]) * hb[s * 16 + i] + dt * u * bt[s];
+                hb[s * 16 + i] = h;
+                acc += h * ct[s];
+            }
+            float zz = j->z[t * j->ldz + ch];
+            j->y[t * j->ldy + ch] = (acc + j->d[ch] * u) * (zz / (1 + expf(-zz)));
+        }
+    }
+}
+
+#if defined(__x86_64__)
+T512 static inline __m512 softplus512(__m512 x) {
+    __m512 u = exp512(x), w = _mm512_add_ps(u, _mm512_set1_ps(1.f));
+    __m512 r = _mm512_mul_ps(log512(w), _mm512_div_ps(u, _mm512_sub_ps(w, _mm512_set1_ps(1.f))));
+    r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(w, _mm512_set1_ps(1.f), _CMP_EQ_OQ), u);
+    return _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(x, _mm512_set1_ps(20.f), _CMP_GT_OQ), x);
+}
+
+// One block of 16 channels over all steps; NS state values (a compile-time count keeps them in registers).
+#define SCAN_BLOCK_512(NAME, NS)                                                                         \
+T512 static void NAME(const scan_job *j, long blk) {                                                     \
+    const int n = NS > 0 ? NS : j->n;                                                                    \
+    long c0 = blk * 16;                                                                                  \
+    __mmask16 mk = j->e - c0 >= 16 ? 0xffff : (__mmask16)((1u << (j->e - c0)) - 1);                      \
+    const float *ab = j->a + blk * n * 16;                                                               \
+    float *hb = j->state + blk * n * 16;                                                                 \
+    __m512 h[NS > 0 ? NS : 64], a[NS > 0 ? NS : 64];                                                     \
+    for (int s = 0; s < n; s++) { h[s] = _mm512_loadu_ps(hb + s * 16); a[s] = _mm512_loadu_ps(ab + s * 16); } \
+    __m512 bias = _mm512_maskz_loadu_ps(mk, j->bias + c0), dv = _mm512_maskz_loadu_ps(mk, j->d + c0);    \
+    for (long t = 0; t < j->steps; t++) {                                                                \
+        __m512 dt = softplus512(_mm512_add_ps(_mm512_maskz_loadu_ps(mk, j->delta + t * j->ldd + c0), bias)); \
+        __m512 xv = _mm512_maskz_loadu_ps(mk, j->x + t * j->ldx + c0);                                   \
+        __m512 du = _mm512_mul_ps(dt, xv), acc = _mm512_setzero_ps();                                    \
+        const float *bt = j->b + t * j->ldbc, *ct = j->c + t * j->ldbc;                                  \
+        for (int s = 0; s < n; s++) {              /* h = exp(ΔA)·h + Δ·x·B,  y = C·h */                 \
+            h[s] = _mm512_fmadd_ps(exp512(_mm512_mul_ps(dt, a[s])), h[s], _mm512_mul_ps(du, _mm512_set1_ps(bt[s]))); \
+            acc = _mm512_fmadd_ps(h[s], _mm512_set1_ps(ct[s]), acc);                                     \
+        }                                                                                                \
+        __m512 zv = _mm512_maskz_loadu_ps(mk, j->z + t * j->ldz + c0);                                   \
+        __m512 gate = _mm512_div_ps(zv, _mm512_add_ps(_mm512_set1_ps(1.f), exp512(_mm512_sub_ps(_mm512_setzero_ps(), zv)))); \
+        _mm512_mask_storeu_ps(j->y + t * j->ldy + c0, mk, _mm512_mul_ps(_mm512_fmadd_ps(dv, xv, acc), gate)); \
+    }                                                                                                    \
+    for (int s = 0; s < n; s++) _mm512_storeu_ps(hb + s * 16, _mm512_maskz_mov_ps(mk, h[s]));            \
+}
+SCAN_BLOCK_512(block512_n16, 16)
+SCAN_BLOCK_512(block512_any, 0)
+#endif
+
+static void scan_part(void *ctx, int index, int count) {
+    const scan_job *j = ctx;
+    long blocks = (j->e + 15) / 16;
+    for (long blk = blocks * index / count; blk < blocks * (index + 1) / count; blk++) {
+#if defined(__x86_64__)
+        if (orochi_isa() == OROCHI_ISA_AVX512 && j->n <= 64) {
+            if (j->n == 16) block512_n16(j, blk); else block512_any(j, blk);
+            continue;
+        }
+#endif
+        block_portable(j, blk);
+    }
+}
+
+void orochi_selective_scan(long steps, long e, int n, const float *x, long ldx, const float *delta, long ldd,
+                           const float *delta_bias, const float *a_blocked, const float *b, const float *c, long ldbc,
+                           const float *d, const float *z, long ldz, float *state_blocked, float *y, long ldy) {
+    scan_job job = {steps, e, n, x, ldx, delta, ldd, delta_bias, a_blocked, b, c, ldbc, d, z, ldz, state_blocked, y, ldy};
+    long blocks = (e + 15) / 16;
+    // One token of a small model is a few microseconds of work: threads would cost more than they save.
+    if (blocks < 2 || steps * e * n < (1 << 16) || orochi_pool_threads() == 1) { scan_part(&job, 0, 1); return; }
+    int chunks = 4 * orochi_pool_threads();
+    orochi_pool_run_chunks(scan_part, &job, blocks < chunks ? (int)blocks : chunks);
+}

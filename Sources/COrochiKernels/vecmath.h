@@ -1,0 +1,65 @@
+// Vector exponential and logarithm for the C kernels (AVX-512 and AVX2 builds), after Cephes:
+// relative error ~2e-7 over the float range used here. Internal to COrochiKernels.
+#ifndef OROCHI_VECMATH_H
+#define OROCHI_VECMATH_H
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
+#define T256 __attribute__((target("avx2,fma,f16c")))
+
+// eˣ by Cephes' polynomial (relative error ~2e-7), as SelectiveScan.exp on the Swift side.
+T512 static inline __m512 exp512(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.f)), _mm512_set1_ps(88.f));
+    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT);
+    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fmadd_ps(k, _mm512_set1_ps(2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    __m512 e = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.f));
+    return _mm512_scalef_ps(e, k);
+}
+// log x for x > 0 (Cephes logf): x = m·2ᵉ with m in [√½, √2), then a degree-9 polynomial in m − 1.
+T512 static inline __m512 log512(__m512 x) {
+    __m512 m = _mm512_getmant_ps(x, _MM_MANT_NORM_p5_1, _MM_MANT_SIGN_src);      // [0.5, 1)
+    __m512 e = _mm512_add_ps(_mm512_getexp_ps(x), _mm512_set1_ps(1.f));
+    __mmask16 small = _mm512_cmp_ps_mask(m, _mm512_set1_ps(0.707106781186547524f), _CMP_LT_OQ);
+    e = _mm512_mask_sub_ps(e, small, e, _mm512_set1_ps(1.f));
+    m = _mm512_mask_add_ps(m, small, m, m);
+    m = _mm512_sub_ps(m, _mm512_set1_ps(1.f));
+    __m512 z = _mm512_mul_ps(m, m);
+    __m512 y = _mm512_set1_ps(7.0376836292E-2f);
+    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(-1.1514610310E-1f));
+    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(1.1676998740E-1f));
+    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(-1.2420140846E-1f));
+    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(1.4249322787E-1f));
+    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(-1.6668057665E-1f));
+    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(2.0000714765E-1f));
+    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(-2.4999993993E-1f));
+    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(3.3333331174E-1f));
+    y = _mm512_mul_ps(_mm512_mul_ps(y, m), z);
+    y = _mm512_fmadd_ps(e, _mm512_set1_ps(-2.12194440e-4f), y);
+    y = _mm512_fnmadd_ps(z, _mm512_set1_ps(0.5f), y);
+    return _mm512_fmadd_ps(e, _mm512_set1_ps(0.693359375f), _mm512_add_ps(m, y));
+}
+
+T256 static inline __m256 exp256(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.f)), _mm256_set1_ps(88.f));
+    __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fmadd_ps(k, _mm256_set1_ps(2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    __m256 e = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.f));
+    __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(e, _mm256_castsi256_ps(bits));
+}
+#endif
+#endif
