@@ -325,7 +325,7 @@ public final class MambaModel: LanguageModel {
             Profiler.time(.conv) {                                                                  // u[E] = SiLU(conv(x_in))
                 CausalConv.forward(xz.pointer, ldx: 2 * e, steps: 1, channels: e, kernel: kernel,
                                    weight: w.conv, bias: w.convBias, state: convState(l), into: u.pointer)
-                for c in 0..<e { u[c] = Kernels.silu(u[c]) }
+                Kernels.silu(u.pointer, count: e)
             }
             Profiler.time(.projection) {
                 w.xProj(u.pointer, rows: 1, into: dbc.pointer, widen: widen)                            // [Δ_low | B | C]
@@ -369,7 +369,7 @@ public final class MambaModel: LanguageModel {
             Profiler.time(.conv) {                                                                 // U[L, E]
                 CausalConv.forward(xz, ldx: 2 * e, steps: t, channels: e, kernel: kernel,
                                    weight: w.conv, bias: w.convBias, state: convState(l), into: u)
-                for i in 0..<t * e { u[i] = Kernels.silu(u[i]) }
+                Kernels.silu(u, count: t * e)
             }
             Profiler.time(.projection) {
                 w.xProj(u, rows: t, into: dbc, widen: widen)                                       // [Δ_low | B | C] [L, R+2N]

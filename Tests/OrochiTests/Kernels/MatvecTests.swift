@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import Orochi
 
@@ -57,5 +58,25 @@ struct MatvecTests {
         var back = [Float](repeating: 0, count: values.count)
         half.withUnsafeBytes { WeightMatrix(raw: $0.baseAddress!, type: .f16, rows: 1, columns: values.count).row(0, into: &back) }
         #expect(back == half.map { Float(Float16(bitPattern: $0)) })
+    }
+}
+
+/// The vectorised SiLU and SwiGLU agree with x·σ(x) computed in double precision, over the
+/// whole float range a layer produces and on tails shorter than a vector.
+struct ActivationTests {
+    @Test func siluAndSwigluMatchDoublePrecision() {
+        var rng = SplitMix64(seed: 3)
+        let n = 1000 + 7
+        let x = (0..<n).map { i in i < 8 ? [-200, -90, -20, -1e-3, 0, 1e-3, 20, 90][i] : (rng.nextUnitFloat() - 0.5) * 40 } as [Float]
+        let up = (0..<n).map { _ in rng.nextUnitFloat() * 4 - 2 }
+        func silu(_ v: Float) -> Double { Double(v) / (1 + Foundation.exp(-Double(v))) }
+        var s = x
+        Kernels.silu(&s, count: n)
+        var g = x
+        Kernels.swiglu(&g, up, count: n)
+        for i in 0..<n {
+            #expect(abs(Double(s[i]) - silu(x[i])) <= 1e-6 * max(1, abs(silu(x[i]))), "silu(\(x[i]))")
+            #expect(abs(Double(g[i]) - silu(x[i]) * Double(up[i])) <= 1e-6 * max(1, abs(silu(x[i]) * Double(up[i]))), "swiglu at \(i)")
+        }
     }
 }
