@@ -82,6 +82,31 @@ public enum Kernels {
         for j in 0..<n { x[j] *= inv }
     }
 
+    /// x[i] = exp(x[i] − shift) in place, sixteen lanes at a time; returns the sum (an online
+    /// softmax's step: the caller keeps the running maximum `shift`).
+    @inline(__always)
+    public static func expShifted(_ x: UnsafeMutablePointer<Float>, count n: Int, by shift: Float) -> Float {
+        typealias V = SIMD16<Float>
+        let m = V(repeating: shift)
+        var sums = V()
+        var i = 0
+        while i + 16 <= n {
+            let e = SelectiveScan.exp(UnsafeRawPointer(x + i).loadUnaligned(as: V.self) - m)
+            UnsafeMutableRawPointer(x + i).storeBytes(of: e, as: V.self)
+            sums += e
+            i += 16
+        }
+        var sum = sums.sum()
+        while i < n { let e = expf(x[i] - shift); x[i] = e; sum += e; i += 1 }
+        return sum
+    }
+
+    /// x[i] *= factor.
+    @inline(__always)
+    public static func scale(_ x: UnsafeMutablePointer<Float>, by factor: Float, count n: Int) {
+        for i in 0..<n { x[i] *= factor }
+    }
+
     /// Softplus as PyTorch computes it (threshold 20): log(1 + eˣ), or x when x > 20.
     @inline(__always)
     public static func softplus(_ x: Float) -> Float { x > 20 ? x : log1pf(expf(x)) }

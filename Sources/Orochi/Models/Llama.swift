@@ -150,8 +150,9 @@ public final class LlamaModel: LanguageModel {
     let window: Int?
     /// Prefill is processed in chunks of at most this many tokens, bounding scratch memory.
     static let prefillChunk = 512
-    /// Query rows per block of the attention score matrix in prefill.
+    /// Prefill attention works on tiles of this many query rows by this many keys.
     static let queryBlock = 128
+    static let keyBlock = 256
 
     // Weights (kept alive by `source`).
     let source: WeightSource
@@ -184,16 +185,21 @@ public final class LlamaModel: LanguageModel {
 
     final class PrefillScratch {
         let x, xb, q, k, v, attnOut, gate, up: FloatBuffer  // [T, D], [T, D], [T, H·d], [T, G·d] ×2, [T, H·d], [T, F] ×2
-        let scores: FloatBuffer                             // [threads, queryBlock, C]: one block of scores per thread
-        let widenedKeys, widenedValues: FloatBuffer?        // [C, d] each, with an f16 cache
+        /// Per thread (`slots` of them): a tile of scores [queryBlock, keyBlock], the running maximum
+        /// and sum of each query row [queryBlock] ×2, and a key and a value tile widened from an
+        /// f16 cache [keyBlock, d] ×2.
+        let slots: Int
+        let tiles: FloatBuffer
+        static func slotFloats(headDim: Int) -> Int {
+            LlamaModel.queryBlock * LlamaModel.keyBlock + 2 * LlamaModel.queryBlock + 2 * LlamaModel.keyBlock * headDim
+        }
         init(rows: Int, dim: Int, qDim: Int, kvDim: Int, ffn: Int, capacity: Int, headDim: Int, halfCache: Bool) {
             x = FloatBuffer(count: rows * dim); xb = FloatBuffer(count: rows * dim)
             q = FloatBuffer(count: rows * qDim); k = FloatBuffer(count: rows * kvDim); v = FloatBuffer(count: rows * kvDim)
             attnOut = FloatBuffer(count: rows * qDim)
             gate = FloatBuffer(count: rows * ffn); up = FloatBuffer(count: rows * ffn)
-            scores = FloatBuffer(count: BLAS.threads * LlamaModel.queryBlock * capacity)
-            widenedKeys = halfCache ? FloatBuffer(count: capacity * headDim) : nil
-            widenedValues = halfCache ? FloatBuffer(count: capacity * headDim) : nil
+            slots = max(1, BLAS.threads)
+            tiles = FloatBuffer(count: slots * Self.slotFloats(headDim: headDim))
         }
     }
 
@@ -332,10 +338,9 @@ public final class LlamaModel: LanguageModel {
         }
     }
 
-    /// Rows first..<first + n of a head's cache as float32: in place (f32), or widened into `buffer`.
-    @inline(__always) func rows(_ head: UnsafeMutableRawPointer, first: Int, count n: Int, widening buffer: FloatBuffer?) -> UnsafePointer<Float> {
+    /// Rows first..<first + n of a head's cache as float32: in place (f32), or widened into `buffer` [n, d].
+    @inline(__always) func rows(_ head: UnsafeMutableRawPointer, first: Int, count n: Int, widening out: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
         if cacheType == .f32 { return UnsafePointer(head.assumingMemoryBound(to: Float.self) + first * headDim) }
-        let out = buffer!.pointer
         WeightMatrix(raw: UnsafeRawPointer(head) + first * headDim * 2, type: .f16, rows: n, columns: headDim).widen(into: out)
         return UnsafePointer(out)
     }
@@ -459,67 +464,70 @@ public final class LlamaModel: LanguageModel {
         position += t
     }
 
-    /// Causal attention of `rows` new tokens starting at position `p0` over the cache, per head, in
-    /// blocks of query rows: S = Q_h·K_hᵀ/√d, masked, softmax, A_h = S·V_h. The key/value heads
-    /// are split over our threads, each with single-threaded products and its own block of scores:
-    /// with a head size of 32–128 these products are small, and OpenBLAS's threading of each one
-    /// costs more than it saves.
+    /// Causal attention of `rows` new tokens starting at position `p0` over the cache, tiled as
+    /// flash attention is: for each head and block of query rows, the visible keys go by in blocks,
+    /// S = Q·Kᵀ/√d of the tile through sgemm, a running maximum and sum per row (the softmax
+    /// computed online, earlier output rescaled when the maximum grows), and O += P·V through sgemm.
+    /// The scores never exceed one tile, whatever the context. Key/value heads are split over our
+    /// threads, each with its own tiles and single-threaded products: with a head size of 32–128
+    /// the products are small, and OpenBLAS's threading of each one costs more than it saves.
     private func attendChunk(layer l: Int, rows t: Int, start p0: Int, scratch s: PrefillScratch) {
-        let qDim = heads * headDim, group = heads / kvHeads
-        let scale = 1 / Float(headDim).squareRoot()
-        let q = s.q.pointer, attn = s.attnOut.pointer
-        let firstVisible = window.map { max(0, p0 + 1 - $0) } ?? 0                  // oldest key any row sees
-        let visible = p0 + t - firstVisible
-        let parts = min(BLAS.threads, kvHeads)
-        if cacheType == .f16 {                                                         // widened once per chunk, before the threads start
-            // (an f16 cache runs one key/value head at a time through the shared widening buffers)
-            for g in 0..<kvHeads { attendHeads(g: g, l: l, t: t, p0: p0, firstVisible: firstVisible, visible: visible, qDim: qDim,
-                                               group: group, scale: scale, q: q, attn: attn, s: s, scores: s.scores.pointer) }
-            return
-        }
+        let parts = min(s.slots, BLAS.threads, kvHeads)
         Parallel.withSingleThreadedBLAS {
             Parallel.run(parts: parts) { part, parts in
-                let scores = s.scores.pointer + part * Self.queryBlock * contextCapacity
+                let slot = s.tiles.pointer + part * PrefillScratch.slotFloats(headDim: headDim)
                 for g in (kvHeads * part / parts)..<(kvHeads * (part + 1) / parts) {
-                    attendHeads(g: g, l: l, t: t, p0: p0, firstVisible: firstVisible, visible: visible, qDim: qDim,
-                                group: group, scale: scale, q: q, attn: attn, s: s, scores: scores)
+                    attendHeads(of: g, layer: l, rows: t, start: p0, scratch: s, slot: slot)
                 }
             }
         }
     }
 
-    /// The query heads of key/value head `g`, one block of query rows at a time.
-    private func attendHeads(g: Int, l: Int, t: Int, p0: Int, firstVisible: Int, visible: Int, qDim: Int, group: Int,
-                             scale: Float, q: UnsafeMutablePointer<Float>, attn: UnsafeMutablePointer<Float>,
-                             s: PrefillScratch, scores: UnsafeMutablePointer<Float>) {
-        // The group's keys and values as float32 (widened once per chunk with an f16 cache).
-        let kRows = rows(keys(l, g), first: firstVisible, count: visible, widening: s.widenedKeys)
-        let vRows = rows(values(l, g), first: firstVisible, count: visible, widening: s.widenedValues)
+    /// The query heads of key/value head `g`, one tile at a time, with one thread's tiles (`slot`).
+    private func attendHeads(of g: Int, layer l: Int, rows t: Int, start p0: Int, scratch s: PrefillScratch,
+                             slot: UnsafeMutablePointer<Float>) {
+        let qDim = heads * headDim, group = heads / kvHeads, d = headDim
+        let scale = 1 / Float(headDim).squareRoot()
+        let q = s.q.pointer, attn = s.attnOut.pointer
+        let scores = slot                                            // [queryBlock, keyBlock]
+        let rowMax = scores + Self.queryBlock * Self.keyBlock         // [queryBlock]
+        let rowSum = rowMax + Self.queryBlock                         // [queryBlock]
+        let keyTile = rowSum + Self.queryBlock                                           // [keyBlock, d] (f16 cache)
+        let valueTile = keyTile + Self.keyBlock * d                                      // [keyBlock, d] (f16 cache)
         for h in g * group..<(g + 1) * group {
             var r0 = 0
             while r0 < t {
-                let r1 = min(t, r0 + Self.queryBlock)
-                let rows = r1 - r0
-                let lastPos = p0 + r1 - 1
-                let first = window.map { max(0, p0 + r0 + 1 - $0) } ?? 0     // oldest key this block sees
-                let n = lastPos + 1 - first                                   // keys in the block's view
-                BLAS.gemm(m: rows, n: n, k: headDim, alpha: scale,
-                          a: q + r0 * qDim + h * headDim, lda: qDim,
-                          b: kRows + (first - firstVisible) * headDim, ldb: headDim, transB: true,
-                          c: scores, ldc: n)                                   // S[rows, n]
-                for r in 0..<rows {
-                    let pos = p0 + r0 + r
-                    let row = scores + r * n
-                    let lo = window.map { max(0, pos + 1 - $0) - first } ?? 0
-                    let hi = pos - first                                     // last visible key
-                    for j in 0..<lo { row[j] = 0 }
-                    Kernels.softmax(row + lo, count: hi - lo + 1)
-                    for j in (hi + 1)..<n { row[j] = 0 }
+                let r1 = min(t, r0 + Self.queryBlock), rows = r1 - r0
+                let out = attn + r0 * qDim + h * d                                       // O[rows, d], rows qDim apart
+                for r in 0..<rows { (out + r * qDim).update(repeating: 0, count: d); rowMax[r] = -.infinity; rowSum[r] = 0 }
+                let firstKey = window.map { max(0, p0 + r0 + 1 - $0) } ?? 0              // oldest key any row of the block sees
+                let lastKey = p0 + r1 - 1
+                var c0 = firstKey
+                while c0 <= lastKey {
+                    let c1 = min(lastKey + 1, c0 + Self.keyBlock), n = c1 - c0
+                    let kRows = self.rows(keys(l, g), first: c0, count: n, widening: keyTile)
+                    let vRows = self.rows(values(l, g), first: c0, count: n, widening: valueTile)
+                    BLAS.gemm(m: rows, n: n, k: d, alpha: scale, a: q + r0 * qDim + h * d, lda: qDim,
+                              b: kRows, ldb: d, transB: true, c: scores, ldc: n)             // S[rows, n]
+                    for r in 0..<rows {
+                        let pos = p0 + r0 + r, row = scores + r * n
+                        let lo = max(c0, window.map { max(0, pos + 1 - $0) } ?? 0), hi = min(pos, c1 - 1)   // visible keys
+                        guard lo <= hi else { row.update(repeating: 0, count: n); continue }
+                        var top = -Float.infinity
+                        for j in (lo - c0)...(hi - c0) where row[j] > top { top = row[j] }
+                        let newMax = max(rowMax[r], top)
+                        let correction = rowMax[r] == -.infinity ? 0 : Foundation.exp(rowMax[r] - newMax)
+                        for j in 0..<(lo - c0) { row[j] = 0 }
+                        for j in (hi - c0 + 1)..<n { row[j] = 0 }
+                        rowSum[r] = rowSum[r] * correction + Kernels.expShifted(row + (lo - c0), count: hi - lo + 1, by: newMax)
+                        rowMax[r] = newMax
+                        if correction != 1 { Kernels.scale(out + r * qDim, by: correction, count: d) }
+                    }
+                    BLAS.gemm(m: rows, n: d, k: n, a: scores, lda: n, b: vRows, ldb: d,
+                              c: out, ldc: qDim, beta: 1)                                 // O += P·V
+                    c0 = c1
                 }
-                BLAS.gemm(m: rows, n: headDim, k: n,
-                          a: scores, lda: n,
-                          b: vRows + (first - firstVisible) * headDim, ldb: headDim,
-                          c: attn + r0 * qDim + h * headDim, ldc: qDim)        // A_h[rows, d]
+                for r in 0..<rows { Kernels.scale(out + r * qDim, by: 1 / rowSum[r], count: d) }
                 r0 = r1
             }
         }
