@@ -219,6 +219,9 @@ public final class SentencePieceTokenizer: Tokenizer {
         var id: Int32
     }
 
+    /// sentencepiece's kScoreResetThreshold (EncodeOptimized, 0.2.3).
+    private static let scoreResetThreshold: Float = 100_000
+
     private func unigramSegments(_ text: [UInt8]) -> [Segment] {
         let size = text.count
         if size == 0 { return [] }
@@ -228,8 +231,21 @@ public final class SentencePieceTokenizer: Tokenizer {
             nodePieces.withUnsafeBufferPointer { nodePieces in
                 best.withUnsafeMutableBufferPointer { best in
                     var start = 0
+                    var frontier = 0  // the furthest end offset any piece has reached
                     while start < size {
-                        let scoreHere = best[start].score
+                        var scoreHere = best[start].score
+                        // sentencepiece 0.2.3 keeps float32 path scores small: past ±100,000 the
+                        // score here is subtracted from every reached node from here to the
+                        // frontier (exactly its loop, so the same near-ties break the same way).
+                        if scoreHere < -Self.scoreResetThreshold || scoreHere > Self.scoreResetThreshold {
+                            let offset = scoreHere
+                            var k = start
+                            while k <= frontier {
+                                if k == start || best[k].start != -1 { best[k].score -= offset }
+                                k += 1
+                            }
+                            scoreHere = 0
+                        }
                         let charLength = min(utf8CharLength(bytes[start]), size - start)
                         var hasSingleCharPiece = false
                         var node = ByteTrie.root
@@ -240,11 +256,13 @@ public final class SentencePieceTokenizer: Tokenizer {
                             end += 1
                             let piece = nodePieces[Int(node)]
                             if piece.id < 0 { continue }
+                            if end > frontier { frontier = end }
                             let length = end - start
-                            // User-defined symbols get a bonus so they always win. Single
-                            // precision throughout, as sentencepiece 0.2.x computes it (ties
-                            // between equal-scoring splits depend on this rounding).
-                            let score: Float = piece.isUserDefined ? Float(Double(Float(length) * maxScore) - 0.1) : piece.score
+                            // User-defined symbols score 0.1 (length - 1) (sentencepiece 0.2.3's
+                            // GetUserDefinedScore, computed in double and returned as float), above
+                            // any log probability. Single precision throughout, as sentencepiece
+                            // computes it: ties between equal-scoring splits depend on the rounding.
+                            let score: Float = piece.isUserDefined ? Float(0.1 * Double(length - 1)) : piece.score
                             let candidate = score + scoreHere
                             if best[end].start == -1 || candidate > best[end].score {
                                 best[end] = BestPath(score: candidate, start: Int32(start), id: piece.id)
@@ -253,6 +271,7 @@ public final class SentencePieceTokenizer: Tokenizer {
                         }
                         if !hasSingleCharPiece {
                             let end = start + charLength
+                            if end > frontier { frontier = end }
                             let candidate = unknownScore + scoreHere
                             if best[end].start == -1 || candidate > best[end].score {
                                 best[end] = BestPath(score: candidate, start: Int32(start), id: Int32(unknownId))
