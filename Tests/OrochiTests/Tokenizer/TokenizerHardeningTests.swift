@@ -125,6 +125,20 @@ struct TokenizerHardeningTests {
         expectRefused("{\"model\": {\"type\": \"BPE\",\n  \"vocab\": {\"a\": 0,},\n \"merges\": []}}", "hostile.json:2:20:")
     }
 
+    @Test("a malformed tokenizer_config.json names its file, line and column")
+    func malformedConfig() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("orochi-tok-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try Data(Self.bpe().utf8).write(to: directory.appendingPathComponent("tokenizer.json"))
+        let config = directory.appendingPathComponent("tokenizer_config.json")
+        try Data("{\"add_bos_token\": true,\n}".utf8).write(to: config)
+        #expect(throws: TokenizerError.jsonSyntax(path: config.path, line: 2, column: 1,
+                                                  expected: "a member after ',' (a trailing comma before '}')")) {
+            try loadTokenizer(modelDirectory: directory)
+        }
+    }
+
     @Test("invalid UTF-8 inside tokenizer.json is refused")
     func invalidUTF8() {
         var bytes = Array(Self.bpe(vocab: #"{"aX": 0}"#, merges: "[]").utf8)
