@@ -14,6 +14,9 @@ Writes into --out (Tests/OrochiTests/Fixtures/tokenizers):
                            text, to keep all fixtures near 2 MB
   <variant>/decoded.txt    "=" when decode(encode(line)) == line, else "+" and the decoded text
   <variant>/special.txt    ids with special tokens for the first 20 lines
+  <variant>/long.txt       for the sentencepiece variants: the ids.txt format with one row, the
+                           reference ids of one long line without spaces (about 230 KB) that
+                           the tests rebuild from lines.txt (see long_line)
 """
 import argparse, glob, gzip, json, os, random, re, subprocess, sys
 
@@ -247,16 +250,64 @@ def unused_from_sentencepiece(out_dir, lines):
             json.dump({"from": f"../{source}/tokenizer.model", "unused": unused}, f)
 
 
+LONG_LINE_PASSES = 3
+LONG_LINE_ROTATION = 97
+
+
+def long_line(lines):
+    """One long line of Japanese without spaces, rebuilt by the tests from lines.txt alone:
+    every line with its spaces and tabs removed, all lines joined, LONG_LINE_PASSES times, pass r
+    starting at line r * LONG_LINE_ROTATION. On such a line the unigram Viterbi's path scores
+    grow past 100,000, where sentencepiece's float32 arithmetic and its score reset decide
+    near-ties (TokenizerParityTests.longLine)."""
+    stripped = ["".join(ch for ch in line if ch not in " \t") for line in lines]
+    n = len(stripped)
+    return "".join(stripped[(i + r * LONG_LINE_ROTATION) % n]
+                   for r in range(LONG_LINE_PASSES) for i in range(n))
+
+
+def sentencepiece_variant(out_dir, name):
+    """A committed sentencepiece variant as sentencepiece loads it (derived ones rebuilt)."""
+    from sentencepiece import sentencepiece_model_pb2
+    directory = os.path.join(out_dir, name)
+    model = os.path.join(directory, "tokenizer.model")
+    if os.path.exists(model):
+        return spm.SentencePieceProcessor(model_file=model)
+    with open(os.path.join(directory, "derive.json"), encoding="utf-8") as f:
+        derivation = json.load(f)
+    proto = sentencepiece_model_pb2.ModelProto()
+    with open(os.path.join(directory, derivation["from"]), "rb") as f:
+        proto.ParseFromString(f.read())
+    for i in derivation["unused"]:
+        proto.pieces[i].type = sentencepiece_model_pb2.ModelProto.SentencePiece.UNUSED
+    return spm.SentencePieceProcessor(model_proto=proto.SerializeToString())
+
+
+def write_long_references(out_dir, lines):
+    text = long_line(lines)
+    for name in sorted(os.listdir(out_dir)):
+        if not name.startswith("sp-"):
+            continue
+        sp = sentencepiece_variant(out_dir, name)
+        write_lines(os.path.join(out_dir, name, "long.txt"), compact_ids([sp.encode(text)]))
+    print(f"long line: {len(text.encode())} bytes", file=sys.stderr)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="Tests/OrochiTests/Fixtures/tokenizers")
     parser.add_argument("--test-lines", type=int, default=1000)
     parser.add_argument("--vocab-size", type=int, default=2000)
     parser.add_argument("--hf-vocab-size", type=int, default=1200, help="BPE variants of tokenizers")
-    parser.add_argument("--only", choices=["sp", "hf", "derived"], help="regenerate some variants only")
+    parser.add_argument("--only", choices=["sp", "hf", "derived", "long"], help="regenerate some variants only")
     args = parser.parse_args()
     os.makedirs(WORK, exist_ok=True)
     os.makedirs(args.out, exist_ok=True)
+
+    if args.only == "long":  # the long-line references only, from the committed lines.txt
+        with open(os.path.join(args.out, "lines.txt"), encoding="utf-8", newline="\n") as f:
+            write_long_references(args.out, f.read().split("\n")[:-1])
+        return
 
     corpus = manpage_lines()
     rng = random.Random(5)
@@ -278,6 +329,7 @@ def main():
     if args.only in (None, "sp", "derived"):
         precompiled_from_sentencepiece(args.out, lines)
         unused_from_sentencepiece(args.out, lines)
+        write_long_references(args.out, lines)
 
 
 if __name__ == "__main__":

@@ -111,6 +111,31 @@ struct DoubleArrayTrie {
 
     init(units: [UInt32]) { self.units = units }
 
+    /// darts-clone's DoubleArrayImpl::validate: the root is a non-leaf with children inside
+    /// the array, every label unit's children (and leaf) lie inside it, every value is below
+    /// `maxValue`. Nil when valid, else what is wrong.
+    func validate(maxValue: Int) -> String? {
+        let size = units.count
+        guard size > 0 else { return "no units" }
+        func label(_ unit: UInt32) -> UInt32 { unit & 0x8000_00FF }
+        func hasLeaf(_ unit: UInt32) -> Bool { (unit >> 8) & 1 == 1 }
+        let root = units[0]
+        guard label(root) == 0, !hasLeaf(root), Self.offset(root) != 0, Int(Self.offset(root)) | 0xFF < size else {
+            return "root unit 0x\(String(root, radix: 16)) is not a root with children inside the \(size) units"
+        }
+        for i in 1..<size {
+            let unit = units[i]
+            if label(unit) <= 0xFF {
+                let children = i ^ Int(Self.offset(unit))
+                guard children | 0xFF < size else { return "unit \(i) points to \(children), past the \(size) units" }
+                if hasLeaf(unit) && label(units[children]) <= 0xFF { return "unit \(i) has a leaf that holds no value" }
+            } else if Int(unit & 0x7FFF_FFFF) >= maxValue {
+                return "unit \(i) holds value \(unit & 0x7FFF_FFFF), past the \(maxValue) bytes of replacement strings"
+            }
+        }
+        return nil
+    }
+
     /// The longest key that prefixes `text[start...]`: its length and stored value.
     func longestPrefix(_ text: UnsafeBufferPointer<UInt8>, from start: Int, stopAtFirst: Bool = false) -> (length: Int, value: Int)? {
         guard !units.isEmpty else { return nil }

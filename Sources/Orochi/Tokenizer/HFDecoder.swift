@@ -26,7 +26,8 @@ indirect enum HFDecoder {
             self = .replace(try HFPattern(json["pattern"]), with: try json["content"].requiredString())
         case "Strip":
             let content = try json["content"].string(default: " ")
-            self = .strip(content: content.unicodeScalars.first ?? " ", start: json["start"].int ?? 0, stop: json["stop"].int ?? 0)
+            self = .strip(content: content.unicodeScalars.first ?? " ", start: try json["start"].nonNegativeInt(default: 0),
+                          stop: try json["stop"].nonNegativeInt(default: 0))
         case "WordPiece":
             self = .wordPiece(prefix: try json["prefix"].string(default: "##"), cleanup: try json["cleanup"].bool(default: true))
         case "BPEDecoder": self = .bpeSuffix(try json["suffix"].string(default: "</w>"))

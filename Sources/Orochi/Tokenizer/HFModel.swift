@@ -25,8 +25,8 @@ func readVocabObject(_ json: HFJSON) throws -> (tokenToId: [String: Int], idToTo
     var tokenToId: [String: Int] = [:]
     tokenToId.reserveCapacity(object.count)
     var maxId = -1
-    for (token, value) in object {
-        guard let id = (value as? NSNumber)?.intValue, id >= 0 else { throw json[token].error("a non-negative integer id") }
+    for token in object.keys {
+        let id = try json[token].tokenId()
         tokenToId[token] = id
         maxId = max(maxId, id)
     }
@@ -152,6 +152,7 @@ final class HFBPEModel: HFModel {
         if pendingUnknown, let unknownId { symbols.append(Int32(unknownId)) }
 
         let count = symbols.count
+        if count == 0 { return }  // every character unknown and no unk token: nothing, as upstream
         if count == 1 { ids.append(Int(symbols[0])); return }
         var links = (0..<count).map { Link(previous: Int32($0 - 1), next: $0 + 1 < count ? Int32($0 + 1) : -1, alive: true) }
         var queue = BinaryHeap<Candidate>(capacity: count)
@@ -206,6 +207,9 @@ final class HFUnigramModel: HFModel {
 
     init(_ json: HFJSON) throws {
         let entries = try json["vocab"].requiredArray()
+        guard entries.count <= HFJSON.maxVocabularySize else {
+            throw json["vocab"].error("at most \(HFJSON.maxVocabularySize) pieces, not \(entries.count)")
+        }
         var tokenToId: [String: Int] = [:]
         var idToToken: [String?] = []
         var scores: [Double] = []
@@ -224,8 +228,13 @@ final class HFUnigramModel: HFModel {
         self.scores = scores
         self.minScore = minScore
         trie = ByteTrie(tokenToId.map { (Array($0.key.utf8), Int32($0.value)) })
-        unknownId = json["unk_id"].int
-        if let unknownId, !idToToken.indices.contains(unknownId) { throw json["unk_id"].error("an id inside the vocabulary") }
+        // tokenizers loads a Unigram model without unk_id but fails on the first character
+        // outside the vocabulary (MissingUnkId, byte fallback or not); encoding cannot fail
+        // here, so such a model is refused when it is loaded instead of emitting id -1.
+        if json["unk_id"].isNull {
+            throw json["unk_id"].error("the id of the unknown piece (tokenizers cannot encode a character outside the vocabulary without it)")
+        }
+        unknownId = try json["unk_id"].tokenId(below: idToToken.count, "the id of the unknown piece")
         byteFallback = try json["byte_fallback"].bool(default: false)
     }
 
@@ -312,7 +321,7 @@ final class HFWordPieceModel: HFModel {
         (tokenToId, idToToken) = vocab
         unknownId = json["unk_token"].string.flatMap { vocab.tokenToId[$0] }
         prefix = try json["continuing_subword_prefix"].string(default: "##")
-        maxCharacters = json["max_input_chars_per_word"].int ?? 100
+        maxCharacters = try json["max_input_chars_per_word"].nonNegativeInt(default: 100)
     }
 
     func tokenize(_ word: Scalars, into ids: inout [Int]) {

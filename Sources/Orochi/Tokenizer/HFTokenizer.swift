@@ -38,8 +38,9 @@ public final class HFTokenizer: Tokenizer {
     }
 
     public init(bytes: [UInt8], path: String = "<memory>") throws {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) else {
-            throw TokenizerError.invalidJSON(path: path, field: "(root)", expected: "valid JSON")
+        let object: Any
+        do { object = try StrictJSON.parse(bytes) } catch let error as StrictJSON.SyntaxError {
+            throw TokenizerError.jsonSyntax(path: path, line: error.line, column: error.column, expected: error.detail)
         }
         let root = HFJSON(value: object, path: "", file: path)
         guard root.object != nil else { throw root.error("a JSON object") }
@@ -48,11 +49,14 @@ public final class HFTokenizer: Tokenizer {
         normalizer = root["normalizer"].isNull ? nil : try HFNormalizer(root["normalizer"])
         preTokenizer = root["pre_tokenizer"].isNull ? nil : try HFPreTokenizer(root["pre_tokenizer"])
         decoder = root["decoder"].isNull ? nil : try HFDecoder(root["decoder"])
-        template = root["post_processor"].isNull ? [.sequence] : try Self.readTemplate(root["post_processor"])
 
+        // A missing added_tokens is none; anything but an array (null included) is refused, as
+        // serde_json refuses it.
         var added: [AddedToken] = []
-        for entry in root["added_tokens"].array ?? [] {
-            guard let id = entry["id"].int, let content = entry["content"].string else { throw entry.error("{\"id\": int, \"content\": string, ...}") }
+        for entry in root["added_tokens"].isAbsent ? [] : try root["added_tokens"].requiredArray() {
+            guard entry.object != nil else { throw entry.error("{\"id\": int, \"content\": string, ...}") }
+            let id = try entry["id"].tokenId()
+            let content = try entry["content"].requiredString()
             let special = try entry["special"].bool(default: false)
             added.append(AddedToken(id: id, content: Array(content.unicodeScalars), special: special,
                                     normalized: try entry["normalized"].bool(default: !special),
@@ -82,6 +86,7 @@ public final class HFTokenizer: Tokenizer {
         }
         idToToken = table
         vocabSize = table.count
+        template = root["post_processor"].isNull ? [.sequence] : try Self.readTemplate(root["post_processor"], vocabSize: table.count)
         specialTokens = Set(added.filter(\.special).map { HFNormalizer.string($0.content) })
         bosTokenId = Self.firstId(of: ["<s>", "<|begin_of_text|>", "<|startoftext|>", "<bos>", "[CLS]"], in: table)
         eosTokenId = Self.firstId(of: ["</s>", "<|endoftext|>", "<|end_of_text|>", "<eos>", "[SEP]"], in: table)
@@ -103,7 +108,10 @@ public final class HFTokenizer: Tokenizer {
         if addEos == true, let eos = eosTokenId { template.append(.special([eos])) }
     }
 
-    private static func readTemplate(_ json: HFJSON) throws -> [TemplateItem] {
+    /// The single-sequence template of a post-processor. Its special token ids must name
+    /// tokens of the vocabulary (0..<vocabSize, added tokens included): tokenizers takes any
+    /// u32 there, and would hand a model an id it has no embedding for.
+    private static func readTemplate(_ json: HFJSON, vocabSize: Int) throws -> [TemplateItem] {
         switch try json.type() {
         case "TemplateProcessing":
             var items: [TemplateItem] = []
@@ -111,25 +119,32 @@ public final class HFTokenizer: Tokenizer {
                 if !item["Sequence"].isNull {
                     items.append(.sequence)
                 } else if let name = item["SpecialToken"]["id"].string {
-                    guard let ids = json["special_tokens"][name]["ids"].array?.compactMap(\.int) else {
-                        throw json["special_tokens"][name].error("{\"ids\": [...]} for the template's special token")
+                    let special = json["special_tokens"][name]
+                    guard special.object != nil, let idList = special["ids"].array else {
+                        throw special.error("{\"ids\": [...], \"tokens\": [...]} for the template's special token \(name)")
                     }
-                    items.append(.special(ids))
+                    if let tokens = special["tokens"].array, tokens.count != idList.count {
+                        throw special.error("as many tokens as ids (tokenizers: \"ids and tokens must be of the same length\")")
+                    }
+                    items.append(.special(try idList.map { try $0.tokenId(below: vocabSize, "an id of the vocabulary") }))
                 } else {
                     throw item.error("{\"Sequence\": ...} or {\"SpecialToken\": ...}")
                 }
             }
             return items
         case "RobertaProcessing", "BertProcessing":
-            guard let cls = json["cls"].array?.last?.int, let sep = json["sep"].array?.last?.int else {
-                throw json.error("cls and sep as [token, id]")
+            func pair(_ field: String) throws -> Int {
+                guard let pair = json[field].array, pair.count == 2, pair[0].string != nil else {
+                    throw json[field].error("[token, id]")
+                }
+                return try pair[1].tokenId(below: vocabSize, "an id of the vocabulary")
             }
-            return [.special([cls]), .sequence, .special([sep])]
+            return [.special([try pair("cls")]), .sequence, .special([try pair("sep")])]
         case "ByteLevel":
             return [.sequence]
         case "Sequence":
             // Only one processor of a sequence may add tokens in practice; take the one that does.
-            let steps = try json["processors"].requiredArray().map(readTemplate)
+            let steps = try json["processors"].requiredArray().map { try readTemplate($0, vocabSize: vocabSize) }
             return steps.first { $0.count > 1 } ?? [.sequence]
         case let other:
             throw TokenizerError.unsupported(path: json.file, component: "post-processor \"\(other)\" (at \(json.path))")

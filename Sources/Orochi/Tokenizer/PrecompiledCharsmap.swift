@@ -8,11 +8,18 @@ struct PrecompiledCharsmap {
     private let trie: DoubleArrayTrie
     private let replacements: [UInt8]
 
+    /// Refuses what sentencepiece's Normalizer refuses (DecodePrecompiledCharsMap, then
+    /// darts-clone's validate): every offset and value in the trie is checked here, once.
     init(blob: [UInt8]) throws {
-        guard blob.count > 4 else { throw ProtobufReader.Malformed(detail: "precompiled_charsmap shorter than its header") }
+        guard blob.count > 4 else {
+            throw ProtobufReader.Malformed(detail: "precompiled_charsmap of \(blob.count) bytes is shorter than its 4-byte header and trie")
+        }
         let trieSize = Int(UInt32(blob[0]) | UInt32(blob[1]) << 8 | UInt32(blob[2]) << 16 | UInt32(blob[3]) << 24)
-        guard trieSize < blob.count - 4 + 1, trieSize % 4 == 0, 4 + trieSize <= blob.count else {
+        guard trieSize < blob.count - 4 else {
             throw ProtobufReader.Malformed(detail: "precompiled_charsmap trie size \(trieSize) exceeds the blob of \(blob.count) bytes")
+        }
+        guard trieSize >= 1024, trieSize % 1024 == 0 else {
+            throw ProtobufReader.Malformed(detail: "precompiled_charsmap trie size \(trieSize) is not a positive multiple of 1024")
         }
         var units = [UInt32](repeating: 0, count: trieSize / 4)
         for k in units.indices {
@@ -21,6 +28,9 @@ struct PrecompiledCharsmap {
         }
         trie = DoubleArrayTrie(units: units)
         replacements = Array(blob[(4 + trieSize)...])
+        if let problem = trie.validate(maxValue: replacements.count) {
+            throw ProtobufReader.Malformed(detail: "precompiled_charsmap is invalid: \(problem)")
+        }
     }
 
     /// The longest rule matching at `text[start...]`: how many bytes it consumes and the range

@@ -60,7 +60,7 @@ struct SentencePieceProto {
             case (2, .fixed32): piece.score = Float(bitPattern: try reader.readFixed32())
             case (3, .varint):
                 let raw = try reader.readVarint()
-                guard let kind = PieceType(rawValue: Int(raw)) else {
+                guard raw <= 6, let kind = PieceType(rawValue: Int(raw)) else {
                     throw ProtobufReader.Malformed(detail: "piece type \(raw) is not one of 1...6")
                 }
                 piece.type = kind

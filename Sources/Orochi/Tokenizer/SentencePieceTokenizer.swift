@@ -37,6 +37,8 @@ public final class SentencePieceTokenizer: Tokenizer {
     let hasUnusedPieces: Bool
 
     public var vocabSize: Int { pieces.count }
+    /// sentencepiece's kMaxPieceSize: a piece of this many bytes or more is refused.
+    static let maxPieceBytes = 8000
     public let bosTokenId: Int?
     public let eosTokenId: Int?
     /// Whether `encode(_, addSpecialTokens: true)` prepends BOS / appends EOS. Defaults follow
@@ -74,20 +76,43 @@ public final class SentencePieceTokenizer: Tokenizer {
         var byteIds = [Int](repeating: -1, count: 256)
         var byteOfId = [Int16](repeating: -1, count: proto.pieces.count)
         var minScore = Float.greatestFiniteMagnitude, maxScore = Float.leastNormalMagnitude  // C++ FLT_MAX, FLT_MIN
+        // The checks of sentencepiece's ModelInterface::InitializePieces, in its order.
+        func describe(_ id: Int) -> String { "piece \(id) \(String(decoding: proto.pieces[id].text, as: UTF8.self).debugDescription)" }
+        if let long = proto.pieces.firstIndex(where: { $0.text.count >= Self.maxPieceBytes }) {
+            throw TokenizerError.corruptModel(path: path, detail: "piece \(long) is too long (\(proto.pieces[long].text.count) bytes; sentencepiece refuses \(Self.maxPieceBytes) or more)")
+        }
+        var normalIds: [[UInt8]: Int] = [:]
         for (id, piece) in proto.pieces.enumerated() {
             guard !piece.text.isEmpty else { throw TokenizerError.corruptModel(path: path, detail: "piece \(id) is empty") }
+            if piece.text == [0] && piece.type == .unused { continue }  // skipped by sentencepiece
+            guard !piece.text.contains(0) else {
+                throw TokenizerError.corruptModel(path: path, detail: "\(describe(id)) contains a null character")
+            }
+            // Normal, user-defined and unused pieces share one map, control, unknown and byte
+            // pieces another; a text may appear once in each.
+            let isNormal = piece.type == .normal || piece.type == .userDefined || piece.type == .unused
+            if let first = isNormal ? normalIds[piece.text] : reserved[piece.text] {
+                throw TokenizerError.corruptModel(path: path, detail: "\(describe(id)) is already defined (as piece \(first))")
+            }
+            if isNormal { normalIds[piece.text] = id }
             switch piece.type {
             case .normal, .userDefined, .unused:
                 normalEntries.append((piece.text, Int32(id)))
                 if piece.type == .userDefined { userDefinedEntries.append((piece.text, Int32(id))) }
                 if piece.type == .normal { minScore = min(minScore, piece.score); maxScore = max(maxScore, piece.score) }
             case .unknown, .control, .byte:
-                if reserved[piece.text] == nil { reserved[piece.text] = id }
+                reserved[piece.text] = id
                 if piece.type == .unknown {
                     guard unknown < 0 else { throw TokenizerError.corruptModel(path: path, detail: "two unknown pieces (\(unknown) and \(id))") }
                     unknown = id
                 }
-                if piece.type == .byte, let byte = Self.byteValue(ofPiece: piece.text) {
+                if piece.type == .byte {
+                    guard proto.byteFallback else {
+                        throw TokenizerError.corruptModel(path: path, detail: "byte \(describe(id)) although trainer_spec.byte_fallback is false")
+                    }
+                    guard let byte = Self.byteValue(ofPiece: piece.text) else {
+                        throw TokenizerError.corruptModel(path: path, detail: "byte \(describe(id)) is invalid (expected <0x00> ... <0xFF>)")
+                    }
                     byteIds[Int(byte)] = id
                     byteOfId[id] = Int16(byte)
                 }
@@ -96,6 +121,9 @@ public final class SentencePieceTokenizer: Tokenizer {
         guard unknown >= 0 else { throw TokenizerError.corruptModel(path: path, detail: "no piece of type UNKNOWN") }
         if proto.byteFallback && byteIds.contains(-1) {
             throw TokenizerError.corruptModel(path: path, detail: "byte_fallback is set but not all 256 <0xXX> pieces exist")
+        }
+        guard proto.pieces.count <= Int(Int32.max) else {
+            throw TokenizerError.corruptModel(path: path, detail: "\(proto.pieces.count) pieces, more than 32-bit ids can hold")
         }
         pieceTrie = ByteTrie(normalEntries)
         nodePieces = pieceTrie.values.map { value in
@@ -219,6 +247,9 @@ public final class SentencePieceTokenizer: Tokenizer {
         var id: Int32
     }
 
+    /// sentencepiece's kScoreResetThreshold (EncodeOptimized, 0.2.3).
+    private static let scoreResetThreshold: Float = 100_000
+
     private func unigramSegments(_ text: [UInt8]) -> [Segment] {
         let size = text.count
         if size == 0 { return [] }
@@ -228,8 +259,21 @@ public final class SentencePieceTokenizer: Tokenizer {
             nodePieces.withUnsafeBufferPointer { nodePieces in
                 best.withUnsafeMutableBufferPointer { best in
                     var start = 0
+                    var frontier = 0  // the furthest end offset any piece has reached
                     while start < size {
-                        let scoreHere = best[start].score
+                        var scoreHere = best[start].score
+                        // sentencepiece 0.2.3 keeps float32 path scores small: past ±100,000 the
+                        // score here is subtracted from every reached node from here to the
+                        // frontier (exactly its loop, so the same near-ties break the same way).
+                        if scoreHere < -Self.scoreResetThreshold || scoreHere > Self.scoreResetThreshold {
+                            let offset = scoreHere
+                            var k = start
+                            while k <= frontier {
+                                if k == start || best[k].start != -1 { best[k].score -= offset }
+                                k += 1
+                            }
+                            scoreHere = 0
+                        }
                         let charLength = min(utf8CharLength(bytes[start]), size - start)
                         var hasSingleCharPiece = false
                         var node = ByteTrie.root
@@ -240,11 +284,13 @@ public final class SentencePieceTokenizer: Tokenizer {
                             end += 1
                             let piece = nodePieces[Int(node)]
                             if piece.id < 0 { continue }
+                            if end > frontier { frontier = end }
                             let length = end - start
-                            // User-defined symbols get a bonus so they always win. Single
-                            // precision throughout, as sentencepiece 0.2.x computes it (ties
-                            // between equal-scoring splits depend on this rounding).
-                            let score: Float = piece.isUserDefined ? Float(Double(Float(length) * maxScore) - 0.1) : piece.score
+                            // User-defined symbols score 0.1 (length - 1) (sentencepiece 0.2.3's
+                            // GetUserDefinedScore, computed in double and returned as float), above
+                            // any log probability. Single precision throughout, as sentencepiece
+                            // computes it: ties between equal-scoring splits depend on the rounding.
+                            let score: Float = piece.isUserDefined ? Float(0.1 * Double(length - 1)) : piece.score
                             let candidate = score + scoreHere
                             if best[end].start == -1 || candidate > best[end].score {
                                 best[end] = BestPath(score: candidate, start: Int32(start), id: piece.id)
@@ -253,6 +299,7 @@ public final class SentencePieceTokenizer: Tokenizer {
                         }
                         if !hasSingleCharPiece {
                             let end = start + charLength
+                            if end > frontier { frontier = end }
                             let candidate = unknownScore + scoreHere
                             if best[end].start == -1 || candidate > best[end].score {
                                 best[end] = BestPath(score: candidate, start: Int32(start), id: Int32(unknownId))

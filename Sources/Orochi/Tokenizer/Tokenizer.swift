@@ -60,7 +60,11 @@ public func loadTokenizer(file: URL) throws -> any Tokenizer {
 
 private func applyTokenizerConfig(_ url: URL, to tokenizer: any Tokenizer) throws {
     guard let data = FileManager.default.contents(atPath: url.path) else { return }
-    guard let config = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+    let parsed: Any
+    do { parsed = try StrictJSON.parse([UInt8](data)) } catch let error as StrictJSON.SyntaxError {
+        throw TokenizerError.jsonSyntax(path: url.path, line: error.line, column: error.column, expected: error.detail)
+    }
+    guard let config = parsed as? [String: Any] else {
         throw TokenizerError.invalidJSON(path: url.path, field: "(root)", expected: "a JSON object")
     }
     let addBos = config["add_bos_token"] as? Bool

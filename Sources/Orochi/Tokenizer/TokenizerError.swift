@@ -8,6 +8,8 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
     case unknownFormat(path: String)
     case corruptModel(path: String, detail: String)
     case invalidJSON(path: String, field: String, expected: String)
+    /// Not JSON as RFC 8259 (and serde_json, which tokenizers uses) defines it.
+    case jsonSyntax(path: String, line: Int, column: Int, expected: String)
     case unsupported(path: String, component: String)
     case invalidUTF8(source: String, line: Int)
     case invalidId(Int, vocabSize: Int)
@@ -24,6 +26,8 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
             return "\(path): corrupt SentencePiece model: \(detail)"
         case .invalidJSON(let path, let field, let expected):
             return "\(path): field \"\(field)\": expected \(expected)"
+        case .jsonSyntax(let path, let line, let column, let expected):
+            return "\(path):\(line):\(column): invalid JSON: expected \(expected)"
         case .unsupported(let path, let component):
             return "\(path): unsupported \(component)"
         case .invalidUTF8(let source, let line):

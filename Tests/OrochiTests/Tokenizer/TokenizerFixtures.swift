@@ -21,6 +21,26 @@ enum TokenizerFixtures {
 
     static let inputLines = lines("lines.txt")
 
+    /// The long line of the fixture script's long_line(): every input line without its spaces
+    /// and tabs, all joined, three times, pass r starting at line 97 r (about 230 KB).
+    static let longLine: String = {
+        let stripped = inputLines.map { line in
+            var scalars = String.UnicodeScalarView()
+            scalars.append(contentsOf: line.unicodeScalars.filter { $0 != " " && $0 != "\t" })
+            return String(scalars)
+        }
+        var text = ""
+        for pass in 0..<3 {
+            for index in stripped.indices { text += stripped[(index + pass * 97) % stripped.count] }
+        }
+        return text
+    }()
+
+    /// Variants with reference ids for the long line (long.txt).
+    static let longLineVariants: [String] = variants.filter {
+        FileManager.default.fileExists(atPath: directory.appendingPathComponent($0).appendingPathComponent("long.txt").path)
+    }
+
     static func tokenizerFile(_ variant: String) -> URL {
         let folder = directory.appendingPathComponent(variant)
         let model = folder.appendingPathComponent("tokenizer.model")
