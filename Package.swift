@@ -19,7 +19,9 @@ let targetCPU = ["-target-cpu", ProcessInfo.processInfo.environment["OROCHI_TARG
 let targetCPU: [String] = []
 #endif
 let kernels: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"] + targetCPU, .when(configuration: .release))]
-let checked: [SwiftSetting] = [.unsafeFlags(["-wmo"] + targetCPU, .when(configuration: .release))]
+// OROCHI_UNCHECKED=1 builds everything -Ounchecked: only to measure what the checks cost.
+let checkedMode = ProcessInfo.processInfo.environment["OROCHI_UNCHECKED"] == "1" ? ["-Ounchecked"] : []
+let checked: [SwiftSetting] = [.unsafeFlags(checkedMode + ["-wmo"] + targetCPU, .when(configuration: .release))]
 
 let package = Package(
     name: "Orochi",
