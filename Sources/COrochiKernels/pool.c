@@ -1,8 +1,9 @@
 // A small thread pool for the one-token kernels. Decode issues dozens of short parallel jobs per
 // token (a matrix-vector product takes microseconds), so waking threads through the kernel each
-// time would cost more than the work: workers spin for a while after each job (about a
-// millisecond, covering the gap to the next product and the sampling between tokens), then sleep
-// on a condition variable until the next job.
+// time would cost more than the work: workers spin for a while after each job (100 µs: the gap
+// between the products of one token; longer spins cost more than they save on a machine shared
+// with other work, where a spinning worker takes the core its own caller needs), then sleep on a
+// condition variable until the next job.
 //
 // A job is cut into chunks that the caller and the workers claim one at a time from a shared
 // word (generation | next chunk | chunk count), so that a worker the OS has not scheduled yet
@@ -33,6 +34,11 @@ static atomic_int done;                       // chunks finished in this generat
 static atomic_int sleepers;
 static void (*job_fn)(void *, int, int);
 static void *job_ctx;
+// On a machine busy with other work, a worker can be preempted holding a chunk, and the caller then
+// waits out the OS's time slice. When the caller waits longer for the others than it worked itself,
+// the next jobs run on the caller alone (256 of them, doubling up to 16,384 while it keeps
+// happening, halving back when it stops): a busy machine then costs a thread, not a time slice.
+static int solo_left = 0, solo_next = 256;
 
 static inline uint32_t gen_of(uint64_t w) { return (uint32_t)(w >> 32); }
 static inline int next_of(uint64_t w) { return (int)((w >> 16) & 0xffff); }
@@ -68,7 +74,7 @@ static void *worker(void *arg) {
             if (++spins == 1024) {
                 spins = 0;
                 if (start == 0) start = now();
-                else if (now() - start > 1e-3) {
+                else if (now() - start > 1e-4) {
                     pthread_mutex_lock(&sleep_lock);
                     atomic_fetch_add(&sleepers, 1);
                     while (gen_of(atomic_load(&claim)) == seen) pthread_cond_wait(&wake, &sleep_lock);
@@ -98,6 +104,12 @@ void orochi_pool_run_chunks(void (*fn)(void *, int, int), void *ctx, int chunks)
         for (int i = 0; i < chunks; i++) fn(ctx, i, chunks);
         return;
     }
+    if (solo_left > 0) {
+        solo_left--;
+        pthread_mutex_unlock(&busy);
+        for (int i = 0; i < chunks; i++) fn(ctx, i, chunks);
+        return;
+    }
     while (started < threads - 1) {           // workers are started once and kept
         pthread_t t;
         if (pthread_create(&t, NULL, worker, NULL) != 0) break;
@@ -113,9 +125,18 @@ void orochi_pool_run_chunks(void (*fn)(void *, int, int), void *ctx, int chunks)
         pthread_cond_broadcast(&wake);
         pthread_mutex_unlock(&sleep_lock);
     }
+    double start = now();
     work(g);
+    double mine = now();
     for (int spins = 0; atomic_load_explicit(&done, memory_order_acquire) < chunks; spins++) {
         if (spins < 4096) CPU_RELAX(); else sched_yield();   // a claimed chunk's thread was preempted
+    }
+    double waited = now() - mine;
+    if (waited > 50e-6 && waited > mine - start) {
+        solo_left = solo_next;
+        if (solo_next < 16384) solo_next *= 2;
+    } else if (solo_next > 256 && waited < 5e-6) {
+        solo_next--;                                          // drifts back while jobs run smoothly
     }
     pthread_mutex_unlock(&busy);
 }
