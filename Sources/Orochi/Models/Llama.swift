@@ -291,8 +291,8 @@ public final class LlamaModel: LanguageModel {
         logits = FloatBuffer(count: vocab)
 
         let stored = Set(matrices.map(\.type.rawValue)).sorted().joined(separator: ", ")
-        let weightBytes = Set(matrices.map(\.raw)).count == matrices.count
-            ? matrices.reduce(0) { $0 + $1.bytes } : matrices.dropFirst().reduce(0) { $0 + $1.bytes }
+        // A decoded token reads every layer matrix and the lm_head once, and one row of the embedding.
+        let weightBytes = matrices.dropFirst(2).reduce(lmHead.weight.bytes) { $0 + $1.bytes } + embedding.columns * embedding.type.byteSize
         var details: [(String, String)] = [
             ("attention", "\(heads) query heads, \(kvHeads) key/value heads (\(heads == kvHeads ? "MHA" : kvHeads == 1 ? "MQA" : "GQA")), head_dim \(headDim)"),
             ("q_proj / k_proj / v_proj / o_proj", "[\(qDim), \(dim)] / [\(kvDim), \(dim)] / [\(kvDim), \(dim)] / [\(dim), \(qDim)]"),
@@ -301,7 +301,7 @@ public final class LlamaModel: LanguageModel {
             ("lm_head", config.tiedEmbeddings ? "tied to embed_tokens [\(vocab), \(dim)]" : "[\(vocab), \(dim)]"),
             ("weights in memory", "\(stored)"),
             ("kv cache", "\(kvCache.rawValue), \(2 * layers * kvHeads * headDim * kvCache.byteSize) bytes per token"),
-            ("bytes read per decoded token", "\(weightBytes - embedding.bytes + embedding.columns * embedding.type.byteSize) of weights (the lm_head whole, one embedding row) + \(2 * layers * kvHeads * headDim * kvCache.byteSize) per token of context"),
+            ("bytes read per decoded token", "\(weightBytes) of weights (the lm_head whole, one embedding row) + \(2 * layers * kvHeads * headDim * kvCache.byteSize) per token of context"),
         ]
         if let window = config.window { details.append(("sliding window", "\(window) tokens")) }
         var printBytes = Array("\(config.hidden_size)/\(config.intermediate_size)/\(config.num_hidden_layers)/\(config.num_attention_heads)/\(config.kvHeads)/\(config.headDim)/\(config.vocab_size)".utf8)

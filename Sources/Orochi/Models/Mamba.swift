@@ -279,7 +279,8 @@ public final class MambaModel: LanguageModel {
 
         let stateBytes = layers * ((k - 1) * e + e * n) * 4
         let tied = lmHead.weight.raw == embedding.raw
-        let weightBytes = matrices.dropFirst(tied ? 2 : 1).reduce(0) { $0 + $1.bytes } + embedding.columns * embedding.type.byteSize
+        // A decoded token reads every layer matrix and the lm_head once, and one row of the embedding.
+        let weightBytes = matrices.dropFirst(2).reduce(lmHead.weight.bytes) { $0 + $1.bytes } + embedding.columns * embedding.type.byteSize
         let details: [(String, String)] = [
             ("mixer", "inner \(e) (expand \(config.expand)), state \(n), conv kernel \(k), Δ rank \(r)"),
             ("projections in / x / dt / out", "[\(2 * e), \(dim)] / [\(r + 2 * n), \(e)] / [\(e), \(r)] / [\(dim), \(e)]"),

@@ -259,5 +259,10 @@ struct BenchSweepTests {
         let half = try #require(BenchPresets.named("llama-6m")).build(64, 1, true, .f16)
         #expect(half.stateBytes(forTokens: 1000) == 1000 * 2 * 6 * 4 * 32 * 2)
         #expect(half.info.parameterCount == llama.info.parameterCount)
+        // Bytes a decoded token reads: every layer matrix, the (tied) lm_head whole, one embedding row.
+        let layer = 256 * 256 * 2 + 128 * 256 * 2 + 688 * 256 * 3
+        let read = { (m: any LanguageModel) in m.info.details.first { $0.0 == "bytes read per decoded token" }?.1 ?? "" }
+        #expect(read(llama).hasPrefix("\((6 * layer + 8000 * 256 + 256) * 4) of weights"), "\(read(llama))")
+        #expect(read(half).hasPrefix("\((6 * layer + 8000 * 256 + 256) * 2) of weights"), "\(read(half))")
     }
 }
