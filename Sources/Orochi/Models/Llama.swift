@@ -278,7 +278,7 @@ public final class LlamaModel: LanguageModel {
         finalNorm = try ones("model.norm.weight")
         lmHead = Linear(config.tiedEmbeddings ? embedding : try matrix("lm_head.weight", vocab, dim, std: 0.02))
         let matrices = [embedding, lmHead.weight] + layerWeights.flatMap { [$0.q, $0.k, $0.v, $0.o, $0.gate, $0.up, $0.down].map(\.weight) }
-        widen = Widening(needed: matrices.contains { $0.type != .f32 })
+        widen = Widening(matrices: matrices)
 
         cacheType = kvCache
         let cacheFloats = layers * kvHeads * capacity * headDim * kvCache.byteSize / 4

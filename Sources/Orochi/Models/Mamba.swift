@@ -269,7 +269,7 @@ public final class MambaModel: LanguageModel {
                         ? try matrix("lm_head.weight", vocab, dim, .normal(std: 0.02)) : embedding)
         self.derived = derived
         let matrices = [embedding, lmHead.weight] + layerWeights.flatMap { [$0.inProj, $0.xProj, $0.dtProj, $0.outProj].map(\.weight) }
-        widen = Widening(needed: matrices.contains { $0.type != .f32 })
+        widen = Widening(matrices: matrices)
 
         convState = FloatBuffer(count: layers * (k - 1) * e)
         ssmState = FloatBuffer(count: layers * SelectiveScan.blockedCount(channels: e, stateSize: n))
