@@ -6,7 +6,8 @@
 #   make bench-peer   random-weight checkpoints (safetensors f32/f16 + GGUF f32/f16), then Orochi
 #                     and llama-bench interleaved; writes docs/performance.md and docs/bench/peer/
 # Variables: PEER_SHAPES="6m 130m" (which shapes), PEER_QUICK=1 (one repetition, fewer points),
-# PEER_ARGS (more options for Scripts/peer/bench_peer.py).
+# PEER_NICE=-5 (both engines under nice -n -5 on a busy machine), PEER_ARGS (more options for
+# Scripts/peer/bench_peer.py, e.g. PEER_ARGS="--rounds 5").
 
 PEER_VERSION   := 0.3.36
 PEER_DIR       := build/peer
@@ -21,6 +22,10 @@ PEER_JOBS      ?= 2
 PEER_SHAPES    ?= 6m 130m
 PEER_QUICK     ?=
 PEER_ARGS      ?=
+# nice -n for both engines' runs: a negative value (as root) favours the measurements over other work.
+PEER_NICE      ?= 0
+# PEER_APPEND=1: keep the other shapes' results of docs/bench/peer/results.json (each shape's date is shown).
+PEER_APPEND    ?=
 PEER_APT_DEPS  := cmake g++
 
 .PHONY: peer peer-deps peer-venv peer-models bench-peer
@@ -70,5 +75,5 @@ peer-models: $(PEER_PY)
 
 bench-peer: build peer peer-models
 	python3 Scripts/peer/bench_peer.py --orochi $(RELEASE) --llama-bench $(PEER_BENCH) --models $(PEER_MODELS) \
-	  --shapes "$(PEER_SHAPES)" --threads $(THREADS) $(if $(PEER_QUICK),--quick) \
+	  --shapes "$(PEER_SHAPES)" --threads $(THREADS) --nice $(PEER_NICE) $(if $(PEER_QUICK),--quick) $(if $(PEER_APPEND),--append) \
 	  --out-dir docs/bench/peer --doc docs/performance.md $(PEER_ARGS)

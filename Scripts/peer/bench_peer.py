@@ -88,6 +88,18 @@ class Runner:
     def say(self, text):
         print(f"[{time.monotonic() - self.t0:6.0f} s] {text}", file=sys.stderr, flush=True)
 
+    def niced(self, cmd):
+        """Both engines under the same `nice -n N` (a negative N gives the measurements priority over
+        other work on a shared machine; it needs root)."""
+        return ["nice", "-n", str(self.args.nice)] + list(cmd) if self.args.nice else list(cmd)
+
+    def call(self, cmd, env=None):
+        """Runs one engine; a run past --timeout counts as a failure (returncode 124)."""
+        try:
+            return subprocess.run(self.niced(cmd), env=env, capture_output=True, text=True, timeout=self.args.timeout)
+        except subprocess.TimeoutExpired:
+            return subprocess.CompletedProcess(cmd, 124, "", f"timed out after {self.args.timeout} s")
+
     def record(self, **kw):
         self.samples.append(kw)
 
@@ -100,8 +112,7 @@ class Runner:
                "--repetitions", str(a.orochi_reps), "--threads", str(a.threads), "--breakdown-contexts", "none",
                "--format", "json", "--out", out]
         load = loadavg()
-        p = subprocess.run(cmd, env=orochi_env(ENVS[envname], a.threads), capture_output=True, text=True,
-                           timeout=a.timeout)
+        p = self.call(cmd, env=orochi_env(ENVS[envname], a.threads))
         self.log.append(("orochi", envname, cmd))
         if p.returncode != 0:
             self.say(f"orochi failed ({p.returncode}): {p.stderr[-2000:]}")
@@ -146,7 +157,7 @@ class Runner:
         cmd = [a.llama_bench, "-m", str(model), "-t", str(a.threads), "-p", str(pp), "-n", str(GEN),
                "-d", str(depth), "-r", str(a.llama_reps), "-o", "json"]
         load = loadavg()
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout)
+        p = self.call(cmd)
         self.log.append(("llama.cpp", "", cmd))
         if p.returncode != 0:
             self.say(f"llama-bench failed ({p.returncode}): {p.stderr[-2000:]}")
@@ -274,20 +285,35 @@ def render(res, doc_header):
               f"- Environment as found: " + ", ".join(f"{k}={v}" for k, v in m["env"].items() if v) + ".",
               "- Memory read bandwidth (Orochi's measurement): " + ("; ".join(f"{k}: {v}" for k, v in res.get("notes", {}).items()) or "not measured") + ".",
               f"- Threads: {a['threads']} for both engines. Rounds per point: {a['rounds']} ({a['rounds_4096']} at depth ≥ 4,096); "
-              f"Orochi repetitions per run {a['orochi_reps']}, llama-bench -r {a['llama_reps']}.",
+              f"Orochi repetitions per run {a['orochi_reps']}, llama-bench -r {a['llama_reps']}"
+              + (f"; both engines under `nice -n {a['nice']}`." if a.get("nice") else "."),
               f"- Wall time of the run: {res['wall_s'] / 60:.1f} min.", ]
     loads = [s["load"] for s in samples if s.get("load") is not None]
     if loads:
         lines.append(f"- 1-minute load average before each measurement: median {statistics.median(loads):.2f}, max {max(loads):.2f} "
-                     f"(2 cores: above ~2.5 other work shared the machine{' — it did in this run, so absolute figures are noisy; the ratios come from interleaved runs' if max(loads) > 2.5 else ''}).")
+                     f"(2 cores: above ~2.5 other work shared the machine).")
+        if statistics.median(loads) > 2.5:
+            lines += ["", f"**Warning: the machine was busy with other work during this run (median load "
+                      f"{statistics.median(loads):.1f} on 2 cores). Both engines spin-wait between their 2 threads, so a "
+                      "descheduled thread stalls the other: the figures below measure contention as much as the engines, "
+                      "llama.cpp's decode most of all. Rerun `make bench-peer` on a quiet machine before drawing conclusions.**"]
     lines += ["", "Command:", "", "```sh", res["command"], "```", ""]
 
     goal_rows = []
     for shape in a["shapes"]:
+        ps = {**a, **a.get("per_shape", {}).get(shape, {})}
         lines += [f"### {shape}: {SHAPE_TEXT[shape]}", ""]
+        if ps.get("date") and ps.get("date") != m["date"]:
+            lines += [f"Measured {ps['date']} (`{ps.get('command', '')}`).", ""]
+        sl = [x["load"] for x in samples if x["shape"] == shape and x.get("load") is not None]
+        if sl:
+            lines += [f"1-minute load average before these measurements: median {statistics.median(sl):.1f}, "
+                      f"range {min(sl):.1f}–{max(sl):.1f} (2 cores).", ""]
+        if ps.get("rounds") != a.get("rounds") or ps.get("rounds_4096") != a.get("rounds_4096"):
+            lines += [f"Rounds per point: {ps['rounds']} ({ps['rounds_4096']} at depth ≥ 4,096).", ""]
         header = "| measure | llama.cpp tok/s | " + " | ".join(f"Orochi tok/s ({e}) | ratio ({e})" for e in envs) + " |"
         lines += [header, "|" + "---|" * (2 + 2 * len(envs))]
-        rows = [("prefill pp512", "prefill", 0)] + [(f"decode at depth {d:,}", "decode", d) for d in a["depths"]]
+        rows = [("prefill pp512", "prefill", 0)] + [(f"decode at depth {d:,}", "decode", d) for d in ps["depths"]]
         ratios = {e: {"prefill": [], "decode": []} for e in envs}
         for label, metric, depth in rows:
             ref = value(samples, shape=shape, engine="llama.cpp", dtype="f32", metric=metric, depth=depth)
@@ -300,13 +326,13 @@ def render(res, doc_header):
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
         # f16 against f32 decode.
-        if a["f16_depths"]:
+        if ps["f16_depths"]:
             lines += ["f16 checkpoint against f32, decode tok/s (ratio = f16 / f32; llama.cpp's f16 GGUF for reference):", "",
                       "| depth | llama.cpp f32 | llama.cpp f16 | llama.cpp f16/f32 | " +
                       " | ".join(f"Orochi f32 ({e}) | Orochi f16 ({e}) | f16/f32 ({e})" for e in envs) + " |",
                       "|" + "---|" * (4 + 3 * len(envs))]
             f16r = {e: [] for e in envs}
-            for d in a["f16_depths"]:
+            for d in ps["f16_depths"]:
                 l32 = value(samples, shape=shape, engine="llama.cpp", dtype="f32", metric="decode", depth=d)
                 l16 = value(samples, shape=shape, engine="llama.cpp", dtype="f16", metric="decode", depth=d)
                 cells = [f"{d:,}", fmt(l32), fmt(l16), fr(ratio(l16, l32))]
@@ -329,7 +355,7 @@ def render(res, doc_header):
                 where = "pp512" if metric == "prefill" else f"worst at depth {worst[0]:,}; " + ", ".join(f"{d:,}: {r:.2f}×" for d, r in got)
                 goal_rows.append((shape, f"{metric} ≥ {goal}× llama.cpp", e, f"{worst[1]:.2f}× ({where})",
                                   "met" if worst[1] >= goal else "not met"))
-            if a["f16_depths"]:
+            if ps["f16_depths"]:
                 got = [(d, r) for d, r in f16r[e] if r is not None]
                 if got:
                     worst = min(got, key=lambda x: x[1])
@@ -416,9 +442,12 @@ def main():
     ap.add_argument("--llama-reps", type=int, default=1)
     ap.add_argument("--envs", default="unset,Prescott", help="OPENBLAS_CORETYPE settings for Orochi: unset, Prescott")
     ap.add_argument("--quick", action="store_true", help="one round, depths 0 and 512, f16 at depth 0")
-    ap.add_argument("--timeout", type=float, default=900, help="seconds for one engine run")
+    ap.add_argument("--nice", type=int, default=0, help="run both engines under nice -n N (e.g. -5 on a busy machine, as root)")
+    ap.add_argument("--timeout", type=float, default=600, help="seconds for one engine run")
     ap.add_argument("--out-dir", type=Path, default=Path("docs/bench/peer"))
     ap.add_argument("--doc", type=Path, default=Path("docs/performance.md"))
+    ap.add_argument("--append", action="store_true",
+                    help="keep the other shapes' results from OUT_DIR/results.json (measure a subset, report all)")
     ap.add_argument("--replay", type=Path, help="re-render --doc from a results.json; measure nothing")
     a = ap.parse_args()
 
@@ -453,11 +482,29 @@ def main():
         interrupted = True
         runner.say("interrupted: writing what was measured")
     settings = dict(shapes=a.shapes, depths=a.depths, f16_depths=a.f16_depths, rounds=a.rounds, rounds_4096=a.rounds_4096,
-                    orochi_reps=a.orochi_reps, llama_reps=a.llama_reps, threads=a.threads, envs=a.envs,
+                    orochi_reps=a.orochi_reps, llama_reps=a.llama_reps, threads=a.threads, envs=a.envs, nice=a.nice,
                     out_dir=str(a.out_dir), interrupted=interrupted)
+    settings["per_shape"] = {s: dict(depths=a.depths, f16_depths=a.f16_depths, rounds=a.rounds, rounds_4096=a.rounds_4096,
+                                     date=info["date"], command=command) for s in a.shapes}
     res = dict(schema="orochi-peer/1", machine=info, settings=settings, command=command,
                wall_s=time.monotonic() - start, notes=runner.notes, samples=runner.samples,
                runs=[[engine, env, " ".join(map(str, cmd))] for engine, env, cmd in runner.log])
+    old_path = a.out_dir / "results.json"
+    if a.append and old_path.exists():
+        # Keep the shapes this run did not measure from the earlier results (same folder).
+        old = json.loads(old_path.read_text())
+        kept = [sh for sh in old["settings"]["shapes"] if sh not in a.shapes]
+        old_per_shape = old["settings"].get("per_shape", {})
+        for sh in kept:
+            settings["per_shape"][sh] = old_per_shape.get(sh) or dict(
+                depths=old["settings"]["depths"], f16_depths=old["settings"]["f16_depths"], rounds=old["settings"]["rounds"],
+                rounds_4096=old["settings"]["rounds_4096"], date=old["machine"]["date"], command=old["command"])
+        settings["shapes"] = [sh for sh in SHAPES if sh in kept or sh in a.shapes]
+        res["samples"] = [x for x in old["samples"] if x["shape"] in kept] + res["samples"]
+        res["runs"] = old.get("runs", []) + res["runs"]
+        res["notes"] = {**old.get("notes", {}), **res["notes"]}
+        res["wall_s"] += old.get("wall_s", 0)
+        res["command"] = old["command"] + "\n" + command
     write_raw(res, a.out_dir)
     a.doc.write_text(render(res, DOC_HEADER))
     print(f"wrote {a.out_dir}/results.json, results.csv and {a.doc}", file=sys.stderr)
