@@ -399,6 +399,10 @@ make peer                              # llama-bench (cmake, g++ via apt when mi
 make bench-peer                        # checkpoints, both engines interleaved, this page (~20 min)
 make bench-peer PEER_SHAPES=6m         # a subset: 6m, 130m, or names like llama-6m
 make bench-peer PEER_QUICK=1           # one round, depths 0 and 512 only
+make bench-peer PEER_NICE=-10          # both engines under nice -n -10 (as root), on a busy machine
+make bench-peer PEER_SHAPES=130m PEER_APPEND=1   # remeasure some shapes, keep the others' results
+make bench-peer PEER_ARGS="--rounds 5 --llama-args '--poll 0'"   # any option of the script
+python3 Scripts/peer/bench_peer.py --replay docs/bench/peer/results.json --doc docs/performance.md   # re-render
 ```
 
 How it measures (Scripts/peer/bench_peer.py; checkpoints by Scripts/peer/make_checkpoints.py):
@@ -483,7 +487,9 @@ def main():
 
     runner = Runner(a)
     info = machine_info(a.orochi, a.models, a.shapes)
-    command = "make bench-peer → " + " ".join(shlex.quote(x) for x in sys.argv)
+    command = " ".join(shlex.quote(x) for x in ["python3"] + sys.argv)
+    if os.environ.get("MAKELEVEL"):
+        command = f"make bench-peer  # ran: {command}"
     start = time.monotonic()
     interrupted = False
     try:
