@@ -61,15 +61,17 @@ $(PEER_BENCH): $(PEER_SRC)/.unpacked
 
 # The converter's gguf package comes from the vendored llama.cpp (gguf-py), so that converter and
 # reader are of the same version; the rest from Scripts/peer/requirements.txt.
-peer-venv: $(PEER_PY)
-$(PEER_PY): Scripts/peer/requirements.txt $(PEER_SRC)/.unpacked
+# (A stamp file, not the venv's python: that is a symlink, and touching it would touch the system's.)
+PEER_VENV_OK   := $(PEER_VENV)/.installed
+peer-venv: $(PEER_VENV_OK)
+$(PEER_VENV_OK): Scripts/peer/requirements.txt $(PEER_SRC)/.unpacked
 	test -x $(PEER_PY) || python3 -m venv $(PEER_VENV)
 	$(PEER_VENV)/bin/pip install -q -r Scripts/peer/requirements.txt
 	$(PEER_VENV)/bin/pip install -q --no-deps $(PEER_LLAMA)/gguf-py
-	touch $(PEER_PY)
+	touch $@
 
 # Checkpoints: skipped when present (make_checkpoints.py checks each file).
-peer-models: $(PEER_PY)
+peer-models: $(PEER_VENV_OK)
 	$(PEER_PY) Scripts/peer/make_checkpoints.py --out $(PEER_MODELS) --llama-cpp $(PEER_LLAMA) \
 	  --tokenizer Models/orochi-ja-llama/tokenizer.model --shapes "$(PEER_SHAPES)"
 

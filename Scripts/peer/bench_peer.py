@@ -300,6 +300,8 @@ def render(res, doc_header):
                       f"{statistics.median(loads):.1f} on 2 cores). Both engines spin-wait between their 2 threads, so a "
                       "descheduled thread stalls the other: the figures below measure contention as much as the engines, "
                       "llama.cpp's decode most of all. Rerun `make bench-peer` on a quiet machine before drawing conclusions.**"]
+    for note in res.get("remarks", []):
+        lines += ["", f"- Note: {note}"]
     lines += ["", "Command:", "", "```sh", res["command"], "```", ""]
 
     goal_rows = []
@@ -462,6 +464,7 @@ def main():
     ap.add_argument("--timeout", type=float, default=600, help="seconds for one engine run")
     ap.add_argument("--out-dir", type=Path, default=Path("docs/bench/peer"))
     ap.add_argument("--doc", type=Path, default=Path("docs/performance.md"))
+    ap.add_argument("--note", action="append", default=[], help="a remark for the report (repeatable; kept in results.json)")
     ap.add_argument("--append", action="store_true",
                     help="keep the other shapes' results from OUT_DIR/results.json (measure a subset, report all)")
     ap.add_argument("--replay", type=Path, help="re-render --doc from a results.json; measure nothing")
@@ -469,6 +472,9 @@ def main():
 
     if a.replay:
         res = json.loads(a.replay.read_text())
+        if a.note:
+            res["remarks"] = res.get("remarks", []) + [r for r in a.note if r not in res.get("remarks", [])]
+            a.replay.write_text(json.dumps(res, indent=1, default=str) + "\n")
         a.doc.write_text(render(res, DOC_HEADER))
         print(f"wrote {a.doc}", file=sys.stderr)
         return
@@ -506,7 +512,7 @@ def main():
                                      date=info["date"], command=command) for s in a.shapes}
     res = dict(schema="orochi-peer/1", machine=info, settings=settings, command=command,
                wall_s=time.monotonic() - start, notes=runner.notes, samples=runner.samples,
-               runs=[[engine, env, " ".join(map(str, cmd))] for engine, env, cmd in runner.log])
+               runs=[[engine, env, " ".join(map(str, cmd))] for engine, env, cmd in runner.log], remarks=a.note)
     old_path = a.out_dir / "results.json"
     if a.append and old_path.exists():
         # Keep the shapes this run did not measure from the earlier results (same folder).
@@ -521,6 +527,7 @@ def main():
         res["samples"] = [x for x in old["samples"] if x["shape"] in kept] + res["samples"]
         res["runs"] = old.get("runs", []) + res["runs"]
         res["notes"] = {**old.get("notes", {}), **res["notes"]}
+        res["remarks"] = old.get("remarks", []) + [r for r in res["remarks"] if r not in old.get("remarks", [])]
         res["wall_s"] += old.get("wall_s", 0)
         res["command"] = old["command"] + "\n" + command
     write_raw(res, a.out_dir)

@@ -43,13 +43,13 @@ def shapes_for(spec: str) -> list[str]:
 
 
 def make_hf(name: str, out: Path, tokenizer: Path, seed: int) -> None:
-    import torch
-    import transformers
-
     f32, f16 = out / name / "f32", out / name / "f16"
     if (f32 / "model.safetensors").exists() and (f16 / "model.safetensors").exists():
         print(f"{name}: safetensors present")
         return
+    import torch
+    import transformers
+
     shape = dict(SHAPES[name])
     arch = shape.pop("arch")
     torch.manual_seed(seed)
