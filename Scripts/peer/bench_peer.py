@@ -302,7 +302,13 @@ def render(res, doc_header):
                       "llama.cpp's decode most of all. Rerun `make bench-peer` on a quiet machine before drawing conclusions.**"]
     for note in res.get("remarks", []):
         lines += ["", f"- Note: {note}"]
-    lines += ["", "Command:", "", "```sh", res["command"], "```", ""]
+    # The commands whose measurements the report shows (an --append run keeps others' shapes).
+    commands = []
+    for shape in a["shapes"]:
+        c = a.get("per_shape", {}).get(shape, {}).get("command")
+        if c and c not in commands:
+            commands.append(c)
+    lines += ["", "Command:" if len(commands) <= 1 else "Commands:", "", "```sh", "\n".join(commands) or res["command"], "```", ""]
 
     goal_rows = []
     for shape in a["shapes"]:
