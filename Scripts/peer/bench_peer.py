@@ -290,7 +290,7 @@ def render(res, doc_header):
               f"Orochi repetitions per run {a['orochi_reps']}, llama-bench -r {a['llama_reps']}"
               + (f"; both engines under `nice -n {a['nice']}`" if a.get("nice") else "")
               + (f"; llama-bench also given `{a['llama_args']}`" if a.get("llama_args") else "") + ".",
-              f"- Wall time of the run: {res['wall_s'] / 60:.1f} min.", ]
+              f"- Wall time of the measuring runs (all runs appended into these results): {res['wall_s'] / 60:.1f} min.", ]
     loads = [s["load"] for s in samples if s.get("load") is not None]
     if loads:
         lines.append(f"- 1-minute load average before each measurement: median {statistics.median(loads):.2f}, max {max(loads):.2f} "
