@@ -202,7 +202,14 @@ class Runner:
         for shape in a.shapes:
             for depth in a.depths:
                 rounds = a.rounds_4096 if depth >= 4096 else a.rounds
+                start = time.monotonic()
                 for rnd in range(rounds):
+                    spent = time.monotonic() - start
+                    # At least one round; then stop before a round that would pass the point's budget.
+                    if rnd > 0 and a.max_point_seconds and spent + spent / rnd > a.max_point_seconds:
+                        self.say(f"== {shape} depth {depth}: {rnd} round(s) in {spent:.0f} s, "
+                                 f"stopping (--max-point-seconds {a.max_point_seconds:.0f})")
+                        break
                     self.say(f"== {shape} depth {depth} round {rnd + 1}/{rounds}")
                     self.point(shape, depth, rnd)
 
@@ -286,8 +293,9 @@ def render(res, doc_header):
               "- OpenBLAS kernels Orochi ran with: " + "; ".join(f"OPENBLAS_CORETYPE {e}: {m['blas_core'].get(e, '?')}" for e in envs) + ".",
               f"- Environment as found: " + ", ".join(f"{k}={v}" for k, v in m["env"].items() if v) + ".",
               "- Memory read bandwidth (Orochi's measurement): " + ("; ".join(f"{k}: {v}" for k, v in res.get("notes", {}).items()) or "not measured") + ".",
-              f"- Threads: {a['threads']} for both engines. Rounds per point: {a['rounds']} ({a['rounds_4096']} at depth ≥ 4,096); "
-              f"Orochi repetitions per run {a['orochi_reps']}, llama-bench -r {a['llama_reps']}"
+              f"- Threads: {a['threads']} for both engines. Rounds per point: up to {a['rounds']} ({a['rounds_4096']} at depth ≥ 4,096)"
+              + (f", fewer where a point's rounds would pass {a['max_point_seconds']:.0f} s (the tables' rounds column); " if a.get("max_point_seconds") else "; ")
+              + f"Orochi repetitions per run {a['orochi_reps']}, llama-bench -r {a['llama_reps']}"
               + (f"; both engines under `nice -n {a['nice']}`" if a.get("nice") else "")
               + (f"; llama-bench also given `{a['llama_args']}`" if a.get("llama_args") else "") + ".",
               f"- Wall time of the measuring runs (all runs appended into these results): {res['wall_s'] / 60:.1f} min.", ]
@@ -327,15 +335,15 @@ def render(res, doc_header):
         if sl:
             lines += [f"1-minute load average before these measurements: median {statistics.median(sl):.1f}, "
                       f"range {min(sl):.1f}–{max(sl):.1f} (2 cores).", ""]
-        if ps.get("rounds") != a.get("rounds") or ps.get("rounds_4096") != a.get("rounds_4096"):
-            lines += [f"Rounds per point: {ps['rounds']} ({ps['rounds_4096']} at depth ≥ 4,096).", ""]
-        header = "| measure | llama.cpp tok/s | " + " | ".join(f"Orochi tok/s ({e}) | ratio ({e})" for e in envs) + " |"
-        lines += [header, "|" + "---|" * (2 + 2 * len(envs))]
+        header = "| measure | rounds | llama.cpp tok/s | " + " | ".join(f"Orochi tok/s ({e}) | ratio ({e})" for e in envs) + " |"
+        lines += [header, "|" + "---|" * (3 + 2 * len(envs))]
         rows = [("prefill pp512", "prefill", 0)] + [(f"decode at depth {d:,}", "decode", d) for d in ps["depths"]]
         ratios = {e: {"prefill": [], "decode": []} for e in envs}
         for label, metric, depth in rows:
             ref = value(samples, shape=shape, engine="llama.cpp", dtype="f32", metric=metric, depth=depth)
-            cells = [label, fmt(ref)]
+            n_rounds = len({x["round"] for x in samples if x["shape"] == shape and x["engine"] == "llama.cpp"
+                            and x["dtype"] == "f32" and x["metric"] == metric and x["depth"] == depth})
+            cells = [label, str(n_rounds), fmt(ref)]
             for e in envs:
                 ours = value(samples, shape=shape, engine="orochi", dtype="f32", env=e, metric=metric, depth=depth)
                 r = ratio(ours, ref)
@@ -421,7 +429,9 @@ How it measures (Scripts/peer/bench_peer.py; checkpoints by Scripts/peer/make_ch
   the same llama.cpp's `convert_hf_to_gguf.py` (tokenizer: the shipped 8,000-piece SentencePiece model;
   the 32,000 vocabularies are padded with unused tokens by the converter). Under `build/peer/models/`.
 - Point by point (decode at depth 0 with pp512, depth 512, depth 4,096), round by round, one engine
-  after the other, the order alternating between rounds; the figure is the median over the rounds.
+  after the other, the order alternating between rounds; the figure is the median over the rounds (up to
+  3, 2 at depth 4,096; no further round once a point's rounds would pass 150 s, so that the whole run
+  stays near 20 minutes on 2 busy cores: 6m shapes ~5 min, 130m shapes ~7 min each under a load of ~8).
 - Orochi: `orochi bench --model DIR --contexts N --decode-tokens 32 --repetitions 1 --breakdown-contexts none`.
   pp512 = its prefill of 512 tokens from an empty cache; decode at depth d = 1 / median of 32 single-token
   steps after a prefill of d tokens. Depth 0 is measured as context 1 (one prompt token, the smallest the
@@ -461,6 +471,8 @@ def main():
     ap.add_argument("--f16-depths", default="0,512", help="depths at which f16 is measured against f32 ('' for none)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--rounds-4096", type=int, default=2, help="rounds at depths ≥ 4,096")
+    ap.add_argument("--max-point-seconds", type=float, default=150,
+                    help="no further round of a point once its rounds would pass this many seconds (one round always runs; 0: no limit)")
     ap.add_argument("--orochi-reps", type=int, default=1)
     ap.add_argument("--llama-reps", type=int, default=1)
     ap.add_argument("--envs", default="unset,Prescott", help="OPENBLAS_CORETYPE settings for Orochi: unset, Prescott")
@@ -512,6 +524,7 @@ def main():
         interrupted = True
         runner.say("interrupted: writing what was measured")
     settings = dict(shapes=a.shapes, depths=a.depths, f16_depths=a.f16_depths, rounds=a.rounds, rounds_4096=a.rounds_4096,
+                    max_point_seconds=a.max_point_seconds,
                     orochi_reps=a.orochi_reps, llama_reps=a.llama_reps, threads=a.threads, envs=a.envs, nice=a.nice, llama_args=a.llama_args,
                     out_dir=str(a.out_dir), interrupted=interrupted)
     settings["per_shape"] = {s: dict(depths=a.depths, f16_depths=a.f16_depths, rounds=a.rounds, rounds_4096=a.rounds_4096,
