@@ -5,9 +5,11 @@
 #   make peer-venv    a venv for the checkpoint maker and the GGUF converter (build/peer/venv)
 #   make bench-peer   random-weight checkpoints (safetensors f32/f16 + GGUF f32/f16), then Orochi
 #                     and llama-bench interleaved; writes docs/performance.md and docs/bench/peer/
-# Variables: PEER_SHAPES="6m 130m" (which shapes), PEER_QUICK=1 (one repetition, fewer points),
-# PEER_NICE=-5 (both engines under nice -n -5 on a busy machine), PEER_ARGS (more options for
-# Scripts/peer/bench_peer.py, e.g. PEER_ARGS="--rounds 5").
+# Variables: PEER_SHAPES="6m 130m" (which shapes: 6m, 130m or names such as llama-6m), PEER_QUICK=1
+# (one round, depths 0 and 512), PEER_NICE=-10 (both engines under nice -n -10 on a busy machine),
+# PEER_APPEND=1 (keep the other shapes' results), PEER_ARGS (more options of Scripts/peer/bench_peer.py,
+# e.g. PEER_ARGS="--rounds 5 --max-point-seconds 0"). The first `make peer` needs PyPI (the sdist) and
+# apt (cmake, g++); the first `make bench-peer` also PyPI for build/peer/venv.
 
 PEER_VERSION   := 0.3.36
 PEER_DIR       := build/peer

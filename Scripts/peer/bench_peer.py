@@ -432,8 +432,9 @@ How it measures (Scripts/peer/bench_peer.py; checkpoints by Scripts/peer/make_ch
   after the other, the order alternating between rounds; the figure is the median over the rounds (up to
   3, 2 at depth 4,096; no further round once a point's rounds would pass 150 s, so that the whole run
   stays near 20 minutes on 2 busy cores: 6m shapes ~5 min, 130m shapes ~7 min each under a load of ~8).
-- Orochi: `orochi bench --model DIR --contexts N --decode-tokens 32 --repetitions 1 --breakdown-contexts none`.
-  pp512 = its prefill of 512 tokens from an empty cache; decode at depth d = 1 / median of 32 single-token
+- Orochi: `orochi bench --model DIR --contexts N --decode-tokens 32 --repetitions 1 --threads 2
+  --breakdown-contexts none --format json` with `OPENBLAS_NUM_THREADS=2`, one process per measurement.
+  pp512 = its prefill of 512 tokens from an empty cache (the run of the depth-512 point); decode at depth d = 1 / median of 32 single-token
   steps after a prefill of d tokens. Depth 0 is measured as context 1 (one prompt token, the smallest the
   harness accepts), so its steps run at depths 1–32.
 - llama.cpp: `llama-bench -m X.gguf -t 2 -p 512 -n 32 -d 0 -r 1 -o json` for pp512 and decode at depth 0,
@@ -444,6 +445,9 @@ How it measures (Scripts/peer/bench_peer.py; checkpoints by Scripts/peer/make_ch
   library does not know). llama.cpp does not use OpenBLAS, so it runs once.
 - f16: Orochi's decode on the float16 safetensors against the float32 ones, and llama.cpp's f16 GGUF for
   reference.
+- The OpenBLAS kernels are the `blas core:` line of `orochi inspect` when it prints one, else
+  `openblas_get_corename()` of the library Orochi links, called under the same environment. The memory
+  bandwidth is Orochi's own measurement (a `bandwidth` line or JSON field of `orochi bench`) when it has one.
 - Ratios > 1 mean Orochi is faster. These shared 2-core machines move absolute figures by ±40 % between
   runs; compare ratios taken in one run, never against figures from another day.
 """
