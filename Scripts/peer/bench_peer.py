@@ -431,7 +431,7 @@ How it measures (Scripts/peer/bench_peer.py; checkpoints by Scripts/peer/make_ch
 - Point by point (decode at depth 0 with pp512, depth 512, depth 4,096), round by round, one engine
   after the other, the order alternating between rounds; the figure is the median over the rounds (up to
   3, 2 at depth 4,096; no further round once a point's rounds would pass 150 s, so that the whole run
-  stays near 20 minutes on 2 busy cores: 6m shapes ~5 min, 130m shapes ~7 min each under a load of ~8).
+  stays under 20 minutes: 15 min for all four shapes on 2 cores at a load of ~6, 2026-12-01).
 - Orochi: `orochi bench --model DIR --contexts N --decode-tokens 32 --repetitions 1 --threads 2
   --breakdown-contexts none --format json` with `OPENBLAS_NUM_THREADS=2`, one process per measurement.
   pp512 = its prefill of 512 tokens from an empty cache (the run of the depth-512 point); decode at depth d = 1 / median of 32 single-token
