@@ -242,6 +242,8 @@ def machine_info(orochi, models, shapes):
             for line in (p.stdout + p.stderr).splitlines():
                 if line.lower().startswith("blas core"):
                     found = line.split(":", 1)[1].strip() + " (orochi inspect)"
+                elif line.startswith("blas ") and "OpenBLAS core " in line:      # inspect's "blas   OpenBLAS core X (why)"
+                    found = line.split("OpenBLAS core ", 1)[1].strip() + " (orochi inspect)"
         if found is None:
             lib = "libopenblas.so.0"
             ldd = subprocess.run(["ldd", orochi], capture_output=True, text=True).stdout
@@ -445,7 +447,7 @@ How it measures (Scripts/peer/bench_peer.py; checkpoints by Scripts/peer/make_ch
   library does not know). llama.cpp does not use OpenBLAS, so it runs once.
 - f16: Orochi's decode on the float16 safetensors against the float32 ones, and llama.cpp's f16 GGUF for
   reference.
-- The OpenBLAS kernels are the `blas core:` line of `orochi inspect` when it prints one, else
+- The OpenBLAS kernels are the `blas` line of `orochi inspect` when it prints one, else
   `openblas_get_corename()` of the library Orochi links, called under the same environment. The memory
   bandwidth is Orochi's own measurement (a `bandwidth` line or JSON field of `orochi bench`) when it has one.
 - Ratios > 1 mean Orochi is faster. These shared 2-core machines move absolute figures by ±40 % between

@@ -76,31 +76,6 @@ static double measure(float *data, size_t bytes, int reps, int parallel) {
     return rates[reps / 2];
 }
 
-// Threads for products that stream their weights from memory. On some machines one core already
-// takes all the bandwidth there is (a VM's two vCPUs measured here: 40 GB/s on one, 38 on two), and
-// two threads streaming at once then lose a third of it to each other. Measured once per thread
-// count: a 64 MiB read on one thread and on all; all threads only when they read 20 % faster.
-static int stream_for = -1, stream_value = 1;
-static double stream_one, stream_all;
-
-int orochi_stream_threads(void) {
-    int t = orochi_pool_threads();
-    if (t <= 1) return 1;
-    if (stream_for == t) return stream_value;
-    size_t bytes = 64u << 20;
-    float *data = aligned_alloc(64, bytes);
-    if (!data) return t;
-    memset(data, 0, bytes);
-    stream_one = measure(data, bytes, 5, 0);
-    stream_all = measure(data, bytes, 5, 1);
-    free(data);
-    stream_value = stream_all > 1.2 * stream_one ? t : 1;
-    stream_for = t;
-    return stream_value;
-}
-
-double orochi_stream_bandwidth(int all_threads) { return all_threads ? stream_all : stream_one; }
-
 double orochi_read_bandwidth(size_t bytes, int reps) {
     if (reps < 1) reps = 1;
     if (reps > 64) reps = 64;

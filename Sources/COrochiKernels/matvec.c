@@ -209,11 +209,7 @@ static void matvec_part(void *ctx, int index, int count) {
 enum { PARALLEL_MIN_WEIGHTS = 1 << 15 };
 
 void orochi_matvec(int dtype, const void *w, long n, long k, long ldw, const float *x, float *y, int acc) {
-    orochi_matvec_streamed(dtype, w, n, k, ldw, x, y, acc, 0);
-}
-
-void orochi_matvec_streamed(int dtype, const void *w, long n, long k, long ldw, const float *x, float *y, int acc, int streamed) {
-    if (n * k < PARALLEL_MIN_WEIGHTS || n < 32 || orochi_pool_threads() == 1 || (streamed && orochi_stream_threads() == 1)) {
+    if (n * k < PARALLEL_MIN_WEIGHTS || n < 32 || orochi_pool_threads() == 1) {
         orochi_matvec_rows(dtype, w, 0, n, k, ldw, x, y, acc);
         return;
     }

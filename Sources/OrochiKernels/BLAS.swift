@@ -85,33 +85,9 @@ public enum KernelInfo {
     }
     /// One line for `inspect`, `bench` and `generate --verbose`.
     public static var summary: String {
-        "blas: \(BLAS.core) (\(BLAS.coreReason)); orochi kernels: \(isa)" + (streamChoice.map { "; \($0)" } ?? "")
+        "blas: \(BLAS.core) (\(BLAS.coreReason)); orochi kernels: \(isa)"
     }
 
-    /// Threads for products that stream their weights from memory (models larger than the
-    /// last-level cache): all of `BLAS.threads`, or one where one thread reads as fast as all
-    /// (measured once per thread count, about 30 ms, at the first call).
-    public static var streamThreads: Int { Int(orochi_stream_threads()) }
-
-    /// How the decision above was made, once it was: "decode streams weights on 1 thread (…)".
-    public static var streamChoice: String? {
-        let one = orochi_stream_bandwidth(0), all = orochi_stream_bandwidth(1)
-        guard one > 0 else { return nil }
-        return String(format: "weights streamed from memory on %d thread%@ (read: %.1f GB/s on one, %.1f GB/s on %d)",
-                      streamThreads, streamThreads == 1 ? "" : "s", one / 1e9, all / 1e9, BLAS.threads)
-    }
-
-    /// The last-level cache's size in bytes (sysfs), or 32 MiB when it cannot be read.
-    public static let lastLevelCacheBytes: Int = {
-        for index in (0...4).reversed() {
-            let path = "/sys/devices/system/cpu/cpu0/cache/index\(index)/size"
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { continue }
-            let t = text.trimmingCharacters(in: .whitespacesAndNewlines)
-            let unit: Int = t.hasSuffix("K") ? 1 << 10 : t.hasSuffix("M") ? 1 << 20 : 1
-            if let v = Int(t.trimmingCharacters(in: CharacterSet(charactersIn: "KMB"))), v > 0 { return v * unit }
-        }
-        return 32 << 20
-    }()
     /// Streaming read bandwidth of this machine in bytes/s: a `megabytes` buffer summed by the
     /// pool's threads, the median of `repetitions`. Larger than the last-level cache for DRAM.
     public static func readBandwidth(megabytes: Int = 512, repetitions: Int = 5) -> Double {

@@ -34,12 +34,10 @@ public struct WeightMatrix: @unchecked Sendable {
     public var count: Int { rows * columns }
     public var bytes: Int { count * type.byteSize }
 
-    /// y[rows] = W · x[columns] (or y += …): one token. `streamed`: the matrix comes from memory,
-    /// not cache (its model is larger than the last-level cache), so it runs on
-    /// `KernelInfo.streamThreads` threads.
+    /// y[rows] = W · x[columns] (or y += …): one token.
     @inline(__always)
-    public func matvec(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, accumulate: Bool = false, streamed: Bool = false) {
-        orochi_matvec_streamed(type.code, raw, rows, columns, columns, x, y, accumulate ? 1 : 0, streamed ? 1 : 0)
+    public func matvec(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
+        orochi_matvec(type.code, raw, rows, columns, columns, x, y, accumulate ? 1 : 0)
     }
 
     /// Y[m, rows] = X[m, columns] · Wᵀ (or Y += …): many tokens through sgemm. Half-precision

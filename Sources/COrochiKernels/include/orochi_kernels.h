@@ -62,9 +62,6 @@ enum { OROCHI_F32 = 0, OROCHI_F16 = 1, OROCHI_BF16 = 2 };
 /// y[n] = W[n, k] · x[k] (or y += …) for W in f32, f16 or bf16, rows `ldw` elements apart.
 /// Threaded over rows through the pool when the matrix is large enough to pay for it.
 void orochi_matvec(int dtype, const void *w, long n, long k, long ldw, const float *x, float *y, int accumulate);
-/// The same for a matrix streamed from memory (its model does not fit the last-level cache): on
-/// `orochi_stream_threads()` threads.
-void orochi_matvec_streamed(int dtype, const void *w, long n, long k, long ldw, const float *x, float *y, int accumulate, int streamed);
 /// The same on the calling thread only, over rows [row_begin, row_end).
 void orochi_matvec_rows(int dtype, const void *w, long row_begin, long row_end, long k, long ldw,
                         const float *x, float *y, int accumulate);
@@ -97,11 +94,6 @@ void orochi_selective_scan(long steps, long e, int n, const float *x, long ldx, 
                            const float *d, const float *z, long ldz, float *state_blocked, float *y, long ldy);
 
 // ---- measurements (bandwidth.c) ----
-/// Threads for products that stream from memory: the pool's, or 1 where one thread reads as fast as
-/// all (measured once per thread count, ~30 ms: a 64 MiB read on one thread and on all).
-int orochi_stream_threads(void);
-/// The two read rates that decision was made from, bytes/s (0 before it was made).
-double orochi_stream_bandwidth(int all_threads);
 /// Streaming read bandwidth in bytes/s over `bytes` (rounded to 256): the median of `reps` reads on
 /// one thread and on the pool's threads, the higher of the two.
 double orochi_read_bandwidth(size_t bytes, int reps);

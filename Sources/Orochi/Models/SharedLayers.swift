@@ -16,7 +16,7 @@ struct Linear {
     func callAsFunction(_ x: UnsafePointer<Float>, rows t: Int, ldx: Int? = nil, into y: UnsafeMutablePointer<Float>,
                         accumulate: Bool = false, widen: Widening) {
         if t == 1 {
-            weight.matvec(x, into: y, accumulate: accumulate, streamed: widen.streamed)
+            weight.matvec(x, into: y, accumulate: accumulate)
         } else {
             weight.matmul(x, rows: t, ldx: ldx, into: y, accumulate: accumulate,
                           scratch: widen.buffer, scratchCount: Widening.floats)
@@ -25,22 +25,15 @@ struct Linear {
     }
 }
 
-/// What a model's linear layers share. Prefill's scratch for half-precision weights: sgemm needs
-/// float32, so each matrix is widened a block of rows at a time into this buffer (4 MiB,
-/// cache-sized) just before its product; allocated only for models that have half-precision
-/// weights. And whether decode streams the weights from memory (the matrices a token reads do not
-/// fit the last-level cache), which decides how many threads a one-token product is worth.
+/// Prefill's scratch for half-precision weights: sgemm needs float32, so each matrix is widened a
+/// block of rows at a time into this buffer (4 MiB, cache-sized) just before its product.
+/// Allocated only for models that have half-precision weights.
 final class Widening {
     static let floats = 1 << 20
     private let storage: FloatBuffer?
-    let streamed: Bool
     var buffer: UnsafeMutablePointer<Float>? { storage?.pointer }
     init(matrices: [WeightMatrix]) {
         storage = matrices.contains { $0.type != .f32 } ? FloatBuffer(count: Self.floats) : nil
-        var seen = Set<UnsafeRawPointer>(), bytes = 0
-        for m in matrices where seen.insert(m.raw).inserted { bytes += m.bytes }
-        streamed = bytes > KernelInfo.lastLevelCacheBytes
-        if streamed { _ = KernelInfo.streamThreads }      // measured now, at load, not inside the first token
     }
 }
 
