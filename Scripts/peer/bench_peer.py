@@ -443,8 +443,9 @@ How it measures (Scripts/peer/bench_peer.py; checkpoints by Scripts/peer/make_ch
   `-p 0 -n 32 -d D` for the deeper points; tg32 tok/s = 32 / the time of the 32 steps (a mean, where
   Orochi's is a median of steps).
 - Orochi runs twice per point: with `OPENBLAS_CORETYPE` removed from its environment (OpenBLAS picks its
-  kernels itself) and with `OPENBLAS_CORETYPE=Prescott` (OpenBLAS's SSE3 kernels, the case of a CPU the
-  library does not know). llama.cpp does not use OpenBLAS, so it runs once.
+  kernels itself; Orochi then chooses them from the CPU's features, see README "Which kernels run") and
+  with `OPENBLAS_CORETYPE=Prescott` (OpenBLAS's SSE3 kernels, the case of a CPU the library does not
+  know). llama.cpp does not use OpenBLAS, so it runs once.
 - f16: Orochi's decode on the float16 safetensors against the float32 ones, and llama.cpp's f16 GGUF for
   reference.
 - The OpenBLAS kernels are the `blas` line of `orochi inspect` when it prints one, else
@@ -452,6 +453,13 @@ How it measures (Scripts/peer/bench_peer.py; checkpoints by Scripts/peer/make_ch
   bandwidth is Orochi's own measurement (a `bandwidth` line or JSON field of `orochi bench`) when it has one.
 - Ratios > 1 mean Orochi is faster. These shared 2-core machines move absolute figures by ±40 % between
   runs; compare ratios taken in one run, never against figures from another day.
+
+How to read the decode figures: one decoded token reads every weight once (and, for Llama, the KV cache
+of its depth), so decode is bounded by the memory read bandwidth that `orochi bench` measures before
+each run (printed under "Memory read bandwidth"): bytes read per token (`orochi inspect` prints them)
+× tokens/s ÷ bandwidth is the fraction of that roofline reached. Where both engines stream the same
+f32 bytes at the same roofline, a decode ratio cannot exceed llama.cpp's distance from it. Prefill under
+`Prescott` is bounded by OpenBLAS's SSE3 sgemm, which Orochi does not replace.
 """
 
 
