@@ -313,7 +313,8 @@ public enum BenchReport {
             "breakdown": markdownBreakdown(results),
         ]
         for (k, v) in plots { values["plot_" + k] = v }
-        // Single numbers for the prose: {{fit:MODEL:CURVE:RANGE}}, {{flat:MODEL}}, {{cross:SSM:ATTN:PHASE}}.
+        // Single numbers for the prose: {{fit:MODEL:CURVE:RANGE}}, {{flat:MODEL}}, {{cross:SSM:ATTN:PHASE}},
+        // {{prefill:MODEL:N}}, {{prefilltps:MODEL:N}}, {{decode:MODEL:N}}, {{state:MODEL:N}}, {{rss:MODEL:N}}.
         var out = template
         for (k, v) in values { out = out.replacingOccurrences(of: "{{\(k)}}", with: v) }
         for f in a.fits {
@@ -328,6 +329,9 @@ public enum BenchReport {
         }
         for p in results.points where p.skipped == nil {
             if let pre = p.prefill { out = out.replacingOccurrences(of: "{{prefill:\(p.model):\(p.context)}}", with: secs(pre.median) + " s") }
+            if let tps = p.prefillTokensPerSecond {
+                out = out.replacingOccurrences(of: "{{prefilltps:\(p.model):\(p.context)}}", with: grouped(Int(tps.rounded())))
+            }
             if let dec = p.decode { out = out.replacingOccurrences(of: "{{decode:\(p.model):\(p.context)}}", with: ms(dec.median) + " ms") }
             out = out.replacingOccurrences(of: "{{state:\(p.model):\(p.context)}}", with: formatBytes(p.stateBytes))
             if let rss = p.peakResidentBytes { out = out.replacingOccurrences(of: "{{rss:\(p.model):\(p.context)}}", with: formatBytes(rss)) }
