@@ -1,0 +1,44 @@
+# Hardening (issue 11): fuzzing, hostile inputs against the release binary, sanitized tests.
+# See docs/hardening.md.
+#   make fuzz              every libFuzzer target (Fuzz/, a separate package) for FUZZ_SECONDS each
+#   make fuzz-smoke        sanitized build + each target for FUZZ_SMOKE_SECONDS; fails on any finding (CI-sized)
+#   make fuzz-regressions  replays Fuzz/Regressions/<target>/ (minimized past findings)
+#   make hostile           ≥ 2,000 malformed files and command lines against .build/release/orochi
+#   make test-sanitized    the test suite under AddressSanitizer, then UndefinedBehaviorSanitizer
+# Work folders (.build-fuzz, .build-hostile, .build-sanitized*) are git-ignored (.build*/).
+
+FUZZ_SECONDS       ?= 600
+FUZZ_SMOKE_SECONDS ?= 25
+FUZZ_TARGETS       ?= safetensors config-llama config-mamba sentencepiece hf-tokenizer snapshot cli-parsers
+FUZZ_RSS_MB        ?= 2048
+FUZZ_TIMEOUT       ?= 10
+HOSTILE_SEED       ?= 1
+HOSTILE_ARGS       ?=
+SANITIZERS         ?= address undefined
+
+.PHONY: fuzz fuzz-build fuzz-smoke fuzz-regressions hostile test-sanitized
+
+FUZZ_ENV = FUZZ_TARGETS="$(FUZZ_TARGETS)" FUZZ_RSS_MB=$(FUZZ_RSS_MB) FUZZ_TIMEOUT=$(FUZZ_TIMEOUT) SWIFT=$(SWIFT)
+
+fuzz-build: deps
+	$(FUZZ_ENV) Fuzz/Scripts/fuzz.sh build
+
+fuzz: fuzz-build
+	$(FUZZ_ENV) Fuzz/Scripts/fuzz.sh run $(FUZZ_SECONDS)
+
+# Fixed seed: the same inputs on every machine, so CI is reproducible.
+fuzz-smoke: fuzz-build
+	$(FUZZ_ENV) Fuzz/Scripts/fuzz.sh run $(FUZZ_SMOKE_SECONDS) 1
+
+fuzz-regressions: fuzz-build
+	$(FUZZ_ENV) Fuzz/Scripts/fuzz.sh regressions
+
+hostile: build
+	python3 Scripts/hostile/hostile.py --binary $(RELEASE) --seed $(HOSTILE_SEED) $(HOSTILE_ARGS)
+
+# Each sanitizer in its own scratch path, so neither clobbers the normal .build.
+test-sanitized: deps
+	@for s in $(SANITIZERS); do \
+	  echo "== swift test --sanitize=$$s"; \
+	  $(SWIFT) test -c release -Xswiftc -enable-testing --sanitize=$$s --scratch-path .build-sanitized-$$s || exit 1; \
+	done
