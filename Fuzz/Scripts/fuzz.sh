@@ -45,7 +45,7 @@ run() {
     [ -d "Fuzz/Regressions/$t" ] && dirs+=("Fuzz/Regressions/$t")
     local dict=(); [ -f "Fuzz/Dictionaries/$t.dict" ] && dict=(-dict="Fuzz/Dictionaries/$t.dict")
     local log="$WORK/logs/$t.log"
-    ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0} nice -n "$NICE" "$BIN/$b" "${dirs[@]}" "${dict[@]}" \
+    SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0} nice -n "$NICE" "$BIN/$b" "${dirs[@]}" "${dict[@]}" \
       -max_total_time="$seconds" -seed="$seed" -rss_limit_mb="$RSS" -malloc_limit_mb="$RSS" -timeout="$TIMEOUT" \
       -artifact_prefix="$WORK/crashes/$t/" -print_final_stats=1 -close_fd_mask=3 > "$log" 2>&1
     local rc=$?
@@ -70,7 +70,7 @@ regressions() {
     local b; b=$(binary "$t") || exit 2
     for f in Fuzz/Regressions/"$t"/*; do
       [ -f "$f" ] || continue
-      if ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0} timeout 120 "$BIN/$b" -rss_limit_mb="$RSS" -malloc_limit_mb="$RSS" -timeout="$TIMEOUT" "$f" > "$WORK.regression.log" 2>&1; then
+      if SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0} timeout 120 "$BIN/$b" -rss_limit_mb="$RSS" -malloc_limit_mb="$RSS" -timeout="$TIMEOUT" "$f" > "$WORK.regression.log" 2>&1; then
         echo "fixed   $f"
       else
         echo "FAILS   $f: $(grep -m1 -oE 'ERROR: (libFuzzer|AddressSanitizer): [a-z-]+|Fatal error: .*|deadly signal|timeout after [0-9]+ seconds|out-of-memory \(.*\)' "$WORK.regression.log" | head -c 120)"
