@@ -23,8 +23,9 @@ FUZZ_ENV = FUZZ_TARGETS="$(FUZZ_TARGETS)" FUZZ_RSS_MB=$(FUZZ_RSS_MB) FUZZ_TIMEOU
 fuzz-build: deps
 	$(FUZZ_ENV) Fuzz/Scripts/fuzz.sh build
 
+# Fork mode: goes on after a finding, collecting every crash / timeout / OOM.
 fuzz: fuzz-build
-	$(FUZZ_ENV) Fuzz/Scripts/fuzz.sh run $(FUZZ_SECONDS)
+	$(FUZZ_ENV) Fuzz/Scripts/fuzz.sh long $(FUZZ_SECONDS)
 
 # Fixed seed: the same inputs on every machine, so CI is reproducible.
 fuzz-smoke: fuzz-build
