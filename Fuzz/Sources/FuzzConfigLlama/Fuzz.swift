@@ -15,15 +15,19 @@ public func fuzzConfigLlama(_ pointer: UnsafePointer<UInt8>?, _ size: Int) -> CI
     // Size guard, with overflow-checked arithmetic (the guard itself must not trap).
     let d = config.hidden_size, f = config.intermediate_size, l = config.num_hidden_layers
     let h = config.num_attention_heads, g = config.kvHeads, hd = config.headDim, v = config.vocab_size
-    let context = min(config.max_position_embeddings ?? 4096, 4096, 64)
-    guard context > 0,
-          let perLayer = Fuzz.sum(Fuzz.product(2, h, hd, d), Fuzz.product(2, g, hd, d), Fuzz.product(3, d, f),
+    // The CLI passes no context unless asked: the model then takes min(max_position_embeddings, 4096).
+    // Small (or nonsensical) limits go through that default path; larger ones get a 64-token context.
+    let maxPositions = config.max_position_embeddings ?? 4096
+    let requested: Int? = maxPositions <= 64 ? nil : 64
+    let context = max(0, min(maxPositions, 64))
+    guard let perLayer = Fuzz.sum(Fuzz.product(2, h, hd, d), Fuzz.product(2, g, hd, d), Fuzz.product(3, d, f),
                                   Fuzz.product(2, g, hd, context), Fuzz.product(128, context)),
           let total = Fuzz.sum(Fuzz.product(l, perLayer), Fuzz.product(2, v, d)),
           total <= Fuzz.maxFloats
     else { return 0 }
-    guard let model = try? LlamaModel(config: config, checkpoint: nil, configPath: "config.json", context: context,
+    guard let model = try? LlamaModel(config: config, checkpoint: nil, configPath: "config.json", context: requested,
                                       randomSeed: 1) else { return 0 }
+    precondition(model.contextCapacity > 0, "a model was built with a context of \(model.contextCapacity) tokens")
     let tokens = [0, v - 1, v / 2].prefix(min(3, context))
     try? model.prefill(Array(tokens))
     if model.position < context { try? model.decode(0) }
