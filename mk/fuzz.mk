@@ -37,9 +37,20 @@ fuzz-regressions: fuzz-build
 hostile: build
 	python3 Scripts/hostile/hostile.py --binary $(RELEASE) --seed $(HOSTILE_SEED) $(HOSTILE_ARGS)
 
-# Each sanitizer in its own scratch path, so neither clobbers the normal .build.
+# Each sanitizer in its own scratch path, so neither clobbers the normal .build. AddressSanitizer
+# is built recoverable (-sanitize-recover=address, halt_on_error=0) so that one run lists every
+# report; the target fails when the log holds any sanitizer report or the tests fail.
+# Logs: .build-sanitized-<sanitizer>.log.
 test-sanitized: deps
 	@for s in $(SANITIZERS); do \
-	  echo "== swift test --sanitize=$$s"; \
-	  $(SWIFT) test -c release -Xswiftc -enable-testing --sanitize=$$s --scratch-path .build-sanitized-$$s || exit 1; \
+	  echo "== swift test --sanitize=$$s (log: .build-sanitized-$$s.log)"; \
+	  flags=""; [ $$s = address ] && flags="-Xswiftc -sanitize-recover=address"; \
+	  ASAN_OPTIONS=halt_on_error=0:detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 SWIFT_BACKTRACE=enable=no \
+	    $(SWIFT) test -c release -Xswiftc -enable-testing --sanitize=$$s $$flags \
+	    --scratch-path .build-sanitized-$$s > .build-sanitized-$$s.log 2>&1; rc=$$?; \
+	  tail -n 3 .build-sanitized-$$s.log; \
+	  n=$$(grep -cE "ERROR: AddressSanitizer|runtime error:|SUMMARY: UndefinedBehaviorSanitizer" .build-sanitized-$$s.log); \
+	  echo "   exit $$rc, $$n sanitizer report(s)"; \
+	  grep -E "ERROR: AddressSanitizer|runtime error:" .build-sanitized-$$s.log | sort | uniq -c | head -20; \
+	  [ $$rc = 0 ] && [ $$n = 0 ] || exit 1; \
 	done

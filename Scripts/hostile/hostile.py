@@ -308,7 +308,7 @@ def gen_config(rng, arch):
                 for v in [cfg[key] + 1, max(1, cfg[key] // 2), cfg[key] * 2]:
                     if v != cfg[key]:
                         c = dict(cfg); c[key] = v
-                        add(f"{key}={v}", REJECT, c)
+                        add(f"{key}={v}", EITHER if key == "num_hidden_layers" and v < cfg[key] else REJECT, c)
         # Whole-file damage.
         text = read(os.path.join(base, "config.json"))
         for name, blob in [("empty", b""), ("array", b"[]"), ("truncated", text[: len(text) // 2]), ("trailing-comma", text.rstrip()[:-1].rstrip() + b",}"),
@@ -778,17 +778,21 @@ def num_expect(flag, v):
     """What a numeric flag's value must give (the flag's own rule)."""
     def as_int():
         try:
-            return int(v.strip()) if re.fullmatch(r"[+-]?\d+", v) else None
+            return int(v.strip()) if re.fullmatch(r"[+-]?[0-9]+", v) else None
         except ValueError:
             return None
 
     def as_float():
         try:
             x = float(v)
-            return x if re.fullmatch(r"[+-]?(\d+\.?\d*([eE][+-]?\d+)?|nan|NaN|inf|-inf)", v) else None
+            return x if re.fullmatch(r"[+-]?([0-9]+\.?[0-9]*([eE][+-]?[0-9]+)?|nan|NaN|inf|-inf)", v) else None
         except ValueError:
             return None
     i, x = as_int(), as_float()
+    if v == "-0":
+        return EITHER   # ArgumentParser may read "-0" as an option name
+    if i is not None and not -(2**63) <= i < 2**63 and flag != "--seed":
+        return REJECT   # not an Int
     if v == "0x10" and flag in ("--temperature", "--top-p", "--repeat-penalty", "--max-seconds-per-point"):
         return EITHER   # Swift's Float("0x10") is the hexadecimal float 16.0
     if flag in ("--temperature", "--max-seconds-per-point") and x == math.inf:
@@ -798,7 +802,7 @@ def num_expect(flag, v):
         "--top-k": lambda: REJECT if i is None or i < 0 else ACCEPT,
         "--seed": lambda: REJECT if i is None or i < 0 or i >= 2**64 else ACCEPT,
         "--threads": lambda: REJECT if i is None or i < 1 else (ACCEPT if i <= 64 else EITHER),
-        "--context": lambda: REJECT if i is None or i < 1 else (ACCEPT if i <= 1024 else EITHER),
+        "--context": lambda: REJECT if i is None or i < 1 else (ACCEPT if 3 <= i <= 1024 else EITHER),   # the prompt has 3 ids
         "--stride": lambda: REJECT if i is None or i < 1 else EITHER,
         "--decode-tokens": lambda: REJECT if i is None or i < 1 else (ACCEPT if i <= 8 else EITHER),
         "--repetitions": lambda: REJECT if i is None or i < 1 else (ACCEPT if i <= 8 else EITHER),
