@@ -791,9 +791,10 @@ def num_expect(flag, v):
     i, x = as_int(), as_float()
     if v == "-0":
         return EITHER   # ArgumentParser may read "-0" as an option name
-    if i is not None and not -(2**63) <= i < 2**63 and flag != "--seed":
+    floats = ("--temperature", "--top-p", "--repeat-penalty", "--max-seconds-per-point")
+    if i is not None and not -(2**63) <= i < 2**63 and flag != "--seed" and flag not in floats:
         return REJECT   # not an Int
-    if v == "0x10" and flag in ("--temperature", "--top-p", "--repeat-penalty", "--max-seconds-per-point"):
+    if v == "0x10" and flag in floats:
         return EITHER   # Swift's Float("0x10") is the hexadecimal float 16.0
     if flag in ("--temperature", "--max-seconds-per-point") and x == math.inf:
         return EITHER   # infinite temperature: uniform sampling; no time limit per point
