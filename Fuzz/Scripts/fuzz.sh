@@ -69,7 +69,7 @@ run() {
       result="FOUND $found new artefact(s) in $WORK/crashes/$t ($(grep -oE 'oom/timeout/crash: [0-9/]+' "$log" | tail -1))"
       failed="$failed $t"
     elif [ $rc != 0 ]; then
-      result="FOUND ($(grep -m1 -oE 'ERROR: (libFuzzer|AddressSanitizer): [a-z-]+|Fatal error: .*|deadly signal|timeout after [0-9]+ seconds|out-of-memory \(.*\)' "$log" | head -c 100)) -> $(ls -t "$WORK/crashes/$t" | head -1)"
+      result="FOUND ($(grep -m1 -oE 'Precondition failed: .*|ERROR: (libFuzzer|AddressSanitizer): [a-z-]+|Fatal error: .*|deadly signal|timeout after [0-9]+ seconds|out-of-memory \(.*\)' "$log" | head -c 100)) -> $(ls -t "$WORK/crashes/$t" | head -1)"
       failed="$failed $t"
     fi
     printf "%-14s %12s %10s %8s %s\n" "$t" "${runs:-?}" "${rate:-?}" "$size" "$result"
@@ -87,7 +87,7 @@ regressions() {
       if SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0} timeout 120 "$BIN/$b" -rss_limit_mb="$RSS" -malloc_limit_mb="$RSS" -timeout="$TIMEOUT" "$f" > "$WORK.regression.log" 2>&1; then
         echo "fixed   $f"
       else
-        echo "FAILS   $f: $(grep -m1 -oE 'ERROR: (libFuzzer|AddressSanitizer): [a-z-]+|Fatal error: .*|deadly signal|timeout after [0-9]+ seconds|out-of-memory \(.*\)' "$WORK.regression.log" | head -c 120)"
+        echo "FAILS   $f: $(grep -m1 -oE 'Precondition failed: .*|ERROR: (libFuzzer|AddressSanitizer): [a-z-]+|Fatal error: .*|deadly signal|timeout after [0-9]+ seconds|out-of-memory \(.*\)' "$WORK.regression.log" | head -c 120)"
         failed="$failed $f"
       fi
     done
