@@ -43,17 +43,17 @@ hostile: build
 # Each one in its own scratch path, so neither clobbers the normal .build. AddressSanitizer
 # is built recoverable (-sanitize-recover=address, halt_on_error=0) so that one run lists every
 # report; the target fails when the log holds any sanitizer report or the tests fail.
-# Logs: .build-sanitized-<sanitizer>.log.
+# Logs: .build-sanitized-<name>/test.log.
 test-sanitized: deps
 	@for s in $(SANITIZERS); do \
-	  echo "== swift test ($$s, log: .build-sanitized-$$s.log)"; \
-	  case $$s in address) flags="--sanitize=address -Xswiftc -sanitize-recover=address" ;; checked) flags="-Xswiftc -O" ;; *) flags="--sanitize=$$s" ;; esac; \
+	  echo "== swift test ($$s, log: .build-sanitized-$$s/test.log)"; \
+	  mkdir -p .build-sanitized-$$s; case $$s in address) flags="--sanitize=address -Xswiftc -sanitize-recover=address" ;; checked) flags="-Xswiftc -O" ;; *) flags="--sanitize=$$s" ;; esac; \
 	  ASAN_OPTIONS=halt_on_error=0:detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 SWIFT_BACKTRACE=enable=no \
 	    $(SWIFT) test -c release -Xswiftc -enable-testing $$flags \
-	    --scratch-path .build-sanitized-$$s > .build-sanitized-$$s.log 2>&1; rc=$$?; \
-	  tail -n 3 .build-sanitized-$$s.log; \
-	  n=$$(grep -cE "ERROR: AddressSanitizer|runtime error:|SUMMARY: UndefinedBehaviorSanitizer" .build-sanitized-$$s.log); \
+	    --scratch-path .build-sanitized-$$s > .build-sanitized-$$s/test.log 2>&1; rc=$$?; \
+	  tail -n 3 .build-sanitized-$$s/test.log; \
+	  n=$$(grep -cE "ERROR: AddressSanitizer|runtime error:|SUMMARY: UndefinedBehaviorSanitizer" .build-sanitized-$$s/test.log); \
 	  echo "   exit $$rc, $$n sanitizer report(s)"; \
-	  grep -E "ERROR: AddressSanitizer|runtime error:" .build-sanitized-$$s.log | sort | uniq -c | head -20; \
+	  grep -E "SUMMARY: AddressSanitizer|runtime error:" .build-sanitized-$$s/test.log | sed -E "s/ in .*//" | sort | uniq -c | head -20; \
 	  [ $$rc = 0 ] && [ $$n = 0 ] || exit 1; \
 	done
