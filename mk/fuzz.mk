@@ -1,14 +1,16 @@
 # Hardening (issue 11): fuzzing, hostile inputs against the release binary, sanitized tests.
 # See docs/hardening.md.
 #   make fuzz              every libFuzzer target (Fuzz/, a separate package) for FUZZ_SECONDS each
-#   make fuzz-smoke        sanitized build + each target for FUZZ_SMOKE_SECONDS; fails on any finding (CI-sized)
+#   make fuzz-smoke        sanitized build + each target for FUZZ_SMOKE_RUNS runs from seed 1; fails on any finding (CI)
 #   make fuzz-regressions  replays Fuzz/Regressions/<target>/ (minimized past findings)
 #   make hostile           ≥ 2,000 malformed files and command lines against .build/release/orochi
 #   make test-sanitized    the test suite under AddressSanitizer, then in a checked build (see below)
 # Work folders (.build-fuzz, .build-hostile, .build-sanitized*) are git-ignored (.build*/).
 
 FUZZ_SECONDS       ?= 600
-FUZZ_SMOKE_SECONDS ?= 25
+FUZZ_SMOKE_SECONDS ?= 60
+# Runs per target in fuzz-smoke (the same inputs everywhere; the seconds above only cap a slow machine).
+FUZZ_SMOKE_RUNS ?= 3000
 FUZZ_TARGETS       ?= safetensors config-llama config-mamba sentencepiece hf-tokenizer snapshot cli-parsers
 FUZZ_RSS_MB        ?= 2048
 FUZZ_TIMEOUT       ?= 10
@@ -27,9 +29,10 @@ fuzz-build: deps
 fuzz: fuzz-build
 	$(FUZZ_ENV) Fuzz/Scripts/fuzz.sh long $(FUZZ_SECONDS)
 
-# Fixed seed: the same inputs on every machine, so CI is reproducible.
+# Fixed seed and a fixed number of runs: the same inputs on every machine, so CI is reproducible
+# (FUZZ_SMOKE_SECONDS only caps a slow machine).
 fuzz-smoke: fuzz-build
-	$(FUZZ_ENV) Fuzz/Scripts/fuzz.sh run $(FUZZ_SMOKE_SECONDS) 1
+	$(FUZZ_ENV) Fuzz/Scripts/fuzz.sh run $(FUZZ_SMOKE_SECONDS) 1 $(FUZZ_SMOKE_RUNS)
 
 fuzz-regressions: fuzz-build
 	$(FUZZ_ENV) Fuzz/Scripts/fuzz.sh regressions

@@ -39,7 +39,7 @@ build() {
 }
 
 run() {
-  local seconds=$1 seed=${2:-0} mode=${3:-stop} failed=""
+  local seconds=$1 seed=${2:-0} mode=${3:-stop} runs_cap=${4:-} failed=""
   mkdir -p "$WORK"
   printf "%-14s %12s %10s %8s %s\n" target executions exec/s corpus result
   for t in $TARGETS; do
@@ -48,11 +48,13 @@ run() {
     local dirs=("$WORK/corpus/$t" "Fuzz/Corpus/$t")
     [ "$mode" = stop ] && [ -d "Fuzz/Regressions/$t" ] && dirs+=("Fuzz/Regressions/$t")
     local fork=(); [ "$mode" = fork ] && fork=(-fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1)
+    # A run count with a fixed seed makes the inputs the same on every machine (CI), whatever its speed.
+    local cap=(); [ -n "$runs_cap" ] && cap=(-runs="$runs_cap")
     local before; before=$(ls "$WORK/crashes/$t" 2>/dev/null | wc -l)
     local dict=(); [ -f "Fuzz/Dictionaries/$t.dict" ] && dict=(-dict="Fuzz/Dictionaries/$t.dict")
     local log="$WORK/logs/$t.log"
     SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0} nice -n "$NICE" "$BIN/$b" "${dirs[@]}" "${dict[@]}" "${fork[@]}" \
-      -max_total_time="$seconds" -seed="$seed" -rss_limit_mb="$RSS" -malloc_limit_mb="$RSS" -timeout="$TIMEOUT" \
+      "${cap[@]}" -max_total_time="$seconds" -seed="$seed" -rss_limit_mb="$RSS" -malloc_limit_mb="$RSS" -timeout="$TIMEOUT" \
       -artifact_prefix="$WORK/crashes/$t/" -print_final_stats=1 -close_fd_mask=3 > "$log" 2>&1
     local rc=$?
     local runs rate size found
@@ -98,8 +100,8 @@ regressions() {
 
 case ${1:-} in
   build) build ;;
-  run) run "${2:?seconds}" "${3:-0}" stop ;;
+  run) run "${2:?seconds}" "${3:-0}" stop "${4:-}" ;;
   long) run "${2:?seconds}" "${3:-0}" fork ;;
   regressions) regressions ;;
-  *) echo "usage: $0 build | run SECONDS [SEED] | long SECONDS [SEED] | regressions" >&2; exit 2 ;;
+  *) echo "usage: $0 build | run SECONDS [SEED [RUNS]] | long SECONDS [SEED] | regressions" >&2; exit 2 ;;
 esac

@@ -79,15 +79,21 @@ struct MambaKernelTests {
             h.withUnsafeMutableBufferPointer { hp in y.withUnsafeMutableBufferPointer { yp in body(hp.baseAddress!, yp.baseAddress!) } }
             return (h, y)
         }
-        let b = bc.withUnsafeBufferPointer { $0.baseAddress! + 3 }, c = bc.withUnsafeBufferPointer { $0.baseAddress! + 3 + n }
+        // b and c are views into bc, valid only inside withUnsafeBufferPointer.
         let scalar = run { h, y in
-            SelectiveScan.scanAnyN(steps: t, channels: 0..<e, of: e, stateSize: n, x: x, delta: delta, deltaBias: bias,
-                                   a: a, b: b, c: c, ldbc: ldbc, d: d, z: z, ldz: ldz, state: h, into: y)
+            bc.withUnsafeBufferPointer { bcp in
+                SelectiveScan.scanAnyN(steps: t, channels: 0..<e, of: e, stateSize: n, x: x, delta: delta, deltaBias: bias,
+                                       a: a, b: bcp.baseAddress! + 3, c: bcp.baseAddress! + 3 + n, ldbc: ldbc, d: d, z: z, ldz: ldz,
+                                       state: h, into: y)
+            }
         }
         for threads in [1, 2, 3] {
             let simd = run { h, y in
-                SelectiveScan.scan(steps: t, channels: e, stateSize: n, x: x, delta: delta, deltaBias: bias,
-                                   a: a, b: b, c: c, ldbc: ldbc, d: d, z: z, ldz: ldz, state: h, into: y, threads: threads)
+                bc.withUnsafeBufferPointer { bcp in
+                    SelectiveScan.scan(steps: t, channels: e, stateSize: n, x: x, delta: delta, deltaBias: bias,
+                                       a: a, b: bcp.baseAddress! + 3, c: bcp.baseAddress! + 3 + n, ldbc: ldbc, d: d, z: z, ldz: ldz,
+                                       state: h, into: y, threads: threads)
+                }
             }
             let errH = zip(simd.0, scalar.0).map { abs($0 - $1) / max(1, abs($1)) }.max()!
             let errY = zip(simd.1, scalar.1).map { abs($0 - $1) / max(1, abs($1)) }.max()!
