@@ -235,7 +235,10 @@ def gen_safetensors(rng):
             else:
                 blob[8 + n + pos] ^= 1 << rng.randrange(8)
             bad = nonfinite_after_flip(e["dtype"], bytes(blob[8 + n:]), e, pos)
-            add(f"flip:{t}@{pos}{':nonfinite' if bad else ''}", REJECT if bad else ACCEPT, bytes(blob))
+            # A NaN/Inf weight: Orochi checks what reaches the logits (forward and generate stop at the
+            # first non-finite logit; `inspect` counts non-finite weights), so a flip in a row the
+            # three ids never read may pass; a forward with non-finite logits is a silent success.
+            add(f"flip:{t}@{pos}{':nonfinite' if bad else ''}", EITHER if bad else ACCEPT, bytes(blob))
     # Shards: the index names a missing file, a file outside the folder, a tensor absent from its shard.
     index = json.loads(read(os.path.join(SHARDED_FIX, "model.safetensors.index.json")))
     wm = index["weight_map"]
@@ -361,7 +364,8 @@ def gen_config(rng, arch):
                 ("eps-neg", {"layer_norm_epsilon": -1.0}, REJECT),
                 ("act-gelu", {"hidden_act": "gelu"}, REJECT),
                 ("type-llama", {"model_type": "llama"}, REJECT),
-                ("untied", {"tie_word_embeddings": False}, REJECT),
+                # Orochi's documented choice: no lm_head.weight in the checkpoint → the embedding (tested).
+                ("untied", {"tie_word_embeddings": False}, EITHER),
             ]:
                 c = dict(cfg); c.update(patch)
                 c = {k: v for k, v in c.items() if v is not None}
@@ -561,7 +565,9 @@ def gen_tokenizer_model(rng):
     add("byte-fallback-missing-16-bytes", REJECT, b"".join(r for _, _, r in some_bytes))
     # unk_id (40), bos_id (41), eos_id (42), pad_id (43) out of range or on the wrong piece.
     for fid, name in [(40, "unk"), (41, "bos"), (42, "eos"), (43, "pad")]:
-        for v, expect in [(len(pieces), REJECT), (2**31 - 1, REJECT), (2**32 + 5, REJECT), (2**64 - 1, EITHER if name != "unk" else REJECT), (100, REJECT if name == "unk" else EITHER)]:
+        # sentencepiece takes the unknown id from the UNKNOWN piece and BOS/EOS from their pieces, not
+        # from these numbers; Orochi does the same for unk and adds no BOS/EOS whose id is out of range.
+        for v, expect in [(len(pieces), EITHER), (2**31 - 1, EITHER), (2**32 + 5, EITHER), (2**64 - 1, EITHER), (100, EITHER)]:
             add(f"{name}_id={v}", expect, b"".join(r for _, _, r in set_trainer(fields, fid, v)))
     # model_type (3): unknown values.
     for v in [0, 5, 99, 2**40]:
@@ -736,7 +742,7 @@ def gen_snapshot(rng, binary, scratch):
             add(f"identity-length={v}", REJECT, with_u64(8, v))
         add("fingerprint+1", REJECT, with_u64(f["fp_at"], struct.unpack_from("<Q", raw, f["fp_at"])[0] + 1))
         add("checksum-flip", REJECT, raw[:-1] + bytes([raw[-1] ^ 1]))
-        add("magic", REJECT, b"OROCHIS2" + raw[8:])
+        add("magic", REJECT, b"OROCHIS9" + raw[8:])
         add("identity-changed", REJECT, raw[:16] + bytes([raw[16] ^ 0x20]) + raw[17:])
         add("trailing-byte", REJECT, raw + b"\x00")
         add("empty", REJECT, b"")

@@ -116,7 +116,15 @@ struct Bench: ParsableCommand {
         }
         guard repetitions >= 1 else { throw ValidationError("--repetitions must be ≥ 1") }
         try validateThreads(threads)
-        _ = try parsedBreakdown()
+        if let breakdown = try parsedBreakdown(), replay == nil {
+            let contexts = Set(try parsedContexts())
+            for n in breakdown where !contexts.contains(n) {
+                throw ValidationError("--breakdown-contexts: \(n) is not one of --contexts, so no breakdown would be taken at it")
+            }
+        }
+        if let s = maxSecondsPerPoint, !(s.isFinite && s > 0) {
+            throw ValidationError("--max-seconds-per-point must be a positive number of seconds, got \(s)")
+        }
         guard (docTemplate == nil) == (doc == nil) else { throw ValidationError("--doc-template and --doc go together") }
     }
 

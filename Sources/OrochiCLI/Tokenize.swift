@@ -59,6 +59,9 @@ struct Tokenize: ParsableCommand {
 
     func validate() throws {
         guard (text == nil) != (file == nil) else { throw ValidationError("give exactly one of --text T or --file F") }
+        if let n = benchmark, !(1...10_000).contains(n) {
+            throw ValidationError("--benchmark must be between 1 and 10,000 encodes, got \(n)")
+        }
     }
 
     func run() throws {
@@ -70,7 +73,7 @@ struct Tokenize: ParsableCommand {
             lines = text!.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         }
         if let benchmark {
-            try runBenchmark(tokenizer, lines, repetitions: max(benchmark, 1))
+            try runBenchmark(tokenizer, lines, repetitions: benchmark)
             return
         }
         var output = TokenizeOutputBuffer()

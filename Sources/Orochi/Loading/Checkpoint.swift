@@ -146,8 +146,23 @@ public func readJSONConfig<T: Decodable>(_ type: T.Type, from url: URL) throws -
     do { data = try Data(contentsOf: url) } catch {
         throw LoadError.missingFile(path: url.path, detail: "cannot read file")
     }
+    // Syntax first, strictly (Foundation's parser accepts trailing commas, and keeps the first of
+    // two equal keys where Python's json, which transformers reads configs with, keeps the last):
+    // the strict parse is what the decoder then reads.
+    let strict: Data
     do {
-        return try JSONDecoder().decode(T.self, from: data)
+        let value = try StrictJSON.parse(Array(data))
+        guard value is [String: Any] else { throw LoadError.badConfig(path: url.path, detail: "expected a JSON object") }
+        strict = try JSONSerialization.data(withJSONObject: value)
+    } catch let e as StrictJSON.SyntaxError {
+        throw LoadError.badConfig(path: url.path, detail: "not valid JSON at line \(e.line), column \(e.column): \(e.detail)")
+    } catch let error as LoadError {
+        throw error
+    } catch {
+        throw LoadError.badConfig(path: url.path, detail: "not valid JSON")
+    }
+    do {
+        return try JSONDecoder().decode(T.self, from: strict)
     } catch let DecodingError.keyNotFound(key, context) {
         let path = (context.codingPath.map(\.stringValue) + [key.stringValue]).joined(separator: ".")
         throw LoadError.badConfig(path: url.path, detail: "missing key '\(path)'")

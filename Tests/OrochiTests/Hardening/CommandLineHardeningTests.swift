@@ -40,6 +40,9 @@ struct CommandLineHardeningTests {
             (["bench", "--preset", "llama-6m", "--breakdown-contexts", "12,x"], "--breakdown-contexts"),
             (["bench", "--preset", "mamba-6m", "--decode-tokens", "1000000000000"], "--decode-tokens"),
             (["bench", "--preset", "mamba-6m", "--contexts", "128,1125899906842624"], "--contexts"),
+            (["bench", "--preset", "llama-6m", "--contexts", "128", "--breakdown-contexts", "9223372036854775807"], "is not one of --contexts"),
+            (["bench", "--preset", "llama-6m", "--max-seconds-per-point", "nan"], "--max-seconds-per-point"),
+            (["tokenize", "--model", "MODEL", "--text", "x", "--benchmark", "0"], "--benchmark"),
         ] {
             let r = try run(arguments)
             #expect(r.status == 64, "\(arguments): status \(r.status), \(r.stderr)")
@@ -119,5 +122,17 @@ struct CommandLineHardeningTests {
         let r = try OrochiProcess.run(["perplexity", "--model", shipped, "--file", text, "--context", "8", "--stride", "4"])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stderr.contains("scored") && r.stderr.hasSuffix("\n"), "\(r.stderr.debugDescription)")
+    }
+}
+
+/// config.json is read as transformers reads it (Python's json): strictly, with the last of two
+/// equal keys winning. Foundation's parser alone accepts trailing commas and keeps the first.
+struct StrictConfigTests {
+    @Test func trailingCommasAreRefusedAndTheLastDuplicateWins() throws {
+        let dir = TemporaryDirectory()
+        let comma = dir.write("comma.json", Data(#"{"model_type": "llama", "hidden_size": 8,}"#.utf8))
+        #expect(throws: LoadError.self) { try readJSONConfig(ConfigHeader.self, from: comma) }
+        let twice = dir.write("twice.json", Data(#"{"model_type": "mamba", "model_type": "llama"}"#.utf8))
+        #expect(try readJSONConfig(ConfigHeader.self, from: twice).model_type == "llama")
     }
 }

@@ -1,4 +1,4 @@
-/// A strict RFC 8259 JSON parser for tokenizer.json and tokenizer_config.json.
+/// A strict RFC 8259 JSON parser for config.json, tokenizer.json and tokenizer_config.json.
 ///
 /// Hugging Face `tokenizers` reads tokenizer.json with serde_json, which refuses what RFC 8259
 /// refuses; Foundation's JSONSerialization is laxer (it accepts trailing commas, for one) and
