@@ -123,6 +123,9 @@ public final class HFTokenizer: Tokenizer {
                     guard special.object != nil, let idList = special["ids"].array else {
                         throw special.error("{\"ids\": [...], \"tokens\": [...]} for the template's special token \(name)")
                     }
+                    guard special["id"].string != nil else {       // tokenizers' SpecialToken { id: String, ids, tokens }
+                        throw special["id"].error("the special token's name, a string")
+                    }
                     if let tokens = special["tokens"].array, tokens.count != idList.count {
                         throw special.error("as many tokens as ids (tokenizers: \"ids and tokens must be of the same length\")")
                     }

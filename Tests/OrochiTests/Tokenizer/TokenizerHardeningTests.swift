@@ -72,6 +72,9 @@ struct TokenizerHardeningTests {
         let missing = Self.template.replacingOccurrences(of: #""special_tokens": {"<s>""#, with: #""special_tokens": {"<t>""#)
         expectRefused(Self.bpe(root: #", "post_processor": \#(missing.replacingOccurrences(of: "IDS", with: "1"))"#), "special_tokens.<s>")
         expectRefused(Self.bpe(root: #", "post_processor": \#(Self.template.replacingOccurrences(of: "IDS", with: "1, 0"))"#), "same length")
+        // The special token's own name must be a string, as tokenizers' SpecialToken { id: String } has it.
+        let numbered = Self.template.replacingOccurrences(of: #"{"id": "<s>", "ids""#, with: #"{"id": 2147483648, "ids""#)
+        expectRefused(Self.bpe(root: #", "post_processor": \#(numbered.replacingOccurrences(of: "IDS", with: "1"))"#), "special_tokens.<s>.id")
     }
 
     @Test("a BPE word whose every character is unknown, without an unk token, gives no ids")
