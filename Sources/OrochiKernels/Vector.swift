@@ -63,23 +63,9 @@ public enum Kernels {
     /// softmax is the largest cost after the matrix products.
     @inline(__always)
     public static func softmax(_ x: UnsafeMutablePointer<Float>, count n: Int) {
-        typealias V = SIMD16<Float>
-        let vn = n & ~15
         var maxValue = -Float.infinity
         for i in 0..<n where x[i] > maxValue { maxValue = x[i] }
-        let m = V(repeating: maxValue)
-        var sums = V()
-        var i = 0
-        while i < vn {
-            let e = SelectiveScan.exp(UnsafeRawPointer(x + i).loadUnaligned(as: V.self) - m)
-            UnsafeMutableRawPointer(x + i).storeBytes(of: e, as: V.self)
-            sums += e
-            i += 16
-        }
-        var sum = sums.sum()
-        while i < n { let e = expf(x[i] - maxValue); x[i] = e; sum += e; i += 1 }
-        let inv = 1 / sum
-        for j in 0..<n { x[j] *= inv }
+        scale(x, by: 1 / expShifted(x, count: n, by: maxValue), count: n)
     }
 
     /// x[i] = exp(x[i] − shift) in place, sixteen lanes at a time; returns the sum (an online
