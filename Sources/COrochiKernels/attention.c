@@ -13,25 +13,16 @@
 
 enum { BLOCK = 64, MAX_GROUP = 8, MAX_DIM = 512 };
 
-static inline float h2f(uint16_t h) {
-    // Only used on tails and in the portable build.
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
-    if (exp == 0x1f) bits = sign | 0x7f800000u | (mant << 13);
-    else if (exp != 0) bits = sign | ((exp + 112) << 23) | (mant << 13);
-    else if (mant == 0) bits = sign;
-    else { int e = -1; do { mant <<= 1; e++; } while (!(mant & 0x400)); bits = sign | ((uint32_t)(112 - e) << 23) | ((mant & 0x3ff) << 13); }
-    float f; memcpy(&f, &bits, 4); return f;
-}
 
 // ---------- portable primitives ----------
 static inline float dot_p(const float *q, const void *row, int f16, int d) {
     float s = 0;
-    if (f16) for (int i = 0; i < d; i++) s += q[i] * h2f(((const uint16_t *)row)[i]);
+    if (f16) for (int i = 0; i < d; i++) s += q[i] * half_to_float(((const uint16_t *)row)[i]);
     else for (int i = 0; i < d; i++) s += q[i] * ((const float *)row)[i];
     return s;
 }
 static inline void axpy_p(float *acc, float p, const void *row, int f16, int d) {
-    if (f16) for (int i = 0; i < d; i++) acc[i] += p * h2f(((const uint16_t *)row)[i]);
+    if (f16) for (int i = 0; i < d; i++) acc[i] += p * half_to_float(((const uint16_t *)row)[i]);
     else for (int i = 0; i < d; i++) acc[i] += p * ((const float *)row)[i];
 }
 static inline float expsum_p(float *s, int n, float m) {   // s[i] = exp(s[i] − m), returns Σ
@@ -90,14 +81,14 @@ T256 static inline float dot_256(const float *q, const void *row, int f16, int d
     int i = 0;
     for (; i + 8 <= d; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), ldrow256(row, f16, i), a);
     float s = hsum8(a);
-    for (; i < d; i++) s += q[i] * (f16 ? h2f(((const uint16_t *)row)[i]) : ((const float *)row)[i]);
+    for (; i < d; i++) s += q[i] * (f16 ? half_to_float(((const uint16_t *)row)[i]) : ((const float *)row)[i]);
     return s;
 }
 T256 static inline void axpy_256(float *acc, float p, const void *row, int f16, int d) {
     __m256 pv = _mm256_set1_ps(p);
     int i = 0;
     for (; i + 8 <= d; i += 8) _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(pv, ldrow256(row, f16, i), _mm256_loadu_ps(acc + i)));
-    for (; i < d; i++) acc[i] += p * (f16 ? h2f(((const uint16_t *)row)[i]) : ((const float *)row)[i]);
+    for (; i < d; i++) acc[i] += p * (f16 ? half_to_float(((const uint16_t *)row)[i]) : ((const float *)row)[i]);
 }
 T256 static inline float expsum_256(float *s, int n, float m) {
     __m256 mv = _mm256_set1_ps(m), sum = _mm256_setzero_ps();

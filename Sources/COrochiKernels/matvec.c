@@ -2,24 +2,13 @@
 // half-precision rows are widened in registers, so decode reads 2 bytes per weight, not 4.
 // Three builds of each kernel — AVX-512, AVX2 + FMA + F16C, portable C — chosen at run time.
 #include "orochi_kernels.h"
+#include "vecmath.h"
 #include <string.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
 
 // ---------- portable ----------
-static inline float half_to_float(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
-    if (exp == 0x1f) bits = sign | 0x7f800000u | (mant << 13);                 // inf, nan
-    else if (exp != 0) bits = sign | ((exp + 112) << 23) | (mant << 13);       // normal
-    else if (mant == 0) bits = sign;                                           // ±0
-    else {                                                                     // subnormal
-        int e = -1;
-        do { mant <<= 1; e++; } while (!(mant & 0x400));
-        bits = sign | ((uint32_t)(112 - e) << 23) | ((mant & 0x3ff) << 13);
-    }
-    float f; memcpy(&f, &bits, 4); return f;
-}
 static inline float bf16_to_float(uint16_t h) { uint32_t bits = (uint32_t)h << 16; float f; memcpy(&f, &bits, 4); return f; }
 static inline float load_any(int dtype, const void *w, long i) {
     switch (dtype) {
@@ -44,7 +33,6 @@ static void rows_portable(int dtype, const void *w, long r0, long r1, long k, lo
 
 #if defined(__x86_64__)
 // ---------- AVX-512 ----------
-#define T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
 T512 static inline __m512 ld512_f32(const void *p, long j) { return _mm512_loadu_ps((const float *)p + j); }
 T512 static inline __m512 ld512_f16(const void *p, long j) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)p + j))); }
 T512 static inline __m512 ld512_bf16(const void *p, long j) {
@@ -116,7 +104,6 @@ ROWS512(rows512_f16, ld512_f16, ldm512_f16, 2)
 ROWS512(rows512_bf16, ld512_bf16, ldm512_bf16, 2)
 
 // ---------- AVX2 + FMA + F16C ----------
-#define T256 __attribute__((target("avx2,fma,f16c")))
 T256 static inline __m256 ld256_f32(const void *p, long j) { return _mm256_loadu_ps((const float *)p + j); }
 T256 static inline __m256 ld256_f16(const void *p, long j) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + j))); }
 T256 static inline __m256 ld256_bf16(const void *p, long j) {

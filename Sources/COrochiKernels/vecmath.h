@@ -2,6 +2,20 @@
 // relative error ~2e-7 over the float range used here. Internal to COrochiKernels.
 #ifndef OROCHI_VECMATH_H
 #define OROCHI_VECMATH_H
+#include <stdint.h>
+#include <string.h>
+
+/// IEEE half → float, exactly (normals, subnormals, ±0, ±inf, NaN): the portable build and the
+/// tails of the vector loops; the vector code converts in registers (F16C / AVX-512).
+static inline float half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
+    if (exp == 0x1f) bits = sign | 0x7f800000u | (mant << 13);
+    else if (exp != 0) bits = sign | ((exp + 112) << 23) | (mant << 13);
+    else if (mant == 0) bits = sign;
+    else { int e = -1; do { mant <<= 1; e++; } while (!(mant & 0x400)); bits = sign | ((uint32_t)(112 - e) << 23) | ((mant & 0x3ff) << 13); }
+    float f; memcpy(&f, &bits, 4); return f;
+}
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
