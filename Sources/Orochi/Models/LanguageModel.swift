@@ -54,3 +54,16 @@ public struct ModelInfo: Sendable {
     /// An identity for snapshots: architecture, shapes and a hash of part of the weights.
     public var fingerprint: UInt64
 }
+
+/// How a model is loaded: its cache size, and how weights and cache are held in memory.
+public struct LoadOptions: Sendable {
+    /// Tokens of context to allocate (nil: the model's default).
+    public var context: Int?
+    /// Weight matrices as stored in the checkpoint (default) or widened to float32.
+    public var weights: WeightStorage
+    /// Element type of the attention KV cache: f32 (default, exact) or f16 (half the bytes per token).
+    public var kvCache: WeightType
+    public init(context: Int? = nil, weights: WeightStorage = .asStored, kvCache: WeightType = .f32) {
+        self.context = context; self.weights = weights; self.kvCache = kvCache
+    }
+}

@@ -65,7 +65,7 @@ extension LlamaConfig {
         guard capacity > 0 else { throw LoadError.badConfig(path: path, detail: "the context must hold at least one token, got \(capacity)") }
         try configSizes(path) {
             let bytes = try allocationBytes(capacity: capacity, randomWeights: randomWeights,
-                                            prefillChunk: LlamaModel.prefillChunk, queryBlock: LlamaModel.queryBlock)
+                                            prefillChunk: LlamaModel.prefillChunk, queryBlock: AttentionMixer.queryBlock)
             try Sizes.checkFits(bytes, "the KV cache for a context of \(capacity) tokens (--context, or max_position_embeddings up to 4,096) with the activations and scratch of this configuration")
         }
     }

@@ -7,9 +7,9 @@ struct MambaBadInputTests {
     static let fixture = "k4_auto_tied_f32"
 
     /// A copy of the F32 fixture with tensors dropped or replaced and config keys changed.
-    static func brokenCopy(of fixture: String = MambaBadInputTests.fixture, drop: Set<String> = [], replace: [String: (shape: [Int], values: [Float])] = [:],
+    static func brokenCopy(family: String = "mamba", of fixture: String = MambaBadInputTests.fixture, drop: Set<String> = [], replace: [String: (shape: [Int], values: [Float])] = [:],
                            config edit: (inout [String: Any]) -> Void = { _ in }) throws -> TemporaryDirectory {
-        let source = Fixtures.directory("mamba", fixture)
+        let source = Fixtures.directory(family, fixture)
         let file = try SafetensorsFile(path: source.appendingPathComponent("model.safetensors").path)
         var tensors: [(name: String, shape: [Int], values: [Float])] = []
         for name in file.entries.keys.sorted() where !drop.contains(name) {

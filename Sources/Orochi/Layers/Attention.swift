@@ -1,0 +1,257 @@
+import Foundation
+import OrochiKernels
+
+// Causal self-attention with grouped key/value heads, the mixer of Llama, Mistral, Qwen2 and of
+// Jamba's attention layers. For T new tokens at positions p0..<p0+T:
+//
+//   Q, K, V = H·Wqᵀ, H·Wkᵀ, H·Wvᵀ              [T, H·d], [T, G·d], [T, G·d]
+//   rotate Q, K by position (RoPE)              only where the model has it (Jamba has none)
+//   append K, V to this layer's cache           cache [G, C, d] ×2
+//   A = softmax(Q·Kᵀ/√d)·V per query head       causal: row p sees keys 0…p (or its window)
+//   X += A·Woᵀ                                  [T, D]
+//
+// Shape letters: T tokens, D hidden size, H query heads, G key/value heads (H/G query heads share
+// one), d head size, C cache capacity. One forward for any T: a single token goes through the
+// fused decode kernel (one pass over the cache with an online softmax), several through tiles
+// of sgemm (flash attention), so decode and prefill cannot drift apart.
+
+/// One attention layer's weights, in their stored type (views into the checkpoint).
+struct AttentionWeights {
+    let q, k, v: Linear                   // [H·d, D], [G·d, D], [G·d, D]
+    let o: Linear                         // [D, H·d]
+
+    /// The weight table: `prefix` is e.g. "model.layers.3.self_attn.". Biases are taken when the
+    /// config asks for them (`bias`) or the checkpoint has them (Qwen2 has q/k/v biases without
+    /// saying so); `outputStd` initialises Wo in a preset.
+    static func load(_ source: WeightSource, prefix p: String, dim: Int, heads: Int, kvHeads: Int, headDim: Int,
+                     bias: Bool) throws -> AttentionWeights {
+        let qDim = heads * headDim, kvDim = kvHeads * headDim, std = 1 / Float(dim).squareRoot()
+        func linear(_ name: String, _ rows: Int, _ columns: Int) throws -> Linear {
+            let w = try source.matrix(p + name + ".weight", rows: rows, columns: columns, initial: .normal(std: std))
+            let b = source.has(p + name + ".bias", configured: bias)
+                ? try source.vector(p + name + ".bias", shape: [rows], initial: .constant(0)) : nil
+            return Linear(w, bias: b)
+        }
+        return AttentionWeights(q: try linear("q_proj", qDim, dim), k: try linear("k_proj", kvDim, dim),
+                                v: try linear("v_proj", kvDim, dim), o: try linear("o_proj", dim, qDim))
+    }
+
+    var matrices: [WeightMatrix] { [q, k, v, o].map(\.weight) }
+}
+
+/// One layer's key/value cache: per key/value head, C rows of d, so that each head's keys are one
+/// matrix; f32 or f16 elements. What a sequence keeps of its context in this layer, apart from
+/// the weights (a second sequence gets a second cache).
+final class KVCache {
+    let type: WeightType
+    let kvHeads: Int, headDim: Int, capacity: Int
+    private let keyStore: FloatBuffer       // [G, C, d] of `type`
+    private let valueStore: FloatBuffer     // [G, C, d] of `type`
+
+    init(kvHeads: Int, headDim: Int, capacity: Int, type: WeightType) {
+        self.type = type; self.kvHeads = kvHeads; self.headDim = headDim; self.capacity = capacity
+        let floats = kvHeads * capacity * headDim * type.byteSize / 4
+        keyStore = FloatBuffer(count: floats)
+        valueStore = FloatBuffer(count: floats)
+    }
+
+    /// Bytes each token adds: keys and values of every head.
+    var bytesPerToken: Int { 2 * kvHeads * headDim * type.byteSize }
+
+    /// Head `g`'s rows: [C, d] of `type`.
+    @inline(__always) func keys(_ g: Int) -> UnsafeMutableRawPointer {
+        UnsafeMutableRawPointer(keyStore.pointer) + g * capacity * headDim * type.byteSize
+    }
+    @inline(__always) func values(_ g: Int) -> UnsafeMutableRawPointer {
+        UnsafeMutableRawPointer(valueStore.pointer) + g * capacity * headDim * type.byteSize
+    }
+
+    /// Writes `headDim` floats into row `row` of a head's [C, d] block, in the cache's type.
+    @inline(__always) func store(_ src: UnsafePointer<Float>, into head: UnsafeMutableRawPointer, row: Int) {
+        if type == .f32 {
+            (head.assumingMemoryBound(to: Float.self) + row * headDim).update(from: src, count: headDim)
+        } else {
+            narrowToHalf(src, into: head.assumingMemoryBound(to: UInt16.self) + row * headDim, count: headDim)
+        }
+    }
+
+    /// Rows first..<first + n of a head as float32: in place (f32), or widened into `out` [n, d].
+    @inline(__always) func rows(_ head: UnsafeMutableRawPointer, first: Int, count n: Int,
+                                widening out: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
+        if type == .f32 { return UnsafePointer(head.assumingMemoryBound(to: Float.self) + first * headDim) }
+        WeightMatrix(raw: UnsafeRawPointer(head) + first * headDim * 2, type: .f16, rows: n, columns: headDim).widen(into: out)
+        return UnsafePointer(out)
+    }
+
+    // Snapshots hold the rows as float32 whatever the cache's type, so that a state saved with one
+    // cache type loads into the other. Order: per head, its key rows then its value rows.
+
+    func append(tokens n: Int, to payload: inout [UInt8]) {
+        let row = FloatBuffer(count: headDim)
+        for g in 0..<kvHeads {
+            for head in [keys(g), values(g)] {
+                if type == .f32 { payload.appendFloats(head.assumingMemoryBound(to: Float.self), count: n * headDim); continue }
+                for r in 0..<n { payload.appendFloats(self.rows(head, first: r, count: 1, widening: row.pointer), count: headDim) }
+            }
+        }
+    }
+
+    func read(tokens n: Int, from reader: inout ByteReader, layer l: Int) throws {
+        let row = FloatBuffer(count: headDim)
+        for g in 0..<kvHeads {
+            for (head, what) in [(keys(g), "keys of layer \(l)"), (values(g), "values of layer \(l)")] {
+                if type == .f32 { try reader.floats(into: head.assumingMemoryBound(to: Float.self), count: n * headDim, what); continue }
+                for r in 0..<n {
+                    try reader.floats(into: row.pointer, count: headDim, what)
+                    store(row.pointer, into: head, row: r)
+                }
+            }
+        }
+    }
+}
+
+/// Scratch of the attention mixer for up to `rows` tokens, shared by all attention layers of a model.
+final class AttentionScratch {
+    let rows: Int
+    let q, k, v, out: FloatBuffer          // [T, H·d], [T, G·d] ×2, [T, H·d]
+    /// Per thread (`slots` of them, prefill only): a tile of scores [queryBlock, keyBlock], the
+    /// running maximum and sum of each query row [queryBlock] ×2, and a key and a value tile
+    /// widened from an f16 cache [keyBlock, d] ×2.
+    let slots: Int
+    let tiles: FloatBuffer?
+
+    static func slotFloats(headDim: Int) -> Int {
+        AttentionMixer.queryBlock * AttentionMixer.keyBlock + 2 * AttentionMixer.queryBlock + 2 * AttentionMixer.keyBlock * headDim
+    }
+
+    init(rows: Int, heads: Int, kvHeads: Int, headDim: Int) {
+        self.rows = rows
+        q = FloatBuffer(count: rows * heads * headDim); out = FloatBuffer(count: rows * heads * headDim)
+        k = FloatBuffer(count: rows * kvHeads * headDim); v = FloatBuffer(count: rows * kvHeads * headDim)
+        slots = max(1, BLAS.threads)
+        tiles = rows > 1 ? FloatBuffer(count: slots * Self.slotFloats(headDim: headDim)) : nil
+    }
+}
+
+/// One attention layer: its weights, its slice of the KV cache and the shapes they share.
+struct AttentionMixer {
+    /// Tiles of prefill attention: this many query rows by this many keys.
+    static let queryBlock = 128
+    static let keyBlock = 256
+
+    let heads: Int, kvHeads: Int, headDim: Int
+    /// Mistral: each token sees at most this many positions (itself included).
+    let window: Int?
+    /// nil: no position encoding (Jamba: its Mamba layers already carry order).
+    let rope: RotaryEmbedding?
+    let weights: AttentionWeights
+    let cache: KVCache
+
+    /// X[T, D] += Attention(H[T, D]) for T = `rows` tokens at positions p0..<p0+T (p0 + T ≤ C,
+    /// checked by the model). Allocates nothing.
+    func forward(_ h: UnsafePointer<Float>, rows t: Int, position p0: Int, addingTo x: UnsafeMutablePointer<Float>,
+                 scratch s: AttentionScratch, widen: Widening) {
+        let qDim = heads * headDim, kvDim = kvHeads * headDim
+        let q = s.q.pointer, k = s.k.pointer, v = s.v.pointer, out = s.out.pointer
+        Profiler.time(.projection) {
+            weights.q(h, rows: t, into: q, widen: widen)      // Q[T, H·d]
+            weights.k(h, rows: t, into: k, widen: widen)      // K[T, G·d]
+            weights.v(h, rows: t, into: v, widen: widen)      // V[T, G·d]
+        }
+        Profiler.time(.rope) {
+            for i in 0..<t {
+                if let rope {
+                    rope.apply(q + i * qDim, heads: heads, position: p0 + i)
+                    rope.apply(k + i * kvDim, heads: kvHeads, position: p0 + i)
+                }
+                for g in 0..<kvHeads {                                             // cache[g, p0 + i, :] = K, V rows
+                    cache.store(k + i * kvDim + g * headDim, into: cache.keys(g), row: p0 + i)
+                    cache.store(v + i * kvDim + g * headDim, into: cache.values(g), row: p0 + i)
+                }
+            }
+        }
+        Profiler.time(.attention) {
+            if t == 1 {
+                let first = window.map { max(0, p0 + 1 - $0) } ?? 0                // oldest visible position
+                // out[H·d]: softmax(q·Kᵀ/√d)·V per head, one fused pass over the cache
+                attendOneToken(q: q, heads: heads, kvHeads: kvHeads, headDim: headDim,
+                               keys: cache.keys(0), values: cache.values(0), cacheType: cache.type, capacity: cache.capacity,
+                               first: first, count: p0 + 1 - first, scale: 1 / Float(headDim).squareRoot(), into: out)
+            } else {
+                attendTiled(rows: t, start: p0, scratch: s)
+            }
+        }
+        Profiler.time(.projection) { weights.o(out, rows: t, into: x, accumulate: true, widen: widen) }  // X += A·Woᵀ
+    }
+
+    /// Causal attention of `rows` new tokens starting at position `p0` over the cache, tiled as
+    /// flash attention is: for each head and block of query rows, the visible keys go by in blocks,
+    /// S = Q·Kᵀ/√d of the tile through sgemm, a running maximum and sum per row (the softmax
+    /// computed online, earlier output rescaled when the maximum grows), and O += P·V through sgemm.
+    /// The scores never exceed one tile, whatever the context. Key/value heads are split over our
+    /// threads, each with its own tiles and single-threaded products: with a head size of 32–128
+    /// the products are small, and OpenBLAS's threading of each one costs more than it saves.
+    private func attendTiled(rows t: Int, start p0: Int, scratch s: AttentionScratch) {
+        let parts = min(s.slots, BLAS.threads, kvHeads)
+        let tiles = s.tiles!.pointer
+        Parallel.withSingleThreadedBLAS {
+            Parallel.run(parts: parts) { part, parts in
+                let slot = tiles + part * AttentionScratch.slotFloats(headDim: headDim)
+                for g in (kvHeads * part / parts)..<(kvHeads * (part + 1) / parts) {
+                    attendHeads(of: g, rows: t, start: p0, scratch: s, slot: slot)
+                }
+            }
+        }
+    }
+
+    /// The query heads of key/value head `g`, one tile at a time, with one thread's tiles (`slot`).
+    private func attendHeads(of g: Int, rows t: Int, start p0: Int, scratch s: AttentionScratch,
+                             slot: UnsafeMutablePointer<Float>) {
+        let qb = Self.queryBlock, kb = Self.keyBlock
+        let qDim = heads * headDim, group = heads / kvHeads, d = headDim
+        let scale = 1 / Float(headDim).squareRoot()
+        let q = s.q.pointer, attn = s.out.pointer
+        let scores = slot                                   // [queryBlock, keyBlock]
+        let rowMax = scores + qb * kb                       // [queryBlock]
+        let rowSum = rowMax + qb                            // [queryBlock]
+        let keyTile = rowSum + qb                           // [keyBlock, d] (f16 cache)
+        let valueTile = keyTile + kb * d                    // [keyBlock, d] (f16 cache)
+        for h in g * group..<(g + 1) * group {
+            var r0 = 0
+            while r0 < t {
+                let r1 = min(t, r0 + qb), rows = r1 - r0
+                let out = attn + r0 * qDim + h * d                                       // O[rows, d], rows qDim apart
+                for r in 0..<rows { (out + r * qDim).update(repeating: 0, count: d); rowMax[r] = -.infinity; rowSum[r] = 0 }
+                let firstKey = window.map { max(0, p0 + r0 + 1 - $0) } ?? 0              // oldest key any row of the block sees
+                let lastKey = p0 + r1 - 1
+                var c0 = firstKey
+                while c0 <= lastKey {
+                    let c1 = min(lastKey + 1, c0 + kb), n = c1 - c0
+                    let kRows = cache.rows(cache.keys(g), first: c0, count: n, widening: keyTile)
+                    let vRows = cache.rows(cache.values(g), first: c0, count: n, widening: valueTile)
+                    BLAS.gemm(m: rows, n: n, k: d, alpha: scale, a: q + r0 * qDim + h * d, lda: qDim,
+                              b: kRows, ldb: d, transB: true, c: scores, ldc: n)             // S[rows, n]
+                    for r in 0..<rows {
+                        let pos = p0 + r0 + r, row = scores + r * n
+                        let lo = max(c0, window.map { max(0, pos + 1 - $0) } ?? 0), hi = min(pos, c1 - 1)   // visible keys
+                        guard lo <= hi else { row.update(repeating: 0, count: n); continue }
+                        var top = -Float.infinity
+                        for j in (lo - c0)...(hi - c0) where row[j] > top { top = row[j] }
+                        let newMax = max(rowMax[r], top)
+                        let correction = rowMax[r] == -.infinity ? 0 : Foundation.exp(rowMax[r] - newMax)
+                        for j in 0..<(lo - c0) { row[j] = 0 }
+                        for j in (hi - c0 + 1)..<n { row[j] = 0 }
+                        rowSum[r] = rowSum[r] * correction + Kernels.expShifted(row + (lo - c0), count: hi - lo + 1, by: newMax)
+                        rowMax[r] = newMax
+                        if correction != 1 { Kernels.scale(out + r * qDim, by: correction, count: d) }
+                    }
+                    BLAS.gemm(m: rows, n: d, k: n, a: scores, lda: n, b: vRows, ldb: d,
+                              c: out, ldc: qDim, beta: 1)                                 // O += P·V
+                    c0 = c1
+                }
+                for r in 0..<rows { Kernels.scale(out + r * qDim, by: 1 / rowSum[r], count: d) }
+                r0 = r1
+            }
+        }
+    }
+}

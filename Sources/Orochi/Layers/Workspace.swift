@@ -1,0 +1,40 @@
+import Foundation
+import OrochiKernels
+
+/// Scratch for one forward pass of up to `rows` tokens: the residual stream X and the normed
+/// input H, and the scratch of each kind of block the model has. A model keeps one for decode
+/// (one row, allocated at load, so that decode allocates nothing) and one for prefill chunks
+/// (allocated on the first prefill).
+final class Workspace {
+    let rows: Int
+    let x, xb: FloatBuffer                          // [T, D] ×2
+    let attention: AttentionScratch?
+    let mamba: MambaScratch?
+    let feedForward: FeedForwardScratch?
+
+    init(rows: Int, dim: Int, attention: AttentionScratch? = nil, mamba: MambaScratch? = nil,
+         feedForward: FeedForwardScratch? = nil) {
+        self.rows = rows
+        x = FloatBuffer(count: rows * dim); xb = FloatBuffer(count: rows * dim)
+        self.attention = attention; self.mamba = mamba; self.feedForward = feedForward
+    }
+}
+
+/// The cache capacity of a model with attention layers: the requested context, or the model's
+/// limit up to 4,096 tokens.
+func cacheCapacity(requested: Int?, maxContext: Int, path: String) throws -> Int {
+    if let requested {
+        guard requested > 0 else { throw LoadError.badConfig(path: path, detail: "context must be positive, got \(requested)") }
+        guard requested <= maxContext else {
+            throw LoadError.badConfig(path: path, detail: "requested context \(requested) exceeds max_position_embeddings \(maxContext)")
+        }
+        return requested
+    }
+    return min(maxContext, 4096)
+}
+
+/// Weight bytes a decoded token reads: every layer matrix and the lm_head once, one row of the
+/// embedding (`matrices` starts with the embedding and the lm_head, as every model lists them).
+func decodedWeightBytes(matrices: [WeightMatrix], embedding: WeightMatrix, lmHead: Linear) -> Int {
+    matrices.dropFirst(2).reduce(lmHead.weight.bytes) { $0 + $1.bytes } + embedding.columns * embedding.type.byteSize
+}
