@@ -8,6 +8,7 @@ public enum ModelRegistry {
     static let loaders: [(types: [String], load: Loader)] = [
         (["llama", "mistral", "qwen2"], { try LlamaModel(directory: $0, options: $1) }),
         (["mamba"], { try MambaModel(directory: $0, options: $1) }),
+        (["jamba"], { try JambaModel(directory: $0, options: $1) }),
     ]
 
     public static var supportedTypes: [String] { loaders.flatMap(\.types) }

@@ -22,14 +22,18 @@ struct ParityTests {
 
     /// Every fixture as stored; half-precision files also widened to f32; attention models also
     /// with an f16 KV cache.
-    static let fixtures: [Fixture] =
-        LlamaParityTests.cases.flatMap { name in
-            [Fixture(family: "llama", name: name), Fixture(family: "llama", name: name, kvCache: .f16)]
-                + (name.hasSuffix("f16") ? [Fixture(family: "llama", name: name, weights: .f32)] : [])
-        } +
-        MambaParityTests.cases.flatMap { name in
-            [Fixture(family: "mamba", name: name)] + (name.hasSuffix("f16") ? [Fixture(family: "mamba", name: name, weights: .f32)] : [])
-        }
+    static let fixtures: [Fixture] = llamaFixtures + mambaFixtures + jambaFixtures
+    static let llamaFixtures: [Fixture] = LlamaParityTests.cases.flatMap { name -> [Fixture] in
+        [Fixture(family: "llama", name: name), Fixture(family: "llama", name: name, kvCache: .f16)]
+            + (name.hasSuffix("f16") ? [Fixture(family: "llama", name: name, weights: .f32)] : [])
+    }
+    static let mambaFixtures: [Fixture] = MambaParityTests.cases.flatMap { name -> [Fixture] in
+        [Fixture(family: "mamba", name: name)] + (name.hasSuffix("f16") ? [Fixture(family: "mamba", name: name, weights: .f32)] : [])
+    }
+    static let jambaFixtures: [Fixture] = JambaParityTests.cases.flatMap { name -> [Fixture] in
+        [Fixture(family: "jamba", name: name), Fixture(family: "jamba", name: name, kvCache: .f16)]
+            + (name.hasSuffix("f32") ? [] : [Fixture(family: "jamba", name: name, weights: .f32)])
+    }
 
     /// Max |error| relative to the largest |logit| (the bound for F32 weights; F16/BF16 fixtures
     /// are compared with transformers run in float32 on the same rounded weights).
