@@ -1,6 +1,7 @@
 # Hardening (issue 11): fuzzing, hostile inputs against the release binary, sanitized tests.
 # See docs/hardening.md.
 #   make fuzz              every libFuzzer target (Fuzz/, a separate package) for FUZZ_SECONDS each
+#                          (or FUZZ_RUNS executions each, e.g. FUZZ_RUNS=10000000 FUZZ_SECONDS=100000)
 #   make fuzz-smoke        sanitized build + each target for FUZZ_SMOKE_RUNS runs from seed 1; fails on any finding (CI)
 #   make fuzz-regressions  replays Fuzz/Regressions/<target>/ (minimized past findings)
 #   make hostile           ≥ 2,000 malformed files and command lines against .build/release/orochi
@@ -20,7 +21,9 @@ SANITIZERS         ?= address checked
 
 .PHONY: fuzz fuzz-build fuzz-smoke fuzz-regressions hostile test-sanitized
 
-FUZZ_ENV = FUZZ_TARGETS="$(FUZZ_TARGETS)" FUZZ_RSS_MB=$(FUZZ_RSS_MB) FUZZ_TIMEOUT=$(FUZZ_TIMEOUT) SWIFT=$(SWIFT)
+FUZZ_CONFIG        ?= release
+FUZZ_RUNS          ?=
+FUZZ_ENV = FUZZ_CONFIG=$(FUZZ_CONFIG) FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_TARGETS="$(FUZZ_TARGETS)" FUZZ_RSS_MB=$(FUZZ_RSS_MB) FUZZ_TIMEOUT=$(FUZZ_TIMEOUT) SWIFT=$(SWIFT)
 
 fuzz-build: deps
 	$(FUZZ_ENV) Fuzz/Scripts/fuzz.sh build

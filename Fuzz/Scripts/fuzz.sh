@@ -2,14 +2,18 @@
 # (-Xswiftc rather than --sanitize=fuzzer: SwiftPM's --sanitize=fuzzer only links libFuzzer and
 # leaves the code without coverage instrumentation.)
 # Builds and runs Orochi's libFuzzer targets (issue 11). Called by mk/fuzz.mk:
-#   fuzz.sh build                 sanitized build (libFuzzer + AddressSanitizer, debug: bounds and overflow checks on)
+#   fuzz.sh build                 sanitized build (libFuzzer + AddressSanitizer). FUZZ_CONFIG=release (default):
+#                                 the release build users run (-O: bounds and overflow checks on where input is
+#                                 parsed, the audited kernels -Ounchecked), 10-50x the executions per second of
+#                                 a debug build; FUZZ_CONFIG=debug adds assert() checks.
 #   fuzz.sh run SECONDS [SEED]    each target for SECONDS, one after another, stopping a target at its first
 #                                 finding (with Fuzz/Regressions/<t> in the corpus: fails until they are fixed);
 #                                 exit 1 if any found something
 #   fuzz.sh long SECONDS [SEED]   the same in libFuzzer's fork mode, going on after crashes, timeouts and
 #                                 OOMs to collect every finding in FUZZ_WORK/crashes/<t>/ (regressions left out)
 #   fuzz.sh regressions           each target over Fuzz/Regressions/<target>/ once (exit 1 while any still fails)
-# Environment: FUZZ_TARGETS (names, default all), FUZZ_RSS_MB, FUZZ_TIMEOUT, FUZZ_WORK, SWIFT, FUZZ_NICE.
+# Environment: FUZZ_TARGETS (names, default all), FUZZ_CONFIG, FUZZ_RSS_MB, FUZZ_TIMEOUT, FUZZ_WORK, SWIFT, FUZZ_NICE,
+# FUZZ_RUNS (with `long`: stop each target after this many executions instead of at the time limit).
 # Committed seeds (Fuzz/Corpus/<t>) are copied into FUZZ_WORK/corpus/<t> and grow there; crashes,
 # leaks, timeouts and OOMs go to FUZZ_WORK/crashes/<t>/, logs to FUZZ_WORK/logs/<t>.log.
 set -uo pipefail
@@ -22,7 +26,8 @@ TIMEOUT=${FUZZ_TIMEOUT:-10}
 NICE=${FUZZ_NICE:-10}
 ALL="safetensors config-llama config-mamba sentencepiece hf-tokenizer snapshot cli-parsers"
 TARGETS=${FUZZ_TARGETS:-$ALL}
-BIN=$ROOT/Fuzz/.build/debug
+CONFIG=${FUZZ_CONFIG:-release}
+BIN=$ROOT/Fuzz/.build/$CONFIG
 
 binary() {
   case $1 in
@@ -33,7 +38,7 @@ binary() {
 }
 
 build() {
-  (cd Fuzz && nice -n "$NICE" "$SWIFT" build -c debug -Xswiftc -sanitize=fuzzer,address 2>&1 \
+  (cd Fuzz && nice -n "$NICE" "$SWIFT" build -c "$CONFIG" -Xswiftc -enable-testing -Xswiftc -sanitize=fuzzer,address 2>&1 \
      | grep -v "Cannot export local symbol") || exit 1
   test -x "$BIN/FuzzSafetensors" || { echo "fuzz build failed" >&2; exit 1; }
 }
@@ -101,7 +106,7 @@ regressions() {
 case ${1:-} in
   build) build ;;
   run) run "${2:?seconds}" "${3:-0}" stop "${4:-}" ;;
-  long) run "${2:?seconds}" "${3:-0}" fork ;;
+  long) run "${2:?seconds}" "${3:-0}" fork "${FUZZ_RUNS:-}" ;;
   regressions) regressions ;;
   *) echo "usage: $0 build | run SECONDS [SEED [RUNS]] | long SECONDS [SEED] | regressions" >&2; exit 2 ;;
 esac
