@@ -49,6 +49,8 @@ public enum BenchPresets {
                     build: { _, seed, half, _ in try MambaModel(config: MambaConfig(hidden_size: 768, num_hidden_layers: 24, vocab_size: 32000, state_size: 16, expand: 2, conv_kernel: 4), checkpoint: nil, configPath: "preset mamba-130m", randomSeed: seed, randomWeights: half ? .f16 : .f32) }),
         BenchPreset(name: "mamba-6m", summary: "Mamba, hidden 256, 10 layers, state 16, expand 2, conv 4, vocab 8000, tied (the shipped shape)",
                     build: { _, seed, half, _ in try MambaModel(config: MambaConfig(hidden_size: 256, num_hidden_layers: 10, vocab_size: 8000, state_size: 16, expand: 2, conv_kernel: 4), checkpoint: nil, configPath: "preset mamba-6m", randomSeed: seed, randomWeights: half ? .f16 : .f32) }),
+        BenchPreset(name: "jamba-130m", summary: "Jamba, hidden 768, 8 layers (Jamba's block: attention at layer 4, Mamba elsewhere), 12 heads (4 KV), 4 experts top-2 on every 2nd layer, MLP 1536, state 16, vocab 32000, tied",
+                    build: { try jamba(jamba130m, capacity: $0, seed: $1, half: $2, kvCache: $3) }),
     ]
 
     public static var names: [String] { all.map(\.name) }
@@ -66,6 +68,24 @@ public enum BenchPresets {
          "num_attention_heads": 8, "num_key_value_heads": 4, "vocab_size": 8000, "rms_norm_eps": 1e-5,
          "max_position_embeddings": 65536, "rope_theta": 10000.0, "tie_word_embeddings": true, "hidden_act": "silu"}
         """
+
+    /// Jamba's published layout (one attention layer in 8, at offset 4; experts on every other
+    /// layer; GQA), one block of 8 layers at hidden 768: 124M parameters, 4 of the 16 experts
+    /// Jamba has (top-2, as published), so that it sits beside the 130M pair.
+    static let jamba130m = """
+        {"model_type": "jamba", "hidden_size": 768, "intermediate_size": 1536, "num_hidden_layers": 8,
+         "num_attention_heads": 12, "num_key_value_heads": 4, "vocab_size": 32000, "rms_norm_eps": 1e-6,
+         "max_position_embeddings": 262144, "tie_word_embeddings": true, "hidden_act": "silu",
+         "attn_layer_period": 8, "attn_layer_offset": 4, "expert_layer_period": 2, "expert_layer_offset": 1,
+         "num_experts": 4, "num_experts_per_tok": 2, "mamba_d_state": 16, "mamba_d_conv": 4, "mamba_expand": 2,
+         "mamba_dt_rank": "auto", "mamba_conv_bias": true, "mamba_proj_bias": false}
+        """
+
+    static func jamba(_ json: String, capacity: Int, seed: UInt64, half: Bool, kvCache: WeightType) throws -> any LanguageModel {
+        let config = try JSONDecoder().decode(JambaConfig.self, from: Data(json.utf8))
+        return try JambaModel(config: config, checkpoint: nil, configPath: "preset", context: capacity, randomSeed: seed,
+                              randomWeights: half ? .f16 : .f32, kvCache: kvCache)
+    }
 
     static func llama(_ json: String, capacity: Int, seed: UInt64, half: Bool, kvCache: WeightType) throws -> any LanguageModel {
         let config = try JSONDecoder().decode(LlamaConfig.self, from: Data(json.utf8))

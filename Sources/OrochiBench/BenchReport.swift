@@ -13,6 +13,7 @@ public struct BenchAnalysis: Sendable, Codable {
     }
 
     public struct CrossoverRow: Sendable, Codable {
+        /// The challenger: an SSM or a hybrid.
         public var ssm: String
         public var attention: String
         public var phase: String
@@ -35,6 +36,8 @@ public struct BenchAnalysis: Sendable, Codable {
     public struct Memory: Sendable, Codable {
         public var model: String
         public var constantState: Bool
+        /// "attention", "ssm" or "hybrid" (see BenchResults.stateKind).
+        public var kind: String
         public var bytesPerToken: Double
         public var fixedBytes: Int
         /// Every measured point reported exactly the bytes its model computes for n tokens.
@@ -76,12 +79,14 @@ public struct BenchAnalysis: Sendable, Codable {
                 perToken = pts.first.map { Double($0.stateBytes) / Double($0.context) } ?? 0
             }
             let fixed = pts.first.map { $0.stateBytes - Int(perToken * Double($0.context)) } ?? 0
-            memory.append(Memory(model: model, constantState: constant, bytesPerToken: perToken, fixedBytes: fixed,
+            let kind = results.stateKind[model] ?? (constant ? "ssm" : "attention")
+            memory.append(Memory(model: model, constantState: constant, kind: kind, bytesPerToken: perToken, fixedBytes: fixed,
                                  accountingMatches: pts.allSatisfy { $0.stateBytes == $0.expectedStateBytes }))
         }
-        // Every (SSM, attention) pair: where the SSM becomes cheaper.
-        let ssms = results.models.filter { results.constantState[$0] == true }
-        let attns = results.models.filter { results.constantState[$0] == false }
+        // Every (SSM or hybrid, attention) pair: where the challenger becomes cheaper.
+        func kind(_ m: String) -> String { results.stateKind[m] ?? (results.constantState[m] == true ? "ssm" : "attention") }
+        let ssms = results.models.filter { kind($0) != "attention" }
+        let attns = results.models.filter { kind($0) == "attention" }
         // Pairs of comparable size only (parameters within 4×): a 6M SSM against a 130M transformer
         // says nothing about the architectures.
         let params = Dictionary(results.points.map { ($0.model, max($0.parameters, 1)) }, uniquingKeysWith: max)
@@ -238,7 +243,7 @@ public enum BenchReport {
 
     public static func markdownCrossovers(_ analysis: BenchAnalysis) -> String {
         guard !analysis.crossovers.isEmpty else { return "(no SSM and attention model measured together)\n" }
-        var out = "| SSM | attention | phase | the SSM becomes cheaper at |\n|---|---|---|---|\n"
+        var out = "| SSM or hybrid | attention | phase | the SSM or hybrid becomes cheaper at |\n|---|---|---|---|\n"
         for c in analysis.crossovers { out += "| \(c.ssm) | \(c.attention) | \(c.phase) | \(c.description) |\n" }
         return out
     }
@@ -255,7 +260,8 @@ public enum BenchReport {
     public static func markdownMemory(_ analysis: BenchAnalysis) -> String {
         var out = "| model | state | bytes per token of context | fixed bytes | reported = computed at every point |\n|---|---|---:|---:|---|\n"
         for m in analysis.memory {
-            out += "| \(m.model) | \(m.constantState ? "constant (SSM state)" : "KV cache, grows with n") | "
+            let state = m.kind == "ssm" ? "constant (SSM state)" : m.kind == "hybrid" ? "fixed SSM states + KV cache growing with n (hybrid)" : "KV cache, grows with n"
+            out += "| \(m.model) | \(state) | "
             out += "\(grouped(Int(m.bytesPerToken.rounded()))) | \(grouped(m.fixedBytes)) | \(m.accountingMatches ? "yes" : "NO") |\n"
         }
         return out

@@ -96,8 +96,11 @@ public struct BenchResults: Sendable, Codable {
     public var machine: BenchMachine
     public var settings: BenchSettings
     public var models: [String]
-    /// Whether each model's state is per-token (attention) or constant (SSM), by name.
+    /// Whether each model's state is constant (an SSM's), by name.
     public var constantState: [String: Bool]
+    /// What each model keeps of the context, by name: "attention" (bytes per token only), "ssm"
+    /// (fixed bytes only) or "hybrid" (fixed bytes plus bytes per token).
+    public var stateKind: [String: String] = [:]
     public var startedAt: String
     public var wallSeconds: Double
     public var interrupted: Bool
@@ -153,10 +156,13 @@ public final class BenchRunner {
                 if BenchStop.isRequested { results.interrupted = true; break sweep }
                 done += 1
                 let label = "[\(done)/\(total)] \(subject.name) n=\(n)"
-                let (point, breakdowns, constant) = measure(subject, context: n, label: label)
+                let (point, breakdowns, kind) = measure(subject, context: n, label: label)
                 results.points.append(point)
                 results.breakdowns += breakdowns
-                if let constant { results.constantState[subject.name] = constant }
+                if let kind {
+                    results.constantState[subject.name] = kind == "ssm"
+                    results.stateKind[subject.name] = kind
+                }
                 progress(summaryLine(label, point, elapsed: Clock.now() - start))
             }
         }
@@ -182,14 +188,14 @@ public final class BenchRunner {
     }
 
     private func measure(_ subject: BenchSubject, context n: Int, label: String)
-        -> (BenchPoint, [BenchBreakdown], Bool?) {
+        -> (BenchPoint, [BenchBreakdown], String?) {
         let steps = settings.decodeTokens
         var point = BenchPoint(model: subject.name, architecture: "?", parameters: 0, context: n, decodeTokens: steps,
                                repetitions: 0, prefill: nil, prefillSamples: [], decode: nil, decodeRepetitionMedians: [],
                                stateBytes: 0, expectedStateBytes: 0, weightBytes: 0, peakResidentBytes: nil, skipped: nil,
                                prefillTokensPerSecond: nil, decodeTokensPerSecond: nil)
         var breakdowns: [BenchBreakdown] = []
-        var constant: Bool? = nil
+        var kind: String? = nil
         ProcessMemory.resetPeak()
         do {
             progress("\(label): building")
@@ -197,10 +203,11 @@ public final class BenchRunner {
             point.architecture = model.info.architecture
             point.parameters = model.info.parameterCount
             point.weightBytes = model.info.parameterCount * 4
-            constant = model.stateBytes(forTokens: 1) == model.stateBytes(forTokens: 2)
+            let perToken = model.stateBytes(forTokens: 2) - model.stateBytes(forTokens: 1), fixed = model.stateBytes(forTokens: 0)
+            kind = perToken == 0 ? "ssm" : fixed == 0 ? "attention" : "hybrid"
             guard n + steps <= min(model.contextCapacity, model.info.maxContext) else {
                 point.skipped = "n + decode tokens exceeds the model's context (\(min(model.contextCapacity, model.info.maxContext)))"
-                return (point, [], constant)
+                return (point, [], kind)
             }
             let vocab = model.info.vocabSize
             // An unbounded (recurrent) context takes any n: the token ids must still fit in memory.
@@ -272,7 +279,7 @@ public final class BenchRunner {
         }
         point.peakResidentBytes = ProcessMemory.peakBytes
         point.loadAverage = loadAverage()
-        return (point, breakdowns, constant)
+        return (point, breakdowns, kind)
     }
 
     static func breakdown(_ model: String, _ n: Int, _ phase: String, wall: Double, divisor: Double) -> BenchBreakdown {

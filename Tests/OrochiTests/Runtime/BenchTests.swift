@@ -113,6 +113,26 @@ struct BenchSweepTests {
         return BenchRunner(subjects: subjects, settings: settings).run()
     }
 
+    /// A hybrid keeps fixed bytes (its Mamba layers) plus bytes per token (its attention layers):
+    /// classed as neither an SSM nor attention, and compared with the attention model.
+    @Test func hybridStateIsFixedPlusPerToken() throws {
+        let jamba = Fixtures.directory("jamba", "attn4_moe4top2_untied_f32")
+        let subjects = [BenchSubject.directory(Self.fixture.path), BenchSubject.directory(jamba.path),
+                        BenchSubject(name: "fake-ssm") { _ in ConstantStateModel() }]
+        let settings = BenchSettings(contexts: [8, 16, 32], decodeTokens: 2, repetitions: 1, threads: 1, seed: 5,
+                                     breakdownContexts: [], warmupTokens: 2)
+        let r = BenchRunner(subjects: subjects, settings: settings).run()
+        #expect(r.stateKind == ["gqa_linear_f32": "attention", "attn4_moe4top2_untied_f32": "hybrid", "fake-ssm": "ssm"])
+        let a = BenchAnalysis(r)
+        let hybrid = try #require(a.memory.first { $0.model == "attn4_moe4top2_untied_f32" })
+        // One attention layer (2 KV heads × 8) per token; four Mamba layers' conv [3, 64] and SSM [64, 16] states.
+        #expect(hybrid.bytesPerToken == 2 * 2 * 8 * 4 && hybrid.fixedBytes == 4 * (3 * 64 + 64 * 16) * 4)
+        #expect(hybrid.kind == "hybrid" && !hybrid.constantState && hybrid.accountingMatches)
+        #expect(BenchReport.markdownMemory(a).contains("(hybrid)"))
+        #expect(Set(a.crossovers.map(\.ssm)) == ["attn4_moe4top2_untied_f32", "fake-ssm"])
+        #expect(a.crossovers.allSatisfy { $0.attention == "gqa_linear_f32" })
+    }
+
     @Test func memoryAccountingEqualsComputedSizes() throws {
         let r = Self.sweep()
         #expect(!r.interrupted)
