@@ -32,7 +32,7 @@ def load(model_dir, stock_scan=False):
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()
     cfg = AutoConfig.from_pretrained(model_dir)
-    if cfg.model_type == "mamba" and not stock_scan:
+    if cfg.model_type in ("mamba", "jamba") and not stock_scan:
         import fast_mamba  # exact to float32 rounding, see training/test_scan.py
         fast_mamba.patch()
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)

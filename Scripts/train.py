@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Trains Orochi's two small Japanese models (LlamaForCausalLM, MambaForCausalLM).
+"""Trains Orochi's small Japanese models (LlamaForCausalLM, MambaForCausalLM, JambaForCausalLM).
 
-Both models see the same token stream: the training split tokenised with the shipped
+All models see the same token stream: the training split tokenised with the shipped
 SentencePiece model, each document as [bos] + pieces + [eos], concatenated, cut into
 sequences of --seq + 1 tokens, visited in one fixed (seeded) order. Same seed, same
-number of tokens, same optimiser and schedule. Mamba trains with the C++ selective scan
-of Scripts/training/fast_mamba.py (the checkpoint is a stock MambaForCausalLM).
+number of tokens, same optimiser and schedule. Mamba, and the Mamba layers of Jamba, train
+with the C++ selective scan of Scripts/training/fast_mamba.py (the checkpoints are stock
+MambaForCausalLM / JambaForCausalLM).
 
 Runs are resumable: every --ckpt-every steps the model, optimiser and step go to
 runs/<arch>/ckpt.pt; starting again resumes there. The loss log is runs/<arch>/log.csv
@@ -15,6 +16,7 @@ exported in Hugging Face layout to Models/orochi-ja-<arch>/ (float16 safetensors
   python Scripts/train.py --arch llama            # train (or resume) and export
   python Scripts/train.py --arch mamba --export   # export the latest checkpoint now
   python Scripts/train.py --arch mamba --bench 5  # time 5 steps, nothing saved
+  python Scripts/train.py --arch jamba --params   # parameter counts of all three, then stop
 """
 import argparse
 import csv
@@ -36,36 +38,69 @@ BOS, EOS, PAD, UNK = 1, 2, 3, 0
 # ~4.7-4.8M parameters each (tied 8,000 x 256 embeddings), within 3 % of each other.
 # (The 6-layer Llama / 10-layer Mamba pair of ~6.4M was too slow for the time available on
 # two shared cores; both were shrunk by depth, equally in time per token.)
+# Jamba (Lieber et al. 2024, arXiv:2403.19887) scaled down: its Jamba block has 8 layers,
+# attention in 1 of 8 at offset 4 (the middle), an MLP after every mixer and MoE (16 experts,
+# top 2) in every other layer. Here 4 layers with attention at offset 2 of a period of 4
+# (M M A M): the 1:3 attention-to-Mamba ratio the paper's ablation found as good as 1:7,
+# which is the densest that still leaves 3 Mamba layers at this size. No MoE (one expert,
+# i.e. a plain SwiGLU MLP in every layer): 16 experts of a 4.7M model would be slivers,
+# transformers' expert loop is slow on a CPU, and Orochi would need routing for nothing.
+# The Mamba mixers are those of the Mamba model (d_inner 512, state 16, conv 4, dt rank 16)
+# plus Jamba's RMSNorms on dt, B and C; attention as Llama's (8 heads / 4 KV) but, as in
+# Jamba, without positional encoding. The MLP width (384) fills the parameter budget:
+# 4,739,984 parameters, between Llama (4,802,816) and Mamba (4,676,352).
 SHAPES = {
     "llama": dict(hidden_size=256, intermediate_size=640, num_hidden_layers=4,
                   num_attention_heads=8, num_key_value_heads=4,
                   max_position_embeddings=1024),
     "mamba": dict(hidden_size=256, num_hidden_layers=6, state_size=16, expand=2,
                   conv_kernel=4),
+    "jamba": dict(hidden_size=256, intermediate_size=384, num_hidden_layers=4,
+                  attn_layer_period=4, attn_layer_offset=2,
+                  num_attention_heads=8, num_key_value_heads=4,
+                  num_experts=1, num_experts_per_tok=1, expert_layer_period=1,
+                  expert_layer_offset=0,
+                  mamba_d_state=16, mamba_expand=2, mamba_d_conv=4, mamba_dt_rank=16,
+                  max_position_embeddings=1024),
 }
+ARCHS = tuple(SHAPES)
 
 
 def make_config(arch, vocab):
-    from transformers import LlamaConfig, MambaConfig
+    from transformers import JambaConfig, LlamaConfig, MambaConfig
     common = dict(vocab_size=vocab, bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD,
                   tie_word_embeddings=True)
     if arch == "llama":
         return LlamaConfig(**SHAPES["llama"], **common, rms_norm_eps=1e-5,
                            rope_theta=10000.0, hidden_act="silu",
                            attention_bias=False, mlp_bias=False)
+    if arch == "jamba":
+        return JambaConfig(**SHAPES["jamba"], **common, rms_norm_eps=1e-5, hidden_act="silu",
+                           mamba_conv_bias=True, mamba_proj_bias=False, use_mambapy=False,
+                           output_router_logits=False)
     return MambaConfig(**SHAPES["mamba"], **common, layer_norm_epsilon=1e-5,
                        use_bias=False, use_conv_bias=True, use_mambapy=False)
 
 
 def make_model(arch, vocab, seed):
-    from transformers import LlamaForCausalLM, MambaForCausalLM
+    from transformers import JambaForCausalLM, LlamaForCausalLM, MambaForCausalLM
     torch.manual_seed(seed)
     cfg = make_config(arch, vocab)
-    cls = LlamaForCausalLM if arch == "llama" else MambaForCausalLM
+    cls = {"llama": LlamaForCausalLM, "mamba": MambaForCausalLM, "jamba": JambaForCausalLM}[arch]
     model = cls(cfg)
-    if arch == "llama":
+    if arch in ("llama", "jamba"):
         model.config._attn_implementation = "sdpa"
     return model
+
+
+def print_params(vocab):
+    """Parameter counts of the three shapes, and how far each is from the others."""
+    counts = {a: sum(p.numel() for p in make_model(a, vocab, 0).parameters()) for a in ARCHS}
+    for a, n in counts.items():
+        worst = max(abs(n - m) / m for b, m in counts.items() if b != a)
+        print("%-6s %10s parameters (at most %.1f %% from the others)" % (a, format(n, ","),
+                                                                       100 * worst))
+    return counts
 
 
 # ---------------------------------------------------------------- data
@@ -84,8 +119,9 @@ def encode_split(sp, path, cache):
         ids.append(EOS)
     arr = np.asarray(ids, dtype=np.uint16)
     os.makedirs(os.path.dirname(cache), exist_ok=True)
-    np.save(cache + ".tmp.npy", arr)
-    os.replace(cache + ".tmp.npy", cache)
+    tmp = "%s.%d.tmp.npy" % (cache, os.getpid())  # the models' runs may start together
+    np.save(tmp, arr)
+    os.replace(tmp, cache)
     return arr
 
 
@@ -145,7 +181,7 @@ def eval_loss(model, valid, seq, nseq):
     total = 0.0
     for i in range(0, n, 16):
         x = rows[i:i + 16]
-        logits = model(input_ids=x[:, :-1]).logits
+        logits = model(input_ids=x[:, :-1], use_cache=False).logits
         total += torch.nn.functional.cross_entropy(
             logits.reshape(-1, logits.size(-1)).float(), x[:, 1:].reshape(-1),
             reduction="sum").item()
@@ -201,7 +237,7 @@ def export(args, model, state):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--arch", choices=["llama", "mamba"], required=True)
+    ap.add_argument("--arch", choices=ARCHS, help="required, except with --params")
     ap.add_argument("--tokens", type=float, default=2e6, help="training budget in tokens")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq", type=int, default=256)
@@ -224,14 +260,22 @@ def main():
     ap.add_argument("--rebudget", action="store_true",
                     help="resume a checkpoint with a different --tokens (schedule follows the new end)")
     ap.add_argument("--bench", type=int, default=0, help="time this many steps, save nothing")
-    ap.add_argument("--stock-scan", action="store_true", help="Mamba: keep transformers' loop")
+    ap.add_argument("--stock-scan", action="store_true",
+                    help="Mamba, Jamba: keep transformers' per-token loop")
+    ap.add_argument("--params", action="store_true",
+                    help="print the parameter counts of all architectures and stop")
     args = ap.parse_args()
+    if args.params:
+        print_params(8000)
+        return
+    if not args.arch:
+        ap.error("--arch is required")
     args.out = args.out or os.path.join(ROOT, "Models", "orochi-ja-" + args.arch)
     args.run_dir = os.path.join(args.runs, args.arch)
     os.makedirs(args.run_dir, exist_ok=True)
     torch.set_num_threads(args.threads)
 
-    if args.arch == "mamba" and not args.stock_scan:
+    if args.arch in ("mamba", "jamba") and not args.stock_scan:
         import fast_mamba
         fast_mamba.patch()
 
@@ -311,7 +355,8 @@ def main():
             g["lr"] = lr
         t0 = time.time()
         x = stream.get(step)
-        logits = model(input_ids=x[:, :-1]).logits
+        # no cache: with one, Jamba's mixers ask for the final state and take the slow scan
+        logits = model(input_ids=x[:, :-1], use_cache=False).logits
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)),
                                                  x[:, 1:].reshape(-1))
         opt.zero_grad(set_to_none=True)

@@ -6,12 +6,17 @@ Translation-ja, the Japanese package descriptions, through apt into a private li
 directory), extract the prose (HTML: block-level text; man pages: roff text without
 macros; descriptions: one per package), normalise (NFKC, joined wrapped lines,
 collapsed white space), filter paragraphs (length, share of Japanese characters,
-at least some kana), deduplicate paragraphs, and write
+at least some kana), clean the training paragraphs (strip section and figure numbers;
+drop paragraphs dense in digits, symbols or option syntax), deduplicate paragraphs,
+and write
 
-  out/train.txt   documents separated by a blank line, one paragraph per line
-  out/valid.txt   the held-out package (--valid), same format, minus any
-                  paragraph that also occurs in the training split
-  out/stats.json  per-package versions, licences, documents, paragraphs, characters
+  out/train.txt        documents separated by a blank line, one paragraph per line
+  out/valid.txt        the held-out package (--valid), same format, not cleaned, minus
+                       any paragraph that also occurs in the training split
+  out/valid-clean.txt  the held-out package with the training split's cleaning
+  out/dropped.tsv      every paragraph the cleaning dropped (both splits), with its rule
+  out/stats.json       per-package versions, licences, documents, paragraphs,
+                       characters, and what the cleaning stripped and dropped, per rule
 
 Only the standard library, apt-get, dpkg and apt-helper are needed.
 """
@@ -54,6 +59,49 @@ def keep(par, min_chars, min_ja, min_kana):
     ja = len(RE_JACHAR.findall(par))
     kana = len(RE_KANA.findall(par))
     return nonspace > 0 and ja / nonspace >= min_ja and kana >= min_kana
+
+
+# ---------------------------------------------------------------- cleaning
+# The models learn to continue a digit with more digits: section numbers ("14.28.2."),
+# figure numbers, spreadsheet examples and version lists teach them strings of digits.
+# Cleaning runs after the filter above, on the paragraphs it keeps: a numbering prefix
+# is stripped, then a paragraph is dropped by the first rule that fires (see DATA.md).
+
+# "14.28.2. ", "1. ", "図14.119 ", "表 3-1 " at the start of a paragraph (headings,
+# captions; a trailing dot or a 図/表/例 prefix is required, so "8 ビット" stays) and
+# the permalink mark "¶" at its end.
+RE_NUMBERING = re.compile(r"^(?:(?:図|表|例)\s*\d+(?:[.-]\d+)*\.?|\d+(?:\.\d+)*\.)\s+")
+RE_PILCROW = re.compile(r"\s*¶$")
+# Command-line option syntax: -x, -Wall, --foo, --foo=BAR (the value in ASCII only).
+RE_OPTION = re.compile(r"(?<![\w-])--?[A-Za-z0-9?][\w-]*(?:=[\w./:,%@+\\-]*)?")
+CLEAN_RULES = ("numbering", "digits", "symbols", "options")
+
+
+def strip_numbering(par):
+    par = RE_NUMBERING.sub("", par, count=1)
+    return RE_PILCROW.sub("", par)
+
+
+def non_prose(par):
+    """Shares of the non-space characters that are digits, symbols (Unicode punctuation
+    and symbols outside the CJK punctuation block: after NFKC that includes ASCII
+    brackets, which prose uses too) and characters of option syntax."""
+    nonspace = [c for c in par if not c.isspace()]
+    n = max(1, len(nonspace))
+    digits = sum(1 for c in nonspace if c.isdigit())
+    symbols = sum(1 for c in nonspace if unicodedata.category(c)[0] in "PS"
+                  and not "\u3000" <= c <= "\u303f")
+    options = sum(len(m.group(0)) for m in RE_OPTION.finditer(par))
+    return {"digits": digits / n, "symbols": symbols / n, "options": options / n}
+
+
+def clean_rule(par, limits):
+    """The first rule that drops the paragraph and its share, or (None, 0)."""
+    shares = non_prose(par)
+    for rule in ("digits", "symbols", "options"):
+        if shares[rule] >= limits[rule]:
+            return rule, shares[rule]
+    return None, 0.0
 
 
 # ---------------------------------------------------------------- extraction
@@ -116,7 +164,8 @@ ROFF_ESC = [
     (re.compile(r"\\\((oq|cq)"), "'"),
     (re.compile(r"\\\((bu|ci)"), "・"),
     (re.compile(r"\\\(..|\\\[[^\]]*\]"), ""),
-    (re.compile(r"\\[&|^:%c]"), ""),
+    (re.compile(r"\\[&|^:%c,/]"), ""),            # \, \/ italic corrections: zero width
+    (re.compile(r"\\0"), " "),                      # digit-width space
     (re.compile(r"\\[-]"), "-"),
     (re.compile(r"\\e"), "\\\\"),
     (re.compile(r"\\ "), " "),
@@ -234,12 +283,17 @@ def fetch_translation(outdir):
     lists = os.path.join(outdir, "apt-lists")
     os.makedirs(os.path.join(lists, "partial"), exist_ok=True)
     found = glob.glob(os.path.join(lists, "*_main_i18n_Translation-ja*"))
-    if not found:
+    for attempt in range(2):  # apt-get update exits 0 even when a download failed
+        if found:
+            break
         run(["apt-get", "update", "-q", "-o", "Dir::State::Lists=" + lists,
              "-o", "Acquire::Languages=ja",
              "-o", "Acquire::IndexTargets::deb::Packages::DefaultEnabled=false"],
             stdout=subprocess.DEVNULL)
         found = glob.glob(os.path.join(lists, "*_main_i18n_Translation-ja*"))
+    if not found:
+        sys.exit("apt-get update did not fetch Translation-ja into %s: check the network "
+                 "and run again" % lists)
     path = sorted(found)[0]
     text = subprocess.run(["/usr/lib/apt/apt-helper", "cat-file", path], check=True,
                           capture_output=True).stdout.decode("utf-8", "replace")
@@ -283,6 +337,16 @@ def main():
     ap.add_argument("--min-ja", type=float, default=0.3,
                     help="minimum share of Japanese characters among non-space ones")
     ap.add_argument("--min-kana", type=int, default=2)
+    ap.add_argument("--max-digits", type=float, default=0.2,
+                    help="cleaning: drop a paragraph whose non-space characters are at least "
+                         "this share digits")
+    ap.add_argument("--max-symbols", type=float, default=0.3,
+                    help="cleaning: ... at least this share punctuation and symbols")
+    ap.add_argument("--max-options", type=float, default=0.4,
+                    help="cleaning: ... at least this share command-line option syntax")
+    ap.add_argument("--no-clean", action="store_true",
+                    help="write the training split without cleaning (the corpus of the "
+                         "models trained before it); the counts are still reported")
     args = ap.parse_args()
 
     debdir = os.path.join(args.out, "debs")
@@ -302,9 +366,18 @@ def main():
     # Validation package first, so that its paragraphs are known when training
     # paragraphs are deduplicated (and vice versa at the end).
     order = sorted(pkgs, key=lambda p: p[0] != args.valid)
-    seen = set()
-    split_docs = {"train": [], "valid": []}
+    limits = {"digits": args.max_digits, "symbols": args.max_symbols,
+              "options": args.max_options}
+    # seen: every kept paragraph (as written); held_out: the cleaned forms of the held-out
+    # paragraphs, so that no training paragraph equals one, cleaned or not
+    seen, held_out, seen_valid_clean = set(), set(), set()
+    sha = lambda p: hashlib.sha1(p.encode("utf-8")).digest()
+    # "valid-clean" is the held-out package with the training cleaning applied; "valid"
+    # stays uncleaned so that its figures compare with those of earlier models.
+    split_docs = {"train": [], "valid": [], "valid-clean": []}
     stats = {"valid_package": args.valid, "filters": vars(args), "packages": []}
+    dropped_log = open(os.path.join(args.out, "dropped.tsv"), "w", encoding="utf-8")
+    dropped_log.write("package\trule\tshare\tparagraph\n")
     for name, licence, kind in order:
         if kind == "ddtp":
             version, text = fetch_translation(args.out)
@@ -315,16 +388,46 @@ def main():
         split = "valid" if name == args.valid else "train"
         st = {"package": name, "version": version, "licence": licence, "kind": kind,
               "split": split, "documents": 0, "paragraphs": 0, "characters": 0,
-              "raw_paragraphs": 0, "duplicates": 0}
+              "raw_paragraphs": 0, "duplicates": 0,
+              # counted on the paragraphs that pass the filter, before deduplication;
+              # characters are those of the paragraph before cleaning
+              "cleaning": {"applied": split == "train" and not args.no_clean,
+                           "numbering_stripped": {"paragraphs": 0, "characters": 0},
+                           "dropped": {r: {"paragraphs": 0, "characters": 0}
+                                       for r in CLEAN_RULES}}}
+        cl = st["cleaning"]
         for doc_id, raw in raw_docs:
-            kept = []
+            kept, kept_clean = [], []
             for par in raw:
                 st["raw_paragraphs"] += 1
                 par = normalise(par)
                 if not keep(par, args.min_chars, args.min_ja, args.min_kana):
                     continue
-                h = hashlib.sha1(par.encode("utf-8")).digest()
-                if h in seen:
+                clean = strip_numbering(par)
+                if clean != par:
+                    cl["numbering_stripped"]["paragraphs"] += 1
+                    cl["numbering_stripped"]["characters"] += len(par) - len(clean)
+                if clean != par and not keep(clean, args.min_chars, args.min_ja, args.min_kana):
+                    rule, share = "numbering", 0.0
+                else:
+                    rule, share = clean_rule(clean, limits)
+                if rule:
+                    clean = None
+                    cl["dropped"][rule]["paragraphs"] += 1
+                    cl["dropped"][rule]["characters"] += len(par)
+                    dropped_log.write("%s\t%s\t%.3f\t%s\n" % (name, rule, share, par))
+                if split == "valid":
+                    if clean:
+                        held_out.add(sha(clean))
+                        if sha(clean) not in seen_valid_clean:
+                            seen_valid_clean.add(sha(clean))
+                            kept_clean.append(clean)
+                elif not args.no_clean:
+                    if not clean:
+                        continue
+                    par = clean
+                h = sha(par)
+                if h in seen or (split == "train" and not args.no_clean and h in held_out):
                     st["duplicates"] += 1
                     continue
                 seen.add(h)
@@ -334,10 +437,15 @@ def main():
                 st["documents"] += 1
                 st["paragraphs"] += len(kept)
                 st["characters"] += sum(len(p) for p in kept)
+            if kept_clean:
+                split_docs["valid-clean"].append(kept_clean)
         stats["packages"].append(st)
-        print("%-24s %-34s %-5s docs %6d  paragraphs %7d  chars %9d  dups %6d" % (
+        print("%-24s %-34s %-5s docs %6d  paragraphs %7d  chars %9d  dups %6d  cleaned %s" % (
             name, version[:34], split, st["documents"], st["paragraphs"],
-            st["characters"], st["duplicates"]), flush=True)
+            st["characters"], st["duplicates"],
+            " ".join("%s %d" % (r, cl["dropped"][r]["paragraphs"]) for r in CLEAN_RULES)
+            + ("" if cl["applied"] else " (not applied)")), flush=True)
+    dropped_log.close()
 
     for split, docs in split_docs.items():
         path = os.path.join(args.out, split + ".txt")
@@ -348,6 +456,22 @@ def main():
         stats[split] = {"documents": len(docs), "paragraphs": pars, "characters": chars}
         print("%s: %d documents, %d paragraphs (lines), %d characters -> %s" % (
             split, len(docs), pars, chars, path))
+    for split in ("train", "valid"):
+        pk = [p for p in stats["packages"] if p["split"] == split]
+        stats["cleaning_" + split] = {
+            "applied": pk[0]["cleaning"]["applied"],
+            "numbering_stripped": {k: sum(p["cleaning"]["numbering_stripped"][k] for p in pk)
+                                   for k in ("paragraphs", "characters")},
+            "dropped": {r: {k: sum(p["cleaning"]["dropped"][r][k] for p in pk)
+                            for k in ("paragraphs", "characters")} for r in CLEAN_RULES}}
+        c = stats["cleaning_" + split]
+        print("cleaning of %s%s: numbering stripped from %d paragraphs (%d characters); "
+              "dropped %s" % (split, "" if c["applied"] else " (reported, not applied)",
+                              c["numbering_stripped"]["paragraphs"],
+                              c["numbering_stripped"]["characters"],
+                              ", ".join("%s %d (%d chars)" % (r, c["dropped"][r]["paragraphs"],
+                                                              c["dropped"][r]["characters"])
+                                        for r in CLEAN_RULES)))
     with open(os.path.join(args.out, "stats.json"), "w", encoding="utf-8") as f:
         json.dump(stats, f, ensure_ascii=False, indent=1)
 

@@ -1,15 +1,19 @@
-"""A fast CPU selective scan for training transformers' MambaForCausalLM.
+"""A fast CPU selective scan for training transformers' MambaForCausalLM and JambaForCausalLM.
 
 Without mamba-ssm's CUDA kernels, transformers' MambaMixer runs the scan as a Python
 loop over tokens, whose backward is far too slow to train on a CPU. This module builds
 a small C++ extension (selective_scan.cpp, compiled with g++ on first use into
 Scripts/out/ext/, no ninja needed), wraps it in an autograd.Function and patches it in
-as `transformers.models.mamba.modeling_mamba.mamba_selective_scan`. The model stays a
-stock MambaForCausalLM with stock parameter names; only the scan is replaced, and only
-for full-sequence calls without a returned state (training, evaluation). Generation with
-a cache keeps the stock code. test_scan.py checks outputs and gradients against it.
+as `mamba_selective_scan` of transformers' modeling_mamba and modeling_jamba (the two
+modules carry identical copies of that function; JambaMambaMixer calls it after its
+RMSNorms on Δ, B and C and its dt_proj, which stay in PyTorch). The models stay stock
+MambaForCausalLM / JambaForCausalLM with stock parameter names; only the scan is
+replaced, and only for full-sequence calls without a returned state (training,
+evaluation). Generation with a cache keeps the stock code. test_scan.py checks outputs
+and gradients against it.
 """
 import hashlib
+import importlib
 import importlib.machinery
 import importlib.util
 import os
@@ -77,10 +81,15 @@ class SelectiveScanFn(torch.autograd.Function):
         return du, ddelta, dA, dB, dC
 
 
+calls = 0  # how many times the C++ scan ran (test_scan.py checks that the patch took effect)
+
+
 def selective_scan(hidden_states, dt, A, B, C, D=None, z=None, delta_bias=None,
                    delta_softplus=False):
     """Same arguments and result as transformers' mamba_selective_scan
     (hidden_states, dt, z: (batch, D, L); B, C: (batch, N, L); A: (D, N))."""
+    global calls
+    calls += 1
     dtype = hidden_states.dtype
     work = torch.float64 if dtype == torch.float64 else torch.float32
     if delta_bias is not None:
@@ -98,38 +107,38 @@ def selective_scan(hidden_states, dt, A, B, C, D=None, z=None, delta_bias=None,
     return y
 
 
-_stock = None
+# The modules whose mamba_selective_scan is replaced, and their stock functions once patched.
+MODULES = ("transformers.models.mamba.modeling_mamba", "transformers.models.jamba.modeling_jamba")
+_stock = {}
 
 
-def patch():
-    """Replaces the slow scan of transformers' MambaMixer (idempotent)."""
-    global _stock
-    from transformers.models.mamba import modeling_mamba as mm
-    if _stock is not None:
-        return
-    _stock = mm.mamba_selective_scan
-    ext()
-
+def _patched(stock):
     def patched(hidden_states, dt, A, B, C, D=None, z=None, delta_bias=None,
                 delta_softplus=False, return_last_state=False, **kwargs):
         if return_last_state or hidden_states.device.type != "cpu":
-            return _stock(hidden_states, dt, A, B, C, D=D, z=z, delta_bias=delta_bias,
-                          delta_softplus=delta_softplus,
-                          return_last_state=return_last_state, **kwargs)
+            return stock(hidden_states, dt, A, B, C, D=D, z=z, delta_bias=delta_bias,
+                         delta_softplus=delta_softplus,
+                         return_last_state=return_last_state, **kwargs)
         return selective_scan(hidden_states, dt, A, B, C, D=D, z=z, delta_bias=delta_bias,
                               delta_softplus=delta_softplus)
+    return patched
 
-    mm.mamba_selective_scan = patched
+
+def patch():
+    """Replaces the slow scan of transformers' MambaMixer and JambaMambaMixer (idempotent)."""
+    ext()
+    for name in MODULES:
+        if name not in _stock:
+            mod = importlib.import_module(name)
+            _stock[name] = mod.mamba_selective_scan
+            mod.mamba_selective_scan = _patched(_stock[name])
 
 
 def unpatch():
-    global _stock
-    from transformers.models.mamba import modeling_mamba as mm
-    if _stock is not None:
-        mm.mamba_selective_scan = _stock
-        _stock = None
+    for name in list(_stock):
+        importlib.import_module(name).mamba_selective_scan = _stock.pop(name)
 
 
-def stock_scan():
-    from transformers.models.mamba import modeling_mamba as mm
-    return _stock if _stock is not None else mm.mamba_selective_scan
+def stock_scan(module=MODULES[0]):
+    """transformers' own mamba_selective_scan of `module`, patched or not."""
+    return _stock.get(module) or importlib.import_module(module).mamba_selective_scan

@@ -4,8 +4,13 @@
 1. The scan function alone, on random inputs: outputs and the gradients of all inputs.
 2. A whole small MambaForCausalLM: logits and the gradients of every parameter, with
    the fast scan patched in versus the stock per-token loop.
+3. The same for a small JambaForCausalLM (4 layers, attention at layer 2 as in
+   train.py's shape, no experts), against transformers' stock Jamba code: its Mamba
+   layers' RMSNorms on delta, B and C and dt_proj run in PyTorch in both cases, only
+   the scan differs.
 Float64 (tolerance 1e-6 relative: the stock code itself casts B and delta*B*u to
-float32) and float32 (1e-4). Exit status 1 on a mismatch.
+float32, and JambaRMSNorm computes in float32) and float32 (1e-4). Errors are relative
+to the largest magnitude of the reference tensor. Exit status 1 on a mismatch.
 Also prints the speed of one training step of a layer with each scan."""
 import os
 import sys
@@ -50,9 +55,22 @@ def test_function(dtype, tol, bs=3, D=24, N=16, L=37):
         close("grad " + name, a, b, tol)
 
 
-def small_model(dtype):
-    from transformers import MambaConfig, MambaForCausalLM
+def small_model(arch, dtype):
+    from transformers import JambaConfig, JambaForCausalLM, MambaConfig, MambaForCausalLM
     torch.manual_seed(0)
+    if arch == "jamba":
+        cfg = JambaConfig(vocab_size=97, hidden_size=32, intermediate_size=48,
+                          num_hidden_layers=4, attn_layer_period=4, attn_layer_offset=2,
+                          num_attention_heads=4, num_key_value_heads=2, num_experts=1,
+                          num_experts_per_tok=1, expert_layer_period=1, expert_layer_offset=0,
+                          mamba_d_state=8, mamba_expand=2, mamba_d_conv=4,
+                          max_position_embeddings=64, tie_word_embeddings=True)
+        model = JambaForCausalLM(cfg)
+        model.config._attn_implementation = "eager"
+        assert [type(l).__name__ for l in model.model.layers] == [
+            "JambaMambaDecoderLayer", "JambaMambaDecoderLayer",
+            "JambaAttentionDecoderLayer", "JambaMambaDecoderLayer"]
+        return model.to(dtype)
     cfg = MambaConfig(vocab_size=97, hidden_size=32, num_hidden_layers=2, state_size=8,
                       expand=2, conv_kernel=4, tie_word_embeddings=True)
     return MambaForCausalLM(cfg).to(dtype)
@@ -60,25 +78,31 @@ def small_model(dtype):
 
 def run_model(model, ids):
     model.zero_grad()
-    out = model(input_ids=ids, labels=ids)
+    out = model(input_ids=ids, labels=ids, use_cache=False)  # as train.py: no cache, no state
     out.loss.backward()
     return out.logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
-def test_model(dtype, tol):
-    print("MambaForCausalLM, %s:" % dtype)
-    model = small_model(dtype)
+def test_model(arch, dtype, tol):
+    print("%s, %s:" % ("JambaForCausalLM" if arch == "jamba" else "MambaForCausalLM", dtype))
+    model = small_model(arch, dtype)
     model.train()
     ids = torch.randint(0, 97, (2, 40), generator=torch.Generator().manual_seed(1))
     fast_mamba.unpatch()
     ref_logits, ref_grads = run_model(model, ids)
     fast_mamba.patch()
+    calls = fast_mamba.calls
     logits, grads = run_model(model, ids)
+    mixers = sum(1 for m in model.modules() if type(m).__name__ in ("MambaMixer", "JambaMambaMixer"))
+    ran = fast_mamba.calls - calls
+    print("  C++ scan ran %d times for %d Mamba layers %s" % (ran, mixers, "ok" if ran == mixers else "FAIL"))
+    if ran != mixers:
+        FAIL.append("%s: scan not patched in" % arch)
     close("logits", logits, ref_logits, tol)
     worst = max(grads, key=lambda n: ((grads[n] - ref_grads[n]).abs().max()
                                       / (ref_grads[n].abs().max() + 1e-30)).item())
     for n in sorted(grads):
-        if "mixer" in n and "layers.0" in n or n == worst:
+        if ("mixer" in n or ".mamba." in n) and "layers.0." in n or n == worst:
             close("grad " + n, grads[n], ref_grads[n], tol)
     bad = [n for n in grads if not torch.allclose(grads[n], ref_grads[n], rtol=0,
                                                   atol=tol * ref_grads[n].abs().max().item())]
@@ -108,8 +132,9 @@ if __name__ == "__main__":
     fast_mamba.patch()
     test_function(torch.float64, 1e-6)
     test_function(torch.float32, 1e-4)
-    test_model(torch.float64, 1e-6)
-    test_model(torch.float32, 1e-4)
+    for arch in ("mamba", "jamba"):
+        test_model(arch, torch.float64, 1e-6)
+        test_model(arch, torch.float32, 1e-4)
     if "--bench" in sys.argv:
         bench()
     print("FAILED: %s" % FAIL if FAIL else "all scan checks passed")
