@@ -13,7 +13,7 @@ let rootIdentity = root.lastPathComponent.lowercased()
 let orochi = Target.Dependency.product(name: "Orochi", package: rootIdentity)
 
 // One executable per input family; the name after "Fuzz" (lower-cased, dashed) is the corpus folder.
-let fuzzers = ["FuzzSafetensors", "FuzzConfigLlama", "FuzzConfigMamba", "FuzzSentencePiece",
+let fuzzers = ["FuzzSafetensors", "FuzzConfigLlama", "FuzzConfigMamba", "FuzzConfigJamba", "FuzzSentencePiece",
                "FuzzHFTokenizer", "FuzzSnapshot", "FuzzCLIParsers"]
 
 let package = Package(

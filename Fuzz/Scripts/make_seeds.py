@@ -86,6 +86,8 @@ def seeds_configs():
         for cfg in sorted(glob.glob(os.path.join(FIX, arch, "*/config.json"))):
             put("config-" + arch, os.path.basename(os.path.dirname(cfg)) + ".json", open(cfg, "rb").read())
         put("config-" + arch, "shipped.json", open(os.path.join(ROOT, "Models/orochi-ja-" + arch, "config.json"), "rb").read())
+    for cfg in sorted(glob.glob(os.path.join(FIX, "jamba", "*", "config.json"))):
+        put("config-jamba", os.path.basename(os.path.dirname(cfg)) + ".json", open(cfg, "rb").read())
 
 
 # --- protobuf (tokenizer.model) -------------------------------------------------------------
@@ -219,6 +221,12 @@ def dictionaries():
              "silu", "bos_token_id", "eos_token_id"]
     write("config-llama.dict", json_tokens + ['"%s"' % k for k in llama])
     write("config-mamba.dict", json_tokens + ['"%s"' % k for k in mamba])
+    jamba = ["model_type", "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+             "num_attention_heads", "num_key_value_heads", "head_dim", "rms_norm_eps", "max_position_embeddings",
+             "tie_word_embeddings", "hidden_act", "num_experts", "num_local_experts", "num_experts_per_tok",
+             "expert_layer_period", "expert_layer_offset", "attn_layer_period", "attn_layer_offset", "mamba_d_state",
+             "mamba_d_conv", "mamba_expand", "mamba_dt_rank", "mamba_conv_bias", "mamba_proj_bias", "auto", "jamba", "silu"]
+    write("config-jamba.dict", json_tokens + ['"%s"' % k for k in jamba])
     hf = ["model", "type", "BPE", "Unigram", "WordPiece", "WordLevel", "vocab", "merges", "unk_token", "unk_id",
           "byte_fallback", "fuse_unk", "continuing_subword_prefix", "end_of_word_suffix", "dropout",
           "ignore_merges", "added_tokens", "id", "content", "special", "normalized", "lstrip", "rstrip",

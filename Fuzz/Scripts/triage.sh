@@ -6,7 +6,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 t=${1:?target}; shift
 b=$(sed -n "s/^    $t) echo \([A-Za-z]*\) ;;.*/\1/p; s/.* $t) echo \([A-Za-z]*\) ;;.*/\1/p" Fuzz/Scripts/fuzz.sh | head -1)
-case $t in safetensors) b=FuzzSafetensors;; config-llama) b=FuzzConfigLlama;; config-mamba) b=FuzzConfigMamba;;
+case $t in safetensors) b=FuzzSafetensors;; config-llama) b=FuzzConfigLlama;; config-mamba) b=FuzzConfigMamba;; config-jamba) b=FuzzConfigJamba;;
   sentencepiece) b=FuzzSentencePiece;; hf-tokenizer) b=FuzzHFTokenizer;; snapshot) b=FuzzSnapshot;; cli-parsers) b=FuzzCLIParsers;; esac
 files=("$@"); [ ${#files[@]} = 0 ] && files=(.build-fuzz/crashes/"$t"/*)
 for f in "${files[@]}"; do
