@@ -286,7 +286,8 @@ def fetch_translation(outdir):
     for attempt in range(2):  # apt-get update exits 0 even when a download failed
         if found:
             break
-        run(["apt-get", "update", "-q", "-o", "Dir::State::Lists=" + lists,
+        # APT::Sandbox::User=root: apt's _apt user may not be able to enter the work tree.
+        run(["apt-get", "update", "-q", "-o", "Dir::State::Lists=" + lists, "-o", "APT::Sandbox::User=root",
              "-o", "Acquire::Languages=ja",
              "-o", "Acquire::IndexTargets::deb::Packages::DefaultEnabled=false"],
             stdout=subprocess.DEVNULL)
