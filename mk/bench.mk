@@ -3,7 +3,7 @@
 # `make test` and `make run` never build the benchmark dependency).
 
 # Presets: random-weight models of published shapes. Shipped models: those present in Models/.
-BENCH_PRESETS  ?= llama-130m mamba-130m
+BENCH_PRESETS  ?= llama-130m mamba-130m jamba-130m
 BENCH_MODELS   ?= $(wildcard Models/orochi-ja-llama Models/orochi-ja-mamba)
 BENCH_CONTEXTS ?= 128,256,512,1024,2048,4096,8192,16384
 BENCH_DECODE   ?= 32

@@ -43,11 +43,11 @@ public enum BenchPresets {
     public static let all: [BenchPreset] = [
         BenchPreset(name: "llama-130m", summary: "Llama, hidden 768, 12 layers, 12 heads (12 KV), MLP 2048, vocab 32000, tied",
                     build: { try llama(llama130m, capacity: $0, seed: $1, half: $2, kvCache: $3) }),
-        BenchPreset(name: "llama-6m", summary: "Llama, hidden 256, 6 layers, 8 heads (4 KV), MLP 688, vocab 8000, tied (the shipped shape)",
+        BenchPreset(name: "llama-6m", summary: "Llama, hidden 256, 6 layers, 8 heads (4 KV), MLP 688, vocab 8000, tied (the 6.4M shape of the peer comparison; the shipped Llama has 4 layers, MLP 640)",
                     build: { try llama(llama6m, capacity: $0, seed: $1, half: $2, kvCache: $3) }),
         BenchPreset(name: "mamba-130m", summary: "Mamba, hidden 768, 24 layers, state 16, expand 2, conv 4, vocab 32000, tied",
                     build: { _, seed, half, _ in try MambaModel(config: MambaConfig(hidden_size: 768, num_hidden_layers: 24, vocab_size: 32000, state_size: 16, expand: 2, conv_kernel: 4), checkpoint: nil, configPath: "preset mamba-130m", randomSeed: seed, randomWeights: half ? .f16 : .f32) }),
-        BenchPreset(name: "mamba-6m", summary: "Mamba, hidden 256, 10 layers, state 16, expand 2, conv 4, vocab 8000, tied (the shipped shape)",
+        BenchPreset(name: "mamba-6m", summary: "Mamba, hidden 256, 10 layers, state 16, expand 2, conv 4, vocab 8000, tied (the 6.4M shape of the peer comparison; the shipped Mamba has 6 layers)",
                     build: { _, seed, half, _ in try MambaModel(config: MambaConfig(hidden_size: 256, num_hidden_layers: 10, vocab_size: 8000, state_size: 16, expand: 2, conv_kernel: 4), checkpoint: nil, configPath: "preset mamba-6m", randomSeed: seed, randomWeights: half ? .f16 : .f32) }),
         BenchPreset(name: "jamba-130m", summary: "Jamba, hidden 768, 8 layers (Jamba's block: attention at layer 4, Mamba elsewhere), 12 heads (4 KV), 4 experts top-2 on every 2nd layer, MLP 1536, state 16, vocab 32000, tied",
                     build: { try jamba(jamba130m, capacity: $0, seed: $1, half: $2, kvCache: $3) }),
@@ -70,7 +70,7 @@ public enum BenchPresets {
         """
 
     /// Jamba's published layout (one attention layer in 8, at offset 4; experts on every other
-    /// layer; GQA), one block of 8 layers at hidden 768: 124M parameters, 4 of the 16 experts
+    /// layer; GQA), one block of 8 layers at hidden 768: 123M parameters, 4 of the 16 experts
     /// Jamba has (top-2, as published), so that it sits beside the 130M pair.
     static let jamba130m = """
         {"model_type": "jamba", "hidden_size": 768, "intermediate_size": 1536, "num_hidden_layers": 8,
