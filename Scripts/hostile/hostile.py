@@ -43,13 +43,15 @@ LLAMA_FIX = os.path.join(FIX, "llama/gqa_linear_f32")
 LLAMA_F16_FIX = os.path.join(FIX, "llama/mqa_llama3_f16")
 MAMBA_FIX = os.path.join(FIX, "mamba/k4_auto_tied_f32")
 MAMBA_BF16_FIX = os.path.join(FIX, "mamba/k4_bias_noconvbias_untied_bf16")
+JAMBA_FIX = os.path.join(FIX, "jamba/attn4_moe4top2_untied_f32")
+JAMBA_F16_FIX = os.path.join(FIX, "jamba/attn2_moe4top2_tied_f16")
 SHARDED_FIX = os.path.join(FIX, "llama/sharded_f32")
 SHIPPED_LLAMA = os.path.join(ROOT, "Models/orochi-ja-llama")
 SHIPPED_MAMBA = os.path.join(ROOT, "Models/orochi-ja-mamba")
 HF_FIXES = [os.path.join(FIX, "tokenizers", d, "tokenizer.json")
             for d in ["hf-bpe-bytelevel", "hf-bpe-metaspace-bytes", "hf-unigram-nfkc", "hf-bpe-pipeline"]]
 
-FAMILIES = ["safetensors", "config-llama", "config-mamba", "tokenizer-model", "tokenizer-json", "snapshot", "cli"]
+FAMILIES = ["safetensors", "config-llama", "config-mamba", "config-jamba", "tokenizer-model", "tokenizer-json", "snapshot", "cli"]
 OUTCOMES = ["clean", "accepted", "crash", "hang", "silent", "untidy"]
 
 REJECT, ACCEPT, EITHER = "reject", "accept", "either"
@@ -370,6 +372,134 @@ def gen_config(rng, arch):
                 c = dict(cfg); c.update(patch)
                 c = {k: v for k, v in c.items() if v is not None}
                 add(name, expect, c)
+    return cases
+
+
+# config.json of a Jamba checkpoint. Rule: a size or layer-pattern key that no longer matches the
+# tensors must be refused (values of the wrong type, zero, negative or huge included); a change
+# that leaves the tensors' names and shapes the same may load (another period with the same
+# attention and expert layers, another num_experts_per_tok within 1…num_experts, a smaller
+# num_hidden_layers, a deleted key whose transformers default equals the file's value); bias
+# flags must agree with the tensors present; ε must be a number ≥ 0.
+JAMBA_DEFAULTS = {"num_key_value_heads": 8, "num_experts": 16, "num_experts_per_tok": 2, "expert_layer_period": 2,
+                  "expert_layer_offset": 1, "attn_layer_period": 8, "attn_layer_offset": 4, "mamba_d_state": 16,
+                  "mamba_d_conv": 4, "mamba_expand": 2, "mamba_dt_rank": "auto", "mamba_conv_bias": True,
+                  "mamba_proj_bias": False, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+                  "num_attention_heads": 32, "vocab_size": 65536, "tie_word_embeddings": False}
+JAMBA_STRUCT = ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                "head_dim", "vocab_size", "num_experts", "num_experts_per_tok", "expert_layer_period", "expert_layer_offset",
+                "attn_layer_period", "attn_layer_offset", "mamba_d_state", "mamba_d_conv", "mamba_expand", "mamba_dt_rank"]
+
+
+def jamba_shape(cfg):
+    """What the tensors of a Jamba config are: None if the config is invalid."""
+    def int_(k):
+        v = cfg.get(k, JAMBA_DEFAULTS.get(k))
+        return v if isinstance(v, int) and not isinstance(v, bool) else None
+    keys = ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+            "vocab_size", "num_experts", "num_experts_per_tok", "expert_layer_period", "expert_layer_offset",
+            "attn_layer_period", "attn_layer_offset", "mamba_d_state", "mamba_d_conv", "mamba_expand"]
+    v = {k: int_(k) for k in keys}
+    if any(x is None or x <= 0 for k, x in v.items() if not k.endswith("offset")) or any(v[k] is None or v[k] < 0 for k in keys if k.endswith("offset")):
+        return None
+    if v["attn_layer_offset"] >= v["attn_layer_period"] or v["expert_layer_offset"] >= v["expert_layer_period"]:
+        return None
+    if v["num_experts_per_tok"] > v["num_experts"] or v["num_attention_heads"] % v["num_key_value_heads"]:
+        return None
+    head_dim = cfg.get("head_dim", None)
+    if head_dim is None:
+        head_dim = v["hidden_size"] // v["num_attention_heads"]
+    if not isinstance(head_dim, int) or isinstance(head_dim, bool) or head_dim <= 0 or max(v.values()) >= 2**63 or head_dim >= 2**63:
+        return None
+    rank = cfg.get("mamba_dt_rank", "auto")
+    rank = -(-v["hidden_size"] // 16) if rank == "auto" else rank
+    if not isinstance(rank, int) or isinstance(rank, bool) or rank <= 0 or rank >= 2**63:
+        return None
+    if v["num_hidden_layers"] > 2**20:   # so many layers cannot match the file's (and are not listed here)
+        return ("layers", v["num_hidden_layers"])
+    layers = [("A" if i % v["attn_layer_period"] == v["attn_layer_offset"] else "M")
+              + ("E" if v["num_experts"] > 1 and i % v["expert_layer_period"] == v["expert_layer_offset"] else "D")
+              for i in range(v["num_hidden_layers"])]
+    return (v["hidden_size"], v["intermediate_size"], v["num_attention_heads"], v["num_key_value_heads"], head_dim,
+            v["vocab_size"], v["num_experts"] if "E" in "".join(layers) else 1, v["mamba_d_state"], v["mamba_d_conv"],
+            v["mamba_expand"], rank, tuple(layers))
+
+
+def gen_config_jamba(rng):
+    cases = []
+    fam = "config-jamba"
+    for base in [JAMBA_FIX, JAMBA_F16_FIX]:
+        tag = os.path.basename(base)
+        cfg = json.loads(read(os.path.join(base, "config.json")))
+        original = jamba_shape(cfg)
+
+        def expect_struct(c):
+            shape = jamba_shape(c)
+            if shape is None:
+                return REJECT
+            if shape == original:
+                return EITHER
+            # Fewer layers with the same pattern prefix: the extra tensors go unused.
+            if shape[:-1] == original[:-1] and len(shape[-1]) < len(original[-1]) and original[-1][:len(shape[-1])] == shape[-1]:
+                return EITHER
+            return REJECT
+
+        def add(name, expect, obj=None, text=None):
+            blob = text if text is not None else jdump(obj)
+            cases.append(Case(fam, f"{tag}/{name}", expect, forward(), {"m/config.json": blob}, base=base, check_npy=True))
+
+        add("unchanged", ACCEPT, cfg)
+        keys = sorted(set(cfg) | set(JAMBA_STRUCT) | {"rms_norm_eps", "max_position_embeddings", "tie_word_embeddings",
+                                                       "hidden_act", "model_type", "mamba_conv_bias", "mamba_proj_bias"})
+        for key in keys:
+            variants = [(f"{key}={json.dumps(v)}", v) for v in BAD_VALUES] + [(f"delete:{key}", "<deleted>")]
+            if isinstance(cfg.get(key), int) and not isinstance(cfg.get(key), bool):
+                variants += [(f"{key}={v}", v) for v in {cfg[key] + 1, max(0, cfg[key] - 1), cfg[key] * 2} if v != cfg[key]]
+            for name, v in variants:
+                c = dict(cfg)
+                if v == "<deleted>" or v is None:
+                    c.pop(key, None)       # null reads as absent, as transformers has it
+                else:
+                    c[key] = v
+                if v != "<deleted>" and key in cfg and cfg[key] == v and type(cfg[key]) == type(v):
+                    continue
+                if key in JAMBA_STRUCT:
+                    expect = expect_struct(c)
+                elif key == "rms_norm_eps":
+                    val = c.get(key, 1e-6)
+                    expect = REJECT if isinstance(val, bool) or not isinstance(val, (int, float)) or val < 0 or val != val else EITHER
+                elif key == "max_position_embeddings":
+                    val = c.get(key, 262144)
+                    expect = REJECT if isinstance(val, bool) or not isinstance(val, int) or val <= 0 else EITHER
+                elif key in ("mamba_conv_bias", "mamba_proj_bias"):
+                    val = c.get(key, JAMBA_DEFAULTS[key])
+                    expect = EITHER if val is cfg.get(key, JAMBA_DEFAULTS[key]) else REJECT
+                elif key == "tie_word_embeddings":
+                    val = c.get(key, False)
+                    tied = cfg.get(key, False)
+                    expect = REJECT if not isinstance(val, bool) else (EITHER if val or val == tied else REJECT)
+                elif key == "hidden_act":
+                    expect = EITHER if c.get(key, "silu") == "silu" else REJECT
+                elif key == "model_type":
+                    expect = REJECT
+                else:
+                    expect = EITHER
+                add(name, expect, c)
+        text = read(os.path.join(base, "config.json"))
+        for name, blob in [("empty", b""), ("array", b"[]"), ("truncated", text[: len(text) // 2]),
+                           ("trailing-comma", text.rstrip()[:-1].rstrip() + b",}"), ("nul", text.replace(b"{", b"{\x00", 1)),
+                           ("deep", b"[" * 100000 + b"]" * 100000), ("dup-key", text.rstrip()[:-1] + b', "hidden_size": 3}')]:
+            add(name, REJECT, text=blob)
+        for name, patch, expect in [
+            ("period-0", {"attn_layer_period": 0}, REJECT), ("offset-outside", {"attn_layer_offset": cfg["attn_layer_period"]}, REJECT),
+            ("experts-per-tok-over", {"num_experts_per_tok": cfg["num_experts"] + 1}, REJECT),
+            ("experts-per-tok-1", {"num_experts_per_tok": 1}, EITHER),
+            ("rank-auto", {"mamba_dt_rank": "auto"}, EITHER if jamba_shape(dict(cfg, mamba_dt_rank="auto")) == original else REJECT),
+            ("rank-string", {"mamba_dt_rank": "wide"}, REJECT), ("act-gelu", {"hidden_act": "gelu"}, REJECT),
+            ("type-mamba", {"model_type": "mamba"}, REJECT), ("local-experts-alias", {"num_local_experts": cfg["num_experts"]}, EITHER),
+        ]:
+            c = dict(cfg); c.update(patch)
+            add(name, expect, c)
     return cases
 
 
@@ -1037,7 +1167,8 @@ def main():
         for fam in families:
             rng = random.Random(f"{a.seed}:{fam}")
             made = {"safetensors": lambda: gen_safetensors(rng), "config-llama": lambda: gen_config(rng, "llama"),
-                    "config-mamba": lambda: gen_config(rng, "mamba"), "tokenizer-model": lambda: gen_tokenizer_model(rng),
+                    "config-mamba": lambda: gen_config(rng, "mamba"), "config-jamba": lambda: gen_config_jamba(rng),
+                    "tokenizer-model": lambda: gen_tokenizer_model(rng),
                     "tokenizer-json": lambda: gen_tokenizer_json(rng), "snapshot": lambda: gen_snapshot(rng, binary, scratch),
                     "cli": lambda: gen_cli(rng)}[fam]()
             if a.limit:

@@ -117,7 +117,16 @@ public struct JambaConfig: Decodable, Sendable {
     public func isAttention(_ i: Int) -> Bool { i % attn_layer_period == attn_layer_offset }
     /// Whether layer `i`'s feed-forward is a mixture of experts (else one SwiGLU MLP).
     public func hasExperts(_ i: Int) -> Bool { num_experts > 1 && i % expert_layer_period == expert_layer_offset }
-    public var attentionLayers: Int { (0..<num_hidden_layers).filter(isAttention).count }
+    /// Layers i < num_hidden_layers with i % period == offset, counted without visiting them (the
+    /// count of layers comes from the file: a billion must not allocate a billion of anything).
+    static func layers(_ count: Int, period: Int, offset: Int) -> Int {
+        guard period > 0, offset >= 0, count > offset else { return 0 }
+        return (count - 1 - offset) / period + 1
+    }
+    public var attentionLayers: Int { Self.layers(num_hidden_layers, period: attn_layer_period, offset: attn_layer_offset) }
+    public var expertLayers: Int {
+        num_experts > 1 ? Self.layers(num_hidden_layers, period: expert_layer_period, offset: expert_layer_offset) : 0
+    }
 
     /// Checks keys and sizes before any tensor is read, naming the offending key.
     func validate(path: String) throws {
@@ -354,7 +363,7 @@ public final class JambaModel: LanguageModel {
     static func workspace(rows: Int, config c: JambaConfig) -> Workspace {
         let attention = c.attentionLayers > 0
         let mamba = c.attentionLayers < c.num_hidden_layers
-        let experts = (0..<c.num_hidden_layers).contains(where: c.hasExperts) ? c.num_experts : 0
+        let experts = c.expertLayers > 0 ? c.num_experts : 0
         return Workspace(
             rows: rows, dim: c.hidden_size,
             attention: attention ? AttentionScratch(rows: rows, heads: c.num_attention_heads, kvHeads: c.num_key_value_heads, headDim: c.headDim) : nil,
