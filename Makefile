@@ -8,7 +8,7 @@ PYTHON     := $(VENV)/bin/python
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_DEPS   := libopenblas-dev pkg-config gnuplot-nox
 MODEL      ?= Models/orochi-ja-mamba
-MODELS     := Models/orochi-ja-llama Models/orochi-ja-mamba
+MODELS     := Models/orochi-ja-llama Models/orochi-ja-mamba Models/orochi-ja-jamba
 PROMPT     ?= ファイルを開くには
 THREADS    ?= 2
 
@@ -32,8 +32,8 @@ build: deps
 run: build
 	$(RELEASE) generate --model $(MODEL) --prompt "$(PROMPT)" --max-tokens 64 --temperature 0.8 --top-p 0.95 --seed 1
 
-# Both shipped models on the same prompt and seed: text, speed, and the size of what each keeps
-# of the context (the transformer's KV cache grows with it, the SSM's state does not).
+# The three shipped models on the same prompt and seed: text, speed, and the size of what each keeps
+# of the context (the transformer's KV cache grows with it, the SSM's state does not, the hybrid has both).
 compare: build
 	@for m in $(MODELS); do \
 	  echo "== $$m"; \

@@ -4,7 +4,7 @@
 
 # Presets: random-weight models of published shapes. Shipped models: those present in Models/.
 BENCH_PRESETS  ?= llama-130m mamba-130m jamba-130m
-BENCH_MODELS   ?= $(wildcard Models/orochi-ja-llama Models/orochi-ja-mamba)
+BENCH_MODELS   ?= $(wildcard Models/orochi-ja-llama Models/orochi-ja-mamba Models/orochi-ja-jamba)
 BENCH_CONTEXTS ?= 128,256,512,1024,2048,4096,8192,16384
 BENCH_DECODE   ?= 32
 BENCH_REPS     ?= 3

@@ -2,10 +2,11 @@ import Foundation
 import Testing
 @testable import Orochi
 
-/// The two models shipped in Models/: they load, generate reproducibly, and score held-out text
-/// as transformers does, far below what the same shapes with random weights reach.
+/// The three models shipped in Models/: they load, generate reproducibly, score held-out text
+/// as transformers does, far below what the same shapes with random weights reach, and write
+/// prose rather than strings of digits from the model card's prompts.
 struct ShippedModelTests {
-    static let names = ["orochi-ja-llama", "orochi-ja-mamba"]
+    static let names = ["orochi-ja-llama", "orochi-ja-mamba", "orochi-ja-jamba"]
     static let modelsRoot = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Models")
@@ -51,20 +52,56 @@ struct ShippedModelTests {
         let (text, reference) = try sample()
         let dir = Self.directory(name)
         let configURL = dir.appendingPathComponent("config.json")
-        let random: any LanguageModel = name.contains("mamba")
-            ? try MambaModel(config: readJSONConfig(MambaConfig.self, from: configURL), checkpoint: nil, configPath: configURL.path, randomSeed: 1)
-            : try LlamaModel(config: readJSONConfig(LlamaConfig.self, from: configURL), checkpoint: nil, configPath: configURL.path,
-                             context: reference.context, randomSeed: 1)
+        let random: any LanguageModel
+        if name.contains("mamba") {
+            random = try MambaModel(config: readJSONConfig(MambaConfig.self, from: configURL), checkpoint: nil, configPath: configURL.path, randomSeed: 1)
+        } else if name.contains("jamba") {
+            random = try JambaModel(config: readJSONConfig(JambaConfig.self, from: configURL), checkpoint: nil, configPath: configURL.path,
+                                    context: reference.context, randomSeed: 1)
+        } else {
+            random = try LlamaModel(config: readJSONConfig(LlamaConfig.self, from: configURL), checkpoint: nil, configPath: configURL.path,
+                                    context: reference.context, randomSeed: 1)
+        }
         let result = try perplexity(random, try loadTokenizer(modelDirectory: dir), text, reference)
         #expect(result.perplexity > 2000, "\(name) with random weights: \(result.perplexity)")
     }
 
-    @Test func bothModelsLoadWithMatchedSizes() throws {
+    /// Trained on equal terms: parameter counts within 3 % of each other, one vocabulary.
+    @Test func allModelsLoadWithMatchedSizes() throws {
         let models = try Self.names.map { try ModelRegistry.load(directory: Self.directory($0)) }
-        #expect(models.map(\.info.architecture) == ["LlamaForCausalLM", "MambaForCausalLM"])
-        let (a, b) = (Double(models[0].info.parameterCount), Double(models[1].info.parameterCount))
-        #expect(abs(a - b) / max(a, b) <= 0.10, "parameter counts \(a) and \(b) differ by more than 10 %")
+        #expect(models.map(\.info.architecture) == ["LlamaForCausalLM", "MambaForCausalLM", "JambaForCausalLM"])
+        let counts = models.map { Double($0.info.parameterCount) }
+        let spread = (counts.max()! - counts.min()!) / counts.max()!
+        #expect(spread <= 0.03, "parameter counts \(counts) differ by more than 3 %")
         #expect(models.allSatisfy { $0.info.vocabSize == 8000 })
+    }
+
+    /// The model card's samples (Models/README.md, "Samples"): the same prompts and settings.
+    /// The first shipped pair wrote strings of version and section numbers (the Llama's samples
+    /// were mostly digits); trained on the cleaned corpus (Models/DATA.md) the three write 7–23 %
+    /// digits. The goal is under 10 % for every model (issue 12), met so far by the Mamba model
+    /// only (Models/README.md has the figures); this bound guards against a relapse to the old
+    /// models' strings of numbers and is to come down to 10 % with longer training.
+    static let digitBound = 0.25
+    static let cardPrompts = ["ファイルを開くには", "このコマンドは", "設定ファイルの場所は", "パッケージをインストールする"]
+
+    @Test(arguments: names)
+    func cardSamplesAreMostlyNotDigits(_ name: String) throws {
+        let dir = Self.directory(name)
+        let tokenizer = try loadTokenizer(modelDirectory: dir)
+        let stops = ModelRegistry.eosTokenIds(directory: dir)
+        var characters = 0, digits = 0
+        for prompt in Self.cardPrompts {
+            let model = try ModelRegistry.load(directory: dir, context: 256)
+            let sampler = Sampler(settings: .init(temperature: 0.8, topK: 40, topP: 0.95, seed: 42), vocabSize: model.info.vocabSize)
+            let ids = try Generator(model: model, sampler: sampler, stopTokens: Set(stops))
+                .generate(prompt: tokenizer.encode(prompt, addSpecialTokens: true), maxTokens: 60) { _ in true }.0
+            let text = tokenizer.decode(ids).filter { !$0.isWhitespace }
+            characters += text.count
+            digits += text.filter { $0.isNumber && $0.isASCII || ("０"..."９").contains($0) }.count
+        }
+        #expect(characters > 0)
+        #expect(Double(digits) < Self.digitBound * Double(characters), "\(name): \(digits) digits in \(characters) characters")
     }
 
     @Test(arguments: names)
