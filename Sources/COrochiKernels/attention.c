@@ -143,26 +143,8 @@ ATTEND_GROUP(group_256, T256, dot_256, axpy_256, expsum_256, expf_256)
 #endif
 
 #if defined(__x86_64__)
-// x[r] holds 16 partial sums of row r's score: returns the vector whose lane r is x[r]'s total.
-// A transposing tree of shuffles and adds (15 adds, 31 shuffles and one permute for 16 rows),
-// where one horizontal reduction per row costs about as much as the row's fused multiply-adds:
-// with grouped-query attention a row is scored once per query head of its group.
-T512 static inline __m512 hsum16x16(const __m512 *x) {
-    __m512 y[8], z[4], w[2];
-    for (int k = 0; k < 8; k++)   // lanes 0-7: 8 partials of row 2k, lanes 8-15: of row 2k+1
-        y[k] = _mm512_add_ps(_mm512_shuffle_f32x4(x[2 * k], x[2 * k + 1], 0x44), _mm512_shuffle_f32x4(x[2 * k], x[2 * k + 1], 0xEE));
-    for (int k = 0; k < 4; k++)   // each 128-bit block: 4 partials of one row
-        z[k] = _mm512_add_ps(_mm512_shuffle_f32x4(y[2 * k], y[2 * k + 1], 0x88), _mm512_shuffle_f32x4(y[2 * k], y[2 * k + 1], 0xDD));
-    for (int k = 0; k < 2; k++)   // each block: 2 partials of two rows
-        w[k] = _mm512_add_ps(_mm512_shuffle_ps(z[2 * k], z[2 * k + 1], 0x44), _mm512_shuffle_ps(z[2 * k], z[2 * k + 1], 0xEE));
-    __m512 v = _mm512_add_ps(_mm512_shuffle_ps(w[0], w[1], 0x88), _mm512_shuffle_ps(w[0], w[1], 0xDD));
-    // v's lanes hold rows 0, 4, 8, 12, 1, 5, …: a 4×4 transpose puts row r in lane r.
-    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), v);
-}
-
 // The common head sizes (32, 64, 128): the query and the output row live in registers over a
-// block of keys, so that each cached row costs its loads and fused multiply-adds; scores are
-// reduced sixteen rows at a time (hsum16x16).
+// block of keys, so that each cached row costs its loads and fused multiply-adds and nothing else.
 #define ATTEND_FIXED(NAME, NV)                                                                              \
 T512 static void NAME(const float *q, int gh, int d, const char *keys, const char *values, int f16,         \
                       long first, long n, float scale, float *out) {                                        \
@@ -175,17 +157,7 @@ T512 static void NAME(const float *q, int gh, int d, const char *keys, const cha
         for (int h = 0; h < gh; h++) {                                                                      \
             __m512 qv[NV];                                                                                  \
             for (int v = 0; v < NV; v++) qv[v] = _mm512_loadu_ps(q + h * d + 16 * v);                       \
-            int j = 0;                                                                                      \
-            for (; j + 16 <= nb; j += 16) {                                                                 \
-                __m512 a[16];                                                                               \
-                for (int r = 0; r < 16; r++) {                                                              \
-                    const char *row = kb + (j + r) * rowBytes;                                              \
-                    a[r] = _mm512_mul_ps(qv[0], ldrow512(row, f16, 0, 0xffff));                             \
-                    for (int v = 1; v < NV; v++) a[r] = _mm512_fmadd_ps(qv[v], ldrow512(row, f16, 16 * v, 0xffff), a[r]); \
-                }                                                                                           \
-                _mm512_storeu_ps(s[h] + j, _mm512_mul_ps(hsum16x16(a), _mm512_set1_ps(scale)));             \
-            }                                                                                               \
-            for (; j < nb; j++) {                                                                           \
+            for (int j = 0; j < nb; j++) {                                                                  \
                 const char *row = kb + j * rowBytes;                                                        \
                 __m512 a = _mm512_mul_ps(qv[0], ldrow512(row, f16, 0, 0xffff));                              \
                 for (int v = 1; v < NV; v++) a = _mm512_fmadd_ps(qv[v], ldrow512(row, f16, 16 * v, 0xffff), a); \
