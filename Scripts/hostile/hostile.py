@@ -983,8 +983,15 @@ def gen_cli(rng):
                 expect = num_expect(flag, v)
                 if flag == "--context" and tag == "mamba" and expect == EITHER:
                     expect = ACCEPT
-                if flag == "--max-tokens" and tag == "mamba" and expect == EITHER:
-                    continue  # Mamba has no context limit: a huge --max-tokens runs as long as asked
+                if flag == "--max-tokens" and tag == "mamba" and expect != REJECT:
+                    # Mamba has no context limit: a large --max-tokens runs as long as asked (until
+                    # </s>, which the first shipped Mamba happened to write early for 2^31).
+                    try:
+                        large = int(v) > 10**5
+                    except ValueError:
+                        large = True
+                    if large:
+                        continue
                 add(f"generate/{tag}/{flag}={v!r}", expect, args)
     for flag in ["--context", "--threads"]:
         for v in NUMS:
