@@ -10,7 +10,7 @@ case $t in safetensors) b=FuzzSafetensors;; config-llama) b=FuzzConfigLlama;; co
   sentencepiece) b=FuzzSentencePiece;; hf-tokenizer) b=FuzzHFTokenizer;; snapshot) b=FuzzSnapshot;; cli-parsers) b=FuzzCLIParsers;; esac
 files=("$@"); [ ${#files[@]} = 0 ] && files=(.build-fuzz/crashes/"$t"/*)
 for f in "${files[@]}"; do
-  log=$(SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=detect_leaks=0 timeout 120 Fuzz/.build/debug/$b -rss_limit_mb=2048 -malloc_limit_mb=2048 -timeout=10 "$f" 2>&1)
+  log=$(SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=detect_leaks=0 timeout 120 Fuzz/.build/${FUZZ_CONFIG:-release}/$b -rss_limit_mb=2048 -malloc_limit_mb=2048 -timeout=10 "$f" 2>&1)
   msg=$(grep -m1 -oE 'Precondition failed: .*|Fatal error: .*|ERROR: AddressSanitizer: [a-z-]+|ERROR: libFuzzer: [a-z-]+( in [^ ]+)?|Executed .*' <<<"$log" | sed -E 's/[0-9]+/N/g; s/Executed .*/no failure (fixed?)/' | cut -c1-110)
   frame=$(grep -oE 'in \$s6Orochi[^ ]* /[^ ]*/Sources/Orochi/[^ ]+' <<<"$log" | head -1 | sed -E 's/.* \/.*\/Sources\/Orochi\//Orochi\//')
   echo "$msg | ${frame:--} | $f"
