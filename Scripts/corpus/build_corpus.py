@@ -261,12 +261,29 @@ def run(cmd, **kw):
     return subprocess.run(cmd, check=True, **kw)
 
 
+def package_lists(outdir):
+    """Debian's package index in a private list directory, fetched once: a new machine's
+    apt has no lists at all (nobody ran apt-get update), and the system's may be stale."""
+    lists = os.path.abspath(os.path.join(outdir, "apt-lists-packages"))
+    os.makedirs(os.path.join(lists, "partial"), exist_ok=True)
+    for attempt in range(2):  # apt-get update exits 0 even when a download failed
+        if glob.glob(os.path.join(lists, "*_Packages*")):
+            return lists
+        run(["apt-get", "update", "-q", "-o", "Dir::State::Lists=" + lists, "-o", "APT::Sandbox::User=root",
+             "-o", "Acquire::Languages=none"], stdout=subprocess.DEVNULL)
+    sys.exit("apt-get update did not fetch the package index into %s: check the network "
+             "and run again" % lists)
+
+
 def fetch_package(name, debdir, xdir):
     """Returns (version, root of the extracted tree)."""
     debs = glob.glob(os.path.join(debdir, name + "_*.deb"))
     if not debs:
-        run(["apt-get", "download", "-q", name], cwd=debdir,
-            stdout=subprocess.DEVNULL)
+        lists = package_lists(os.path.dirname(os.path.normpath(debdir)))
+        # The private lists, and no cache file (apt would mix it with the system's lists).
+        run(["apt-get", "download", "-q", "-o", "Dir::State::Lists=" + lists,
+             "-o", "Dir::Cache::pkgcache=", "-o", "Dir::Cache::srcpkgcache=",
+             "-o", "APT::Sandbox::User=root", name], cwd=debdir, stdout=subprocess.DEVNULL)
         debs = glob.glob(os.path.join(debdir, name + "_*.deb"))
     deb = sorted(debs)[-1]
     version = subprocess.run(["dpkg-deb", "-f", deb, "Version"], check=True,
@@ -280,7 +297,7 @@ def fetch_package(name, debdir, xdir):
 
 def fetch_translation(outdir):
     """Japanese package descriptions through apt, into a private list directory."""
-    lists = os.path.join(outdir, "apt-lists")
+    lists = os.path.abspath(os.path.join(outdir, "apt-lists"))
     os.makedirs(os.path.join(lists, "partial"), exist_ok=True)
     found = glob.glob(os.path.join(lists, "*_main_i18n_Translation-ja*"))
     for attempt in range(2):  # apt-get update exits 0 even when a download failed
