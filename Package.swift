@@ -89,7 +89,10 @@ let package = Package(
             dependencies: [
                 "OrochiServer",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
-            ]
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["Fixtures"]
         ),
         .testTarget(
             name: "OrochiTests",

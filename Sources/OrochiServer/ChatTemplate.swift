@@ -141,7 +141,11 @@ public struct ChatTemplate {
     /// Parses `source`; throws `ChatTemplateError` naming the first construct outside the subset.
     public init(_ source: String) throws {
         self.source = source
-        var lexer = TemplateLexer(source)
+        // As Jinja's lexer: line endings become "\n", and one trailing newline is dropped
+        // (keep_trailing_newline is off in transformers' environment).
+        var text = source.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n")
+        if text.hasSuffix("\n") { text.removeLast() }
+        var lexer = TemplateLexer(text)
         let tokens = try lexer.tokenize()
         var parser = TemplateParser(tokens: tokens)
         nodes = try parser.parseAll()
@@ -516,12 +520,17 @@ struct TemplateParser {
         return e
     }
 
-    mutating func unary() throws -> TemplateExpr {
-        if current == .op("-") { k += 1; return .negate(try unary()) }
-        if current == .op("+") { k += 1; return try unary() }
-        var e = try postfix(try primary())
-        // Filters and tests bind tighter than the binary operators.
-        while true {
+    mutating func unary(withFilters: Bool = true) throws -> TemplateExpr {
+        var e: TemplateExpr
+        if current == .op("-") {
+            k += 1; e = .negate(try unary(withFilters: false))
+        } else if current == .op("+") {
+            k += 1; e = try unary(withFilters: false)
+        } else {
+            e = try postfix(try primary())
+        }
+        // Filters and tests bind tighter than the binary operators (and apply after a unary minus).
+        while withFilters {
             if current == .op("|") {
                 k += 1
                 guard case let .name(name) = current else { throw ChatTemplateError("expected a filter name after '|'") }
@@ -538,9 +547,10 @@ struct TemplateParser {
                 guard ChatTemplate.tests.contains(name) else { throw ChatTemplateError("unsupported construct: test '\(name)'") }
                 e = .test(e, name, negated: negated)
             } else {
-                return e
+                break
             }
         }
+        return e
     }
 
     mutating func primary() throws -> TemplateExpr {

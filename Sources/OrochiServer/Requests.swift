@@ -121,7 +121,7 @@ public struct GenerationRequest: Sendable {
                     let p = try Fields(part, prefix: partPath + ".")
                     guard let type = try p.string("type") else { throw APIError.field(partPath + ".type", "'\(partPath).type' is required") }
                     guard type == "text" else {
-                        throw APIError.field(partPath + ".type", "only text content is supported, got a part of type '\(type)'")
+                        throw APIError.field(partPath + ".type", "'\(partPath).type' is '\(type)': only text content is supported")
                     }
                     guard let text = try p.string("text") else { throw APIError.field(partPath + ".text", "'\(partPath).text' is required") }
                     texts.append(text)
