@@ -17,6 +17,16 @@ struct OrochiCommand: ParsableCommand {
             Detokenize.self,
             PerplexityCommand.self,
             Bench.self,
+            Serve.self,
         ]
     )
+
+    /// `orochi serve …` passes every argument, --help included, to orochi-server untouched.
+    static func main() {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.first == "serve" {
+            do { try Serve.exec(Array(arguments.dropFirst())) } catch { exit(withError: error) }
+        }
+        main(arguments)
+    }
 }
