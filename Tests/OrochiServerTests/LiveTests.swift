@@ -1,0 +1,93 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Orochi
+import Testing
+@testable import OrochiServer
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The server on a real socket (Hummingbird's live test mode, on 127.0.0.1).
+struct LiveTests {
+    /// A client that sends a streaming request, reads the first events, and closes its socket
+    /// mid-stream: the server notices and the engine frees the sequence.
+    @Test func aClientThatDisconnectsMidStreamCancelsItsSequence() async throws {
+        var limits = ServerLimits()
+        limits.maxTokensLimit = 1_000_000
+        let served = try ServerFixtures.served(ServerFixtures.mamba)
+        let server = OpenAIServer(models: [served], limits: limits)
+        try await ServerFixtures.app(server).test(.live) { client in
+            let port = try #require(client.port)
+            let body = #"{"prompt": "p", "max_tokens": 1000000, "ignore_eos": true, "stream": true}"#
+            let request = "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                + "Content-Length: \(body.utf8.count)\r\n\r\n" + body
+            let socket = try RawSocket(port: port)
+            try socket.send(request)
+            let head = try socket.receive(until: "data: ", count: 3)
+            #expect(head.hasPrefix("HTTP/1.1 200"), "\(head)")
+            #expect(served.engine.stats.running == 1)
+            socket.close()
+            #expect(await waitUntil(20) { served.engine.isIdle && server.inFlightCount == 0 })
+            #expect(served.engine.stats.generatedTokens < 1_000_000)
+            // The server still answers.
+            let r = try await client.execute(uri: "/health", method: .get)
+            #expect(r.status == .ok)
+        }
+    }
+
+    @Test func servesOverTCP() async throws {
+        let server = try ServerFixtures.server()
+        try await ServerFixtures.app(server).test(.live) { client in
+            let r = try await client.execute(uri: "/v1/completions", method: .post, headers: [.contentType: "application/json"],
+                                             body: ByteBuffer(string: #"{"prompt": "ファイル", "max_tokens": 5, "stream": true}"#))
+            #expect(r.status == .ok && r.events.done && r.events.chunks.count >= 2)
+        }
+    }
+}
+
+/// A blocking TCP client on 127.0.0.1, enough to send a request and hang up mid-response.
+final class RawSocket {
+    let fd: Int32
+    struct Failure: Error { let what: String }
+
+    init(port: Int) throws {
+        fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw Failure(what: "socket") }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let status = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard status == 0 else { Glibc.close(fd); throw Failure(what: "connect") }
+    }
+
+    func send(_ text: String) throws {
+        let bytes = Array(text.utf8)
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard n > 0 else { throw Failure(what: "send") }
+            sent += n
+        }
+    }
+
+    /// Reads until `marker` has appeared `count` times.
+    func receive(until marker: String, count: Int) throws -> String {
+        var data: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while String(decoding: data, as: UTF8.self).components(separatedBy: marker).count - 1 < count {
+            let n = buffer.withUnsafeMutableBytes { Glibc.recv(fd, $0.baseAddress, $0.count, 0) }
+            guard n > 0 else { throw Failure(what: "recv") }
+            data += buffer[..<n]
+        }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    func close() { Glibc.close(fd) }
+}
