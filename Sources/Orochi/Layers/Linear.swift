@@ -71,6 +71,27 @@ enum InputSide {
         for t in tokens { try check(t, vocab: vocab) }
     }
 
+    /// A batched decode step: one token per sequence, each a distinct sequence of `model` with
+    /// room for one more token. Checked before any state changes.
+    static func checkBatch(_ tokens: [Int], _ sequences: [SequenceState], of model: AnyObject, vocab: Int,
+                           capacity: Int) throws {
+        guard tokens.count == sequences.count, !tokens.isEmpty else {
+            throw ModelError.badBatch("\(tokens.count) tokens for \(sequences.count) sequences: a batch needs one token per sequence, at least one")
+        }
+        try check(tokens, vocab: vocab)
+        let owner = ObjectIdentifier(model)
+        for (i, s) in sequences.enumerated() {
+            guard s.owner == .some(owner) else { throw ModelError.badBatch("sequence \(i) belongs to another model") }
+            guard s.position < capacity else { throw ModelError.contextOverflow(requested: s.position + 1, capacity: capacity) }
+            for j in 0..<i where sequences[j] === s { throw ModelError.badBatch("sequence \(i) is also sequence \(j)") }
+        }
+    }
+
+    /// Each row of a batch's logits [B, V] to its sequence.
+    static func scatter(_ logits: UnsafePointer<Float>, to sequences: [SequenceState], vocab: Int) {
+        for (i, s) in sequences.enumerated() { s.logits.pointer.update(from: logits + i * vocab, count: vocab) }
+    }
+
     /// X[T, D] = embedding rows of `tokens` (widened to float32).
     @inline(__always)
     static func embed<C: Collection<Int>>(_ tokens: C, table: WeightMatrix, into x: UnsafeMutablePointer<Float>) {
