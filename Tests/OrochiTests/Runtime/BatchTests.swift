@@ -67,9 +67,11 @@ struct BatchTests {
             #expect(produced[i] == reference[i].tokens, "\(fixture) sequence \(i)")
             #expect(sequences[i].position == prompts[i].count + produced[i].count)
         }
-        // A batch of one is a decode.
-        let error = relativeError(sequences[0].lastLogits, reference[0].logits[steps][...])
-        #expect(error < 1e-4, "\(fixture) last logits: \(error)")
+        // lastLogits points into the sequence: keep the sequences alive while it is read.
+        withExtendedLifetime(sequences) {
+            let error = relativeError(sequences[0].lastLogits, reference[0].logits[steps][...])
+            #expect(error < 1e-4, "\(fixture) last logits: \(error)")
+        }
     }
 
     /// A sequence's snapshot is its own: saving one and loading it into another.
@@ -89,6 +91,7 @@ struct BatchTests {
         #expect(Array(c.lastLogits) == Array(a.lastLogits))
         try model.decode(batch: [5, 5], sequences: [a, c])
         #expect(Array(c.lastLogits) == Array(a.lastLogits))
+        withExtendedLifetime((a, b, c)) {}                 // lastLogits points into them
     }
 
     @Test func badBatchesAreRefusedBeforeAnyChange() throws {
