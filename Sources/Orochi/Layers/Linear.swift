@@ -1,9 +1,14 @@
 /// A linear layer y = x·Wᵀ (+ b), with one forward for any number of tokens: one token goes
-/// through our matrix-vector kernel (weights read as stored, f16/bf16 widened in registers),
-/// several through sgemm. So decode and prefill run the same code and cannot drift apart.
+/// through our matrix-vector kernel (weights read as stored, f16/bf16 widened in registers), a
+/// few (a batch of sequences decoding together) through its multi-token form, which reads each
+/// weight once per four tokens, many (a prefill) through sgemm. So decode and prefill run the
+/// same code and cannot drift apart.
 struct Linear {
     let weight: WeightMatrix                 // [out, in]
     let bias: UnsafePointer<Float>?          // [out]
+    /// Up to this many tokens take the matrix-vector kernels: sgemm on half-precision weights
+    /// first widens the whole matrix, which costs more than a few passes over it.
+    static let fewTokens = 16
 
     init(_ weight: WeightMatrix, bias: UnsafePointer<Float>? = nil) { self.weight = weight; self.bias = bias }
 
@@ -17,6 +22,8 @@ struct Linear {
                         accumulate: Bool = false, widen: Widening) {
         if t == 1 {
             weight.matvec(x, into: y, accumulate: accumulate)
+        } else if t <= Self.fewTokens {
+            weight.matvecMulti(x, rows: t, ldx: ldx, into: y, accumulate: accumulate)
         } else {
             weight.matmul(x, rows: t, ldx: ldx, into: y, accumulate: accumulate,
                           scratch: widen.buffer, scratchCount: Widening.floats)
