@@ -45,8 +45,10 @@ compare: build
 
 # Tests run on the optimised build, the code users run: the shipped-model and kernel tests
 # take minutes unoptimised and seconds optimised. -enable-testing keeps @testable imports.
+# --no-parallel: the kernel tests force process-wide settings (the kernel family, the thread
+# count) while they run, which tests running beside them would see half-way through a pass.
 test: deps
-	$(SWIFT) test -c release -Xswiftc -enable-testing
+	$(SWIFT) test -c release -Xswiftc -enable-testing --no-parallel
 
 # Python tooling for reference fixtures (never needed by build, run or test).
 venv: $(PYTHON)

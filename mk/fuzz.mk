@@ -55,7 +55,7 @@ test-sanitized: deps
 	  echo "== swift test ($$s, log: .build-sanitized-$$s/test.log)"; \
 	  mkdir -p .build-sanitized-$$s; case $$s in address) flags="--sanitize=address -Xswiftc -sanitize-recover=address" ;; checked) flags="-Xswiftc -O" ;; *) flags="--sanitize=$$s" ;; esac; \
 	  ASAN_OPTIONS=halt_on_error=0:detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 SWIFT_BACKTRACE=enable=no \
-	    $(SWIFT) test -c release -Xswiftc -enable-testing $$flags \
+	    $(SWIFT) test -c release -Xswiftc -enable-testing --no-parallel $$flags \
 	    --scratch-path .build-sanitized-$$s > .build-sanitized-$$s/test.log 2>&1; rc=$$?; \
 	  tail -n 3 .build-sanitized-$$s/test.log; \
 	  n=$$(grep -cE "ERROR: AddressSanitizer|runtime error:|SUMMARY: UndefinedBehaviorSanitizer" .build-sanitized-$$s/test.log); \

@@ -206,6 +206,103 @@ void orochi_matvec(int dtype, const void *w, long n, long k, long ldw, const flo
     orochi_pool_run_chunks(matvec_part, &job, blocks < chunks ? (int)blocks : chunks);
 }
 
+// ---------- a few tokens at once (a batch of sequences decoding together) ----------
+// Y[i, r] = Σ_j W[r, j] · X[i, j] for up to 8 rows of X: each weight is loaded (and widened) once
+// for four rows of X, so B sequences decoding together read the weights ⌈B/4⌉ times, not B times.
+// AVX-512: four weight rows × NB inputs of sums in registers (16 + 4 + 1 of the 32 zmm at NB = 4).
+#if defined(__x86_64__)
+#define MULTI512(NAME, LD, LDM, ESZ, NB)                                                                   \
+T512 static void NAME(const void *w, long r0, long r1, long k, long ldw, const float *x, long ldx,       \
+                      float *y, long ldy, int acc) {                                                       \
+    const char *base = (const char *)w;                                                                    \
+    long k16 = k & ~15L;                                                                                   \
+    __mmask16 tail = (__mmask16)((1u << (k - k16)) - 1);                                                   \
+    long r = r0;                                                                                           \
+    for (; r < r1; r += 4) {                                                                               \
+        int nr = r1 - r < 4 ? (int)(r1 - r) : 4;                                                           \
+        const void *wr[4];                                                                                 \
+        for (int q = 0; q < 4; q++) wr[q] = base + ((r + (q < nr ? q : 0)) * ldw) * ESZ;                   \
+        __m512 s[4][NB];                                                                                   \
+        for (int q = 0; q < 4; q++) for (int i = 0; i < NB; i++) s[q][i] = _mm512_setzero_ps();            \
+        long j = 0;                                                                                        \
+        for (; j < k16; j += 16) {                                                                         \
+            __m512 w0 = LD(wr[0], j), w1 = LD(wr[1], j), w2 = LD(wr[2], j), w3 = LD(wr[3], j);             \
+            for (int i = 0; i < NB; i++) {                                                                 \
+                __m512 xi = _mm512_loadu_ps(x + i * ldx + j);                                              \
+                s[0][i] = _mm512_fmadd_ps(w0, xi, s[0][i]); s[1][i] = _mm512_fmadd_ps(w1, xi, s[1][i]);    \
+                s[2][i] = _mm512_fmadd_ps(w2, xi, s[2][i]); s[3][i] = _mm512_fmadd_ps(w3, xi, s[3][i]);    \
+            }                                                                                              \
+        }                                                                                                  \
+        if (tail) {                                                                                        \
+            __m512 w0 = LDM(wr[0], j, tail), w1 = LDM(wr[1], j, tail), w2 = LDM(wr[2], j, tail), w3 = LDM(wr[3], j, tail); \
+            for (int i = 0; i < NB; i++) {                                                                 \
+                __m512 xi = _mm512_maskz_loadu_ps(tail, x + i * ldx + j);                                  \
+                s[0][i] = _mm512_fmadd_ps(w0, xi, s[0][i]); s[1][i] = _mm512_fmadd_ps(w1, xi, s[1][i]);    \
+                s[2][i] = _mm512_fmadd_ps(w2, xi, s[2][i]); s[3][i] = _mm512_fmadd_ps(w3, xi, s[3][i]);    \
+            }                                                                                              \
+        }                                                                                                  \
+        for (int q = 0; q < nr; q++)                                                                       \
+            for (int i = 0; i < NB; i++) {                                                                 \
+                float v = _mm512_reduce_add_ps(s[q][i]);                                                   \
+                float *out = y + i * ldy + r + q;                                                          \
+                *out = acc ? *out + v : v;                                                                 \
+            }                                                                                              \
+    }                                                                                                      \
+}
+#define MULTI512_ALL(T, LD, LDM, ESZ) \
+    MULTI512(multi512_##T##_1, LD, LDM, ESZ, 1) MULTI512(multi512_##T##_2, LD, LDM, ESZ, 2) \
+    MULTI512(multi512_##T##_3, LD, LDM, ESZ, 3) MULTI512(multi512_##T##_4, LD, LDM, ESZ, 4)
+MULTI512_ALL(f32, ld512_f32, ldm512_f32, 4)
+MULTI512_ALL(f16, ld512_f16, ldm512_f16, 2)
+MULTI512_ALL(bf16, ld512_bf16, ldm512_bf16, 2)
+
+typedef void (*multi_fn)(const void *, long, long, long, long, const float *, long, float *, long, int);
+static const multi_fn multi512[3][4] = {
+    {multi512_f32_1, multi512_f32_2, multi512_f32_3, multi512_f32_4},
+    {multi512_f16_1, multi512_f16_2, multi512_f16_3, multi512_f16_4},
+    {multi512_bf16_1, multi512_bf16_2, multi512_bf16_3, multi512_bf16_4},
+};
+#endif
+
+/// Rows r0..<r1 of Y for `m` rows of X (any m: groups of four).
+static void multi_rows(int dtype, const void *w, long r0, long r1, long k, long ldw, const float *x, long ldx,
+                       long m, float *y, long ldy, int acc) {
+#if defined(__x86_64__)
+    if (orochi_isa() == OROCHI_ISA_AVX512) {
+        int t = dtype == OROCHI_F16 ? 1 : dtype == OROCHI_BF16 ? 2 : 0;
+        for (long i = 0; i < m; i += 4) {
+            long nb = m - i < 4 ? m - i : 4;
+            multi512[t][nb - 1](w, r0, r1, k, ldw, x + i * ldx, ldx, y + i * ldy, ldy, acc);
+        }
+        return;
+    }
+#endif
+    // AVX2 and portable: one pass over the rows per token (registers are too few to share loads).
+    for (long i = 0; i < m; i++) orochi_matvec_rows(dtype, w, r0, r1, k, ldw, x + i * ldx, y + i * ldy, acc);
+}
+
+typedef struct { int dtype; const void *w; long n, k, ldw; const float *x; long ldx, m; float *y; long ldy; int acc; } multi_job;
+
+static void multi_part(void *ctx, int index, int count) {
+    const multi_job *j = ctx;
+    long blocks = (j->n + 15) / 16;
+    long r0 = blocks * index / count * 16, r1 = blocks * (index + 1) / count * 16;
+    if (r1 > j->n) r1 = j->n;
+    if (r0 < r1) multi_rows(j->dtype, j->w, r0, r1, j->k, j->ldw, j->x, j->ldx, j->m, j->y, j->ldy, j->acc);
+}
+
+void orochi_matvec_multi(int dtype, const void *w, long n, long k, long ldw, const float *x, long ldx, long m,
+                         float *y, long ldy, int acc) {
+    if (n * k < PARALLEL_MIN_WEIGHTS || n < 32 || orochi_pool_threads() == 1) {
+        multi_rows(dtype, w, 0, n, k, ldw, x, ldx, m, y, ldy, acc);
+        return;
+    }
+    multi_job job = {dtype, w, n, k, ldw, x, ldx, m, y, ldy, acc};
+    long blocks = (n + 15) / 16;
+    int chunks = 4 * orochi_pool_threads();
+    orochi_pool_run_chunks(multi_part, &job, blocks < chunks ? (int)blocks : chunks);
+}
+
 // ---------- conversions ----------
 #if defined(__x86_64__)
 T512 static void to_f32_512(int dtype, const void *src, float *dst, long count) {

@@ -79,6 +79,23 @@ struct Bench: ParsableCommand {
     @Option(name: .long, help: "Measure nothing: re-render the outputs, plots and document from a JSON file written by an earlier run.")
     var replay: String?
 
+    @Option(name: .long, help: "Instead of the sweep: time a decode step of this many sequences at once, comma-separated (e.g. 1,2,4,8), at the depth of the first --contexts value, and the time to first token of a prompt that long computed and resumed from the serving engine's prompt cache.")
+    var batchSizes: String?
+
+    static let maxBatch = 256
+
+    func parsedBatchSizes() throws -> [Int]? {
+        guard let batchSizes else { return nil }
+        let bs = try batchSizes.split(separator: ",").map { v -> Int in
+            guard let b = Int(v.trimmingCharacters(in: .whitespaces)), b >= 1, b <= Self.maxBatch else {
+                throw ValidationError("--batch-sizes: '\(v)' is not a batch size between 1 and \(Self.maxBatch)")
+            }
+            return b
+        }
+        guard !bs.isEmpty else { throw ValidationError("--batch-sizes is empty") }
+        return Array(Set(bs)).sorted()
+    }
+
     func parsedContexts() throws -> [Int] {
         let values = contexts.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         let ns = try values.map { v -> Int in
@@ -126,6 +143,12 @@ struct Bench: ParsableCommand {
             throw ValidationError("--max-seconds-per-point must be a positive number of seconds, got \(s)")
         }
         guard (docTemplate == nil) == (doc == nil) else { throw ValidationError("--doc-template and --doc go together") }
+        if try parsedBatchSizes() != nil {
+            guard replay == nil, plot == nil, doc == nil, saveAll == nil else {
+                throw ValidationError("--batch-sizes prints a table only: without --replay, --plot, --doc or --save-all")
+            }
+            guard try parsedContexts()[0] <= 1 << 20 else { throw ValidationError("--batch-sizes: the depth (first --contexts value) must be at most 1,048,576") }
+        }
     }
 
     func run() throws {
@@ -138,6 +161,13 @@ struct Bench: ParsableCommand {
         let subjects = preset.compactMap { BenchPresets.named($0)?.subject(seed: seed, halfWeights: presetDtype == .f16, kvCache: kvDtype.type) }
             + model.map { BenchSubject.directory($0, options: LoadOptions(weights: weightsDtype, kvCache: kvDtype.type)) }
 
+        if let batches = try parsedBatchSizes() {
+            let (rows, reuse) = try BatchBench.run(subjects: subjects, batchSizes: batches, depth: ns[0], steps: decodeTokens,
+                                                   repetitions: repetitions, threads: threads, seed: seed, progress: { printError($0) })
+            let text = BatchBench.table(rows, reuse)
+            if let out { try text.write(toFile: out, atomically: true, encoding: .utf8) } else { emit(text) }
+            return
+        }
         // Ctrl-C sets a flag the sweep checks between measurements; a second Ctrl-C kills at once.
         signal(SIGINT) { _ in
             BenchStop.requested = 1

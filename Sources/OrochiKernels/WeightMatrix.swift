@@ -40,6 +40,13 @@ public struct WeightMatrix: @unchecked Sendable {
         orochi_matvec(type.code, raw, rows, columns, columns, x, y, accumulate ? 1 : 0)
     }
 
+    /// Y[m, rows] = X[m, columns] · Wᵀ (or Y += …) for a few tokens (a batch of sequences
+    /// decoding together): the weights in their stored type, each read once per four tokens.
+    public func matvecMulti(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int? = nil,
+                            into y: UnsafeMutablePointer<Float>, ldy: Int? = nil, accumulate: Bool = false) {
+        orochi_matvec_multi(type.code, raw, rows, columns, columns, x, ldx ?? columns, m, y, ldy ?? rows, accumulate ? 1 : 0)
+    }
+
     /// Y[m, rows] = X[m, columns] · Wᵀ (or Y += …): many tokens through sgemm. Half-precision
     /// weights are widened a block of rows at a time into `scratch` (`scratchCount` floats, at
     /// least one row), which stays in cache for the product that follows.

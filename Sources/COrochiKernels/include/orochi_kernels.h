@@ -62,6 +62,10 @@ enum { OROCHI_F32 = 0, OROCHI_F16 = 1, OROCHI_BF16 = 2 };
 /// y[n] = W[n, k] · x[k] (or y += …) for W in f32, f16 or bf16, rows `ldw` elements apart.
 /// Threaded over rows through the pool when the matrix is large enough to pay for it.
 void orochi_matvec(int dtype, const void *w, long n, long k, long ldw, const float *x, float *y, int accumulate);
+/// Y[i, :] (+)= W · X[i, :] for m rows of X (`ldx` apart) into rows of Y (`ldy` apart): a few tokens
+/// at once (batched decode), each weight read once per four tokens; threaded like orochi_matvec.
+void orochi_matvec_multi(int dtype, const void *w, long n, long k, long ldw, const float *x, long ldx, long m,
+                         float *y, long ldy, int accumulate);
 /// The same on the calling thread only, over rows [row_begin, row_end).
 void orochi_matvec_rows(int dtype, const void *w, long row_begin, long row_end, long k, long ldw,
                         const float *x, float *y, int accumulate);

@@ -133,7 +133,8 @@ final class AttentionScratch {
     }
 }
 
-/// One attention layer: its weights, its slice of the KV cache and the shapes they share.
+/// One attention layer: its weights and shapes. Its KV cache is per sequence
+/// (`SequenceState.caches[layer]`).
 struct AttentionMixer {
     /// Tiles of prefill attention: this many query rows by this many keys.
     static let queryBlock = 128
@@ -145,13 +146,19 @@ struct AttentionMixer {
     /// nil: no position encoding (Jamba: its Mamba layers already carry order).
     let rope: RotaryEmbedding?
     let weights: AttentionWeights
-    let cache: KVCache
+    /// This layer's index: its cache in each sequence is `caches[layer]`.
+    let layer: Int
 
-    /// X[T, D] += Attention(H[T, D]) for T = `rows` tokens at positions p0..<p0+T (p0 + T ≤ C,
-    /// checked by the model). Allocates nothing.
-    func forward(_ h: UnsafePointer<Float>, rows t: Int, position p0: Int, addingTo x: UnsafeMutablePointer<Float>,
+    /// A sequence's cache for this layer.
+    func makeCache(capacity: Int, type: WeightType) -> KVCache {
+        KVCache(kvHeads: kvHeads, headDim: headDim, capacity: capacity, type: type)
+    }
+
+    /// X[T, D] += Attention(H[T, D]) for the T tokens of `rows`, each at its sequence's position
+    /// (position + 1 ≤ C, checked by the model). Allocates nothing.
+    func forward(_ h: UnsafePointer<Float>, rows: Rows, addingTo x: UnsafeMutablePointer<Float>,
                  scratch s: AttentionScratch, widen: Widening) {
-        let qDim = heads * headDim, kvDim = kvHeads * headDim
+        let t = rows.count, qDim = heads * headDim, kvDim = kvHeads * headDim
         let q = s.q.pointer, k = s.k.pointer, v = s.v.pointer, out = s.out.pointer
         Profiler.time(.projection) {
             weights.q(h, rows: t, into: q, widen: widen)      // Q[T, H·d]
@@ -160,25 +167,30 @@ struct AttentionMixer {
         }
         Profiler.time(.rope) {
             for i in 0..<t {
+                let p = rows.position(i), cache = rows.sequence(i).caches[layer]!
                 if let rope {
-                    rope.apply(q + i * qDim, heads: heads, position: p0 + i)
-                    rope.apply(k + i * kvDim, heads: kvHeads, position: p0 + i)
+                    rope.apply(q + i * qDim, heads: heads, position: p)
+                    rope.apply(k + i * kvDim, heads: kvHeads, position: p)
                 }
-                for g in 0..<kvHeads {                                             // cache[g, p0 + i, :] = K, V rows
-                    cache.store(k + i * kvDim + g * headDim, into: cache.keys(g), row: p0 + i)
-                    cache.store(v + i * kvDim + g * headDim, into: cache.values(g), row: p0 + i)
+                for g in 0..<kvHeads {                                             // cache[g, p, :] = K, V rows
+                    cache.store(k + i * kvDim + g * headDim, into: cache.keys(g), row: p)
+                    cache.store(v + i * kvDim + g * headDim, into: cache.values(g), row: p)
                 }
             }
         }
         Profiler.time(.attention) {
-            if t == 1 {
-                let first = window.map { max(0, p0 + 1 - $0) } ?? 0                // oldest visible position
-                // out[H·d]: softmax(q·Kᵀ/√d)·V per head, one fused pass over the cache
-                attendOneToken(q: q, heads: heads, kvHeads: kvHeads, headDim: headDim,
-                               keys: cache.keys(0), values: cache.values(0), cacheType: cache.type, capacity: cache.capacity,
-                               first: first, count: p0 + 1 - first, scale: 1 / Float(headDim).squareRoot(), into: out)
+            if case let .run(sequence, p0, t) = rows, t > 1 {
+                attendTiled(rows: t, start: p0, cache: sequence.caches[layer]!, scratch: s)
             } else {
-                attendTiled(rows: t, start: p0, scratch: s)
+                // One token per sequence (decode, or a batch of sequences): out[H·d] of each row is
+                // softmax(q·Kᵀ/√d)·V per head, one fused pass over that sequence's cache.
+                for i in 0..<t {
+                    let p = rows.position(i), cache = rows.sequence(i).caches[layer]!
+                    let first = window.map { max(0, p + 1 - $0) } ?? 0             // oldest visible position
+                    attendOneToken(q: q + i * qDim, heads: heads, kvHeads: kvHeads, headDim: headDim,
+                                   keys: cache.keys(0), values: cache.values(0), cacheType: cache.type, capacity: cache.capacity,
+                                   first: first, count: p + 1 - first, scale: 1 / Float(headDim).squareRoot(), into: out + i * qDim)
+                }
             }
         }
         Profiler.time(.projection) { weights.o(out, rows: t, into: x, accumulate: true, widen: widen) }  // X += A·Woᵀ
@@ -191,21 +203,21 @@ struct AttentionMixer {
     /// The scores never exceed one tile, whatever the context. Key/value heads are split over our
     /// threads, each with its own tiles and single-threaded products: with a head size of 32–128
     /// the products are small, and OpenBLAS's threading of each one costs more than it saves.
-    private func attendTiled(rows t: Int, start p0: Int, scratch s: AttentionScratch) {
+    private func attendTiled(rows t: Int, start p0: Int, cache: KVCache, scratch s: AttentionScratch) {
         let parts = min(s.slots, BLAS.threads, kvHeads)
         let tiles = s.tiles!.pointer
         Parallel.withSingleThreadedBLAS {
             Parallel.run(parts: parts) { part, parts in
                 let slot = tiles + part * AttentionScratch.slotFloats(headDim: headDim)
                 for g in (kvHeads * part / parts)..<(kvHeads * (part + 1) / parts) {
-                    attendHeads(of: g, rows: t, start: p0, scratch: s, slot: slot)
+                    attendHeads(of: g, rows: t, start: p0, cache: cache, scratch: s, slot: slot)
                 }
             }
         }
     }
 
     /// The query heads of key/value head `g`, one tile at a time, with one thread's tiles (`slot`).
-    private func attendHeads(of g: Int, rows t: Int, start p0: Int, scratch s: AttentionScratch,
+    private func attendHeads(of g: Int, rows t: Int, start p0: Int, cache: KVCache, scratch s: AttentionScratch,
                              slot: UnsafeMutablePointer<Float>) {
         let qb = Self.queryBlock, kb = Self.keyBlock
         let qDim = heads * headDim, group = heads / kvHeads, d = headDim

@@ -1,9 +1,14 @@
 /// A linear layer y = x·Wᵀ (+ b), with one forward for any number of tokens: one token goes
-/// through our matrix-vector kernel (weights read as stored, f16/bf16 widened in registers),
-/// several through sgemm. So decode and prefill run the same code and cannot drift apart.
+/// through our matrix-vector kernel (weights read as stored, f16/bf16 widened in registers), a
+/// few (a batch of sequences decoding together) through its multi-token form, which reads each
+/// weight once per four tokens, many (a prefill) through sgemm. So decode and prefill run the
+/// same code and cannot drift apart.
 struct Linear {
     let weight: WeightMatrix                 // [out, in]
     let bias: UnsafePointer<Float>?          // [out]
+    /// Up to this many tokens take the matrix-vector kernels: sgemm on half-precision weights
+    /// first widens the whole matrix, which costs more than a few passes over it.
+    static let fewTokens = 16
 
     init(_ weight: WeightMatrix, bias: UnsafePointer<Float>? = nil) { self.weight = weight; self.bias = bias }
 
@@ -17,6 +22,8 @@ struct Linear {
                         accumulate: Bool = false, widen: Widening) {
         if t == 1 {
             weight.matvec(x, into: y, accumulate: accumulate)
+        } else if t <= Self.fewTokens {
+            weight.matvecMulti(x, rows: t, ldx: ldx, into: y, accumulate: accumulate)
         } else {
             weight.matmul(x, rows: t, ldx: ldx, into: y, accumulate: accumulate,
                           scratch: widen.buffer, scratchCount: Widening.floats)
@@ -69,6 +76,27 @@ enum InputSide {
 
     static func check(_ tokens: [Int], vocab: Int) throws {
         for t in tokens { try check(t, vocab: vocab) }
+    }
+
+    /// A batched decode step: one token per sequence, each a distinct sequence of `model` with
+    /// room for one more token. Checked before any state changes.
+    static func checkBatch(_ tokens: [Int], _ sequences: [SequenceState], of model: AnyObject, vocab: Int,
+                           capacity: Int) throws {
+        guard tokens.count == sequences.count, !tokens.isEmpty else {
+            throw ModelError.badBatch("\(tokens.count) tokens for \(sequences.count) sequences: a batch needs one token per sequence, at least one")
+        }
+        try check(tokens, vocab: vocab)
+        let owner = ObjectIdentifier(model)
+        for (i, s) in sequences.enumerated() {
+            guard s.owner == .some(owner) else { throw ModelError.badBatch("sequence \(i) belongs to another model") }
+            guard s.position < capacity else { throw ModelError.contextOverflow(requested: s.position + 1, capacity: capacity) }
+            for j in 0..<i where sequences[j] === s { throw ModelError.badBatch("sequence \(i) is also sequence \(j)") }
+        }
+    }
+
+    /// Each row of a batch's logits [B, V] to its sequence.
+    static func scatter(_ logits: UnsafePointer<Float>, to sequences: [SequenceState], vocab: Int) {
+        for (i, s) in sequences.enumerated() { s.logits.pointer.update(from: logits + i * vocab, count: vocab) }
     }
 
     /// X[T, D] = embedding rows of `tokens` (widened to float32).

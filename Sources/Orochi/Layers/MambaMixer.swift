@@ -146,21 +146,35 @@ final class MambaScratch {
     }
 }
 
-/// One Mamba layer's mixer: its weights and its state.
+/// One Mamba layer's mixer: its weights and shapes. Its state is per sequence
+/// (`SequenceState.states[layer]`).
 struct MambaMixer {
     let inner: Int, stateSize: Int, rank: Int, kernel: Int
     let weights: MambaMixerWeights
-    let state: MambaState
+    /// This layer's index: its state in each sequence is `states[layer]`.
+    let layer: Int
 
-    /// X[L, D] += Mixer(H[L, D]) for L = `rows` tokens, continuing from the state. Allocates nothing.
-    func forward(_ h: UnsafePointer<Float>, rows t: Int, addingTo x: UnsafeMutablePointer<Float>,
+    /// A sequence's state for this layer, zero.
+    func makeState() -> MambaState { MambaState(inner: inner, stateSize: stateSize, kernel: kernel) }
+
+    /// X[L, D] += Mixer(H[L, D]) for the L tokens of `rows`, each continuing from its sequence's
+    /// state. Allocates nothing.
+    func forward(_ h: UnsafePointer<Float>, rows: Rows, addingTo x: UnsafeMutablePointer<Float>,
                  scratch s: MambaScratch, widen: Widening) {
-        let e = inner, n = stateSize, r = rank, w = weights
+        let t = rows.count, e = inner, n = stateSize, r = rank, w = weights
         let xz = s.xz.pointer, u = s.u.pointer, delta = s.delta.pointer, y = s.y.pointer, dbc = s.dbc.pointer
         Profiler.time(.projection) { w.inProj(h, rows: t, into: xz, widen: widen) }          // [X_in | Z] [L, 2E]
         Profiler.time(.conv) {                                                               // U[L, E]
-            CausalConv.forward(xz, ldx: 2 * e, steps: t, channels: e, kernel: kernel,
-                               weight: w.conv, bias: w.convBias, state: state.conv.pointer, into: u)
+            switch rows {
+            case let .run(sequence, _, _):                                                   // L steps of one sequence
+                CausalConv.forward(xz, ldx: 2 * e, steps: t, channels: e, kernel: kernel, weight: w.conv,
+                                   bias: w.convBias, state: sequence.states[layer]!.conv.pointer, into: u)
+            case let .batch(sequences):                                                      // one step of each
+                for (i, sequence) in sequences.enumerated() {
+                    CausalConv.forward(xz + i * 2 * e, ldx: 2 * e, steps: 1, channels: e, kernel: kernel, weight: w.conv,
+                                       bias: w.convBias, state: sequence.states[layer]!.conv.pointer, into: u + i * e)
+                }
+            }
             Kernels.silu(u, count: t * e)
         }
         Profiler.time(.projection) {
@@ -175,10 +189,19 @@ struct MambaMixer {
             }
             w.dtProj(dbc, rows: t, ldx: r + 2 * n, into: delta, widen: widen)                // Δ [L, E] before bias, softplus
         }
-        Profiler.time(.scan) {
-            SelectiveScan.scanBlocked(steps: t, channels: e, stateSize: n, x: u, ldx: e, delta: delta, ldDelta: e,
-                                      deltaBias: w.dtBias, a: w.a, b: dbc + r, c: dbc + r + n, ldbc: r + 2 * n,
-                                      d: w.d, z: xz + e, ldz: 2 * e, state: state.ssm.pointer, into: y, ldy: e)   // Y [L, E]
+        Profiler.time(.scan) {                                                               // Y [L, E]
+            // Rows i0..<i0+steps are consecutive steps of one sequence's scan.
+            func scan(_ i0: Int, steps: Int, _ state: MambaState) {
+                let ldbc = r + 2 * n, bc = dbc + i0 * ldbc
+                SelectiveScan.scanBlocked(steps: steps, channels: e, stateSize: n, x: u + i0 * e, ldx: e,
+                                          delta: delta + i0 * e, ldDelta: e, deltaBias: w.dtBias, a: w.a,
+                                          b: bc + r, c: bc + r + n, ldbc: ldbc, d: w.d, z: xz + i0 * 2 * e + e, ldz: 2 * e,
+                                          state: state.ssm.pointer, into: y + i0 * e, ldy: e)
+            }
+            switch rows {
+            case let .run(sequence, _, _): scan(0, steps: t, sequence.states[layer]!)
+            case let .batch(sequences): for (i, sequence) in sequences.enumerated() { scan(i, steps: 1, sequence.states[layer]!) }
+            }
         }
         Profiler.time(.projection) { w.outProj(y, rows: t, into: x, accumulate: true, widen: widen) }   // X += Y·W_outᵀ
     }

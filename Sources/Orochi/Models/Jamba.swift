@@ -202,8 +202,8 @@ public struct JambaConfig: Decodable, Sendable {
 /// One Jamba layer: a mixer and a feed-forward block, each behind an RMSNorm and a residual add.
 struct JambaLayer {
     enum Mixer {
-        case attention(AttentionMixer)    // weights and this layer's KV cache
-        case mamba(MambaMixer)            // weights and this layer's conv and SSM state
+        case attention(AttentionMixer)    // weights (the KV cache is per sequence)
+        case mamba(MambaMixer)            // weights (the conv and SSM state are per sequence)
     }
     enum FeedForward {
         case dense(SwiGLU)
@@ -220,13 +220,17 @@ public final class JambaModel: LanguageModel {
     public let info: ModelInfo
     /// Int.max when no layer has attention (the state is then fixed-size).
     public let contextCapacity: Int
-    public private(set) var position = 0
+    /// The sequence prefill and decode work on; `makeSequence()` makes more.
+    public var sequence: SequenceState {
+        willSet { precondition(newValue.owner == ObjectIdentifier(self), "a sequence of another model") }
+    }
+    public var position: Int { sequence.position }
 
     let dim: Int, vocab: Int, eps: Float
     /// Prefill is processed in chunks of at most this many tokens, bounding scratch memory.
     static let prefillChunk = 256
 
-    // Weights (kept alive by `source` and `derived`) and, inside each mixer, its cache or state.
+    // Weights (kept alive by `source` and `derived`); caches and states are in the sequences.
     let source: WeightSource
     private var derived: [FloatBuffer] = []
     let embedding: WeightMatrix               // [V, D]
@@ -236,11 +240,13 @@ public final class JambaModel: LanguageModel {
     let widen: Widening
     /// Bytes of every Mamba layer's state, and bytes each token adds to the attention layers' caches.
     let fixedStateBytes: Int, bytesPerToken: Int
+    let cacheType: WeightType
 
-    // Scratch: one token (decode), allocated here; a prefill chunk, on first prefill.
-    let logits: FloatBuffer                   // [V]
+    // Scratch: one token (decode), allocated here; a prefill chunk, on first prefill; a batch of
+    // sequences and their logits [B, V], on the first batch of that size.
     let decodeSpace: Workspace
     private var prefillSpace: Workspace?
+    private var batchSpace: (Workspace, logits: FloatBuffer)?
 
     public convenience init(directory: URL, options: LoadOptions) throws {
         let configURL = directory.appendingPathComponent("config.json")
@@ -293,12 +299,12 @@ public final class JambaModel: LanguageModel {
                     heads: heads, kvHeads: kvHeads, headDim: headDim, window: nil, rope: nil,
                     weights: try AttentionWeights.load(source, prefix: p + "self_attn.", dim: dim, heads: heads, kvHeads: kvHeads,
                                                        headDim: headDim, bias: false),
-                    cache: KVCache(kvHeads: kvHeads, headDim: headDim, capacity: capacity, type: kvCache)))
+                    layer: i))
                 : .mamba(MambaMixer(
                     inner: e, stateSize: n, rank: r, kernel: k,
                     weights: try MambaMixerWeights.load(source, prefix: p + "mamba.", shape: mambaShape, layers: layerCount,
                                                         configPath: configPath, derived: &derived),
-                    state: MambaState(inner: e, stateSize: n, kernel: k)))
+                    layer: i))
             let preFeedForwardNorm = try norm(p + "pre_ff_layernorm.weight")
             let feedForward: JambaLayer.FeedForward
             do {
@@ -320,8 +326,8 @@ public final class JambaModel: LanguageModel {
         var fixed = 0, perToken = 0
         for layer in layers {
             switch layer.mixer {
-            case let .attention(a): matrices += a.weights.matrices; perToken += a.cache.bytesPerToken
-            case let .mamba(m): matrices += m.weights.matrices; fixed += m.state.bytes
+            case let .attention(a): matrices += a.weights.matrices; perToken += 2 * kvHeads * headDim * kvCache.byteSize
+            case let .mamba(m): matrices += m.weights.matrices; fixed += m.makeState().bytes
             }
             switch layer.feedForward {
             case let .dense(mlp): matrices += mlp.matrices
@@ -330,8 +336,9 @@ public final class JambaModel: LanguageModel {
         }
         fixedStateBytes = fixed; bytesPerToken = perToken
         widen = Widening(matrices: matrices)
-        logits = FloatBuffer(count: vocab)
+        cacheType = kvCache
         decodeSpace = Self.workspace(rows: 1, config: config)
+        sequence = Self.newSequence(layers, capacity: capacity, cacheType: kvCache, vocab: vocab)
 
         // A decoded token reads every layer matrix once except the experts it is not routed to.
         let expertBytes = layers.reduce(0) { total, layer in
@@ -358,6 +365,7 @@ public final class JambaModel: LanguageModel {
             vocabSize: vocab, hiddenSize: dim, layerCount: layerCount, parameterCount: source.parameterCount,
             maxContext: attentionLayers == 0 ? Int.max : config.max_position_embeddings, fileDTypes: source.dtypeCounts,
             details: details, fingerprint: fnv1a(printBytes))
+        sequence.owner = ObjectIdentifier(self)
     }
 
     static func workspace(rows: Int, config c: JambaConfig) -> Workspace {
@@ -371,12 +379,28 @@ public final class JambaModel: LanguageModel {
             feedForward: FeedForwardScratch(rows: rows, dim: c.hidden_size, ffn: c.intermediate_size, experts: experts))
     }
 
-    public var lastLogits: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: logits.pointer, count: vocab) }
-
-    public func reset() {
-        position = 0
-        for layer in layers { if case let .mamba(m) = layer.mixer { m.state.reset() } }
+    /// Per attention layer a KV cache of `capacity` tokens (none when no layer has attention),
+    /// per Mamba layer a conv and SSM state.
+    private static func newSequence(_ layers: [JambaLayer], capacity: Int, cacheType: WeightType, vocab: Int) -> SequenceState {
+        var caches: [KVCache?] = [], states: [MambaState?] = []
+        for layer in layers {
+            switch layer.mixer {
+            case let .attention(a): caches.append(a.makeCache(capacity: capacity, type: cacheType)); states.append(nil)
+            case let .mamba(m): caches.append(nil); states.append(m.makeState())
+            }
+        }
+        return SequenceState(caches: caches, states: states, vocab: vocab)
     }
+
+    public func makeSequence() -> SequenceState {
+        let s = Self.newSequence(layers, capacity: contextCapacity, cacheType: cacheType, vocab: vocab)
+        s.owner = ObjectIdentifier(self)
+        return s
+    }
+
+    public var lastLogits: UnsafeBufferPointer<Float> { sequence.lastLogits }
+
+    public func reset() { sequence.reset() }
 
     /// Fixed bytes (the Mamba layers' states) plus bytes per token (the attention layers' caches).
     public func stateBytes(forTokens tokens: Int) -> Int { fixedStateBytes + bytesPerToken * tokens }
@@ -394,7 +418,19 @@ public final class JambaModel: LanguageModel {
     public func decode(_ token: Int) throws {
         try checkRoom(for: 1)
         try InputSide.check(token, vocab: vocab)
-        forward(CollectionOfOne(token), in: decodeSpace, allLogits: nil)
+        forward(CollectionOfOne(token), rows: .run(sequence, start: position, count: 1), in: decodeSpace, allLogits: nil)
+    }
+
+    /// One token for each of several sequences: projections, MLPs and experts as matrix-matrix
+    /// products over the batch, attention, conv and scan per sequence.
+    public func decode(batch tokens: [Int], sequences: [SequenceState]) throws {
+        try InputSide.checkBatch(tokens, sequences, of: self, vocab: vocab, capacity: contextCapacity)
+        if batchSpace.map({ $0.0.rows < tokens.count }) ?? true {
+            batchSpace = (Self.workspace(rows: tokens.count, config: config), FloatBuffer(count: tokens.count * vocab))
+        }
+        let (space, batchLogits) = batchSpace!
+        forward(tokens, rows: .batch(sequences), in: space, allLogits: batchLogits.pointer)
+        InputSide.scatter(batchLogits.pointer, to: sequences, vocab: vocab)
     }
 
     public func prefill(_ tokens: [Int], allLogits: UnsafeMutablePointer<Float>?) throws {
@@ -403,19 +439,20 @@ public final class JambaModel: LanguageModel {
         let space = prefillSpace ?? Self.workspace(rows: Self.prefillChunk, config: config)
         prefillSpace = space
         InputSide.inChunks(tokens, chunk: Self.prefillChunk, vocab: vocab, allLogits: allLogits) {
-            forward($0, in: space, allLogits: $1)
+            forward($0, rows: .run(sequence, start: position, count: $0.count), in: space, allLogits: $1)
         }
     }
 
-    /// T = tokens.count tokens (at most the workspace's rows) at positions position..<position+T.
-    private func forward<C: Collection<Int>>(_ tokens: C, in ws: Workspace, allLogits: UnsafeMutablePointer<Float>?) {
+    /// T = tokens.count tokens (at most the workspace's rows): consecutive tokens of one sequence,
+    /// or one token of each sequence of a batch (`rows`).
+    private func forward<C: Collection<Int>>(_ tokens: C, rows: Rows, in ws: Workspace, allLogits: UnsafeMutablePointer<Float>?) {
         let t = tokens.count, x = ws.x.pointer, xb = ws.xb.pointer, ffScratch = ws.feedForward!
         Profiler.time(.embedding) { InputSide.embed(tokens, table: embedding, into: x) }               // X[T, D]
         for layer in layers {
             Profiler.time(.norm) { Kernels.rmsNorm(rows: t, x, weight: layer.inputNorm, into: xb, count: dim, eps: eps) }
             switch layer.mixer {                                                                       // X += Mixer(H)
-            case let .attention(a): a.forward(xb, rows: t, position: position, addingTo: x, scratch: ws.attention!, widen: widen)
-            case let .mamba(m): m.forward(xb, rows: t, addingTo: x, scratch: ws.mamba!, widen: widen)
+            case let .attention(a): a.forward(xb, rows: rows, addingTo: x, scratch: ws.attention!, widen: widen)
+            case let .mamba(m): m.forward(xb, rows: rows, addingTo: x, scratch: ws.mamba!, widen: widen)
             }
             Profiler.time(.norm) { Kernels.rmsNorm(rows: t, x, weight: layer.preFeedForwardNorm, into: xb, count: dim, eps: eps) }
             Profiler.time(.mlp) {                                                                      // X += FFN(H)
@@ -429,9 +466,10 @@ public final class JambaModel: LanguageModel {
         }
         Profiler.time(.lmHead) {
             OutputHead.logits(hidden: x, rows: t, dim: dim, finalNorm: finalNorm, eps: eps, lmHead: lmHead,
-                              scratch: xb, allLogits: allLogits, lastLogits: logits.pointer, widen: widen)     // logits [T, V] or [V]
+                              scratch: xb, allLogits: allLogits, lastLogits: rows.sequence(t - 1).logits.pointer,
+                              widen: widen)                                                    // logits [T, V] or [V]
         }
-        position += t
+        rows.advance()
     }
 
     // MARK: Snapshots — per layer in order: an attention layer's cache rows up to `position`, a
@@ -443,10 +481,10 @@ public final class JambaModel: LanguageModel {
 
     /// Snapshot bytes for `tokens` tokens (cache rows always float32).
     private func payloadBytes(tokens: Int) -> Int {
-        layers.reduce(vocab * 4) { total, layer in
+        layers.reduce(vocab * 4 + fixedStateBytes) { total, layer in
             switch layer.mixer {
             case let .attention(a): return total + 2 * a.kvHeads * a.headDim * 4 * tokens
-            case let .mamba(m): return total + m.state.bytes
+            case .mamba: return total
             }
         }
     }
@@ -454,15 +492,14 @@ public final class JambaModel: LanguageModel {
     public func saveState() -> [UInt8] {
         var payload: [UInt8] = []
         payload.reserveCapacity(payloadBytes(tokens: position))
-        for layer in layers {
-            switch layer.mixer {
-            case let .attention(a): a.cache.append(tokens: position, to: &payload)
-            case let .mamba(m):
-                payload.appendFloats(m.state.conv.pointer, count: m.state.conv.count)
-                m.state.appendSSM(to: &payload)
+        for (cache, state) in zip(sequence.caches, sequence.states) {
+            if let cache { cache.append(tokens: position, to: &payload) }
+            if let state {
+                payload.appendFloats(state.conv.pointer, count: state.conv.count)
+                state.appendSSM(to: &payload)
             }
         }
-        payload.appendFloats(logits.pointer, count: vocab)   // so that sampling can continue at once
+        payload.appendFloats(sequence.logits.pointer, count: vocab)   // so that sampling can continue at once
         return StateArchive(identity: identity, fingerprint: info.fingerprint, position: position, payload: payload).encoded()
     }
 
@@ -478,15 +515,14 @@ public final class JambaModel: LanguageModel {
             throw SnapshotError.corrupt(detail: "payload has \(archive.payload.count) bytes, \(n) tokens of this model's caches, its states and its logits need \(expected)")
         }
         var reader = ByteReader(archive.payload)
-        for (l, layer) in layers.enumerated() {
-            switch layer.mixer {
-            case let .attention(a): try a.cache.read(tokens: n, from: &reader, layer: l)
-            case let .mamba(m):
-                try reader.floats(into: m.state.conv.pointer, count: m.state.conv.count, "conv state of layer \(l)")
-                try m.state.readSSM(from: &reader, layer: l)
+        for (l, (cache, state)) in zip(sequence.caches, sequence.states).enumerated() {
+            if let cache { try cache.read(tokens: n, from: &reader, layer: l) }
+            if let state {
+                try reader.floats(into: state.conv.pointer, count: state.conv.count, "conv state of layer \(l)")
+                try state.readSSM(from: &reader, layer: l)
             }
         }
-        try reader.floats(into: logits.pointer, count: vocab, "logits")
-        position = n
+        try reader.floats(into: sequence.logits.pointer, count: vocab, "logits")
+        sequence.position = n
     }
 }

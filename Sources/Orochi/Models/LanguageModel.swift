@@ -33,6 +33,19 @@ public protocol LanguageModel: AnyObject {
     func saveState() -> [UInt8]
     /// Restores a state written by `saveState()` of the same model.
     func loadState(_ bytes: [UInt8]) throws
+
+    // Several sequences on one set of weights (serving).
+
+    /// A new, empty context of this model: its own KV cache (sized `contextCapacity`) or state.
+    func makeSequence() -> SequenceState
+    /// The sequence that `prefill`, `decode`, `reset`, `position`, `lastLogits` and the snapshots
+    /// work on. Assigning another one of this model's sequences switches context at no cost.
+    var sequence: SequenceState { get set }
+    /// Consumes one token for each of `sequences` (distinct sequences of this model, each with
+    /// room for one more token) in one pass over the weights: matrix-matrix products over the
+    /// batch, attention and scan per sequence. Each sequence's `lastLogits` receive its row; the
+    /// result equals `decode` on each in turn. Allocates only when the batch is the largest yet.
+    func decode(batch tokens: [Int], sequences: [SequenceState]) throws
 }
 
 extension LanguageModel {

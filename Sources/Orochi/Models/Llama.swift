@@ -126,7 +126,11 @@ public final class LlamaModel: LanguageModel {
     public let config: LlamaConfig
     public let info: ModelInfo
     public let contextCapacity: Int
-    public private(set) var position = 0
+    /// The sequence prefill and decode work on; `makeSequence()` makes more.
+    public var sequence: SequenceState {
+        willSet { precondition(newValue.owner == ObjectIdentifier(self), "a sequence of another model") }
+    }
+    public var position: Int { sequence.position }
 
     // Sizes.
     let dim: Int, ffn: Int, heads: Int, kvHeads: Int, headDim: Int, vocab: Int
@@ -134,7 +138,7 @@ public final class LlamaModel: LanguageModel {
     /// Prefill is processed in chunks of at most this many tokens, bounding scratch memory.
     static let prefillChunk = 512
 
-    // Weights (kept alive by `source`) and, inside each layer's attention, its KV cache.
+    // Weights (kept alive by `source`); the KV caches are in the sequences.
     let source: WeightSource
     let embedding: WeightMatrix           // [V, D]
     let layers: [LlamaLayer]
@@ -143,10 +147,11 @@ public final class LlamaModel: LanguageModel {
     let widen: Widening
     let cacheType: WeightType
 
-    // Scratch: one token (decode), allocated here; a prefill chunk, on first prefill.
-    let logits: FloatBuffer               // [V]
+    // Scratch: one token (decode), allocated here; a prefill chunk, on first prefill; a batch of
+    // sequences and their logits [B, V], on the first batch of that size.
     let decodeSpace: Workspace
     private var prefillSpace: Workspace?
+    private var batchSpace: (Workspace, logits: FloatBuffer)?
 
     /// Loads from a Hugging Face directory. `context` sizes the KV cache (default: the model's
     /// max_position_embeddings, at most 4,096).
@@ -199,7 +204,7 @@ public final class LlamaModel: LanguageModel {
                     heads: heads, kvHeads: kvHeads, headDim: headDim, window: config.window, rope: rope,
                     weights: try AttentionWeights.load(source, prefix: p + "self_attn.", dim: dim, heads: heads, kvHeads: kvHeads,
                                                        headDim: headDim, bias: config.attention_bias ?? false),
-                    cache: KVCache(kvHeads: kvHeads, headDim: headDim, capacity: capacity, type: kvCache)),
+                    layer: l),
                 postNorm: try ones(p + "post_attention_layernorm.weight"),
                 mlp: try SwiGLU.load(source, prefix: p + "mlp.", dim: dim, ffn: ffn, bias: config.mlp_bias ?? false))
         }
@@ -209,12 +214,12 @@ public final class LlamaModel: LanguageModel {
         let matrices = [embedding, lmHead.weight] + layers.flatMap { $0.attention.weights.matrices + $0.mlp.matrices }
         widen = Widening(matrices: matrices)
         cacheType = kvCache
-        logits = FloatBuffer(count: vocab)
         decodeSpace = Self.workspace(rows: 1, config: config)
+        sequence = Self.newSequence(layers, capacity: capacity, cacheType: kvCache, vocab: vocab)
 
         let qDim = heads * headDim, kvDim = kvHeads * headDim
         let stored = Set(matrices.map(\.type.rawValue)).sorted().joined(separator: ", ")
-        let perToken = layers.first.map { $0.attention.cache.bytesPerToken * layerCount } ?? 0
+        let perToken = 2 * kvHeads * headDim * kvCache.byteSize * layerCount
         var details: [(String, String)] = [
             ("attention", "\(heads) query heads, \(kvHeads) key/value heads (\(heads == kvHeads ? "MHA" : kvHeads == 1 ? "MQA" : "GQA")), head_dim \(headDim)"),
             ("q_proj / k_proj / v_proj / o_proj", "[\(qDim), \(dim)] / [\(kvDim), \(dim)] / [\(kvDim), \(dim)] / [\(dim), \(qDim)]"),
@@ -233,6 +238,19 @@ public final class LlamaModel: LanguageModel {
             vocabSize: vocab, hiddenSize: dim, layerCount: layerCount, parameterCount: source.parameterCount,
             maxContext: maxContext, fileDTypes: source.dtypeCounts, details: details,
             fingerprint: fnv1a(printBytes))
+        sequence.owner = ObjectIdentifier(self)
+    }
+
+    /// Per layer a KV cache of `capacity` tokens.
+    private static func newSequence(_ layers: [LlamaLayer], capacity: Int, cacheType: WeightType, vocab: Int) -> SequenceState {
+        SequenceState(caches: layers.map { $0.attention.makeCache(capacity: capacity, type: cacheType) },
+                      states: Array(repeating: nil, count: layers.count), vocab: vocab)
+    }
+
+    public func makeSequence() -> SequenceState {
+        let s = Self.newSequence(layers, capacity: contextCapacity, cacheType: cacheType, vocab: vocab)
+        s.owner = ObjectIdentifier(self)
+        return s
     }
 
     static func workspace(rows: Int, config c: LlamaConfig) -> Workspace {
@@ -241,9 +259,9 @@ public final class LlamaModel: LanguageModel {
                   feedForward: FeedForwardScratch(rows: rows, dim: c.hidden_size, ffn: c.intermediate_size, experts: 0))
     }
 
-    public var lastLogits: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: logits.pointer, count: vocab) }
+    public var lastLogits: UnsafeBufferPointer<Float> { sequence.lastLogits }
 
-    public func reset() { position = 0 }
+    public func reset() { sequence.reset() }
 
     /// Key/value cache bytes for `tokens` positions: 2 (K and V) × layers × G × d × element bytes.
     public func stateBytes(forTokens tokens: Int) -> Int { 2 * layers.count * kvHeads * headDim * cacheType.byteSize * tokens }
@@ -263,7 +281,19 @@ public final class LlamaModel: LanguageModel {
     public func decode(_ token: Int) throws {
         try checkRoom(for: 1)
         try InputSide.check(token, vocab: vocab)
-        forward(CollectionOfOne(token), in: decodeSpace, allLogits: nil)
+        forward(CollectionOfOne(token), rows: .run(sequence, start: position, count: 1), in: decodeSpace, allLogits: nil)
+    }
+
+    /// One token for each of several sequences: the projections and MLPs as matrix-matrix
+    /// products over the batch, attention per sequence over its own cache.
+    public func decode(batch tokens: [Int], sequences: [SequenceState]) throws {
+        try InputSide.checkBatch(tokens, sequences, of: self, vocab: vocab, capacity: contextCapacity)
+        if batchSpace.map({ $0.0.rows < tokens.count }) ?? true {
+            batchSpace = (Self.workspace(rows: tokens.count, config: config), FloatBuffer(count: tokens.count * vocab))
+        }
+        let (space, batchLogits) = batchSpace!
+        forward(tokens, rows: .batch(sequences), in: space, allLogits: batchLogits.pointer)
+        InputSide.scatter(batchLogits.pointer, to: sequences, vocab: vocab)
     }
 
     /// Prefills in chunks through matrix-matrix products and tiled attention.
@@ -273,18 +303,20 @@ public final class LlamaModel: LanguageModel {
         let space = prefillSpace ?? Self.workspace(rows: Self.prefillChunk, config: config)
         prefillSpace = space
         InputSide.inChunks(tokens, chunk: Self.prefillChunk, vocab: vocab, allLogits: allLogits) {
-            forward($0, in: space, allLogits: $1)
+            forward($0, rows: .run(sequence, start: position, count: $0.count), in: space, allLogits: $1)
         }
     }
 
-    /// T = tokens.count tokens (at most the workspace's rows) at positions position..<position+T.
-    private func forward<C: Collection<Int>>(_ tokens: C, in ws: Workspace, allLogits: UnsafeMutablePointer<Float>?) {
+    /// T = tokens.count tokens (at most the workspace's rows): consecutive tokens of one sequence,
+    /// or one token of each sequence of a batch (`rows`). With `allLogits` [T, V] every row's
+    /// logits go there; the last row's always go to its sequence.
+    private func forward<C: Collection<Int>>(_ tokens: C, rows: Rows, in ws: Workspace, allLogits: UnsafeMutablePointer<Float>?) {
         let t = tokens.count, x = ws.x.pointer, xb = ws.xb.pointer
         let mlpScratch = ws.feedForward!, attentionScratch = ws.attention!
         Profiler.time(.embedding) { InputSide.embed(tokens, table: embedding, into: x) }              // X[T, D]
         for layer in layers {
             Profiler.time(.norm) { Kernels.rmsNorm(rows: t, x, weight: layer.inputNorm, into: xb, count: dim, eps: eps) }
-            layer.attention.forward(xb, rows: t, position: position, addingTo: x, scratch: attentionScratch, widen: widen)  // X += Attn
+            layer.attention.forward(xb, rows: rows, addingTo: x, scratch: attentionScratch, widen: widen)  // X += Attn
             Profiler.time(.norm) { Kernels.rmsNorm(rows: t, x, weight: layer.postNorm, into: xb, count: dim, eps: eps) }
             Profiler.time(.mlp) {                                                                     // X += MLP
                 layer.mlp.forward(xb, rows: t, into: x, accumulate: true, gateBuffer: mlpScratch.gate.pointer,
@@ -293,9 +325,10 @@ public final class LlamaModel: LanguageModel {
         }
         Profiler.time(.lmHead) {
             OutputHead.logits(hidden: x, rows: t, dim: dim, finalNorm: finalNorm, eps: eps, lmHead: lmHead,
-                              scratch: xb, allLogits: allLogits, lastLogits: logits.pointer, widen: widen)   // logits [T, V] or [V]
+                              scratch: xb, allLogits: allLogits, lastLogits: rows.sequence(t - 1).logits.pointer,
+                              widen: widen)                                                   // logits [T, V] or [V]
         }
-        position += t
+        rows.advance()
     }
 
     // MARK: Snapshots — the cache rows of every layer and head up to `position`.
@@ -305,8 +338,8 @@ public final class LlamaModel: LanguageModel {
     public func saveState() -> [UInt8] {
         var payload: [UInt8] = []
         payload.reserveCapacity(2 * layers.count * kvHeads * headDim * 4 * position + vocab * 4)
-        for layer in layers { layer.attention.cache.append(tokens: position, to: &payload) }
-        payload.appendFloats(logits.pointer, count: vocab)   // so that sampling can continue at once
+        for cache in sequence.caches { cache!.append(tokens: position, to: &payload) }
+        payload.appendFloats(sequence.logits.pointer, count: vocab)   // so that sampling can continue at once
         return StateArchive(identity: identity, fingerprint: info.fingerprint, position: position, payload: payload).encoded()
     }
 
@@ -319,9 +352,9 @@ public final class LlamaModel: LanguageModel {
             throw SnapshotError.corrupt(detail: "payload has \(archive.payload.count) bytes, \(n) tokens of this model's KV cache and its logits need \(expected)")
         }
         var reader = ByteReader(archive.payload)
-        for (l, layer) in layers.enumerated() { try layer.attention.cache.read(tokens: n, from: &reader, layer: l) }
-        try reader.floats(into: logits.pointer, count: vocab, "logits")
-        position = n
+        for (l, cache) in sequence.caches.enumerated() { try cache!.read(tokens: n, from: &reader, layer: l) }
+        try reader.floats(into: sequence.logits.pointer, count: vocab, "logits")
+        sequence.position = n
     }
 }
 

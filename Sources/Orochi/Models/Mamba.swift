@@ -126,7 +126,7 @@ public struct MambaConfig: Decodable, Sendable {
 /// One residual block: RMSNorm, then the mixer, added to the residual stream.
 struct MambaBlock {
     let norm: UnsafePointer<Float>          // [D]
-    let mixer: MambaMixer                   // its weights and this layer's conv and SSM state
+    let mixer: MambaMixer                   // its weights (the conv and SSM state are per sequence)
 }
 
 public final class MambaModel: LanguageModel {
@@ -134,14 +134,18 @@ public final class MambaModel: LanguageModel {
     public let info: ModelInfo
     /// The state is fixed-size: any number of tokens fits.
     public let contextCapacity = Int.max
-    public private(set) var position = 0
+    /// The sequence prefill and decode work on; `makeSequence()` makes more.
+    public var sequence: SequenceState {
+        willSet { precondition(newValue.owner == ObjectIdentifier(self), "a sequence of another model") }
+    }
+    public var position: Int { sequence.position }
 
     let dim: Int, inner: Int, stateSize: Int, rank: Int, kernel: Int, vocab: Int
     let eps: Float
     /// Prefill runs in chunks of at most this many tokens, bounding scratch memory.
     static let prefillChunk = 256
 
-    // Weights (kept alive by `source` and `derived`) and, inside each mixer, its state.
+    // Weights (kept alive by `source` and `derived`); the states are in the sequences.
     let source: WeightSource
     private var derived: [FloatBuffer] = []
     let embedding: WeightMatrix             // [V, D]
@@ -150,10 +154,11 @@ public final class MambaModel: LanguageModel {
     let lmHead: Linear                      // [V, D] (the embedding when tied)
     let widen: Widening
 
-    // Scratch: one token (decode), allocated here; a prefill chunk, on first prefill.
-    let logits: FloatBuffer                 // [V]
+    // Scratch: one token (decode), allocated here; a prefill chunk, on first prefill; a batch of
+    // sequences and their logits [B, V], on the first batch of that size.
     let decodeSpace: Workspace
     private var prefillSpace: Workspace?
+    private var batchSpace: (Workspace, logits: FloatBuffer)?
 
     /// Loads a Hugging Face MambaForCausalLM directory. `context` is accepted for the common
     /// interface; the state does not depend on it.
@@ -203,7 +208,7 @@ public final class MambaModel: LanguageModel {
                 mixer: MambaMixer(inner: e, stateSize: n, rank: r, kernel: k,
                                   weights: try MambaMixerWeights.load(source, prefix: p + "mixer.", shape: shape, layers: layerCount,
                                                                       configPath: configPath, derived: &derived),
-                                  state: MambaState(inner: e, stateSize: n, kernel: k)))
+                                  layer: l))
         }
         finalNorm = try source.vector("backbone.norm_f.weight", shape: [dim], initial: .constant(1))
         // lm_head falls back to the embedding when the checkpoint has none (tied weights).
@@ -212,10 +217,10 @@ public final class MambaModel: LanguageModel {
         self.derived = derived
         let matrices = [embedding, lmHead.weight] + layers.flatMap(\.mixer.weights.matrices)
         widen = Widening(matrices: matrices)
-        logits = FloatBuffer(count: vocab)
         decodeSpace = Self.workspace(rows: 1, config: config)
+        sequence = Self.newSequence(layers, vocab: vocab)
 
-        let stateBytes = layers.reduce(0) { $0 + $1.mixer.state.bytes }
+        let stateBytes = sequence.states.reduce(0) { $0 + $1!.bytes }
         let tied = lmHead.weight.raw == embedding.raw
         let details: [(String, String)] = [
             ("mixer", "inner \(e) (expand \(config.expand)), state \(n), conv kernel \(k), Δ rank \(r)"),
@@ -232,6 +237,18 @@ public final class MambaModel: LanguageModel {
             architecture: "MambaForCausalLM", modelType: config.model_type ?? "mamba",
             vocabSize: vocab, hiddenSize: dim, layerCount: layerCount, parameterCount: source.parameterCount,
             maxContext: Int.max, fileDTypes: source.dtypeCounts, details: details, fingerprint: fnv1a(printBytes))
+        sequence.owner = ObjectIdentifier(self)
+    }
+
+    /// Per layer a conv and SSM state, zero.
+    private static func newSequence(_ layers: [MambaBlock], vocab: Int) -> SequenceState {
+        SequenceState(caches: Array(repeating: nil, count: layers.count), states: layers.map { $0.mixer.makeState() }, vocab: vocab)
+    }
+
+    public func makeSequence() -> SequenceState {
+        let s = Self.newSequence(layers, vocab: vocab)
+        s.owner = ObjectIdentifier(self)
+        return s
     }
 
     static func workspace(rows: Int, config c: MambaConfig) -> Workspace {
@@ -239,9 +256,9 @@ public final class MambaModel: LanguageModel {
                   mamba: MambaScratch(rows: rows, inner: c.innerSize, dbc: c.dtRank + 2 * c.state_size))
     }
 
-    public var lastLogits: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: logits.pointer, count: vocab) }
+    public var lastLogits: UnsafeBufferPointer<Float> { sequence.lastLogits }
 
-    public func reset() { position = 0; for layer in layers { layer.mixer.state.reset() } }
+    public func reset() { sequence.reset() }
 
     /// The same at any context length: per layer (K−1)·E conv inputs and E·N SSM values, f32.
     public func stateBytes(forTokens tokens: Int) -> Int { layers.count * ((kernel - 1) * inner + inner * stateSize) * 4 }
@@ -253,7 +270,19 @@ public final class MambaModel: LanguageModel {
     /// Decodes one token: matrix-vector products and one scan step, no allocation.
     public func decode(_ token: Int) throws {
         try InputSide.check(token, vocab: vocab)
-        forward(CollectionOfOne(token), in: decodeSpace, allLogits: nil)
+        forward(CollectionOfOne(token), rows: .run(sequence, start: position, count: 1), in: decodeSpace, allLogits: nil)
+    }
+
+    /// One token for each of several sequences: the projections as matrix-matrix products over
+    /// the batch, conv and scan per sequence on its own state.
+    public func decode(batch tokens: [Int], sequences: [SequenceState]) throws {
+        try InputSide.checkBatch(tokens, sequences, of: self, vocab: vocab, capacity: contextCapacity)
+        if batchSpace.map({ $0.0.rows < tokens.count }) ?? true {
+            batchSpace = (Self.workspace(rows: tokens.count, config: config), FloatBuffer(count: tokens.count * vocab))
+        }
+        let (space, batchLogits) = batchSpace!
+        forward(tokens, rows: .batch(sequences), in: space, allLogits: batchLogits.pointer)
+        InputSide.scatter(batchLogits.pointer, to: sequences, vocab: vocab)
     }
 
     /// Prefills in chunks: projections through sgemm, conv and scan as loops over time.
@@ -262,23 +291,25 @@ public final class MambaModel: LanguageModel {
         let space = prefillSpace ?? Self.workspace(rows: Self.prefillChunk, config: config)
         prefillSpace = space
         InputSide.inChunks(tokens, chunk: Self.prefillChunk, vocab: vocab, allLogits: allLogits) {
-            forward($0, in: space, allLogits: $1)
+            forward($0, rows: .run(sequence, start: position, count: $0.count), in: space, allLogits: $1)
         }
     }
 
-    /// L = tokens.count tokens (at most the workspace's rows), continuing from the state.
-    private func forward<C: Collection<Int>>(_ tokens: C, in ws: Workspace, allLogits: UnsafeMutablePointer<Float>?) {
+    /// L = tokens.count tokens (at most the workspace's rows): consecutive tokens of one sequence,
+    /// or one token of each sequence of a batch (`rows`), each continuing from its state.
+    private func forward<C: Collection<Int>>(_ tokens: C, rows: Rows, in ws: Workspace, allLogits: UnsafeMutablePointer<Float>?) {
         let t = tokens.count, x = ws.x.pointer, xb = ws.xb.pointer, scratch = ws.mamba!
         Profiler.time(.embedding) { InputSide.embed(tokens, table: embedding, into: x) }           // X[L, D]
         for layer in layers {
             Profiler.time(.norm) { Kernels.rmsNorm(rows: t, x, weight: layer.norm, into: xb, count: dim, eps: eps) }
-            layer.mixer.forward(xb, rows: t, addingTo: x, scratch: scratch, widen: widen)            // X += Mixer
+            layer.mixer.forward(xb, rows: rows, addingTo: x, scratch: scratch, widen: widen)         // X += Mixer
         }
         Profiler.time(.lmHead) {
             OutputHead.logits(hidden: x, rows: t, dim: dim, finalNorm: finalNorm, eps: eps, lmHead: lmHead,
-                              scratch: xb, allLogits: allLogits, lastLogits: logits.pointer, widen: widen)   // logits [L, V] or [V]
+                              scratch: xb, allLogits: allLogits, lastLogits: rows.sequence(t - 1).logits.pointer,
+                              widen: widen)                                                   // logits [L, V] or [V]
         }
-        position += t
+        rows.advance()
     }
 
     // MARK: Snapshots — the conv and SSM states of every layer, a fixed size at any position.
@@ -288,9 +319,10 @@ public final class MambaModel: LanguageModel {
     public func saveState() -> [UInt8] {
         var payload: [UInt8] = []
         payload.reserveCapacity(stateBytes + vocab * 4)
-        for layer in layers { payload.appendFloats(layer.mixer.state.conv.pointer, count: layer.mixer.state.conv.count) }
-        for layer in layers { layer.mixer.state.appendSSM(to: &payload) }       // each layer's [E, N]
-        payload.appendFloats(logits.pointer, count: vocab)   // so that sampling can continue at once
+        let states = sequence.states.map { $0! }
+        for state in states { payload.appendFloats(state.conv.pointer, count: state.conv.count) }
+        for state in states { state.appendSSM(to: &payload) }                  // each layer's [E, N]
+        payload.appendFloats(sequence.logits.pointer, count: vocab)   // so that sampling can continue at once
         return StateArchive(identity: identity, fingerprint: info.fingerprint, position: position, payload: payload).encoded()
     }
 
@@ -304,9 +336,10 @@ public final class MambaModel: LanguageModel {
             throw SnapshotError.corrupt(detail: "payload has \(archive.payload.count) bytes, this model's state and logits need \(expected)")
         }
         var reader = ByteReader(archive.payload)
-        for layer in layers { try reader.floats(into: layer.mixer.state.conv.pointer, count: layer.mixer.state.conv.count, "conv state") }
-        for (l, layer) in layers.enumerated() { try layer.mixer.state.readSSM(from: &reader, layer: l) }
-        try reader.floats(into: logits.pointer, count: vocab, "logits")
-        position = archive.position
+        let states = sequence.states.map { $0! }
+        for state in states { try reader.floats(into: state.conv.pointer, count: state.conv.count, "conv state") }
+        for (l, state) in states.enumerated() { try state.readSSM(from: &reader, layer: l) }
+        try reader.floats(into: sequence.logits.pointer, count: vocab, "logits")
+        sequence.position = archive.position
     }
 }

@@ -5,6 +5,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
     case emptyInput
     /// The first non-finite logit: the position whose logits hold it, and what is known of the cause.
     case nonFiniteLogits(position: Int, detail: String)
+    /// A batched decode step that is not one token for each of distinct sequences of the model.
+    case badBatch(String)
 
     public var description: String {
         switch self {
@@ -16,6 +18,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
             return "no input tokens"
         case let .nonFiniteLogits(position, detail):
             return "non-finite logits (NaN or infinity) at position \(position): \(detail)"
+        case let .badBatch(detail):
+            return "bad batch: \(detail)"
         }
     }
 }

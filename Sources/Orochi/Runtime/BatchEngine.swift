@@ -75,12 +75,20 @@ enum ComputeLock {
     static let lock = NSLock()
 }
 
-/// Runs completions on one model from a worker thread of its own. `submit` may be called from
-/// any thread; each completion's events arrive on the stream it returns; dropping the stream
-/// (a client that went away) cancels the completion and frees its sequence.
+/// Runs completions on one model from a worker thread of its own, with continuous batching:
+/// every step, the sequences that are decoding advance together by one token in one pass over
+/// the weights (`decode(batch:sequences:)`), new requests join between steps and finished ones
+/// leave; prompts are computed `prefillChunk` tokens per step so that a long prompt does not
+/// stall the running streams. A prompt that starts with a prompt (or a prompt and completion)
+/// seen before resumes from its saved state (a cache bounded by bytes).
+///
+/// `submit` may be called from any thread; each completion's events arrive on the stream it
+/// returns; dropping the stream (a client that went away) cancels the completion and frees its
+/// sequence. Sampling is `Generator`'s: the same request gives the same tokens as
+/// `orochi generate`, alone or in a batch.
 public final class BatchEngine: @unchecked Sendable {
     public struct Options: Sendable {
-        /// Most sequences decoded together in one step.
+        /// Most sequences in flight (decoding or reading their prompt) at once.
         public var maxBatch: Int
         /// Most requests waiting for a free slot; beyond it `submit` throws `queueFull`.
         public var maxQueue: Int
@@ -96,8 +104,8 @@ public final class BatchEngine: @unchecked Sendable {
 
     public let model: any LanguageModel
     public let options: Options
-    public var contextCapacity: Int { model.contextCapacity }
-    public var vocabSize: Int { model.info.vocabSize }
+    public let contextCapacity: Int
+    public let vocabSize: Int
 
     final class Request {
         let job: CompletionJob
@@ -108,21 +116,49 @@ public final class BatchEngine: @unchecked Sendable {
         }
     }
 
+    /// A request in flight: its sequence, and where it is.
+    final class Active {
+        let request: Request
+        let sequence: SequenceState
+        let sampler: Sampler
+        var history: [Int]                          // prompt + sampled tokens (for the sampler)
+        var consumed: Int                           // prompt tokens in the sequence
+        var resumed = 0                             // of which from the prompt cache
+        var generated = 0
+        var budget = 0                              // tokens to sample, once the prompt is in
+        var pending: Int?                           // the last sampled token, to decode next step
+        init(request: Request, sequence: SequenceState, sampler: Sampler) {
+            self.request = request; self.sequence = sequence; self.sampler = sampler
+            history = request.job.prompt; consumed = 0
+        }
+        var job: CompletionJob { request.job }
+        var prefilling: Bool { consumed < job.prompt.count }
+    }
+
     private let condition = NSCondition()
+    // Under `condition`:
     private var queue: [Request] = []
     private var accepting = true
+    private var running = 0
     private var statsValue = EngineStats()
-    private var worker: Thread?
+    // The worker's own:
+    private var active: [Active] = []
+    private var spare: [SequenceState] = []
+    private let promptCache: PromptCache
 
     public init(model: any LanguageModel, options: Options = Options()) throws {
         guard options.maxBatch >= 1 else { throw EngineError.badRequest("max batch must be ≥ 1, got \(options.maxBatch)") }
         guard options.maxQueue >= 0 else { throw EngineError.badRequest("max queue must be ≥ 0, got \(options.maxQueue)") }
         guard options.prefillChunk >= 1 else { throw EngineError.badRequest("prefill chunk must be ≥ 1, got \(options.prefillChunk)") }
+        guard options.promptCacheBytes >= 0 else { throw EngineError.badRequest("prompt cache bytes must be ≥ 0, got \(options.promptCacheBytes)") }
         self.model = model
         self.options = options
-        let thread = Thread { [unowned self] in self.run() }
+        contextCapacity = model.contextCapacity
+        vocabSize = model.info.vocabSize
+        promptCache = PromptCache(limit: options.promptCacheBytes)
+        // The worker holds the engine until `shutdown()` has drained it.
+        let thread = Thread { self.run() }
         thread.name = "orochi-engine"
-        worker = thread
         thread.start()
     }
 
@@ -149,7 +185,8 @@ public final class BatchEngine: @unchecked Sendable {
         let request = Request(job: job, continuation: continuation)
         condition.lock(); defer { condition.unlock() }
         guard accepting else { throw EngineError.shuttingDown }
-        guard queue.count < options.maxQueue + (statsValue.running < options.maxBatch ? 1 : 0) else {
+        // A free slot takes the request at the next step; otherwise it waits in the queue.
+        guard queue.count < options.maxQueue + max(0, options.maxBatch - running) else {
             throw EngineError.queueFull(limit: options.maxQueue)
         }
         continuation.onTermination = { [weak self, weak request] termination in
@@ -162,73 +199,180 @@ public final class BatchEngine: @unchecked Sendable {
         return stream
     }
 
-    /// Stops taking requests; those queued and running finish. Returns at once.
+    /// Stops taking requests; those queued and running finish, then the worker ends.
     public func shutdown() {
         condition.lock(); accepting = false; condition.broadcast(); condition.unlock()
     }
 
-    /// True once shut down and every request has finished.
+    /// True when no request is queued or running.
     public var isIdle: Bool {
         condition.lock(); defer { condition.unlock() }
-        return queue.isEmpty && statsValue.running == 0
+        return queue.isEmpty && running == 0
     }
 
-    // MARK: The worker (first version: one completion at a time).
+    // MARK: The worker
 
     private func run() {
         while true {
+            // Admit waiting requests into free slots; drop cancelled ones; sleep when idle.
             condition.lock()
-            while queue.isEmpty { condition.wait() }
-            let request = queue.removeFirst()
+            while queue.isEmpty && active.isEmpty && accepting { condition.wait() }
+            if queue.isEmpty && active.isEmpty { condition.unlock(); return }      // drained after shutdown
+            var admitted: [Request] = []
+            while active.count + admitted.count < options.maxBatch, !queue.isEmpty { admitted.append(queue.removeFirst()) }
+            let cancelled = Set(active.filter { $0.request.cancelled }.map { ObjectIdentifier($0.request) })
+            admitted.removeAll { r in
+                if r.cancelled { r.continuation.finish(); return true }
+                return false
+            }
+            running += admitted.count                   // the slots are taken from now on
             statsValue.queued = queue.count
-            statsValue.running = 1
             condition.unlock()
-            serve(request)
-            condition.lock(); statsValue.running = 0; condition.unlock()
+
+            for a in active where cancelled.contains(ObjectIdentifier(a.request)) { release(a, nil) }
+            ComputeLock.lock.lock()
+            for r in admitted { admit(r) }
+            prefillStep()
+            decodeStep()
+            ComputeLock.lock.unlock()
+
+            condition.lock()
+            statsValue.running = active.count
+            statsValue.steps += 1
+            condition.unlock()
         }
     }
 
-    private func isCancelled(_ r: Request) -> Bool {
-        condition.lock(); defer { condition.unlock() }
-        return r.cancelled
+    /// A sequence for a new request: a spare one, or a new one from the model.
+    private func admit(_ r: Request) {
+        let sequence = spare.popLast() ?? model.makeSequence()
+        sequence.reset()
+        let a = Active(request: r, sequence: sequence, sampler: Sampler(settings: r.job.sampling, vocabSize: vocabSize))
+        active.append(a)
+        // Resume from the longest saved state whose tokens begin the prompt.
+        if let (tokens, state) = promptCache.longestPrefix(of: r.job.prompt) {
+            model.sequence = sequence
+            if (try? model.loadState(state)) != nil { a.consumed = tokens; a.resumed = tokens } else { sequence.reset() }
+        }
+        count { $0.cachedPromptTokens += a.resumed; $0.promptTokens += r.job.prompt.count }
+        if !a.prefilling { promptDone(a) }
     }
 
-    private func serve(_ r: Request) {
-        let job = r.job
-        let sampler = Sampler(settings: job.sampling, vocabSize: vocabSize)
+    /// Up to `prefillChunk` prompt tokens, oldest request first.
+    private func prefillStep() {
+        var budget = options.prefillChunk
+        for a in active where a.prefilling && budget > 0 {
+            let end = min(a.job.prompt.count, a.consumed + budget)
+            model.sequence = a.sequence
+            do {
+                try model.prefill(Array(a.job.prompt[a.consumed..<end]))
+                budget -= end - a.consumed
+                a.consumed = end
+                if !a.prefilling { promptDone(a) }
+            } catch {
+                release(a, error)
+            }
+        }
+    }
+
+    /// The prompt is in: save it for reuse, report it, sample the first token.
+    private func promptDone(_ a: Active) {
+        model.sequence = a.sequence
+        if promptCache.limit > 0 && a.resumed < a.job.prompt.count { promptCache.insert(a.job.prompt, model.saveState()) }
+        do { try FiniteCheck.checkLastLogits(model) } catch { release(a, error); return }
+        a.request.continuation.yield(.started(promptTokens: a.job.prompt.count, cachedTokens: a.resumed))
+        // As Generator: sample up to max_tokens, or until the context is full.
+        let room = contextCapacity - a.sequence.position
+        a.budget = max(0, min(a.job.maxTokens, room))
+        sampleNext(a)
+    }
+
+    /// Samples from the sequence's last logits; finishes, or leaves the token to decode.
+    private func sampleNext(_ a: Active) {
+        guard a.generated < a.budget else { finish(a, .length); return }
+        let logits = a.sequence.lastLogits
+        let token = a.sampler.sample(logits, history: a.history)
+        a.history.append(token)
+        a.generated += 1
+        a.request.continuation.yield(.token(id: token, logprob: a.job.logprobs ? logProbability(of: token, in: logits) : nil))
+        count { $0.generatedTokens += 1 }
+        if a.job.stopTokens.contains(token) { finish(a, .stop) }
+        else if a.generated == a.budget { finish(a, .length) }     // the last token needs no forward pass
+        else { a.pending = token }
+    }
+
+    /// One token for every decoding sequence, in one batch.
+    private func decodeStep() {
+        let ready = active.filter { $0.pending != nil }
+        guard !ready.isEmpty else { return }
+        let tokens = ready.map { $0.pending! }
+        for a in ready { a.pending = nil }
         do {
-            ComputeLock.lock.lock(); defer { ComputeLock.lock.unlock() }
-            model.reset()
-            var start = 0
-            while start < job.prompt.count {
-                if isCancelled(r) { return }
-                let end = min(job.prompt.count, start + options.prefillChunk)
-                try model.prefill(Array(job.prompt[start..<end]))
-                start = end
-            }
-            try FiniteCheck.checkLastLogits(model)
-            r.continuation.yield(.started(promptTokens: job.prompt.count, cachedTokens: 0))
-            var history = job.prompt
-            let room = model.contextCapacity - model.position
-            let budget = min(job.maxTokens, room)
-            var reason = FinishReason.length
-            for i in 0..<budget {
-                if isCancelled(r) { return }
-                let token = sampler.sample(model.lastLogits, history: history)
-                history.append(token)
-                r.continuation.yield(.token(id: token, logprob: job.logprobs ? logProbability(of: token, in: model.lastLogits) : nil))
-                condition.lock(); statsValue.generatedTokens += 1; condition.unlock()
-                if job.stopTokens.contains(token) { reason = .stop; break }
-                if i + 1 < budget {
-                    try model.decode(token)
-                    try FiniteCheck.checkLastLogits(model)
-                }
-            }
-            r.continuation.yield(.finished(reason))
-            r.continuation.finish()
+            try model.decode(batch: tokens, sequences: ready.map(\.sequence))
         } catch {
-            r.continuation.finish(throwing: error)
+            for a in ready { release(a, error) }
+            return
         }
+        count { $0.lastBatchSize = ready.count }
+        for a in ready {
+            if let bad = FiniteCheck.firstNonFinite(a.sequence.logits.pointer, count: vocabSize) {
+                release(a, ModelError.nonFiniteLogits(position: a.sequence.position - 1, detail: "logit \(bad)"))
+                continue
+            }
+            sampleNext(a)
+        }
+    }
+
+    private func finish(_ a: Active, _ reason: FinishReason) {
+        // The state after prompt and completion serves a follow-up that repeats them (a chat).
+        if promptCache.limit > 0 && a.generated > 1 {
+            model.sequence = a.sequence
+            promptCache.insert(Array(a.history.dropLast()), model.saveState())
+        }
+        a.request.continuation.yield(.finished(reason))
+        release(a, nil)
+    }
+
+    /// The request leaves (finished, failed or cancelled); its sequence becomes spare.
+    private func release(_ a: Active, _ error: Error?) {
+        guard let i = active.firstIndex(where: { $0 === a }) else { return }
+        active.remove(at: i)
+        spare.append(a.sequence)
+        condition.lock(); running -= 1; condition.unlock()
+        if let error { a.request.continuation.finish(throwing: error) } else { a.request.continuation.finish() }
+    }
+
+    private func count(_ update: (inout EngineStats) -> Void) {
+        condition.lock(); update(&statsValue); condition.unlock()
+    }
+}
+
+/// Saved states by the tokens they hold, least recently used out first, bounded by bytes.
+final class PromptCache {
+    let limit: Int
+    private var entries: [(tokens: [Int], state: [UInt8])] = []    // most recently used last
+    private var bytes = 0
+
+    init(limit: Int) { self.limit = limit }
+
+    /// The longest saved prefix of `prompt`: its length and state.
+    func longestPrefix(of prompt: [Int]) -> (Int, [UInt8])? {
+        var best: Int?
+        for (i, e) in entries.enumerated() where e.tokens.count <= prompt.count && e.tokens.count > (best.map { entries[$0].tokens.count } ?? 0) {
+            if prompt.starts(with: e.tokens) { best = i }
+        }
+        guard let i = best else { return nil }
+        let e = entries.remove(at: i)
+        entries.append(e)
+        return (e.tokens.count, e.state)
+    }
+
+    func insert(_ tokens: [Int], _ state: [UInt8]) {
+        guard state.count <= limit else { return }
+        if let i = entries.firstIndex(where: { $0.tokens == tokens }) { bytes -= entries.remove(at: i).state.count }
+        entries.append((tokens, state))
+        bytes += state.count
+        while bytes > limit { bytes -= entries.removeFirst().state.count }
     }
 }
 

@@ -47,6 +47,56 @@ struct MatvecTests {
         }
     }
 
+    /// The few-tokens kernel (a batch of sequences decoding together): for 1 to 9 tokens, with
+    /// strided input and output rows, every weight type and kernel family, one and two threads,
+    /// it gives each token what the one-token kernel gives it.
+    @Test(arguments: [(3, 15), (5, 17), (48, 512), (130, 70), (600, 300)])
+    func fewTokensMatchOneTokenAtATime(_ shape: (Int, Int)) {
+        let (n, k) = shape
+        var rng = SplitMix64(seed: UInt64(n * 77 + k))
+        let w32 = (0..<(n * k)).map { _ in rng.nextUnitFloat() - 0.5 }
+        let w16 = w32.map { Float16($0).bitPattern }
+        let wb16 = w32.map { UInt16($0.bitPattern >> 16) }
+        let ldx = k + 3, ldy = n + 5
+        let threadsBefore = BLAS.threads
+        defer { BLAS.threads = threadsBefore; KernelInfo.force(nil) }
+        for type in WeightType.allCases {
+            func withWeights(_ body: (WeightMatrix) -> Void) {
+                func run(_ raw: UnsafeRawPointer) { body(WeightMatrix(raw: raw, type: type, rows: n, columns: k)) }
+                switch type {
+                case .f32: w32.withUnsafeBytes { run($0.baseAddress!) }
+                case .f16: w16.withUnsafeBytes { run($0.baseAddress!) }
+                case .bf16: wb16.withUnsafeBytes { run($0.baseAddress!) }
+                }
+            }
+            for family in ["portable", "avx2", "avx512"] where KernelInfo.force(family) == family {
+                for threads in [1, 2] {
+                    BLAS.threads = threads
+                    for m in 1...9 {
+                        let x = (0..<(m * ldx)).map { _ in rng.nextUnitFloat() - 0.5 }
+                        let start = (0..<(m * ldy)).map { _ in rng.nextUnitFloat() }
+                        for accumulate in [false, true] {
+                            var y = start, expected = start
+                            withWeights { w in
+                                w.matvecMulti(x, rows: m, ldx: ldx, into: &y, ldy: ldy, accumulate: accumulate)
+                                for i in 0..<m {
+                                    x.withUnsafeBufferPointer { xs in expected.withUnsafeMutableBufferPointer { e in
+                                        w.matvec(xs.baseAddress! + i * ldx, into: e.baseAddress! + i * ldy, accumulate: accumulate)
+                                    } }
+                                }
+                            }
+                            var worst: Float = 0
+                            for i in 0..<m { for r in 0..<n { worst = max(worst, abs(y[i * ldy + r] - expected[i * ldy + r])) } }
+                            #expect(worst < 1e-5, "\(type) \(family) \(threads) threads, \(m) tokens, accumulate \(accumulate): \(worst)")
+                            // The gaps between strided rows are left alone.
+                            for i in 0..<m { for r in n..<ldy { #expect(y[i * ldy + r] == start[i * ldy + r]) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Widening half-precision rows (the embedding lookup and prefill's sgemm input) is exact,
     /// and narrowing to f16 rounds as Swift's Float16 does.
     @Test func conversionsAreExact() {

@@ -96,6 +96,9 @@ final class ConstantStateModel: LanguageModel {
     func stateBytes(forTokens tokens: Int) -> Int { 4096 }
     func saveState() -> [UInt8] { [] }
     func loadState(_ bytes: [UInt8]) throws {}
+    func makeSequence() -> SequenceState { SequenceState(caches: [], states: [], vocab: 50) }
+    lazy var sequence = makeSequence()
+    func decode(batch tokens: [Int], sequences: [SequenceState]) throws { for s in sequences { s.position += 1 } }
 }
 
 /// Runs real sweeps (tiny models), so it is serialized: the stop flag and the profiler are global.
