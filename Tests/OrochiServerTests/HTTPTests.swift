@@ -67,7 +67,19 @@ struct HTTPTests {
             #expect(chunks.allSatisfy { $0["object"] == .string("text_completion") && $0["id"] == chunks[0]["id"] })
             #expect(chunks.dropLast().allSatisfy { $0.choice["finish_reason"] == .null })
             #expect(chunks.last?.choice["finish_reason"] == body.choice["finish_reason"])
-            #expect(chunks.last?["usage"] == body["usage"], "usage in the last chunk")
+            #expect(chunks.last?["usage"]?.counts == body["usage"]?.counts, "usage in the last chunk")
+            // Several at once (batched together by the engine): each the same text.
+            let texts = try await withThrowingTaskGroup(of: String.self) { group in
+                for i in 0..<4 {
+                    group.addTask {
+                        let stream = i % 2 == 1
+                        let r = try await client.post("/v1/completions", #"{"prompt": "\#(prompt)", "max_tokens": 40, "temperature": 0, "stream": \#(stream)}"#)
+                        return stream ? r.events.chunks.map { $0.choice["text"]?.string ?? "" }.joined() : (r.json.choice["text"]?.string ?? "")
+                    }
+                }
+                return try await group.reduce(into: [String]()) { $0.append($1) }
+            }
+            #expect(texts == Array(repeating: expected, count: 4))
         }
     }
 
@@ -105,8 +117,8 @@ struct HTTPTests {
             #expect(content == text, "streamed text equals the non-streamed text")
             // The finish chunk (with usage), then OpenAI's usage chunk with no choices.
             let finish = chunks[chunks.count - 2], usage = chunks[chunks.count - 1]
-            #expect(finish.choice["finish_reason"] == body.choice["finish_reason"] && finish["usage"] == body["usage"])
-            #expect(usage["choices"] == .array([]) && usage["usage"] == body["usage"])
+            #expect(finish.choice["finish_reason"] == body.choice["finish_reason"] && finish["usage"]?.counts == body["usage"]?.counts)
+            #expect(usage["choices"] == .array([]) && usage["usage"] == finish["usage"])
         }
     }
 
@@ -298,6 +310,23 @@ struct HTTPTests {
         func run() async throws {
             lock.withLock { started = true }
             try? await gracefulShutdown()
+        }
+    }
+
+    /// The engine's prompt cache: a repeated prompt is resumed, not computed, and says so in
+    /// usage.prompt_tokens_details.cached_tokens and the metrics; the text is the same.
+    @Test func promptCacheShowsInUsageAndMetrics() async throws {
+        let server = try ServerFixtures.server()
+        try await ServerFixtures.app(server).test(.router) { client in
+            let body = #"{"prompt": "\#(prompt)について", "max_tokens": 8, "temperature": 0}"#
+            let first = try await client.post("/v1/completions", body).json
+            let second = try await client.post("/v1/completions", body).json
+            #expect(first["usage"]?["prompt_tokens_details"] == nil)
+            let cached = second["usage"]?["prompt_tokens_details"]?["cached_tokens"]?.int ?? 0
+            #expect(cached > 0 && cached <= (second["usage"]?["prompt_tokens"]?.int ?? 0), "\(second)")
+            #expect(first.choice["text"] == second.choice["text"])
+            let metrics = try await client.get("/metrics").text
+            #expect(metrics.contains(#"orochi_cached_prompt_tokens_total{model="orochi-ja-llama"} \#(cached)"#), "\(metrics)")
         }
     }
 

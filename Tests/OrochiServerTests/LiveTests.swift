@@ -27,7 +27,7 @@ struct LiveTests {
             try socket.send(request)
             let head = try socket.receive(until: "data: ", count: 3)
             #expect(head.hasPrefix("HTTP/1.1 200"), "\(head)")
-            #expect(served.engine.stats.running == 1)
+            #expect(await waitUntil { served.engine.stats.running == 1 })
             socket.close()
             #expect(await waitUntil(20) { served.engine.isIdle && server.inFlightCount == 0 })
             #expect(served.engine.stats.generatedTokens < 1_000_000)

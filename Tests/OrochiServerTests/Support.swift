@@ -88,6 +88,9 @@ extension JSON {
     var errorCode: String? { self["error"]?["code"]?.string }
     var errorMessage: String { self["error"]?["message"]?.string ?? "" }
     var errorParam: String? { self["error"]?["param"]?.string }
+    /// A usage object's prompt, completion and total tokens (not what the prompt cache served,
+    /// which depends on the requests before).
+    var counts: [Int?] { [self["prompt_tokens"]?.int, self["completion_tokens"]?.int, self["total_tokens"]?.int] }
 }
 
 /// Waits (polling) until `condition` holds, at most `seconds`.
