@@ -5,7 +5,7 @@ import PackageDescription
 // Layers, each depending only on those below:
 //   COrochiKernels (C: CPU dispatch, OpenBLAS loader, thread pool, one-token kernels)
 //   → OrochiKernels (Swift kernels) → Orochi (Loading → Tokenizer → Models → Runtime)
-//   → OrochiBench (the benchmark harness) → OrochiCLI (`orochi`)
+//   → OrochiBench (the benchmark harness), OrochiTeaching (pictures) → OrochiCLI (`orochi`)
 //
 // Release builds: only the kernels run without bounds and overflow checks (-Ounchecked): their
 // buffers are sized from a configuration checked before they are called. Everything that parses
@@ -43,10 +43,12 @@ let package = Package(
         .target(name: "OrochiKernels", dependencies: ["COrochiKernels"], swiftSettings: kernels),
         .target(name: "Orochi", dependencies: ["OrochiKernels"], swiftSettings: checked),
         .target(name: "OrochiBench", dependencies: ["Orochi"], swiftSettings: checked),
+        // The teaching tools' pictures (attention maps, hidden attention, reach).
+        .target(name: "OrochiTeaching", dependencies: ["Orochi", "OrochiBench"], swiftSettings: checked),
         .executableTarget(
             name: "OrochiCLI",
             dependencies: [
-                "Orochi", "OrochiBench",
+                "Orochi", "OrochiBench", "OrochiTeaching",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: checked

@@ -17,6 +17,7 @@ struct OrochiCommand: ParsableCommand {
             Detokenize.self,
             PerplexityCommand.self,
             Bench.self,
+            AttentionCommand.self,
         ]
     )
 }
