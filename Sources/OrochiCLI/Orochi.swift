@@ -18,6 +18,7 @@ struct OrochiCommand: ParsableCommand {
             PerplexityCommand.self,
             Bench.self,
             AttentionCommand.self,
+            TraceCommand.self,
         ]
     )
 }
