@@ -6,7 +6,7 @@ RELEASE    := .build/release/orochi
 VENV       ?= .venv
 PYTHON     := $(VENV)/bin/python
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_DEPS   := libopenblas-dev pkg-config gnuplot-nox
+APT_DEPS   := libopenblas-dev pkg-config gnuplot-nox fonts-noto-cjk
 MODEL      ?= Models/orochi-ja-mamba
 MODELS     := Models/orochi-ja-llama Models/orochi-ja-mamba Models/orochi-ja-jamba
 PROMPT     ?= ファイルを開くには

@@ -5,7 +5,7 @@ import PackageDescription
 // Layers, each depending only on those below:
 //   COrochiKernels (C: CPU dispatch, OpenBLAS loader, thread pool, one-token kernels)
 //   → OrochiKernels (Swift kernels) → Orochi (Loading → Tokenizer → Models → Runtime)
-//   → OrochiBench (the benchmark harness) → OrochiCLI (`orochi`)
+//   → OrochiBench (the benchmark harness), OrochiTeaching (pictures) → OrochiCLI (`orochi`)
 //   Orochi → OrochiServer (the OpenAI-compatible HTTP server, on Hummingbird) → OrochiServerCommand
 //   (`orochi-server`). `orochi` does not link the server: `orochi serve` execs `orochi-server`,
 //   so `make run` builds none of Hummingbird and SwiftNIO.
@@ -53,10 +53,12 @@ let package = Package(
         .target(name: "OrochiKernels", dependencies: ["COrochiKernels"], swiftSettings: kernels),
         .target(name: "Orochi", dependencies: ["OrochiKernels"], swiftSettings: checked),
         .target(name: "OrochiBench", dependencies: ["Orochi"], swiftSettings: checked),
+        // The teaching tools' pictures (attention maps, hidden attention, reach).
+        .target(name: "OrochiTeaching", dependencies: ["Orochi", "OrochiBench"], swiftSettings: checked),
         .executableTarget(
             name: "OrochiCLI",
             dependencies: [
-                "Orochi", "OrochiBench",
+                "Orochi", "OrochiBench", "OrochiTeaching",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: checked

@@ -9,6 +9,7 @@
 #   make eval          validation perplexity, bits/char and the two baselines, for each
 #                      model directory present in Models/
 #   make loss-plot     Models/loss.png and Models/loss.svg from Models/*-loss.csv
+#   make samples       the model card's samples and their share of digits (release build, no Python packages)
 
 CORPUS_OUT   := Scripts/corpus/out
 TOKENIZER    := $(CORPUS_OUT)/tokenizer.model
@@ -20,7 +21,7 @@ EVAL_CONTEXT ?= 512
 MODELS_DIRS  := $(wildcard Models/orochi-ja-llama Models/orochi-ja-mamba Models/orochi-ja-jamba)
 LOSS_ARCHS   = $(patsubst Models/%-loss.csv,%,$(wildcard Models/llama-loss.csv Models/mamba-loss.csv Models/jamba-loss.csv))
 
-.PHONY: corpus tokenizer train train-bg train-test eval loss-plot validation-sample
+.PHONY: corpus tokenizer train train-bg train-test eval loss-plot validation-sample samples
 
 # `make corpus` always rebuilds; the other targets only build the corpus when it is missing
 # (a rebuilt corpus would invalidate a tokenizer and training runs in progress).
@@ -63,3 +64,6 @@ eval: | $(CORPUS_OUT)/train.txt
 
 loss-plot:
 	gnuplot -e "archs='$(LOSS_ARCHS)'" Scripts/training/loss.gp
+
+samples: build
+	python3 Scripts/card_samples.py $(RELEASE) $(MODELS)

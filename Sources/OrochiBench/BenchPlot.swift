@@ -160,6 +160,23 @@ public enum BenchPlot {
         return images
     }
 
+    /// Runs a gnuplot script (a path relative to `directory`) from `directory`.
+    public static func runGnuplot(script: String, in directory: URL, gnuplot: String = "gnuplot") throws {
+        guard let exe = findExecutable(gnuplot) else { throw PlotError.gnuplotMissing }
+        let process = Process()
+        process.executableURL = exe
+        process.arguments = [script]
+        process.currentDirectoryURL = directory
+        let err = Pipe()
+        process.standardError = err
+        try process.run()
+        let errText = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw PlotError.gnuplotFailed(script: directory.appendingPathComponent(script).path, status: process.terminationStatus, stderr: errText)
+        }
+    }
+
     static func findExecutable(_ name: String) -> URL? {
         if name.contains("/") { return FileManager.default.isExecutableFile(atPath: name) ? URL(fileURLWithPath: name) : nil }
         let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"

@@ -17,6 +17,8 @@ struct OrochiCommand: ParsableCommand {
             Detokenize.self,
             PerplexityCommand.self,
             Bench.self,
+            AttentionCommand.self,
+            TraceCommand.self,
             Serve.self,
         ]
     )

@@ -33,12 +33,18 @@ public enum ProfileComponent: Int, CaseIterable, Sendable, CustomStringConvertib
 public enum Profiler {
     nonisolated(unsafe) public static var enabled = false
     nonisolated(unsafe) private static var totals = [Double](repeating: 0, count: ProfileComponent.allCases.count)
+    /// When set (and `enabled`), every timed step is also appended here, in order (`orochi trace`).
+    nonisolated(unsafe) public static var log: [(ProfileComponent, Double)]?
 
     @inline(__always) @discardableResult
     public static func time<T>(_ component: ProfileComponent, _ body: () throws -> T) rethrows -> T {
         guard enabled else { return try body() }
         let start = Clock.now()
-        defer { totals[component.rawValue] += Clock.now() - start }
+        defer {
+            let seconds = Clock.now() - start
+            totals[component.rawValue] += seconds
+            log?.append((component, seconds))
+        }
         return try body()
     }
 

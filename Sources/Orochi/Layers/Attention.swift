@@ -178,6 +178,7 @@ struct AttentionMixer {
                 }
             }
         }
+        if let probe = Probe.active, case .run = rows { record(in: probe, q: q, k: k, rows: t) }
         Profiler.time(.attention) {
             if case let .run(sequence, p0, t) = rows, t > 1 {
                 attendTiled(rows: t, start: p0, cache: sequence.caches[layer]!, scratch: s)

@@ -203,6 +203,7 @@ struct MambaMixer {
             case let .batch(sequences): for (i, sequence) in sequences.enumerated() { scan(i, steps: 1, sequence.states[layer]!) }
             }
         }
+        if let probe = Probe.active, case .run = rows { record(in: probe, u: u, delta: delta, dbc: dbc, xz: xz, y: y, rows: t) }
         Profiler.time(.projection) { w.outProj(y, rows: t, into: x, accumulate: true, widen: widen) }   // X += Y·W_outᵀ
     }
 }

@@ -364,7 +364,8 @@ public final class JambaModel: LanguageModel {
             architecture: "JambaForCausalLM", modelType: config.model_type ?? "jamba",
             vocabSize: vocab, hiddenSize: dim, layerCount: layerCount, parameterCount: source.parameterCount,
             maxContext: attentionLayers == 0 ? Int.max : config.max_position_embeddings, fileDTypes: source.dtypeCounts,
-            details: details, fingerprint: fnv1a(printBytes))
+            details: details, fingerprint: fnv1a(printBytes),
+            decodeWeightBytes: decodedWeightBytes(matrices: matrices, embedding: embedding, lmHead: lmHead) - expertBytes)
         sequence.owner = ObjectIdentifier(self)
     }
 

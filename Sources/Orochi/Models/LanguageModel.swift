@@ -66,6 +66,9 @@ public struct ModelInfo: Sendable {
     public var details: [(String, String)]   // architecture-specific lines: shapes, heads, state size …
     /// An identity for snapshots: architecture, shapes and a hash of part of the weights.
     public var fingerprint: UInt64
+    /// Bytes of weight matrices a decoded token reads, as stored: every layer matrix (only the
+    /// routed experts), the lm_head, one embedding row.
+    public var decodeWeightBytes = 0
 }
 
 /// How a model is loaded: its cache size, and how weights and cache are held in memory.

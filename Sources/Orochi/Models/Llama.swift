@@ -237,7 +237,7 @@ public final class LlamaModel: LanguageModel {
             architecture: "LlamaForCausalLM", modelType: config.model_type ?? "llama",
             vocabSize: vocab, hiddenSize: dim, layerCount: layerCount, parameterCount: source.parameterCount,
             maxContext: maxContext, fileDTypes: source.dtypeCounts, details: details,
-            fingerprint: fnv1a(printBytes))
+            fingerprint: fnv1a(printBytes), decodeWeightBytes: decodedWeightBytes(matrices: matrices, embedding: embedding, lmHead: lmHead))
         sequence.owner = ObjectIdentifier(self)
     }
 

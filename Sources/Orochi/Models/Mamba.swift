@@ -236,7 +236,8 @@ public final class MambaModel: LanguageModel {
         info = ModelInfo(
             architecture: "MambaForCausalLM", modelType: config.model_type ?? "mamba",
             vocabSize: vocab, hiddenSize: dim, layerCount: layerCount, parameterCount: source.parameterCount,
-            maxContext: Int.max, fileDTypes: source.dtypeCounts, details: details, fingerprint: fnv1a(printBytes))
+            maxContext: Int.max, fileDTypes: source.dtypeCounts, details: details, fingerprint: fnv1a(printBytes),
+            decodeWeightBytes: decodedWeightBytes(matrices: matrices, embedding: embedding, lmHead: lmHead))
         sequence.owner = ObjectIdentifier(self)
     }
 

@@ -7,6 +7,7 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
     case nonFiniteLogits(position: Int, detail: String)
     /// A batched decode step that is not one token for each of distinct sequences of the model.
     case badBatch(String)
+    case unsupported(String)
 
     public var description: String {
         switch self {
@@ -20,6 +21,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
             return "non-finite logits (NaN or infinity) at position \(position): \(detail)"
         case let .badBatch(detail):
             return "bad batch: \(detail)"
+        case let .unsupported(detail):
+            return detail
         }
     }
 }

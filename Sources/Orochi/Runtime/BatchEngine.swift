@@ -151,6 +151,11 @@ public final class BatchEngine: @unchecked Sendable {
         guard options.maxQueue >= 0 else { throw EngineError.badRequest("max queue must be ≥ 0, got \(options.maxQueue)") }
         guard options.prefillChunk >= 1 else { throw EngineError.badRequest("prefill chunk must be ≥ 1, got \(options.prefillChunk)") }
         guard options.promptCacheBytes >= 0 else { throw EngineError.badRequest("prompt cache bytes must be ≥ 0, got \(options.promptCacheBytes)") }
+        // Every slot may hold a sequence: its KV cache at full capacity, or its state.
+        let perSequence = model.makeSequence().allocatedBytes
+        let (total, overflow) = perSequence.multipliedReportingOverflow(by: options.maxBatch)
+        try Sizes.checkFits(overflow ? Int.max : total,
+                            "\(options.maxBatch) sequences of \(perSequence) bytes each (KV caches at the full context, or states): lower the max batch or the context")
         self.model = model
         self.options = options
         contextCapacity = model.contextCapacity

@@ -136,6 +136,8 @@ struct BatchEngineTests {
         #expect(throws: EngineError.self) { try engine.submit(Self.job([1], -1)) }
         #expect(throws: EngineError.self) { try engine.submit(Self.job([1], 3, settings: .init(temperature: -1))) }
         #expect(throws: EngineError.self) { try BatchEngine(model: engine.model, options: .init(maxBatch: 0)) }
+        // Slots whose caches could not all be held are refused before any is allocated.
+        #expect(throws: SizeError.self) { try BatchEngine(model: engine.model, options: .init(maxBatch: Int.max / 2)) }
     }
 
     /// A prompt near the end of the context: the completion stops when the cache is full, as
