@@ -19,6 +19,7 @@ struct OrochiCommand: ParsableCommand {
             Bench.self,
             AttentionCommand.self,
             TraceCommand.self,
+            ExplainCommand.self,
             Serve.self,
         ]
     )

@@ -31,6 +31,19 @@ public struct LayerMap: Sendable {
     public var identityError: Double?
 
     public var meanReach: Double { reach.reduce(0, +) / Double(max(1, reach.count)) }
+
+    public init(layer: Int, kind: Kind, tokens: Int, maps: [[Float]], reach: [Double], identityError: Double?) {
+        self.layer = layer; self.kind = kind; self.tokens = tokens; self.maps = maps; self.reach = reach
+        self.identityError = identityError
+    }
+
+    /// An attention layer with its heads averaged into one map (its reach: the heads' mean).
+    public var headsAveraged: LayerMap {
+        guard kind == .attention, maps.count > 1 else { return self }
+        var mean = [Float](repeating: 0, count: tokens * tokens)
+        for m in maps { for j in mean.indices { mean[j] += m[j] / Float(maps.count) } }
+        return LayerMap(layer: layer, kind: kind, tokens: tokens, maps: [mean], reach: [meanReach], identityError: nil)
+    }
 }
 
 public enum AttentionMaps {
