@@ -13,7 +13,7 @@
 
 CORPUS_OUT   := Scripts/corpus/out
 TOKENIZER    := $(CORPUS_OUT)/tokenizer.model
-TRAIN_TOKENS ?= 2000000
+TRAIN_TOKENS ?= 3000000
 TRAIN_THREADS ?= 1
 TRAIN_ARGS   ?=
 TRAIN_ARCHS  ?= llama mamba jamba
