@@ -47,8 +47,11 @@ compare: build
 # take minutes unoptimised and seconds optimised. -enable-testing keeps @testable imports.
 # --no-parallel: the kernel tests force process-wide settings (the kernel family, the thread
 # count) while they run, which tests running beside them would see half-way through a pass.
+# The server's tests (Server/, a package of its own) follow, in a debug build: compiling SwiftNIO
+# and Hummingbird optimised would take longer than the tests take unoptimised.
 test: deps
 	$(SWIFT) test -c release -Xswiftc -enable-testing --no-parallel
+	cd Server && $(SWIFT) test --no-parallel
 
 # Python tooling for reference fixtures (never needed by build, run or test).
 venv: $(PYTHON)

@@ -6,9 +6,9 @@ import PackageDescription
 //   COrochiKernels (C: CPU dispatch, OpenBLAS loader, thread pool, one-token kernels)
 //   → OrochiKernels (Swift kernels) → Orochi (Loading → Tokenizer → Models → Runtime)
 //   → OrochiBench (the benchmark harness), OrochiTeaching (pictures) → OrochiCLI (`orochi`)
-//   Orochi → OrochiServer (the OpenAI-compatible HTTP server, on Hummingbird) → OrochiServerCommand
-//   (`orochi-server`). `orochi` does not link the server: `orochi serve` execs `orochi-server`,
-//   so `make run` builds none of Hummingbird and SwiftNIO.
+//   The OpenAI-compatible HTTP server (`orochi-server`, on Hummingbird) is a package of its own in
+//   Server/, like Benchmarks/ and Fuzz/: `orochi serve` execs it, so neither `make run` nor the
+//   sanitizer runs build Hummingbird and SwiftNIO.
 //
 // Release builds: only the kernels run without bounds and overflow checks (-Ounchecked): their
 // buffers are sized from a configuration checked before they are called. Everything that parses
@@ -32,16 +32,9 @@ let package = Package(
         .library(name: "Orochi", targets: ["Orochi"]),
         .library(name: "OrochiBench", targets: ["OrochiBench"]),
         .executable(name: "orochi", targets: ["OrochiCLI"]),
-        .executable(name: "orochi-server", targets: ["OrochiServerCommand"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
-        // The server only. No traits: Hummingbird's swift-configuration support is not used.
-        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
-        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
-        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
-        .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
     ],
     targets: [
         // OpenBLAS is loaded at run time (dlopen), not linked: see Sources/COrochiKernels/blas.c.
@@ -62,39 +55,6 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: checked
-        ),
-        .target(
-            name: "OrochiServer",
-            dependencies: [
-                "Orochi",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOCore", package: "swift-nio"),
-            ],
-            swiftSettings: checked
-        ),
-        .executableTarget(
-            name: "OrochiServerCommand",
-            dependencies: [
-                "OrochiServer",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ],
-            swiftSettings: checked
-        ),
-        .testTarget(
-            name: "OrochiServerTests",
-            dependencies: [
-                "OrochiServer",
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
-            exclude: ["Fixtures"]
         ),
         .testTarget(
             name: "OrochiTests",

@@ -1,5 +1,6 @@
-# The HTTP server (issue 13, docs/server.md). `make server` builds orochi-server, which
-# `orochi serve` runs; it is a product of its own so that `make run` builds none of Hummingbird.
+# The HTTP server (issue 13, docs/server.md). `make server` builds orochi-server (the package in
+# Server/, so that `make run` builds none of Hummingbird) and puts it beside orochi in
+# .build/release/, where `orochi serve` looks for it.
 # `make server-check` starts it on a free port and runs Scripts/server_check.py, a client written
 # with the official `openai` package (installed in a git-ignored venv), then stops it.
 
@@ -10,8 +11,9 @@ SERVER_PYTHON := $(SERVER_VENV)/bin/python
 
 .PHONY: server server-check server-venv
 
-server: deps
-	$(SWIFT) build -c release --product orochi-server
+server: build
+	cd Server && $(SWIFT) build -c release --product orochi-server
+	cp Server/.build/release/orochi-server $(SERVER)
 
 # python3-venv is a separate Debian package: install it when `python3 -m venv` is missing.
 server-venv: $(SERVER_PYTHON)

@@ -1,4 +1,4 @@
-"""Reference renderings of the chat templates in Tests/OrochiServerTests/Fixtures/templates.
+"""Reference renderings of the chat templates in Server/Tests/OrochiServerTests/Fixtures/templates.
 
 Renders each template with jinja2 configured as transformers' apply_chat_template configures it
 (ImmutableSandboxedEnvironment, trim_blocks=True, lstrip_blocks=True, raise_exception as a global)
@@ -13,7 +13,7 @@ import pathlib
 from jinja2.exceptions import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-ROOT = pathlib.Path(__file__).resolve().parents[2] / "Tests/OrochiServerTests/Fixtures/templates"
+ROOT = pathlib.Path(__file__).resolve().parents[2] / "Server/Tests/OrochiServerTests/Fixtures/templates"
 
 CONVERSATIONS = {
     "system_first": [

@@ -65,7 +65,8 @@ struct AttentionCommand: ParsableCommand {
         let name = options.directory.standardizedFileURL.lastPathComponent
         let dir = URL(fileURLWithPath: out)
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let files = try AttentionPlot.write(chosen, labels: labels, title: "\(name) · 「\(prompt)」 (\(tokens.count) tokens)",
+        let shown = prompt.count > 24 ? prompt.prefix(24) + "…" : prompt            // the title fits the picture
+        let files = try AttentionPlot.write(chosen, labels: labels, title: "\(name) · 「\(shown)」 (\(tokens.count) tokens)",
                                             into: dir, heads: try Self.indices(heads, flag: "--heads"))
         print("layer  kind       maps  reach (tokens)  scan rebuilt from the matrix (max relative error)")
         for l in chosen {

@@ -1,7 +1,8 @@
 import Foundation
 import Testing
 
-/// `orochi-server` and `orochi serve` as a user runs them (the executables sit beside the test bundle).
+/// `orochi-server` and `orochi serve` as a user runs them. orochi-server sits beside the test
+/// bundle; `orochi` is the root package's release build (`make test` builds it first).
 struct CommandTests {
     /// The build's products folder: where the test executable is.
     static let buildDirectory = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
@@ -23,7 +24,7 @@ struct CommandTests {
                       stderr: String(decoding: stderr, as: UTF8.self))
     }
 
-    static var orochi: URL { buildDirectory.appendingPathComponent("orochi") }
+    static var orochi: URL { ServerFixtures.repository.appendingPathComponent(".build/release/orochi") }
     static var server: URL { buildDirectory.appendingPathComponent("orochi-server") }
     let model = ServerFixtures.model(ServerFixtures.llama).path
 
@@ -59,11 +60,20 @@ struct CommandTests {
 
     /// `orochi serve` runs orochi-server with the same arguments (its help and its errors).
     @Test func orochiServeRunsTheServer() throws {
-        let help = try Self.run(Self.orochi, ["serve", "--help"])
+        try #require(FileManager.default.isExecutableFile(atPath: Self.orochi.path),
+                     "\(Self.orochi.path) is missing: build the root package first (make build, or make test)")
+        // orochi and orochi-server side by side, as `make server` leaves them.
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("orochi-serve-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let orochi = dir.appendingPathComponent("orochi")
+        try FileManager.default.copyItem(at: Self.orochi, to: orochi)
+        try FileManager.default.copyItem(at: Self.server, to: dir.appendingPathComponent("orochi-server"))
+        let help = try Self.run(orochi, ["serve", "--help"])
         #expect(help.status == 0 && help.stdout.contains("--max-queue") && help.stdout.contains("orochi serve"), "\(help.stdout)\(help.stderr)")
-        let bad = try Self.run(Self.orochi, ["serve", "--model", model, "--max-batch", "0"])
+        let bad = try Self.run(orochi, ["serve", "--model", model, "--max-batch", "0"])
         #expect(bad.status == 64 && bad.stderr.contains("--max-batch must be between 1 and 256"), "\(bad.stderr)")
-        #expect(try Self.run(Self.orochi, ["--help"]).stdout.contains("serve"))
+        #expect(try Self.run(orochi, ["--help"]).stdout.contains("serve"))
     }
 
     /// Without orochi-server beside it, `orochi serve` says how to build it.

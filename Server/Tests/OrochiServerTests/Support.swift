@@ -7,8 +7,8 @@ import Orochi
 /// Paths and servers for the tests: the shipped models (small, with a tokenizer) under Models/,
 /// the template fixtures beside this file.
 enum ServerFixtures {
-    static let repository = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let repository = URL(fileURLWithPath: #filePath)     // Server/Tests/OrochiServerTests/Support.swift
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let templates = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .appendingPathComponent("Fixtures/templates")
 
