@@ -28,12 +28,6 @@ public final class SequenceState {
         position = 0
         for state in states { state?.reset() }
     }
-
-    /// Bytes held in memory for this sequence: the caches at full capacity and the states.
-    public var allocatedBytes: Int {
-        caches.reduce(0) { $0 + ($1.map { $0.bytesPerToken * $0.capacity } ?? 0) }
-            + states.reduce(0) { $0 + ($1?.bytes ?? 0) } + logits.count * 4
-    }
 }
 
 /// Which sequence and position each row of a forward pass belongs to: T consecutive tokens of

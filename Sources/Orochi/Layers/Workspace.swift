@@ -20,6 +20,20 @@ final class Workspace {
     }
 }
 
+/// A batched decode's scratch: a workspace of at least B rows and the batch's logits [B, V],
+/// made on the first batch of that size (a model keeps one; decode and prefill keep their own).
+final class BatchScratch {
+    private var space: Workspace?
+    private var logits: FloatBuffer?
+
+    func prepare(rows: Int, vocab: Int, make: (Int) -> Workspace) -> (Workspace, UnsafeMutablePointer<Float>) {
+        if let space, let logits, space.rows >= rows { return (space, logits.pointer) }
+        let space = make(rows), logits = FloatBuffer(count: rows * vocab)
+        self.space = space; self.logits = logits
+        return (space, logits.pointer)
+    }
+}
+
 /// The cache capacity of a model with attention layers: the requested context, or the model's
 /// limit up to 4,096 tokens.
 func cacheCapacity(requested: Int?, maxContext: Int, path: String) throws -> Int {

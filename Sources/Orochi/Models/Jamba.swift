@@ -246,7 +246,7 @@ public final class JambaModel: LanguageModel {
     // sequences and their logits [B, V], on the first batch of that size.
     let decodeSpace: Workspace
     private var prefillSpace: Workspace?
-    private var batchSpace: (Workspace, logits: FloatBuffer)?
+    private let batchScratch = BatchScratch()
 
     public convenience init(directory: URL, options: LoadOptions) throws {
         let configURL = directory.appendingPathComponent("config.json")
@@ -426,12 +426,9 @@ public final class JambaModel: LanguageModel {
     /// products over the batch, attention, conv and scan per sequence.
     public func decode(batch tokens: [Int], sequences: [SequenceState]) throws {
         try InputSide.checkBatch(tokens, sequences, of: self, vocab: vocab, capacity: contextCapacity)
-        if batchSpace.map({ $0.0.rows < tokens.count }) ?? true {
-            batchSpace = (Self.workspace(rows: tokens.count, config: config), FloatBuffer(count: tokens.count * vocab))
-        }
-        let (space, batchLogits) = batchSpace!
-        forward(tokens, rows: .batch(sequences), in: space, allLogits: batchLogits.pointer)
-        InputSide.scatter(batchLogits.pointer, to: sequences, vocab: vocab)
+        let (space, batchLogits) = batchScratch.prepare(rows: tokens.count, vocab: vocab) { Self.workspace(rows: $0, config: config) }
+        forward(tokens, rows: .batch(sequences), in: space, allLogits: batchLogits)
+        InputSide.scatter(batchLogits, to: sequences, vocab: vocab)
     }
 
     public func prefill(_ tokens: [Int], allLogits: UnsafeMutablePointer<Float>?) throws {

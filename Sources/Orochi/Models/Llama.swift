@@ -151,7 +151,7 @@ public final class LlamaModel: LanguageModel {
     // sequences and their logits [B, V], on the first batch of that size.
     let decodeSpace: Workspace
     private var prefillSpace: Workspace?
-    private var batchSpace: (Workspace, logits: FloatBuffer)?
+    private let batchScratch = BatchScratch()
 
     /// Loads from a Hugging Face directory. `context` sizes the KV cache (default: the model's
     /// max_position_embeddings, at most 4,096).
@@ -288,12 +288,9 @@ public final class LlamaModel: LanguageModel {
     /// products over the batch, attention per sequence over its own cache.
     public func decode(batch tokens: [Int], sequences: [SequenceState]) throws {
         try InputSide.checkBatch(tokens, sequences, of: self, vocab: vocab, capacity: contextCapacity)
-        if batchSpace.map({ $0.0.rows < tokens.count }) ?? true {
-            batchSpace = (Self.workspace(rows: tokens.count, config: config), FloatBuffer(count: tokens.count * vocab))
-        }
-        let (space, batchLogits) = batchSpace!
-        forward(tokens, rows: .batch(sequences), in: space, allLogits: batchLogits.pointer)
-        InputSide.scatter(batchLogits.pointer, to: sequences, vocab: vocab)
+        let (space, batchLogits) = batchScratch.prepare(rows: tokens.count, vocab: vocab) { Self.workspace(rows: $0, config: config) }
+        forward(tokens, rows: .batch(sequences), in: space, allLogits: batchLogits)
+        InputSide.scatter(batchLogits, to: sequences, vocab: vocab)
     }
 
     /// Prefills in chunks through matrix-matrix products and tiled attention.

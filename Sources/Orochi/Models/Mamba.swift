@@ -158,7 +158,7 @@ public final class MambaModel: LanguageModel {
     // sequences and their logits [B, V], on the first batch of that size.
     let decodeSpace: Workspace
     private var prefillSpace: Workspace?
-    private var batchSpace: (Workspace, logits: FloatBuffer)?
+    private let batchScratch = BatchScratch()
 
     /// Loads a Hugging Face MambaForCausalLM directory. `context` is accepted for the common
     /// interface; the state does not depend on it.
@@ -278,12 +278,9 @@ public final class MambaModel: LanguageModel {
     /// the batch, conv and scan per sequence on its own state.
     public func decode(batch tokens: [Int], sequences: [SequenceState]) throws {
         try InputSide.checkBatch(tokens, sequences, of: self, vocab: vocab, capacity: contextCapacity)
-        if batchSpace.map({ $0.0.rows < tokens.count }) ?? true {
-            batchSpace = (Self.workspace(rows: tokens.count, config: config), FloatBuffer(count: tokens.count * vocab))
-        }
-        let (space, batchLogits) = batchSpace!
-        forward(tokens, rows: .batch(sequences), in: space, allLogits: batchLogits.pointer)
-        InputSide.scatter(batchLogits.pointer, to: sequences, vocab: vocab)
+        let (space, batchLogits) = batchScratch.prepare(rows: tokens.count, vocab: vocab) { Self.workspace(rows: $0, config: config) }
+        forward(tokens, rows: .batch(sequences), in: space, allLogits: batchLogits)
+        InputSide.scatter(batchLogits, to: sequences, vocab: vocab)
     }
 
     /// Prefills in chunks: projections through sgemm, conv and scan as loops over time.

@@ -151,8 +151,10 @@ public final class BatchEngine: @unchecked Sendable {
         guard options.maxQueue >= 0 else { throw EngineError.badRequest("max queue must be ≥ 0, got \(options.maxQueue)") }
         guard options.prefillChunk >= 1 else { throw EngineError.badRequest("prefill chunk must be ≥ 1, got \(options.prefillChunk)") }
         guard options.promptCacheBytes >= 0 else { throw EngineError.badRequest("prompt cache bytes must be ≥ 0, got \(options.promptCacheBytes)") }
-        // Every slot may hold a sequence: its KV cache at full capacity, or its state.
-        let perSequence = model.makeSequence().allocatedBytes
+        // Every slot may hold a sequence: its KV cache at full capacity, or its state, and its logits
+        // (derived from the model's sizes: nothing is allocated to find out).
+        let perSequence = model.stateBytes(forTokens: model.contextCapacity == Int.max ? 0 : model.contextCapacity)
+            + model.info.vocabSize * 4
         let (total, overflow) = perSequence.multipliedReportingOverflow(by: options.maxBatch)
         try Sizes.checkFits(overflow ? Int.max : total,
                             "\(options.maxBatch) sequences of \(perSequence) bytes each (KV caches at the full context, or states): lower the max batch or the context")
