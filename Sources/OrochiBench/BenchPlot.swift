@@ -143,18 +143,7 @@ public enum BenchPlot {
             }
             let scriptURL = dataDir.appendingPathComponent(name + ".gp")
             try full.write(to: scriptURL, atomically: true, encoding: .utf8)
-            let process = Process()
-            process.executableURL = exe
-            process.arguments = ["data/\(name).gp"]
-            process.currentDirectoryURL = directory
-            let err = Pipe()
-            process.standardError = err
-            try process.run()
-            let errText = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            guard process.terminationStatus == 0 else {
-                throw PlotError.gnuplotFailed(script: scriptURL.path, status: process.terminationStatus, stderr: errText)
-            }
+            try runGnuplot(script: "data/\(name).gp", in: directory, gnuplot: exe.path)
             images += ["\(name).png", "\(name).svg"]
         }
         return images
