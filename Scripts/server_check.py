@@ -126,9 +126,12 @@ def main():
     print(f"chat, streamed: {len(chunks)} chunks, same text")
 
     # Log-probabilities of the sampled tokens.
-    lp = client.chat.completions.create(model=model, messages=messages, max_tokens=8, temperature=0, logprobs=True)
+    lp = client.chat.completions.create(model=model, messages=messages, max_tokens=8, temperature=0, logprobs=True,
+                                        top_logprobs=3)
     content = lp.choices[0].logprobs.content
     check(len(content) > 0 and all(t.logprob <= 0 for t in content), "chat logprobs")
+    check(all(len(t.top_logprobs) == 3 and t.top_logprobs[0].logprob == t.logprob for t in content),
+          "top_logprobs: three alternatives, the likeliest the greedy token")
     check("".join(t.token for t in content) == lp.choices[0].message.content, "logprob tokens spell the text")
 
     # Errors: OpenAI's exception types, from the status codes.

@@ -47,7 +47,7 @@ peer-deps:
 $(PEER_SRC)/.unpacked:
 	@mkdir -p $(PEER_DIR)/src
 	test -f $(PEER_DIR)/src/llama_cpp_python-$(PEER_VERSION).tar.gz || \
-	  python3 -m pip download --no-deps --no-binary :all: llama-cpp-python==$(PEER_VERSION) -d $(PEER_DIR)/src
+	  python3 Scripts/peer/fetch_sdist.py llama-cpp-python $(PEER_VERSION) $(PEER_DIR)/src
 	tar -xzf $(PEER_DIR)/src/llama_cpp_python-$(PEER_VERSION).tar.gz -C $(PEER_DIR)/src
 	touch $@
 

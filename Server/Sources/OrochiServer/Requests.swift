@@ -34,8 +34,8 @@ public struct GenerationRequest: Sendable {
     public var stream = false
     public var includeUsage = false
     public var logprobs = false
-    /// Chat's `top_logprobs`, completions' integer `logprobs`: accepted, answered with the sampled
-    /// token only (alternatives are not reported).
+    /// Chat's `top_logprobs`, completions' integer `logprobs`: how many of the most likely tokens
+    /// to report at each step, besides the sampled one.
     public var topLogprobs = 0
     /// vLLM's extension: do not stop at the end-of-sequence token.
     public var ignoreEOS = false

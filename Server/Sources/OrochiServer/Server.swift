@@ -219,7 +219,8 @@ public final class OpenAIServer: @unchecked Sendable {
         let room = context == Int.max ? Int.max : context - ids.count
         let maxTokens = min(request.maxTokens ?? (chat ? limits.maxTokensLimit : limits.defaultCompletionTokens), room)
         let job = CompletionJob(prompt: ids, maxTokens: maxTokens, sampling: request.sampling,
-                                stopTokens: request.ignoreEOS ? [] : model.stopTokenIds, logprobs: request.logprobs)
+                                stopTokens: request.ignoreEOS ? [] : model.stopTokenIds, logprobs: request.logprobs,
+                                topLogprobs: request.logprobs ? request.topLogprobs : 0)
         return Plan(request: request, model: model, job: job, stops: stops, chat: chat)
     }
 
@@ -304,10 +305,17 @@ public final class OpenAIServer: @unchecked Sendable {
     }
 }
 
-/// A token's text (as streamed) and its log-probability.
+/// A token's text (as streamed) and its log-probability, with the most likely tokens at its step
+/// when they were asked for.
 struct TokenLogprob: Sendable {
     var text: String
     var logprob: Float
+    var top: [Alternative] = []
+
+    struct Alternative: Sendable {
+        var text: String
+        var logprob: Float
+    }
 }
 
 /// Text to send, with the tokens whose text it holds (when logprobs were asked for).
@@ -359,6 +367,20 @@ final class GenerationRun: @unchecked Sendable {
         var sent = 0            // scalars handed to emit
         var last: ContinuousClock.Instant? = nil
         var finished = false
+        var previous = plan.job.prompt.last      // the token before the one being reported
+
+        /// An alternative's text where it would have stood: decoded after the previous token
+        /// (SentencePiece drops a leading space at the start of a text), or its vocabulary entry
+        /// when it decodes to nothing (special tokens).
+        func text(of id: Int, after previous: Int?) -> String {
+            let tokenizer = model.tokenizer
+            var text = tokenizer.decode([id])
+            if let previous {
+                let before = tokenizer.decode([previous]), both = tokenizer.decode([previous, id])
+                if both.hasPrefix(before) { text = String(both.dropFirst(before.count)) }
+            }
+            return text.isEmpty ? (tokenizer.piece(for: id) ?? "") : text
+        }
 
         func take(all: Bool) -> [TokenLogprob] {
             var out: [TokenLogprob] = []
@@ -376,7 +398,9 @@ final class GenerationRun: @unchecked Sendable {
                     outcome.promptTokens = promptTokens
                     outcome.cachedTokens = cachedTokens
                     server.metrics.promptTokens(model: model.id, total: promptTokens, cached: cachedTokens)
-                case let .token(id, logprob):
+                case let .token(id, logprob, top):
+                    let alternatives = top.map { TokenLogprob.Alternative(text: text(of: $0.id, after: previous), logprob: $0.logprob) }
+                    previous = id
                     let now = ContinuousClock.now
                     if let last {
                         server.metrics.interTokenLatency(model: model.id, seconds: seconds(now - last))
@@ -390,7 +414,7 @@ final class GenerationRun: @unchecked Sendable {
                     let piece = detokenizer.append(id)
                     let start = produced
                     produced += piece.unicodeScalars.count
-                    if plan.request.logprobs { pending.append((TokenLogprob(text: piece, logprob: logprob ?? 0), start, produced)) }
+                    if plan.request.logprobs { pending.append((TokenLogprob(text: piece, logprob: logprob ?? 0, top: alternatives), start, produced)) }
                     let text = matcher.push(piece)
                     sent += text.unicodeScalars.count
                     if matcher.stopped {
@@ -446,15 +470,20 @@ final class GenerationRun: @unchecked Sendable {
         return .object(members)
     }
 
-    /// Chat's logprobs: {"content": [{token, logprob, bytes, top_logprobs: []}]}.
+    /// Chat's logprobs: {"content": [{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}]}.
     func chatLogprobs(_ tokens: [TokenLogprob]) -> JSON {
-        .object([("content", .array(tokens.map { t in
-            .object([("token", .string(t.text)), ("logprob", .double(Double(t.logprob))),
-                     ("bytes", .array(Array(t.text.utf8).map { .int(Int($0)) })), ("top_logprobs", .array([]))])
+        func bytes(_ text: String) -> JSON { .array(Array(text.utf8).map { .int(Int($0)) }) }
+        return .object([("content", .array(tokens.map { t in
+            .object([("token", .string(t.text)), ("logprob", .double(Double(t.logprob))), ("bytes", bytes(t.text)),
+                     ("top_logprobs", .array(t.top.map { a in
+                        .object([("token", .string(a.text)), ("logprob", .double(Double(a.logprob))), ("bytes", bytes(a.text))])
+                     }))])
         }))])
     }
 
-    /// Completions' logprobs: tokens, token_logprobs, text_offset; top_logprobs null (not reported).
+    /// Completions' logprobs: tokens, token_logprobs, text_offset, and top_logprobs (one
+    /// {text: logprob} object per token, null when `logprobs` is 0; two alternatives with the same
+    /// text keep the likelier, as a JSON object can hold one).
     func completionLogprobs(_ tokens: [TokenLogprob]) -> JSON {
         var offsets: [JSON] = []
         for t in tokens {
@@ -464,7 +493,10 @@ final class GenerationRun: @unchecked Sendable {
         return .object([
             ("tokens", .array(tokens.map { .string($0.text) })),
             ("token_logprobs", .array(tokens.map { .double(Double($0.logprob)) })),
-            ("top_logprobs", .null),
+            ("top_logprobs", plan.request.topLogprobs == 0 ? .null : .array(tokens.map { t in
+                var seen = Set<String>()
+                return .object(t.top.compactMap { a in seen.insert(a.text).inserted ? (a.text, .double(Double(a.logprob))) : nil })
+            })),
             ("text_offset", .array(offsets)),
         ])
     }

@@ -144,7 +144,7 @@ struct HTTPTests {
         }
     }
 
-    @Test func logprobsOfTheSampledTokens() async throws {
+    @Test func logprobsWithAlternatives() async throws {
         let server = try ServerFixtures.server()
         try await ServerFixtures.app(server).test(.router) { client in
             let r = try await client.post("/v1/completions", #"{"prompt": "\#(prompt)", "max_tokens": 10, "temperature": 0, "logprobs": 1}"#)
@@ -153,14 +153,31 @@ struct HTTPTests {
             let values = lp?["token_logprobs"]?.array?.compactMap(\.double) ?? []
             #expect(tokens.joined() == r.json.choice["text"]?.string, "the tokens' text is the completion's")
             #expect(tokens.count == values.count && values.count >= 1 && values.allSatisfy { $0 <= 0 })
-            #expect(lp?["top_logprobs"] == .null)
+            // Greedy: each step's most likely alternative is the sampled token, with its value.
+            let top = lp?["top_logprobs"]?.array ?? []
+            #expect(top.count == tokens.count)
+            for (i, alternatives) in top.enumerated() {
+                guard case let .object(members)? = Optional(alternatives), members.count == 1 else {
+                    Issue.record("top_logprobs[\(i)]: \(alternatives)"); continue
+                }
+                #expect(members[0].1.double == values[i])
+            }
             let offsets = lp?["text_offset"]?.array?.compactMap(\.int) ?? []
             #expect(offsets.first == 0 && offsets == offsets.sorted())
 
             let chat = try await client.post("/v1/chat/completions",
                                              #"{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "temperature": 0, "logprobs": true, "top_logprobs": 2}"#)
             let content = chat.json.choice["logprobs"]?["content"]?.array ?? []
-            #expect(!content.isEmpty && content.allSatisfy { ($0["logprob"]?.double ?? 1) <= 0 && $0["top_logprobs"] == .array([]) })
+            #expect(!content.isEmpty && content.allSatisfy { ($0["logprob"]?.double ?? 1) <= 0 })
+            for token in content {
+                let alternatives = token["top_logprobs"]?.array ?? []
+                let values = alternatives.compactMap { $0["logprob"]?.double }
+                #expect(alternatives.count == 2 && values == values.sorted(by: >))
+                #expect(values.first == token["logprob"]?.double, "greedy: the likeliest is the sampled token")
+                #expect(alternatives.allSatisfy { $0["bytes"]?.array?.count == $0["token"]?.string?.utf8.count })
+            }
+            let none = try await client.post("/v1/completions", #"{"prompt": "\#(prompt)", "max_tokens": 3, "temperature": 0, "logprobs": 0}"#)
+            #expect(none.json.choice["logprobs"]?["top_logprobs"] == .null)
             #expect(content.compactMap { $0["token"]?.string }.joined() == chat.json.choice["message"]?["content"]?.string)
         }
     }

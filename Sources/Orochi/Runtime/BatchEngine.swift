@@ -13,11 +13,23 @@ public struct CompletionJob: Sendable {
     public var stopTokens: Set<Int>
     /// Report each sampled token's log-probability under the model (before temperature).
     public var logprobs: Bool
+    /// With `logprobs`: also the `topLogprobs` most likely tokens at each step (0–`maxTopLogprobs`).
+    public var topLogprobs: Int
+    public static let maxTopLogprobs = 20
 
-    public init(prompt: [Int], maxTokens: Int, sampling: Sampler.Settings, stopTokens: Set<Int>, logprobs: Bool = false) {
+    public init(prompt: [Int], maxTokens: Int, sampling: Sampler.Settings, stopTokens: Set<Int>,
+                logprobs: Bool = false, topLogprobs: Int = 0) {
         self.prompt = prompt; self.maxTokens = maxTokens; self.sampling = sampling
         self.stopTokens = stopTokens; self.logprobs = logprobs
+        self.topLogprobs = topLogprobs
     }
+}
+
+/// A token and its log-probability under the model.
+public struct TokenChoice: Sendable, Equatable {
+    public var id: Int
+    public var logprob: Float
+    public init(id: Int, logprob: Float) { self.id = id; self.logprob = logprob }
 }
 
 /// What a running completion reports, in order: `started` once (after the prompt is in the
@@ -25,7 +37,9 @@ public struct CompletionJob: Sendable {
 public enum CompletionEvent: Sendable, Equatable {
     /// The prompt is in: `cachedTokens` of it were resumed from the prompt cache, not computed.
     case started(promptTokens: Int, cachedTokens: Int)
-    case token(id: Int, logprob: Float?)
+    /// `logprob`: the sampled token's log-probability, when the job asked for them; `top`: the
+    /// job's `topLogprobs` most likely tokens at this step, most likely first (ties: lower id first).
+    case token(id: Int, logprob: Float?, top: [TokenChoice])
     case finished(FinishReason)
 }
 
@@ -180,6 +194,9 @@ public final class BatchEngine: @unchecked Sendable {
     public func submit(_ job: CompletionJob) throws -> AsyncThrowingStream<CompletionEvent, Error> {
         guard !job.prompt.isEmpty else { throw EngineError.emptyPrompt }
         guard job.maxTokens >= 0 else { throw EngineError.badRequest("max_tokens must be ≥ 0, got \(job.maxTokens)") }
+        guard (0...CompletionJob.maxTopLogprobs).contains(job.topLogprobs) else {
+            throw EngineError.badRequest("top_logprobs must be from 0 to \(CompletionJob.maxTopLogprobs), got \(job.topLogprobs)")
+        }
         do { try job.sampling.validate() } catch { throw EngineError.badRequest("\(error)") }
         if let bad = job.prompt.first(where: { $0 < 0 || $0 >= vocabSize }) {
             throw EngineError.badRequest("token id \(bad) is outside the vocabulary [0, \(vocabSize))")
@@ -301,7 +318,13 @@ public final class BatchEngine: @unchecked Sendable {
         let token = a.sampler.sample(logits, history: a.history)
         a.history.append(token)
         a.generated += 1
-        a.request.continuation.yield(.token(id: token, logprob: a.job.logprobs ? logProbability(of: token, in: logits) : nil))
+        var logprob: Float? = nil
+        var top: [TokenChoice] = []
+        if a.job.logprobs {
+            logprob = logProbability(of: token, in: logits)
+            if a.job.topLogprobs > 0 { top = mostLikely(a.job.topLogprobs, in: logits) }
+        }
+        a.request.continuation.yield(.token(id: token, logprob: logprob, top: top))
         count { $0.generatedTokens += 1 }
         if a.job.stopTokens.contains(token) { finish(a, .stop) }
         else if a.generated == a.budget { finish(a, .length) }     // the last token needs no forward pass
@@ -385,9 +408,33 @@ final class PromptCache {
 
 /// log softmax(logits)[token], in float64 for the sum.
 public func logProbability(of token: Int, in logits: UnsafeBufferPointer<Float>) -> Float {
+    let (top, logSum) = logSumExp(logits)
+    return Float(Double(logits[token] - top) - logSum)
+}
+
+/// The `count` tokens of highest logit with their log-probabilities, most likely first; equal
+/// logits in id order. One pass keeps a sorted list of `count` (at most a few dozen) entries.
+public func mostLikely(_ count: Int, in logits: UnsafeBufferPointer<Float>) -> [TokenChoice] {
+    let k = min(max(count, 0), logits.count)
+    guard k > 0 else { return [] }
+    var best: [(id: Int, logit: Float)] = []
+    best.reserveCapacity(k + 1)
+    for (id, v) in logits.enumerated() {
+        if best.count == k, let last = best.last, !(v > last.logit) { continue }
+        var i = best.count
+        while i > 0 && v > best[i - 1].logit { i -= 1 }
+        best.insert((id, v), at: i)
+        if best.count > k { best.removeLast() }
+    }
+    let (top, logSum) = logSumExp(logits)
+    return best.map { TokenChoice(id: $0.id, logprob: Float(Double($0.logit - top) - logSum)) }
+}
+
+/// (max, log Σ exp(v - max)), the sum in float64.
+private func logSumExp(_ logits: UnsafeBufferPointer<Float>) -> (Float, Double) {
     var top = -Float.infinity
     for v in logits where v > top { top = v }
     var sum = 0.0
     for v in logits { sum += Foundation.exp(Double(v - top)) }
-    return Float(Double(logits[token] - top) - Foundation.log(sum))
+    return (top, Foundation.log(sum))
 }

@@ -19,14 +19,15 @@ struct BatchEngineTests {
             .generate(prompt: prompt, maxTokens: maxTokens) { _ in true }.0
     }
 
-    struct Outcome { var started: CompletionEvent?; var tokens: [Int] = []; var logprobs: [Float?] = []; var finish: FinishReason? }
+    struct Outcome { var started: CompletionEvent?; var tokens: [Int] = []; var logprobs: [Float?] = []; var top: [[TokenChoice]] = []; var finish: FinishReason? }
 
     static func collect(_ stream: AsyncThrowingStream<CompletionEvent, Error>) async throws -> Outcome {
         var o = Outcome()
         for try await event in stream {
             switch event {
             case .started: #expect(o.started == nil && o.tokens.isEmpty); o.started = event
-            case let .token(id, logprob): #expect(o.finish == nil); o.tokens.append(id); o.logprobs.append(logprob)
+            case let .token(id, logprob, top):
+                #expect(o.finish == nil); o.tokens.append(id); o.logprobs.append(logprob); o.top.append(top)
             case let .finished(reason): o.finish = reason
             }
         }
@@ -34,8 +35,8 @@ struct BatchEngineTests {
     }
 
     static func job(_ prompt: [Int], _ maxTokens: Int, settings: Sampler.Settings = .init(temperature: 0),
-                    stop: Set<Int> = [], logprobs: Bool = false) -> CompletionJob {
-        CompletionJob(prompt: prompt, maxTokens: maxTokens, sampling: settings, stopTokens: stop, logprobs: logprobs)
+                    stop: Set<Int> = [], logprobs: Bool = false, top: Int = 0) -> CompletionJob {
+        CompletionJob(prompt: prompt, maxTokens: maxTokens, sampling: settings, stopTokens: stop, logprobs: logprobs, topLogprobs: top)
     }
 
     /// Five requests at once on three slots, with prompts longer than a prefill chunk: each gets
@@ -78,6 +79,47 @@ struct BatchEngineTests {
         #expect(o.tokens == Array(free[...firstStop]))
         #expect(o.finish == .stop)
         #expect(o.logprobs.allSatisfy { $0 != nil && $0! <= 0 && $0!.isFinite })
+        #expect(o.top.allSatisfy { $0.isEmpty })
+    }
+
+    /// Greedy with top_logprobs: the first alternative is the sampled token with its
+    /// log-probability, the list is sorted, and it agrees with the model's logits of the prompt.
+    @Test func topLogprobs() async throws {
+        let fixture = Self.fixtures[0]
+        let prompt = [3, 17, 42, 5]
+        let engine = try BatchEngine(model: try Self.load(fixture))
+        defer { engine.shutdown() }
+        let o = try await Self.collect(try engine.submit(Self.job(prompt, 4, logprobs: true, top: 5)))
+        #expect(o.tokens.count == 4)
+        for (i, top) in o.top.enumerated() {
+            #expect(top.count == 5)
+            #expect(top.first?.id == o.tokens[i])
+            #expect(top.first?.logprob == o.logprobs[i])
+            #expect(zip(top, top.dropFirst()).allSatisfy { $0.logprob >= $1.logprob })
+        }
+        // The first step's alternatives from the logits of a forward pass over the prompt.
+        let model = try Self.load(fixture)
+        try model.prefill(prompt, allLogits: nil)
+        let expected = withExtendedLifetime(model) { mostLikely(5, in: model.lastLogits) }
+        #expect(o.top[0].map(\.id) == expected.map(\.id))
+        for (a, b) in zip(o.top[0], expected) { #expect(abs(a.logprob - b.logprob) < 1e-4) }
+        #expect(throws: EngineError.self) { try engine.submit(Self.job(prompt, 1, logprobs: true, top: 21)) }
+    }
+
+    /// mostLikely against a full sort, with ties broken by id.
+    @Test func mostLikelyMatchesSorting() {
+        var rng = SystemRandomNumberGenerator()
+        for trial in 0..<20 {
+            let n = 1 + trial * 7
+            let logits = (0..<n).map { _ in Float(Int.random(in: -4...4, using: &rng)) / 2 }
+            for k in [0, 1, 3, 20] {
+                let got = logits.withUnsafeBufferPointer { mostLikely(k, in: $0) }
+                let want = logits.indices.sorted { logits[$0] != logits[$1] ? logits[$0] > logits[$1] : $0 < $1 }.prefix(k)
+                #expect(got.map(\.id) == Array(want))
+                let total = logits.withUnsafeBufferPointer { mostLikely(n, in: $0) }.map { exp(Double($0.logprob)) }.reduce(0, +)
+                #expect(abs(total - 1) < 1e-5)
+            }
+        }
     }
 
     /// A prompt that extends an earlier prompt, or an earlier prompt and its completion, resumes
