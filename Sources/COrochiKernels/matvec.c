@@ -270,9 +270,16 @@ static void multi_rows(int dtype, const void *w, long r0, long r1, long k, long 
 #if defined(__x86_64__)
     if (orochi_isa() == OROCHI_ISA_AVX512) {
         int t = dtype == OROCHI_F16 ? 1 : dtype == OROCHI_BF16 ? 2 : 0;
-        for (long i = 0; i < m; i += 4) {
-            long nb = m - i < 4 ? m - i : 4;
-            multi512[t][nb - 1](w, r0, r1, k, ldw, x + i * ldx, ldx, y + i * ldy, ldy, acc);
+        // More than four tokens: the groups of four take turns on a tile of rows small enough to
+        // stay in L1/L2 (16 rows: 24 KiB of f16 at k = 768), so the weights come from memory once
+        // per step, not once per group.
+        long tile = m > 4 ? 16 : r1 - r0;
+        for (long rt = r0; rt < r1; rt += tile) {
+            long rt1 = r1 - rt < tile ? r1 : rt + tile;
+            for (long i = 0; i < m; i += 4) {
+                long nb = m - i < 4 ? m - i : 4;
+                multi512[t][nb - 1](w, rt, rt1, k, ldw, x + i * ldx, ldx, y + i * ldy, ldy, acc);
+            }
         }
         return;
     }
