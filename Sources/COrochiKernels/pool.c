@@ -39,6 +39,7 @@ static void *job_ctx;
 // the next jobs run on the caller alone (256 of them, doubling up to 16,384 while it keeps
 // happening, halving back when it stops): a busy machine then costs a thread, not a time slice.
 static int solo_left = 0, solo_next = 256;
+static unsigned recent = 0;                   // one bit per recent parallel job: 1 if it stalled
 
 static inline uint32_t gen_of(uint64_t w) { return (uint32_t)(w >> 32); }
 static inline int next_of(uint64_t w) { return (int)((w >> 16) & 0xffff); }
@@ -132,8 +133,15 @@ void orochi_pool_run_chunks(void (*fn)(void *, int, int), void *ctx, int chunks)
         if (spins < 4096) CPU_RELAX(); else sched_yield();   // a claimed chunk's thread was preempted
     }
     double waited = now() - mine;
-    if (waited > 50e-6 && waited > mine - start) {
+    // Solo mode answers a core taken by other work for a while (another process), not a worker
+    // preempted now and then by short bursts (a server's network threads between tokens, where
+    // going solo for thousands of jobs cost a third of the throughput): it starts only when 4 of
+    // the last 16 jobs waited so.
+    int stalled = waited > 50e-6 && waited > mine - start;
+    recent = (recent << 1) | (unsigned)stalled;
+    if (stalled && __builtin_popcount(recent & 0xffffu) >= 4) {
         solo_left = solo_next;
+        recent = 0;
         if (solo_next < 16384) solo_next *= 2;
     } else if (solo_next > 256 && waited < 5e-6) {
         solo_next--;                                          // drifts back while jobs run smoothly

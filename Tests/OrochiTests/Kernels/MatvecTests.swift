@@ -72,7 +72,7 @@ struct MatvecTests {
             for family in ["portable", "avx2", "avx512"] where KernelInfo.force(family) == family {
                 for threads in [1, 2] {
                     BLAS.threads = threads
-                    for m in 1...9 {
+                    for m in Array(1...9) + [17, 40] {        // up to Linear.fewTokensHalf: prefills of half-precision weights
                         let x = (0..<(m * ldx)).map { _ in rng.nextUnitFloat() - 0.5 }
                         let start = (0..<(m * ldy)).map { _ in rng.nextUnitFloat() }
                         for accumulate in [false, true] {
