@@ -458,8 +458,10 @@ How to read the decode figures: one decoded token reads every weight once (and, 
 of its depth), so decode is bounded by the memory read bandwidth that `orochi bench` measures before
 each run (printed under "Memory read bandwidth"): bytes read per token (`orochi inspect` prints them)
 × tokens/s ÷ bandwidth is the fraction of that roofline reached. Where both engines stream the same
-f32 bytes at the same roofline, a decode ratio cannot exceed llama.cpp's distance from it. Prefill under
-`Prescott` is bounded by OpenBLAS's SSE3 sgemm, which Orochi does not replace.
+f32 bytes at the same roofline, a decode ratio cannot exceed llama.cpp's distance from it. Under
+`Prescott` on an AVX-512 CPU, prefill's layer products run through Orochi's own multi-token kernel
+instead of OpenBLAS's SSE3 sgemm (README, "Which kernels run"); attention's products in the prefill
+stay with OpenBLAS.
 """
 
 

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float *, int, const float *, int, float, float *, int);
 typedef void (*sgemv_fn)(int, int, int, int, float, const float *, int, const float *, int, float, float *, int);
@@ -91,6 +92,31 @@ static void need(void) {
         fprintf(stderr, "orochi: %s\n", error);
         exit(1);
     }
+}
+
+// OpenBLAS's cores without AVX (its names, openblas_get_corename()). On a CPU with AVX-512 their
+// sgemm runs at a fraction of what the CPU does: OPENBLAS_CORETYPE=Prescott gave llama-130m's
+// prefill a quarter of the SkylakeX kernels' speed.
+static const char *const sse_cores[] = {
+    "Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom", "Katmai", "Coppermine", "Northwood",
+    "Banias", "Opteron", "Opteron_SSE3", "Barcelona", "Bobcat", "Nano", "Unknown", NULL,
+};
+static int gemm_mode = 0;
+
+int orochi_blas_is_weak(void) {
+    if (orochi_isa() != OROCHI_ISA_AVX512) return 0;
+    const char *core = orochi_blas_core();
+    for (int i = 0; sse_cores[i]; i++)
+        if (strcasecmp(core, sse_cores[i]) == 0) return 1;
+    return 0;
+}
+
+void orochi_set_gemm_mode(int mode) { gemm_mode = mode; }
+
+int orochi_gemm_uses_own(void) {
+    if (gemm_mode == 1) return 1;
+    if (gemm_mode == 2) return 0;
+    return orochi_blas_is_weak();
 }
 
 void orochi_blas_set_threads(int threads) { need(); p_set_threads(threads); }

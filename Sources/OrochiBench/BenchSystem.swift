@@ -78,7 +78,7 @@ public struct BenchMachine: Sendable, Codable, Equatable {
         var machine = BenchMachine(cpu: cpu, logicalCPUs: ProcessInfo.processInfo.activeProcessorCount,
                                    memoryBytes: Int(ProcessInfo.processInfo.physicalMemory), threads: threads,
                                    openblasCoreType: ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"], os: os)
-        machine.blasCore = "\(BLAS.core) (\(BLAS.coreReason))"
+        machine.blasCore = "\(BLAS.core) (\(BLAS.coreReason))" + (BLAS.usesOwnGEMM ? "; layer products of many tokens by orochi's avx512 kernel" : "")
         machine.kernels = KernelInfo.isa
         return machine
     }

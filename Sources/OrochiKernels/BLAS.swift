@@ -63,6 +63,19 @@ public enum BLAS {
     /// Why that core: the user's OPENBLAS_CORETYPE, or Orochi's choice from the CPU's features.
     public static var coreReason: String { String(cString: orochi_blas_core_reason()) }
     /// OpenBLAS's build description, e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY SkylakeX MAX_THREADS=64".
+    /// True when the loaded OpenBLAS runs SSE kernels on an AVX-512 CPU (OPENBLAS_CORETYPE=Prescott,
+    /// or a library that does not know the CPU): layer products of many tokens then run through
+    /// our own AVX-512 multi-token kernel instead of its sgemm.
+    public static var isWeak: Bool { orochi_blas_is_weak() != 0 }
+    /// Who computes the layers' products of many tokens (tests compare the two ways).
+    public enum GEMM: Int32 { case automatic = 0, orochi = 1, openBLAS = 2 }
+    public static func setGEMM(_ mode: GEMM) { orochi_set_gemm_mode(mode.rawValue) }
+    /// True when the layers' products of many tokens run through our kernel, not OpenBLAS.
+    public static var usesOwnGEMM: Bool { orochi_gemm_uses_own() != 0 }
+    /// "openblas" or "orochi avx512 (OpenBLAS's <core> kernels are SSE only)": who runs the products of many tokens.
+    public static var gemmSummary: String {
+        usesOwnGEMM ? "orochi avx512 (OpenBLAS's \(core) kernels are SSE only)" : "openblas"
+    }
     public static var configuration: String { String(cString: orochi_blas_config()) }
     /// Nil when OpenBLAS loaded; otherwise what went wrong (e.g. the library is not installed).
     public static var loadError: String? { orochi_blas_load() == 0 ? nil : String(cString: orochi_blas_error()) }
@@ -85,7 +98,7 @@ public enum KernelInfo {
     }
     /// One line for `inspect`, `bench` and `generate --verbose`.
     public static var summary: String {
-        "blas: \(BLAS.core) (\(BLAS.coreReason)); orochi kernels: \(isa)"
+        "blas: \(BLAS.core) (\(BLAS.coreReason)); orochi kernels: \(isa); layer products of many tokens: \(BLAS.gemmSummary)"
     }
 
     /// Streaming read bandwidth of this machine in bytes/s: a `megabytes` buffer summed by the

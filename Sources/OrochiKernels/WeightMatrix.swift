@@ -54,6 +54,12 @@ public struct WeightMatrix: @unchecked Sendable {
                        into y: UnsafeMutablePointer<Float>, ldy: Int? = nil, accumulate: Bool = false,
                        scratch: UnsafeMutablePointer<Float>?, scratchCount: Int) {
         let ldy = ldy ?? rows
+        if orochi_gemm_uses_own() != 0 {
+            // OpenBLAS runs SSE kernels on an AVX-512 CPU (BLAS.isWeak): our multi-token kernel,
+            // on the weights as stored, does the product faster.
+            matvecMulti(x, rows: m, ldx: ldx, into: y, ldy: ldy, accumulate: accumulate)
+            return
+        }
         if type == .f32 {
             BLAS.matmul(x, rows: m, inner: columns, ldx: ldx, weight: raw.assumingMemoryBound(to: Float.self),
                         outputs: rows, into: y, ldy: ldy, accumulate: accumulate)

@@ -37,6 +37,14 @@ const char *orochi_blas_config(void);
 const char *orochi_blas_core_reason(void);
 /// The core type Orochi would request for this CPU (NULL: leave it to OpenBLAS).
 const char *orochi_blas_preferred_core(void);
+/// 1 when the loaded OpenBLAS runs kernels older than the CPU's own (an SSE core such as
+/// Prescott, chosen by OPENBLAS_CORETYPE or by an OpenBLAS that does not know the CPU) on a CPU
+/// where our AVX-512 multi-token kernel is faster: products of many tokens then take ours.
+int orochi_blas_is_weak(void);
+/// Who computes products of many tokens: 0 decides by orochi_blas_is_weak (the default), 1 always
+/// our kernel, 2 always OpenBLAS (tests compare the two).
+void orochi_set_gemm_mode(int mode);
+int orochi_gemm_uses_own(void);
 void orochi_blas_set_threads(int threads);
 int orochi_blas_threads(void);
 /// Row-major cblas_sgemm / cblas_sgemv with the CBLAS enum values 111 (no transpose), 112 (transpose).

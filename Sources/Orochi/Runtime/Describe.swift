@@ -24,6 +24,7 @@ public func describe(_ model: any LanguageModel) -> [(String, String)] {
     }
     lines.append(("blas", "OpenBLAS core \(BLAS.core) (\(BLAS.coreReason))"))
     lines.append(("orochi kernels", "\(KernelInfo.isa) (CPU: \(KernelInfo.cpuFeatures))"))
+    lines.append(("products of many tokens", BLAS.gemmSummary))
     return lines
 }
 

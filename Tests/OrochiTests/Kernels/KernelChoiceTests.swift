@@ -23,12 +23,23 @@ struct KernelChoiceTests {
         default: #expect(line.contains("OpenBLAS's own choice"), "\(line)")
         }
         #expect(r.stdout.contains("orochi kernels") && r.stdout.contains(KernelInfo.isa))
+        #expect(productsLine(r).hasSuffix("openblas"), "\(productsLine(r))")
+    }
+
+    func productsLine(_ r: OrochiProcess.Result) -> String {
+        r.stdout.split(separator: "\n").first { $0.hasPrefix("products of many tokens") }.map(String.init) ?? ""
     }
 
     @Test func theUsersCoreIsRespected() throws {
         let r = try OrochiProcess.run(["inspect", "--model", model], environment: ["OPENBLAS_CORETYPE": "Prescott"])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(blasLine(r).contains("core Prescott (OPENBLAS_CORETYPE=Prescott set by the user)"), "\(blasLine(r))")
+        // SSE kernels on an AVX-512 CPU: the layers' products of many tokens take our kernel.
+        if KernelInfo.isa == "avx512" {
+            #expect(productsLine(r).contains("orochi avx512 (OpenBLAS's Prescott kernels are SSE only)"), "\(productsLine(r))")
+        } else {
+            #expect(productsLine(r).hasSuffix("openblas"), "\(productsLine(r))")
+        }
     }
 
     /// Prefill's sgemm under the chosen core and under the slow fallback: the same logits as transformers.
@@ -43,6 +54,22 @@ struct KernelChoiceTests {
         let (values, _) = try NPY.decodeFloat32(Data(contentsOf: URL(fileURLWithPath: out)))
         let (expected, _) = try Fixtures.logits(URL(fileURLWithPath: model))
         #expect(values.withUnsafeBufferPointer { relativeError($0, expected[...]) } <= ParityTests.tolerance)
+    }
+
+    /// A prefill long enough for the products of many tokens (40 tokens; 14 in the fixture above):
+    /// under Prescott on an AVX-512 CPU they take our kernel, and the logits equal the default's.
+    @Test func longPrefillUnderPrescottMatchesTheDefault() throws {
+        let dir = TemporaryDirectory()
+        let ids = (0..<40).map { String(($0 * 37 + 5) % 96) }.joined(separator: " ")     // vocabulary 96, context 64
+        var logits: [[Float]] = []
+        for core in [nil, "Prescott"] as [String?] {
+            let out = dir.url.appendingPathComponent("logits-\(core ?? "default").npy").path
+            let r = try OrochiProcess.run(["forward", "--model", model, "--ids", ids, "--out", out], environment: ["OPENBLAS_CORETYPE": core])
+            #expect(r.status == 0, "\(r.stderr)")
+            logits.append(try NPY.decodeFloat32(Data(contentsOf: URL(fileURLWithPath: out))).0)
+        }
+        #expect(logits[0].count == logits[1].count && !logits[0].isEmpty)
+        #expect(logits[1].withUnsafeBufferPointer { relativeError($0, logits[0][...]) } <= 1e-5)
     }
 
     /// `generate --verbose` names the core and our kernels after the timings.

@@ -97,6 +97,45 @@ struct MatvecTests {
         }
     }
 
+    /// Products of many tokens through our multi-token kernel (what runs when OpenBLAS has only SSE
+    /// kernels) equal OpenBLAS's sgemm, for every storage type, with and without accumulating.
+    @Test(arguments: [(130, 70), (600, 300), (64, 768)])
+    func ownProductsOfManyTokensMatchOpenBLAS(_ shape: (Int, Int)) {
+        let (n, k) = shape
+        var rng = SplitMix64(seed: UInt64(n * 31 + k))
+        let w32 = (0..<(n * k)).map { _ in rng.nextUnitFloat() - 0.5 }
+        let w16 = w32.map { Float16($0).bitPattern }
+        let wb16 = w32.map { UInt16($0.bitPattern >> 16) }
+        let scratch = FloatBuffer(count: 1 << 16)
+        defer { BLAS.setGEMM(.automatic); KernelInfo.force(nil) }
+        guard KernelInfo.force("avx512") == "avx512" else { return }     // the kernel is AVX-512's
+        for type in WeightType.allCases {
+            func withWeights(_ body: (WeightMatrix) -> Void) {
+                func run(_ raw: UnsafeRawPointer) { body(WeightMatrix(raw: raw, type: type, rows: n, columns: k)) }
+                switch type {
+                case .f32: w32.withUnsafeBytes { run($0.baseAddress!) }
+                case .f16: w16.withUnsafeBytes { run($0.baseAddress!) }
+                case .bf16: wb16.withUnsafeBytes { run($0.baseAddress!) }
+                }
+            }
+            for m in [17, 70, 131] {
+                let x = (0..<(m * k)).map { _ in rng.nextUnitFloat() - 0.5 }
+                let start = (0..<(m * n)).map { _ in rng.nextUnitFloat() }
+                for accumulate in [false, true] {
+                    var ours = start, theirs = start
+                    withWeights { w in
+                        BLAS.setGEMM(.orochi)
+                        w.matmul(x, rows: m, into: &ours, accumulate: accumulate, scratch: scratch.pointer, scratchCount: scratch.count)
+                        BLAS.setGEMM(.openBLAS)
+                        w.matmul(x, rows: m, into: &theirs, accumulate: accumulate, scratch: scratch.pointer, scratchCount: scratch.count)
+                    }
+                    let worst = zip(ours, theirs).map { abs($0 - $1) }.max() ?? 0
+                    #expect(worst < 1e-4, "\(type) \(n)×\(k), \(m) tokens, accumulate \(accumulate): \(worst)")
+                }
+            }
+        }
+    }
+
     /// Widening half-precision rows (the embedding lookup and prefill's sgemm input) is exact,
     /// and narrowing to f16 rounds as Swift's Float16 does.
     @Test func conversionsAreExact() {
