@@ -44,58 +44,28 @@ T512 static inline __m512 ldm512_bf16(const void *p, long j, __mmask16 m) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, (const uint16_t *)p + j)), 16));
 }
 
-// Four rows at a time, two 16-lane blocks per step (eight independent sums), a masked tail.
+// One row at a time, front to back: the matrix is read as one sequential stream, which the
+// hardware prefetchers follow best. Four rows interleaved (with software prefetch of the next four)
+// read a 49 MB f16 matrix at 11.9 GB/s on one core of an AMD EPYC whose memory was shared with other
+// work; this order at 25.7 GB/s (llama.cpp's order too). Four 16-lane sums per row, a masked tail.
 #define ROWS512(NAME, LD, LDM, ESZ)                                                                        \
 T512 static void NAME(const void *w, long r0, long r1, long k, long ldw, const float *x, float *y, int acc) { \
     const char *base = (const char *)w;                                                                    \
-    long k32 = k & ~31L, k16 = k & ~15L;                                                                   \
+    long k64 = k & ~63L, k16 = k & ~15L;                                                                   \
     __mmask16 tail = (__mmask16)((1u << (k - k16)) - 1);                                                   \
-    long r = r0;                                                                                           \
-    for (; r + 4 <= r1; r += 4) {                                                                          \
-        const void *w0 = base + (r * ldw) * ESZ, *w1 = base + ((r + 1) * ldw) * ESZ;                       \
-        const void *w2 = base + ((r + 2) * ldw) * ESZ, *w3 = base + ((r + 3) * ldw) * ESZ;                 \
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;    \
-        long j = 0;                                                                                        \
-        const char *n0 = (const char *)w3 + ldw * ESZ;  /* the next four rows, prefetched as we go */      \
-        const long nextRows = r + 8 <= r1 ? ldw * ESZ : 0;                                                 \
-        for (; j < k32; j += 32) {                                                                         \
-            if (nextRows) {                                                                                \
-                const char *pf = n0 + j * ESZ;                                                             \
-                _mm_prefetch(pf, _MM_HINT_T0); _mm_prefetch(pf + nextRows, _MM_HINT_T0);                   \
-                _mm_prefetch(pf + 2 * nextRows, _MM_HINT_T0); _mm_prefetch(pf + 3 * nextRows, _MM_HINT_T0); \
-                if (ESZ == 4) {                                                                            \
-                    _mm_prefetch(pf + 64, _MM_HINT_T0); _mm_prefetch(pf + nextRows + 64, _MM_HINT_T0);     \
-                    _mm_prefetch(pf + 2 * nextRows + 64, _MM_HINT_T0); _mm_prefetch(pf + 3 * nextRows + 64, _MM_HINT_T0); \
-                }                                                                                          \
-            }                                                                                              \
-            __m512 x0 = _mm512_loadu_ps(x + j), x1 = _mm512_loadu_ps(x + j + 16);                          \
-            a0 = _mm512_fmadd_ps(LD(w0, j), x0, a0); b0 = _mm512_fmadd_ps(LD(w0, j + 16), x1, b0);         \
-            a1 = _mm512_fmadd_ps(LD(w1, j), x0, a1); b1 = _mm512_fmadd_ps(LD(w1, j + 16), x1, b1);         \
-            a2 = _mm512_fmadd_ps(LD(w2, j), x0, a2); b2 = _mm512_fmadd_ps(LD(w2, j + 16), x1, b2);         \
-            a3 = _mm512_fmadd_ps(LD(w3, j), x0, a3); b3 = _mm512_fmadd_ps(LD(w3, j + 16), x1, b3);         \
-        }                                                                                                  \
-        for (; j < k16; j += 16) {                                                                         \
-            __m512 x0 = _mm512_loadu_ps(x + j);                                                            \
-            a0 = _mm512_fmadd_ps(LD(w0, j), x0, a0); a1 = _mm512_fmadd_ps(LD(w1, j), x0, a1);              \
-            a2 = _mm512_fmadd_ps(LD(w2, j), x0, a2); a3 = _mm512_fmadd_ps(LD(w3, j), x0, a3);              \
-        }                                                                                                  \
-        if (tail) {                                                                                        \
-            __m512 x0 = _mm512_maskz_loadu_ps(tail, x + j);                                                \
-            a0 = _mm512_fmadd_ps(LDM(w0, j, tail), x0, a0); a1 = _mm512_fmadd_ps(LDM(w1, j, tail), x0, a1); \
-            a2 = _mm512_fmadd_ps(LDM(w2, j, tail), x0, a2); a3 = _mm512_fmadd_ps(LDM(w3, j, tail), x0, a3); \
-        }                                                                                                  \
-        float s0 = _mm512_reduce_add_ps(_mm512_add_ps(a0, b0)), s1 = _mm512_reduce_add_ps(_mm512_add_ps(a1, b1)); \
-        float s2 = _mm512_reduce_add_ps(_mm512_add_ps(a2, b2)), s3 = _mm512_reduce_add_ps(_mm512_add_ps(a3, b3)); \
-        if (acc) { y[r] += s0; y[r + 1] += s1; y[r + 2] += s2; y[r + 3] += s3; }                          \
-        else { y[r] = s0; y[r + 1] = s1; y[r + 2] = s2; y[r + 3] = s3; }                                  \
-    }                                                                                                      \
-    for (; r < r1; r++) {                                                                                  \
+    for (long r = r0; r < r1; r++) {                                                                       \
         const void *w0 = base + (r * ldw) * ESZ;                                                           \
-        __m512 a0 = _mm512_setzero_ps();                                                                   \
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                        \
         long j = 0;                                                                                        \
+        for (; j < k64; j += 64) {                                                                         \
+            a0 = _mm512_fmadd_ps(LD(w0, j), _mm512_loadu_ps(x + j), a0);                                   \
+            a1 = _mm512_fmadd_ps(LD(w0, j + 16), _mm512_loadu_ps(x + j + 16), a1);                         \
+            a2 = _mm512_fmadd_ps(LD(w0, j + 32), _mm512_loadu_ps(x + j + 32), a2);                         \
+            a3 = _mm512_fmadd_ps(LD(w0, j + 48), _mm512_loadu_ps(x + j + 48), a3);                         \
+        }                                                                                                  \
         for (; j < k16; j += 16) a0 = _mm512_fmadd_ps(LD(w0, j), _mm512_loadu_ps(x + j), a0);              \
-        if (tail) a0 = _mm512_fmadd_ps(LDM(w0, j, tail), _mm512_maskz_loadu_ps(tail, x + j), a0);          \
-        float s = _mm512_reduce_add_ps(a0);                                                                \
+        if (tail) a1 = _mm512_fmadd_ps(LDM(w0, j, tail), _mm512_maskz_loadu_ps(tail, x + j), a1);          \
+        float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));      \
         y[r] = acc ? y[r] + s : s;                                                                         \
     }                                                                                                      \
 }
