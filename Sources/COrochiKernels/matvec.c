@@ -232,6 +232,55 @@ static const multi_fn multi512[3][4] = {
     {multi512_f16_1, multi512_f16_2, multi512_f16_3, multi512_f16_4},
     {multi512_bf16_1, multi512_bf16_2, multi512_bf16_3, multi512_bf16_4},
 };
+
+// One weight row × NB tokens: the rows are read front to back, one sequential stream (see ROWS512),
+// each row loaded (and widened) once for NB tokens. For the few tokens of a batched decode, whose
+// products stream the weights from memory: four rows interleaved made batch 2 as slow as two
+// batches of one.
+#define ROW512(NAME, LD, LDM, ESZ, NB)                                                                    \
+T512 static void NAME(const void *w, long r0, long r1, long k, long ldw, const float *x, long ldx,       \
+                      float *y, long ldy, int acc) {                                                       \
+    const char *base = (const char *)w;                                                                    \
+    long k32 = k & ~31L, k16 = k & ~15L;                                                                   \
+    __mmask16 tail = (__mmask16)((1u << (k - k16)) - 1);                                                   \
+    for (long r = r0; r < r1; r++) {                                                                       \
+        const void *w0 = base + (r * ldw) * ESZ;                                                           \
+        __m512 s0[NB], s1[NB];                                                                             \
+        for (int i = 0; i < NB; i++) { s0[i] = _mm512_setzero_ps(); s1[i] = s0[i]; }                       \
+        long j = 0;                                                                                        \
+        for (; j < k32; j += 32) {                                                                         \
+            __m512 wa = LD(w0, j), wb = LD(w0, j + 16);                                                    \
+            for (int i = 0; i < NB; i++) {                                                                 \
+                s0[i] = _mm512_fmadd_ps(wa, _mm512_loadu_ps(x + i * ldx + j), s0[i]);                      \
+                s1[i] = _mm512_fmadd_ps(wb, _mm512_loadu_ps(x + i * ldx + j + 16), s1[i]);                 \
+            }                                                                                              \
+        }                                                                                                  \
+        for (; j < k16; j += 16) {                                                                         \
+            __m512 wa = LD(w0, j);                                                                         \
+            for (int i = 0; i < NB; i++) s0[i] = _mm512_fmadd_ps(wa, _mm512_loadu_ps(x + i * ldx + j), s0[i]); \
+        }                                                                                                  \
+        if (tail) {                                                                                        \
+            __m512 wa = LDM(w0, j, tail);                                                                  \
+            for (int i = 0; i < NB; i++) s1[i] = _mm512_fmadd_ps(wa, _mm512_maskz_loadu_ps(tail, x + i * ldx + j), s1[i]); \
+        }                                                                                                  \
+        for (int i = 0; i < NB; i++) {                                                                     \
+            float v = _mm512_reduce_add_ps(_mm512_add_ps(s0[i], s1[i]));                                   \
+            float *out = y + i * ldy + r;                                                                  \
+            *out = acc ? *out + v : v;                                                                     \
+        }                                                                                                  \
+    }                                                                                                      \
+}
+#define ROW512_ALL(T, LD, LDM, ESZ) \
+    ROW512(row512_##T##_1, LD, LDM, ESZ, 1) ROW512(row512_##T##_2, LD, LDM, ESZ, 2) \
+    ROW512(row512_##T##_3, LD, LDM, ESZ, 3) ROW512(row512_##T##_4, LD, LDM, ESZ, 4)
+ROW512_ALL(f32, ld512_f32, ldm512_f32, 4)
+ROW512_ALL(f16, ld512_f16, ldm512_f16, 2)
+ROW512_ALL(bf16, ld512_bf16, ldm512_bf16, 2)
+static const multi_fn row512[3][4] = {
+    {row512_f32_1, row512_f32_2, row512_f32_3, row512_f32_4},
+    {row512_f16_1, row512_f16_2, row512_f16_3, row512_f16_4},
+    {row512_bf16_1, row512_bf16_2, row512_bf16_3, row512_bf16_4},
+};
 #endif
 
 /// Rows r0..<r1 of Y for `m` rows of X (any m: groups of four).
@@ -240,6 +289,18 @@ static void multi_rows(int dtype, const void *w, long r0, long r1, long k, long 
 #if defined(__x86_64__)
     if (orochi_isa() == OROCHI_ISA_AVX512) {
         int t = dtype == OROCHI_F16 ? 1 : dtype == OROCHI_BF16 ? 2 : 0;
+        if (m <= 16) {
+            // A batched decode: rows front to back, each for every group of four tokens in turn
+            // over a tile of 16 rows (in L1 when the next group reads it).
+            for (long rt = r0; rt < r1; rt += 16) {
+                long rt1 = r1 - rt < 16 ? r1 : rt + 16;
+                for (long i = 0; i < m; i += 4) {
+                    long nb = m - i < 4 ? m - i : 4;
+                    row512[t][nb - 1](w, rt, rt1, k, ldw, x + i * ldx, ldx, y + i * ldy, ldy, acc);
+                }
+            }
+            return;
+        }
         // More than four tokens: the groups of four take turns on a tile of rows small enough to
         // stay in L1/L2 (16 rows: 24 KiB of f16 at k = 768), so the weights come from memory once
         // per step, not once per group. Many tokens (a prefill through this kernel) go in blocks
