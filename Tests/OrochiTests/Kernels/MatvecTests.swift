@@ -54,21 +54,12 @@ struct MatvecTests {
     func fewTokensMatchOneTokenAtATime(_ shape: (Int, Int)) {
         let (n, k) = shape
         var rng = SplitMix64(seed: UInt64(n * 77 + k))
-        let w32 = (0..<(n * k)).map { _ in rng.nextUnitFloat() - 0.5 }
-        let w16 = w32.map { Float16($0).bitPattern }
-        let wb16 = w32.map { UInt16($0.bitPattern >> 16) }
+        let weights = RandomWeights(rows: n, columns: k, &rng)
         let ldx = k + 3, ldy = n + 5
         let threadsBefore = BLAS.threads
         defer { BLAS.threads = threadsBefore; KernelInfo.force(nil) }
         for type in WeightType.allCases {
-            func withWeights(_ body: (WeightMatrix) -> Void) {
-                func run(_ raw: UnsafeRawPointer) { body(WeightMatrix(raw: raw, type: type, rows: n, columns: k)) }
-                switch type {
-                case .f32: w32.withUnsafeBytes { run($0.baseAddress!) }
-                case .f16: w16.withUnsafeBytes { run($0.baseAddress!) }
-                case .bf16: wb16.withUnsafeBytes { run($0.baseAddress!) }
-                }
-            }
+            func withWeights(_ body: (WeightMatrix) -> Void) { weights.with(type, body) }
             for family in ["portable", "avx2", "avx512"] where KernelInfo.force(family) == family {
                 for threads in [1, 2] {
                     BLAS.threads = threads
@@ -103,21 +94,12 @@ struct MatvecTests {
     func ownProductsOfManyTokensMatchOpenBLAS(_ shape: (Int, Int)) {
         let (n, k) = shape
         var rng = SplitMix64(seed: UInt64(n * 31 + k))
-        let w32 = (0..<(n * k)).map { _ in rng.nextUnitFloat() - 0.5 }
-        let w16 = w32.map { Float16($0).bitPattern }
-        let wb16 = w32.map { UInt16($0.bitPattern >> 16) }
+        let weights = RandomWeights(rows: n, columns: k, &rng)
         let scratch = FloatBuffer(count: 1 << 16)
         defer { BLAS.setGEMM(.automatic); KernelInfo.force(nil) }
         guard KernelInfo.force("avx512") == "avx512" else { return }     // the kernel is AVX-512's
         for type in WeightType.allCases {
-            func withWeights(_ body: (WeightMatrix) -> Void) {
-                func run(_ raw: UnsafeRawPointer) { body(WeightMatrix(raw: raw, type: type, rows: n, columns: k)) }
-                switch type {
-                case .f32: w32.withUnsafeBytes { run($0.baseAddress!) }
-                case .f16: w16.withUnsafeBytes { run($0.baseAddress!) }
-                case .bf16: wb16.withUnsafeBytes { run($0.baseAddress!) }
-                }
-            }
+            func withWeights(_ body: (WeightMatrix) -> Void) { weights.with(type, body) }
             for m in [17, 70, 131] {
                 let x = (0..<(m * k)).map { _ in rng.nextUnitFloat() - 0.5 }
                 let start = (0..<(m * n)).map { _ in rng.nextUnitFloat() }
@@ -166,6 +148,29 @@ struct ActivationTests {
         for i in 0..<n {
             #expect(abs(Double(s[i]) - silu(x[i])) <= 1e-6 * max(1, abs(silu(x[i]))), "silu(\(x[i]))")
             #expect(abs(Double(g[i]) - silu(x[i]) * Double(up[i])) <= 1e-6 * max(1, abs(silu(x[i]) * Double(up[i]))), "swiglu at \(i)")
+        }
+    }
+}
+
+/// A random [rows, columns] matrix in f32 and the same values narrowed to f16 and bf16.
+struct RandomWeights {
+    let rows: Int, columns: Int
+    let f32: [Float], f16: [UInt16], bf16: [UInt16]
+
+    init(rows: Int, columns: Int, _ rng: inout SplitMix64) {
+        self.rows = rows; self.columns = columns
+        f32 = (0..<(rows * columns)).map { _ in rng.nextUnitFloat() - 0.5 }
+        f16 = f32.map { Float16($0).bitPattern }
+        bf16 = f32.map { UInt16($0.bitPattern >> 16) }
+    }
+
+    /// The matrix stored as `type`, for the duration of `body`.
+    func with(_ type: WeightType, _ body: (WeightMatrix) -> Void) {
+        func run(_ raw: UnsafeRawPointer) { body(WeightMatrix(raw: raw, type: type, rows: rows, columns: columns)) }
+        switch type {
+        case .f32: f32.withUnsafeBytes { run($0.baseAddress!) }
+        case .f16: f16.withUnsafeBytes { run($0.baseAddress!) }
+        case .bf16: bf16.withUnsafeBytes { run($0.baseAddress!) }
         }
     }
 }
