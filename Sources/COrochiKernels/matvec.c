@@ -86,43 +86,24 @@ T256 static inline float hsum256(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+// One row at a time, front to back, as ROWS512 (a sequential stream for the hardware prefetchers).
 #define ROWS256(NAME, LD, DT)                                                                              \
 T256 static void NAME(const void *w, long r0, long r1, long k, long ldw, const float *x, float *y, int acc) { \
     const char *base = (const char *)w;                                                                    \
     const long esz = DT == OROCHI_F32 ? 4 : 2;                                                             \
-    long k8 = k & ~7L;                                                                                     \
-    long r = r0;                                                                                           \
-    for (; r + 4 <= r1; r += 4) {                                                                          \
-        const void *w0 = base + (r * ldw) * esz, *w1 = base + ((r + 1) * ldw) * esz;                       \
-        const void *w2 = base + ((r + 2) * ldw) * esz, *w3 = base + ((r + 3) * ldw) * esz;                 \
+    long k32 = k & ~31L, k8 = k & ~7L;                                                                     \
+    for (long r = r0; r < r1; r++) {                                                                       \
+        const void *w0 = base + (r * ldw) * esz;                                                           \
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                        \
         long j = 0;                                                                                        \
-        const char *n0 = (const char *)w3 + ldw * esz;  /* the next four rows, prefetched as we go */      \
-        const long nextRows = r + 8 <= r1 ? ldw * esz : 0;                                                 \
-        for (; j < k8; j += 8) {                                                                           \
-            if (nextRows && (j * esz) % 64 == 0) {                                                         \
-                const char *pf = n0 + j * esz;                                                             \
-                _mm_prefetch(pf, _MM_HINT_T0); _mm_prefetch(pf + nextRows, _MM_HINT_T0);                   \
-                _mm_prefetch(pf + 2 * nextRows, _MM_HINT_T0); _mm_prefetch(pf + 3 * nextRows, _MM_HINT_T0); \
-            }                                                                                              \
-            __m256 x0 = _mm256_loadu_ps(x + j);                                                            \
-            a0 = _mm256_fmadd_ps(LD(w0, j), x0, a0); a1 = _mm256_fmadd_ps(LD(w1, j), x0, a1);              \
-            a2 = _mm256_fmadd_ps(LD(w2, j), x0, a2); a3 = _mm256_fmadd_ps(LD(w3, j), x0, a3);              \
+        for (; j < k32; j += 32) {                                                                         \
+            a0 = _mm256_fmadd_ps(LD(w0, j), _mm256_loadu_ps(x + j), a0);                                   \
+            a1 = _mm256_fmadd_ps(LD(w0, j + 8), _mm256_loadu_ps(x + j + 8), a1);                           \
+            a2 = _mm256_fmadd_ps(LD(w0, j + 16), _mm256_loadu_ps(x + j + 16), a2);                         \
+            a3 = _mm256_fmadd_ps(LD(w0, j + 24), _mm256_loadu_ps(x + j + 24), a3);                         \
         }                                                                                                  \
-        float s0 = hsum256(a0), s1 = hsum256(a1), s2 = hsum256(a2), s3 = hsum256(a3);                      \
-        for (; j < k; j++) {                                                                               \
-            s0 += load_any(DT, w0, j) * x[j]; s1 += load_any(DT, w1, j) * x[j];                            \
-            s2 += load_any(DT, w2, j) * x[j]; s3 += load_any(DT, w3, j) * x[j];                            \
-        }                                                                                                  \
-        if (acc) { y[r] += s0; y[r + 1] += s1; y[r + 2] += s2; y[r + 3] += s3; }                          \
-        else { y[r] = s0; y[r + 1] = s1; y[r + 2] = s2; y[r + 3] = s3; }                                  \
-    }                                                                                                      \
-    for (; r < r1; r++) {                                                                                  \
-        const void *w0 = base + (r * ldw) * esz;                                                           \
-        __m256 a0 = _mm256_setzero_ps();                                                                   \
-        long j = 0;                                                                                        \
         for (; j < k8; j += 8) a0 = _mm256_fmadd_ps(LD(w0, j), _mm256_loadu_ps(x + j), a0);                \
-        float s = hsum256(a0);                                                                             \
+        float s = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));                    \
         for (; j < k; j++) s += load_any(DT, w0, j) * x[j];                                                \
         y[r] = acc ? y[r] + s : s;                                                                         \
     }                                                                                                      \
