@@ -371,12 +371,13 @@ final class GenerationRun: @unchecked Sendable {
 
         /// An alternative's text where it would have stood: decoded after the previous token
         /// (SentencePiece drops a leading space at the start of a text), or its vocabulary entry
-        /// when it decodes to nothing (special tokens).
-        func text(of id: Int, after previous: Int?) -> String {
+        /// when it decodes to nothing (special tokens). `before`: the previous token's text,
+        /// decoded once for all of a step's alternatives.
+        func text(of id: Int, after previous: Int?, _ before: String?) -> String {
             let tokenizer = model.tokenizer
             var text = tokenizer.decode([id])
-            if let previous {
-                let before = tokenizer.decode([previous]), both = tokenizer.decode([previous, id])
+            if let previous, let before {
+                let both = tokenizer.decode([previous, id])
                 if both.hasPrefix(before) { text = String(both.dropFirst(before.count)) }
             }
             return text.isEmpty ? (tokenizer.piece(for: id) ?? "") : text
@@ -399,7 +400,8 @@ final class GenerationRun: @unchecked Sendable {
                     outcome.cachedTokens = cachedTokens
                     server.metrics.promptTokens(model: model.id, total: promptTokens, cached: cachedTokens)
                 case let .token(id, logprob, top):
-                    let alternatives = top.map { TokenLogprob.Alternative(text: text(of: $0.id, after: previous), logprob: $0.logprob) }
+                    let before = top.isEmpty ? nil : previous.map { model.tokenizer.decode([$0]) }
+                    let alternatives = top.map { TokenLogprob.Alternative(text: text(of: $0.id, after: previous, before), logprob: $0.logprob) }
                     previous = id
                     let now = ContinuousClock.now
                     if let last {

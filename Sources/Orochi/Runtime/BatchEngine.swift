@@ -244,7 +244,7 @@ public final class BatchEngine: @unchecked Sendable {
             if queue.isEmpty && active.isEmpty { condition.unlock(); return }      // drained after shutdown
             var admitted: [Request] = []
             while active.count + admitted.count < options.maxBatch, !queue.isEmpty { admitted.append(queue.removeFirst()) }
-            let cancelled = Set(active.filter { $0.request.cancelled }.map { ObjectIdentifier($0.request) })
+            let cancelled = active.filter { $0.request.cancelled }     // empty (no allocation) but for a cancel
             admitted.removeAll { r in
                 if r.cancelled { r.continuation.finish(); return true }
                 return false
@@ -253,7 +253,7 @@ public final class BatchEngine: @unchecked Sendable {
             statsValue.queued = queue.count
             condition.unlock()
 
-            for a in active where cancelled.contains(ObjectIdentifier(a.request)) { release(a, nil) }
+            for a in cancelled { release(a, nil) }
             ComputeLock.lock.lock()
             for r in admitted { admit(r) }
             prefillStep()
@@ -321,8 +321,9 @@ public final class BatchEngine: @unchecked Sendable {
         var logprob: Float? = nil
         var top: [TokenChoice] = []
         if a.job.logprobs {
-            logprob = logProbability(of: token, in: logits)
-            if a.job.topLogprobs > 0 { top = mostLikely(a.job.topLogprobs, in: logits) }
+            let logSoftmax = LogSoftmax(logits)                      // one pass over the vocabulary for both
+            logprob = logSoftmax(logits[token])
+            if a.job.topLogprobs > 0 { top = mostLikely(a.job.topLogprobs, in: logits, logSoftmax: logSoftmax) }
         }
         a.request.continuation.yield(.token(id: token, logprob: logprob, top: top))
         count { $0.generatedTokens += 1 }
@@ -408,13 +409,13 @@ final class PromptCache {
 
 /// log softmax(logits)[token], in float64 for the sum.
 public func logProbability(of token: Int, in logits: UnsafeBufferPointer<Float>) -> Float {
-    let (top, logSum) = logSumExp(logits)
-    return Float(Double(logits[token] - top) - logSum)
+    LogSoftmax(logits)(logits[token])
 }
 
 /// The `count` tokens of highest logit with their log-probabilities, most likely first; equal
 /// logits in id order. One pass keeps a sorted list of `count` (at most a few dozen) entries.
-public func mostLikely(_ count: Int, in logits: UnsafeBufferPointer<Float>) -> [TokenChoice] {
+/// `logSoftmax`, when the caller has it for these logits, saves a pass.
+public func mostLikely(_ count: Int, in logits: UnsafeBufferPointer<Float>, logSoftmax: LogSoftmax? = nil) -> [TokenChoice] {
     let k = min(max(count, 0), logits.count)
     guard k > 0 else { return [] }
     var best: [(id: Int, logit: Float)] = []
@@ -426,15 +427,24 @@ public func mostLikely(_ count: Int, in logits: UnsafeBufferPointer<Float>) -> [
         best.insert((id, v), at: i)
         if best.count > k { best.removeLast() }
     }
-    let (top, logSum) = logSumExp(logits)
-    return best.map { TokenChoice(id: $0.id, logprob: Float(Double($0.logit - top) - logSum)) }
+    let normalizer = logSoftmax ?? LogSoftmax(logits)
+    return best.map { TokenChoice(id: $0.id, logprob: normalizer($0.logit)) }
 }
 
-/// (max, log Σ exp(v - max)), the sum in float64.
-private func logSumExp(_ logits: UnsafeBufferPointer<Float>) -> (Float, Double) {
-    var top = -Float.infinity
-    for v in logits where v > top { top = v }
-    var sum = 0.0
-    for v in logits { sum += Foundation.exp(Double(v - top)) }
-    return (top, Foundation.log(sum))
+/// log softmax over one row of logits: its maximum and log Σ exp(v − max) (the sum in float64),
+/// computed once; applied to a logit, that logit's log-probability.
+public struct LogSoftmax: Sendable {
+    let top: Float
+    let logSum: Double
+
+    public init(_ logits: UnsafeBufferPointer<Float>) {
+        var top = -Float.infinity
+        for v in logits where v > top { top = v }
+        var sum = 0.0
+        for v in logits { sum += Foundation.exp(Double(v - top)) }
+        self.top = top
+        logSum = Foundation.log(sum)
+    }
+
+    public func callAsFunction(_ logit: Float) -> Float { Float(Double(logit - top) - logSum) }
 }
