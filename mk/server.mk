@@ -8,6 +8,8 @@ SERVER        := .build/release/orochi-server
 SERVER_MODEL  ?= Models/orochi-ja-llama
 SERVER_VENV   ?= build/server-venv
 SERVER_PYTHON := $(SERVER_VENV)/bin/python
+# Prints a TCP port free on loopback.
+FREE_PORT     := python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 
 # `make load`: Scripts/server/load.py against one server on loopback: a single stream first, then
 # LOAD_CONCURRENCY streams for LOAD_SECONDS, with the server's resident memory. LOAD_MODEL defaults
@@ -45,7 +47,7 @@ $(SERVER_PYTHON):
 
 server-check: server $(SERVER_PYTHON)
 	@mkdir -p build; \
-	port=$$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
+	port=$$($(FREE_PORT)); \
 	$(SERVER) --model $(SERVER_MODEL) --port $$port --max-queue 8 > build/server-check.log 2>&1 & pid=$$!; \
 	$(SERVER_PYTHON) Scripts/server_check.py --base-url http://127.0.0.1:$$port/v1 --server-pid $$pid; status=$$?; \
 	kill $$pid 2>/dev/null; wait $$pid 2>/dev/null; \
@@ -59,7 +61,7 @@ $(LOAD_MODEL)/config.json:
 
 load: server $(SERVER_PYTHON) $(LOAD_MODEL)/config.json
 	@mkdir -p build/load; \
-	port=$$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
+	port=$$($(FREE_PORT)); \
 	$(SERVER) --model $(LOAD_MODEL) --port $$port --threads $(LOAD_THREADS) --max-batch $(LOAD_CONCURRENCY) \
 	  > build/load/server.log 2>&1 & pid=$$!; \
 	for i in $$(seq 1 600); do curl -sf http://127.0.0.1:$$port/health > /dev/null && break; sleep 0.5; done; \

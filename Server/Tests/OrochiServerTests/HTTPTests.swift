@@ -273,10 +273,7 @@ struct HTTPTests {
 
     /// A streaming request whose task is cancelled (its client gone) frees its sequence.
     @Test func cancellingAStreamFreesItsSequence() async throws {
-        var limits = ServerLimits()
-        limits.maxTokensLimit = 1_000_000
-        let served = try ServerFixtures.served(ServerFixtures.mamba)
-        let server = OpenAIServer(models: [served], limits: limits)
+        let (served, server) = try ServerFixtures.endlessStreamServer()
         try await ServerFixtures.app(server).test(.router) { client in
             let request = Task {
                 try await client.post("/v1/completions", #"{"prompt": "p", "max_tokens": 1000000, "ignore_eos": true, "stream": true}"#)

@@ -14,10 +14,7 @@ struct LiveTests {
     /// A client that sends a streaming request, reads the first events, and closes its socket
     /// mid-stream: the server notices and the engine frees the sequence.
     @Test func aClientThatDisconnectsMidStreamCancelsItsSequence() async throws {
-        var limits = ServerLimits()
-        limits.maxTokensLimit = 1_000_000
-        let served = try ServerFixtures.served(ServerFixtures.mamba)
-        let server = OpenAIServer(models: [served], limits: limits)
+        let (served, server) = try ServerFixtures.endlessStreamServer()
         try await ServerFixtures.app(server).test(.live) { client in
             let port = try #require(client.port)
             let body = #"{"prompt": "p", "max_tokens": 1000000, "ignore_eos": true, "stream": true}"#

@@ -18,6 +18,15 @@ enum ServerFixtures {
     /// A state-space model: no context limit, so a completion can run as long as a test needs.
     static let mamba = "orochi-ja-mamba"
 
+    /// A server on the Mamba fixture that allows a million tokens per request: a stream that
+    /// runs until its client goes away (the cancellation tests).
+    static func endlessStreamServer() throws -> (ServedModel, OpenAIServer) {
+        var limits = ServerLimits()
+        limits.maxTokensLimit = 1_000_000
+        let served = try served(mamba)
+        return (served, OpenAIServer(models: [served], limits: limits))
+    }
+
     static func served(_ name: String, directory: URL? = nil, engine: BatchEngine.Options = .init()) throws -> ServedModel {
         try ServedModel.load(directory: directory ?? model(name), loadOptions: LoadOptions(), engineOptions: engine)
     }
