@@ -109,3 +109,16 @@ public func attendOneToken(q: UnsafePointer<Float>, heads: Int, kvHeads: Int, he
     orochi_attention_decode(q, Int32(heads), Int32(kvHeads), Int32(headDim), keys, values, cacheType.code,
                             capacity, first, count, scale, out)
 }
+
+/// Prefill attention's online softmax over one tile of scores [rows, keys] (see attention.c): row r
+/// is the query at position `firstPosition + r` against keys `firstKey ..< firstKey + keys`, seeing
+/// those at most `window` positions back (nil: all earlier ones). Visible scores become
+/// exp(s − running maximum), the others 0; each row's running maximum and sum, and its output so
+/// far (`headDim` floats, `outStride` apart), are updated as the maximum grows.
+@inline(__always)
+public func softmaxTile(_ scores: UnsafeMutablePointer<Float>, rows: Int, keys: Int, firstKey: Int, firstPosition: Int,
+                        window: Int?, rowMax: UnsafeMutablePointer<Float>, rowSum: UnsafeMutablePointer<Float>,
+                        out: UnsafeMutablePointer<Float>, outStride: Int, headDim: Int) {
+    orochi_attention_softmax_tile(scores, Int32(rows), Int32(keys), firstKey, firstPosition, window ?? 0,
+                                  rowMax, rowSum, out, outStride, Int32(headDim))
+}

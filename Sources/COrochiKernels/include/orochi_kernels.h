@@ -92,6 +92,14 @@ void orochi_attention_decode(const float *q, int heads, int kv_heads, int head_d
                              const void *keys, const void *values, int kv_dtype, long capacity,
                              long first, long n, float scale, float *out);
 
+/// Prefill attention's online softmax over one tile (flash attention, between S = scale·Q·Kᵀ and O += P·V).
+/// scores [rows, n]: row r is the query at position pos0 + r against keys c0 … c0 + n − 1; it sees keys
+/// max(c0, pos − window + 1 when window > 0) … min(pos, c0 + n − 1). For each row, with m = max(row_max,
+/// its visible scores) and c = exp(row_max − m) (0 while row_max is −∞): visible scores ← exp(s − m), the
+/// others ← 0; row_sum ← row_sum·c + Σ; row_max ← m; its output row (d floats, at out + r·ldo) ← ·c.
+void orochi_attention_softmax_tile(float *scores, int rows, int n, long c0, long pos0, long window,
+                                   float *row_max, float *row_sum, float *out, long ldo, int d);
+
 // ---- Mamba's selective scan (scan.c) ----
 /// Per-channel [E, N] arrays ↔ the scan's layout [⌈E/16⌉, N, 16] (channel 16b + i at block b, lane i; padding zero).
 void orochi_block16(const float *src, float *dst, long e, int n);

@@ -244,20 +244,9 @@ struct AttentionMixer {
                     let vRows = cache.rows(cache.values(g), first: c0, count: n, widening: valueTile)
                     BLAS.gemm(m: rows, n: n, k: d, alpha: scale, a: q + r0 * qDim + h * d, lda: qDim,
                               b: kRows, ldb: d, transB: true, c: scores, ldc: n)             // S[rows, n]
-                    for r in 0..<rows {
-                        let pos = p0 + r0 + r, row = scores + r * n
-                        let lo = max(c0, window.map { max(0, pos + 1 - $0) } ?? 0), hi = min(pos, c1 - 1)   // visible keys
-                        guard lo <= hi else { row.update(repeating: 0, count: n); continue }
-                        var top = -Float.infinity
-                        for j in (lo - c0)...(hi - c0) where row[j] > top { top = row[j] }
-                        let newMax = max(rowMax[r], top)
-                        let correction = rowMax[r] == -.infinity ? 0 : Foundation.exp(rowMax[r] - newMax)
-                        for j in 0..<(lo - c0) { row[j] = 0 }
-                        for j in (hi - c0 + 1)..<n { row[j] = 0 }
-                        rowSum[r] = rowSum[r] * correction + Kernels.expShifted(row + (lo - c0), count: hi - lo + 1, by: newMax)
-                        rowMax[r] = newMax
-                        if correction != 1 { Kernels.scale(out + r * qDim, by: correction, count: d) }
-                    }
+                    // P = exp(S − running max) on each row's visible keys, 0 on the others; O and the sums rescaled.
+                    softmaxTile(scores, rows: rows, keys: n, firstKey: c0, firstPosition: p0 + r0, window: window,
+                                rowMax: rowMax, rowSum: rowSum, out: out, outStride: qDim, headDim: d)
                     BLAS.gemm(m: rows, n: d, k: n, a: scores, lda: n, b: vRows, ldb: d,
                               c: out, ldc: qDim, beta: 1)                                 // O += P·V
                     c0 = c1

@@ -55,4 +55,47 @@ struct AttentionKernelTests {
             }
         }
     }
+
+    /// One tile of prefill's online softmax against the same step in double precision: rows that
+    /// see all, some or none of the tile's keys (causal edge, window edge), tile widths that are not
+    /// a multiple of a vector, rows with a running maximum below, above or without (−∞) the tile's.
+    @Test(arguments: [(0, 37, 0), (64, 256, 0), (300, 29, 100), (40, 200, 16)])
+    func softmaxTileMatchesTheEquations(_ shape: (Int, Int, Int)) {
+        let (c0, n, window) = shape
+        let rows = 24, d = 40, ldo = 56
+        let pos0 = c0 + n / 2 - rows / 2                       // rows before, inside and past the tile's last key
+        var rng = SplitMix64(seed: UInt64(c0 * 1000 + n))
+        let scores = (0..<(rows * n)).map { _ in (rng.nextUnitFloat() * 2 - 1) * 6 }
+        let startMax: [Float] = (0..<rows).map { r in r % 3 == 0 ? -.infinity : (rng.nextUnitFloat() * 2 - 1) * 6 }
+        let startSum: [Float] = startMax.map { $0 == -.infinity ? 0 : 1 + rng.nextUnitFloat() * 5 }
+        let startOut = (0..<(rows * ldo)).map { _ in rng.nextUnitFloat() * 2 - 1 }
+        defer { KernelInfo.force(nil) }
+        for family in ["portable", "avx2", "avx512"] where KernelInfo.force(family) == family {
+            var s = scores, rowMax = startMax, rowSum = startSum, out = startOut
+            softmaxTile(&s, rows: rows, keys: n, firstKey: c0, firstPosition: pos0, window: window == 0 ? nil : window,
+                        rowMax: &rowMax, rowSum: &rowSum, out: &out, outStride: ldo, headDim: d)
+            for r in 0..<rows {
+                let pos = pos0 + r
+                let visible = (c0..<c0 + n).filter { $0 <= pos && (window == 0 || $0 > pos - window) }
+                let row = (0..<n).map { Double(scores[r * n + $0]) }
+                let seen = visible.map { row[$0 - c0] }
+                let m = max(Double(startMax[r]), seen.max() ?? -.infinity)
+                let c = startMax[r] == -.infinity || seen.isEmpty ? (seen.isEmpty ? 1 : 0) : Foundation.exp(Double(startMax[r]) - m)
+                let p = (0..<n).map { j in visible.contains(c0 + j) ? Foundation.exp(row[j] - m) : 0 }
+                let what = "\(family), tile at \(c0) of \(n), window \(window), row at \(pos)"
+                #expect(zip(s[(r * n)..<((r + 1) * n)], p).allSatisfy { abs(Double($0) - $1) <= 1e-6 * max(1, $1) }, "\(what): probabilities")
+                if seen.isEmpty {
+                    #expect(rowMax[r] == startMax[r] && rowSum[r] == startSum[r], "\(what): a row that sees nothing keeps its state")
+                    continue
+                }
+                #expect(Double(rowMax[r]) == m, "\(what): maximum")
+                let sum = Double(startSum[r]) * c + p.reduce(0, +)
+                #expect(abs(Double(rowSum[r]) - sum) <= 1e-5 * sum, "\(what): sum \(rowSum[r]) against \(sum)")
+                for i in 0..<ldo {
+                    let expected = i < d ? Double(startOut[r * ldo + i]) * c : Double(startOut[r * ldo + i])   // past d: untouched
+                    #expect(abs(Double(out[r * ldo + i]) - expected) <= 1e-6, "\(what): output column \(i)")
+                }
+            }
+        }
+    }
 }
