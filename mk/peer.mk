@@ -5,6 +5,9 @@
 #   make peer-venv    a venv for the checkpoint maker and the GGUF converter (build/peer/venv)
 #   make bench-peer   random-weight checkpoints (safetensors f32/f16 + GGUF f32/f16), then Orochi
 #                     and llama-bench interleaved; writes docs/performance.md and docs/bench/peer/
+#   make ceilings     what this machine allows, measured with our kernels (FMA peak, sgemm at layer
+#                     shapes, one-token products over a working set, the scan): bench-peer runs it
+#                     first and reads its figures against them (Benchmarks/Ceilings/ceilings.c)
 # Variables: PEER_SHAPES="6m 130m" (which shapes: 6m, 130m or names such as llama-6m), PEER_QUICK=1
 # (one round, depths 0 and 512), PEER_NICE=-10 (both engines under nice -n -10 on a busy machine),
 # PEER_APPEND=1 (keep the other shapes' results), PEER_ARGS (more options of Scripts/peer/bench_peer.py,
@@ -30,7 +33,19 @@ PEER_NICE      ?= 0
 PEER_APPEND    ?=
 PEER_APT_DEPS  := cmake g++
 
-.PHONY: peer peer-deps peer-venv peer-models bench-peer
+.PHONY: peer peer-deps peer-venv peer-models bench-peer ceilings
+
+# A plain C program on the kernels' own sources, compiled by the toolchain's clang as SwiftPM
+# compiles the C target (so it needs nothing that `make build` does not).
+CEILINGS       := build/ceilings/ceilings
+CEILINGS_ARGS  ?=
+$(CEILINGS): Benchmarks/Ceilings/ceilings.c $(wildcard Sources/COrochiKernels/*.c Sources/COrochiKernels/*.h Sources/COrochiKernels/include/*.h)
+	@mkdir -p $(dir $@)
+	clang -O3 -fno-math-errno -I Sources/COrochiKernels/include -o $@ Benchmarks/Ceilings/ceilings.c \
+	  $(wildcard Sources/COrochiKernels/*.c) -ldl -lpthread -lm
+
+ceilings: $(CEILINGS)
+	$(CEILINGS) --threads $(THREADS) $(CEILINGS_ARGS)
 
 peer: $(PEER_BENCH)
 
@@ -77,7 +92,7 @@ peer-models: $(PEER_VENV_OK)
 	$(PEER_PY) Scripts/peer/make_checkpoints.py --out $(PEER_MODELS) --llama-cpp $(PEER_LLAMA) \
 	  --tokenizer Models/orochi-ja-llama/tokenizer.model --shapes "$(PEER_SHAPES)"
 
-bench-peer: build peer peer-models
-	python3 Scripts/peer/bench_peer.py --orochi $(RELEASE) --llama-bench $(PEER_BENCH) --models $(PEER_MODELS) \
+bench-peer: build peer peer-models $(CEILINGS)
+	python3 Scripts/peer/bench_peer.py --orochi $(RELEASE) --llama-bench $(PEER_BENCH) --ceilings $(CEILINGS) --models $(PEER_MODELS) \
 	  --shapes "$(PEER_SHAPES)" --threads $(THREADS) --nice $(PEER_NICE) $(if $(PEER_QUICK),--quick) $(if $(PEER_APPEND),--append) \
 	  --out-dir docs/bench/peer --doc docs/performance.md $(PEER_ARGS)

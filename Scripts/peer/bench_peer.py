@@ -79,6 +79,81 @@ def orochi_env(coretype, threads):
     return env
 
 
+def layer_products(config):
+    """A shape's products of PP tokens per layer, (N, K) of X[PP, K]·W[N, K]ᵀ, from its config.json."""
+    d = config["hidden_size"]
+    if "state_size" in config:                       # Mamba: in_proj, x_proj, dt_proj, out_proj
+        e = config.get("intermediate_size") or config.get("expand", 2) * d
+        r = config.get("time_step_rank") or -(-d // 16)
+        return [(2 * e, d), (r + 2 * config["state_size"], e), (e, r), (d, e)]
+    heads, kv = config["num_attention_heads"], config.get("num_key_value_heads") or config["num_attention_heads"]
+    hd = config.get("head_dim") or d // heads
+    i = config["intermediate_size"]
+    return [(heads * hd, d), (kv * hd, d), (kv * hd, d), (d, heads * hd), (i, d), (i, d), (d, i)]
+
+
+def bytes_per_token(orochi, model):
+    """`orochi inspect`'s bytes read per decoded token (weights; at depth 0 for Llama)."""
+    p = subprocess.run([orochi, "inspect", "--model", str(model)], capture_output=True, text=True)
+    m = re.search(r"^bytes read per decoded token\s+(\d+)", p.stdout, re.M)
+    return int(m.group(1)) if m else None
+
+
+def measure_ceilings(a):
+    """Runs the ceilings program once (under the same nice as the engines) at the shapes' layer
+    products and weight sizes; returns its JSON plus the shapes' products and bytes, or None."""
+    if not a.ceilings or not Path(a.ceilings).exists():
+        return None
+    shapes = {}
+    for shape in a.shapes:
+        model = a.models / shape / "f32"
+        config = json.loads((model / "config.json").read_text())
+        shapes[shape] = dict(products=layer_products(config), layers=config["num_hidden_layers"],
+                             bytes=bytes_per_token(a.orochi, model),
+                             scan=("state_size" in config) and dict(
+                                 channels=config.get("intermediate_size") or 2 * config["hidden_size"], state=config["state_size"]))
+    products = sorted({(n, k) for v in shapes.values() for n, k in v["products"]})
+    sets = sorted({round(v["bytes"] / 1e6, 1) for v in shapes.values() if v["bytes"]})
+    cmd = [str(a.ceilings), "--json", "--threads", str(a.threads), "--gemm", ",".join(f"{PP}x{n}x{k}" for n, k in products)]
+    if sets:
+        cmd += ["--cycle", ",".join(f"{x:g}" for x in sets)]
+    if a.nice:
+        cmd = ["nice", "-n", str(a.nice)] + cmd
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        print(f"ceilings failed ({p.returncode}): {p.stderr[-1000:]}", file=sys.stderr)
+        return None
+    out = json.loads(p.stdout)
+    out["shapes"] = shapes
+    out["command"] = " ".join(cmd)
+    return out
+
+
+def bounds(ceilings, shape):
+    """Upper bounds from the ceilings for one shape: pp512 tok/s with the layers' products at the
+    measured sgemm rates (plus the scan for Mamba) and nothing else; decode tok/s at depth 0 with its
+    bytes per token read at the measured cycling bandwidth and nothing else."""
+    if not ceilings or shape not in ceilings.get("shapes", {}):
+        return None, None
+    sh = ceilings["shapes"][shape]
+    rates = {(g["n"], g["k"]): g["flops"] for g in ceilings["sgemm"]}
+    seconds = 0.0
+    for n, k in sh["products"]:
+        if (n, k) not in rates:
+            return None, None
+        seconds += 2.0 * PP * n * k / rates[(n, k)]
+    seconds *= sh["layers"]
+    if sh.get("scan"):
+        seconds += sh["layers"] * PP * sh["scan"]["channels"] * sh["scan"]["state"] * ceilings["scan_ns_per_update"]["prefill512"] * 1e-9
+    prefill = PP / seconds if seconds > 0 else None
+    decode = None
+    if sh.get("bytes"):
+        cyc = {round(c["megabytes"], 1): c["bytes_per_second"] for c in ceilings["cycle"]}
+        bw = cyc.get(round(sh["bytes"] / 1e6, 1))
+        decode = bw / sh["bytes"] if bw else None
+    return prefill, decode
+
+
 class Runner:
     def __init__(self, args):
         self.args = args
@@ -283,6 +358,27 @@ def fr(r):
     return "—" if r is None else f"{r:.2f}×"
 
 
+def render_ceilings(c):
+    """The ceilings section: what the machine allows, measured in this run with our own kernels."""
+    if not c:
+        return []
+    peak = c.get("fma_all") or 0
+    lines = ["", "### Ceilings of this machine in this run", "",
+             f"Measured once before the engines by `make ceilings` (Benchmarks/Ceilings/ceilings.c, with the kernels Orochi runs): "
+             f"`{c['command']}`.", "",
+             f"- FMA peak: {c['fma_one_core'] / 1e9:.1f} GFLOP/s on one core, {peak / 1e9:.1f} on {c['threads']} threads "
+             f"(independent vector multiply-adds, {c['isa']}).",
+             f"- OpenBLAS sgemm ({c['blas']}) at each layer product of {PP} tokens, X[{PP}, K]·W[N, K]ᵀ: " +
+             ", ".join(f"N {g['n']} K {g['k']} {g['flops'] / 1e9:.0f}" + (f" ({100 * g['flops'] / peak:.0f} %)" if peak else "")
+                       for g in c["sgemm"]) + " GFLOP/s (% of the FMA peak).",
+             "- One-token products (orochi_matvec, f32) cycling over a working set of each model's bytes per token, "
+             "as decode reads them: " + ", ".join(f"{x['megabytes']:g} MB {x['bytes_per_second'] / 1e9:.1f} GB/s" for x in c["cycle"]) +
+             " (below the last-level cache a set is read from cache; the L3 here is shared with other machines).",
+             f"- Mamba's selective scan: {c['scan_ns_per_update']['prefill512']:.3f} ns per state update over {PP} steps on "
+             f"{c['threads']} threads, {c['scan_ns_per_update']['decode']:.3f} for one step (one thread).", ""]
+    return lines
+
+
 def render(res, doc_header):
     samples = res["samples"]
     m = res["machine"]
@@ -312,6 +408,7 @@ def render(res, doc_header):
                       "llama.cpp's decode most of all. Rerun `make bench-peer` on a quiet machine before drawing conclusions.**"]
     for note in res.get("remarks", []):
         lines += ["", f"- Note: {note}"]
+    lines += render_ceilings(res.get("ceilings"))
     # The commands whose measurements the report shows (an --append run keeps others' shapes).
     commands = []
     for shape in a["shapes"]:
@@ -328,6 +425,21 @@ def render(res, doc_header):
             lines += [f"Measured {ps['date']} (`{ps.get('command', '')}`).", ""]
         sl = [x["load"] for x in samples if x["shape"] == shape and x.get("load") is not None]
         busy = bool(sl) and statistics.median(sl) > BUSY_LOAD
+
+        ceil = res.get("ceilings") if shape in (res.get("ceilings") or {}).get("shapes", {}) else res.get("ceilings_kept", {}).get(shape)
+        bound_prefill, bound_decode = bounds(ceil, shape)
+
+        def ceiling_cell(metric, env):
+            # What the machine allows at most, from the ceilings (the default kernels only).
+            if env != "unset":
+                return "—"
+            ref = value(samples, shape=shape, engine="llama.cpp", dtype="f32", metric=metric, depth=0)
+            bound = bound_prefill if metric == "prefill" else bound_decode
+            if bound is None or not ref:
+                return "—"
+            what = "layer products at the measured sgemm rates" + (" + the scan" if shape.startswith("mamba") else "") \
+                if metric == "prefill" else "its bytes at the measured cycling bandwidth, depth 0"
+            return f"{fmt(bound)} tok/s = {bound / ref:.2f}× ({what})"
 
         def verdict(ok, busy=busy):
             if busy:
@@ -377,19 +489,19 @@ def render(res, doc_header):
                 got = [(d, r) for d, r in ratios[e][metric] if r is not None]
                 goal = GOALS[shape][metric]
                 if not got:
-                    goal_rows.append((shape, f"{metric} ≥ {goal}× llama.cpp", e, "not measured", "—"))
+                    goal_rows.append((shape, f"{metric} ≥ {goal}× llama.cpp", e, "not measured", "—", ceiling_cell(metric, e)))
                     continue
                 worst = min(got, key=lambda x: x[1])
                 where = "pp512" if metric == "prefill" else f"worst at depth {worst[0]:,}; " + ", ".join(f"{d:,}: {r:.2f}×" for d, r in got)
                 goal_rows.append((shape, f"{metric} ≥ {goal}× llama.cpp", e, f"{worst[1]:.2f}× ({where})",
-                                  verdict(worst[1] >= goal)))
+                                  verdict(worst[1] >= goal), ceiling_cell(metric, e)))
             if ps["f16_depths"]:
                 got = [(d, r) for d, r in f16r[e] if r is not None]
                 if got:
                     worst = min(got, key=lambda x: x[1])
                     goal_rows.append((shape, f"f16 decode ≥ {F16_GOAL}× f32", e,
                                       f"{worst[1]:.2f}× (" + ", ".join(f"depth {d:,}: {r:.2f}×" for d, r in got) + ")",
-                                      verdict(worst[1] >= F16_GOAL)))
+                                      verdict(worst[1] >= F16_GOAL), "—"))
         extra = [s for s in samples if s["shape"] == shape and s["metric"].startswith("prefill") and s["metric"] != "prefill"]
         if extra:
             lines += ["Orochi's prefill of the whole context at the deep points (no llama.cpp counterpart in this table): " +
@@ -400,7 +512,10 @@ def render(res, doc_header):
     lines += ["## Goals (issue 10)", "",
               "Ratio = Orochi / llama.cpp (f32 checkpoints), or f16 / f32 decode for Orochi; a decode goal is met when it holds at every depth measured. "
               f"A shape measured at a median load above {BUSY_LOAD} (other work on the 2 cores) gets no verdict: contention, not the engines, sets its figures.", "",
-              "| shape | goal | OPENBLAS_CORETYPE | measured | |", "|---|---|---|---|---|"]
+              "The last column is the most the machine allows in this run (see \"Ceilings\" above): an Orochi that did "
+              "nothing but the named work at the measured rates would reach that ratio, so a goal above it cannot be met "
+              "on this machine by any kernel we run.", "",
+              "| shape | goal | OPENBLAS_CORETYPE | measured | | ceiling in this run |", "|---|---|---|---|---|---|"]
     lines += ["| " + " | ".join(r) + " |" for r in goal_rows]
     lines += ["", f"Raw samples: [{a['out_dir']}/results.json]({os.path.relpath(a['out_dir'], 'docs')}/results.json) and `results.csv` "
               "(one row per measured value, with the load average before and after it).", ""]
@@ -422,6 +537,7 @@ make bench-peer PEER_QUICK=1           # one round, depths 0 and 512 only
 make bench-peer PEER_NICE=-10          # both engines under nice -n -10 (as root), on a busy machine
 make bench-peer PEER_SHAPES=130m PEER_APPEND=1   # remeasure some shapes, keep the others' results
 make bench-peer PEER_ARGS="--rounds 5 --llama-args '--poll 0'"   # any option of the script
+make ceilings                          # what this machine allows (bench-peer runs it first), see below
 python3 Scripts/peer/bench_peer.py --replay docs/bench/peer/results.json --doc docs/performance.md   # re-render
 ```
 
@@ -462,6 +578,16 @@ f32 bytes at the same roofline, a decode ratio cannot exceed llama.cpp's distanc
 `Prescott` on an AVX-512 CPU, prefill's layer products run through Orochi's own multi-token kernel
 instead of OpenBLAS's SSE3 sgemm (README, "Which kernels run"); attention's products in the prefill
 stay with OpenBLAS.
+
+Ceilings: before the engines run, `make ceilings` (Benchmarks/Ceilings/ceilings.c, built from the kernels'
+own C sources) measures what the machine allows with the kernels Orochi runs: the FMA peak, OpenBLAS's
+sgemm at every layer product of a 512-token prefill, Orochi's one-token products reading a working set the
+size of each model's bytes per token over and over (as decode does: a set that fits the shared L3 reads
+from cache, a larger one from DRAM), and the selective scan's cost per state update. From them the goal
+table derives, per shape, the fastest prefill (layer products at those rates, plus the scan for Mamba,
+nothing else) and the fastest decode at depth 0 (its bytes at that bandwidth, nothing else), as a ratio
+to llama.cpp's figure in the same run: a goal above that ceiling cannot be met on this machine with these
+kernels. The ceilings are measured once, at the start; a shared machine's bandwidth moves during a run.
 """
 
 
@@ -481,6 +607,8 @@ def main():
     ap.add_argument("--orochi", default=".build/release/orochi")
     ap.add_argument("--llama-bench", default="build/peer/llama.cpp-build/bin/llama-bench")
     ap.add_argument("--models", type=Path, default=Path("build/peer/models"))
+    ap.add_argument("--ceilings", default="build/ceilings/ceilings",
+                    help="the ceilings program (make ceilings); its figures bound the goals ('' to skip)")
     ap.add_argument("--shapes", default="6m 130m")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--depths", default="0,512,4096", help="decode depths (0 also measures pp512)")
@@ -532,6 +660,8 @@ def main():
     command = " ".join(shlex.quote(x) for x in ["python3"] + sys.argv)
     if os.environ.get("MAKELEVEL"):
         command = f"make bench-peer  # ran: {command}"
+    runner.say("ceilings: FMA peak, sgemm at the layers' shapes, one-token products over each model's bytes, the scan")
+    ceilings = measure_ceilings(a)
     start = time.monotonic()
     interrupted = False
     try:
@@ -547,7 +677,8 @@ def main():
                                      date=info["date"], command=command) for s in a.shapes}
     res = dict(schema="orochi-peer/1", machine=info, settings=settings, command=command,
                wall_s=time.monotonic() - start, notes=runner.notes, samples=runner.samples,
-               runs=[[engine, env, " ".join(map(str, cmd))] for engine, env, cmd in runner.log], remarks=a.note)
+               runs=[[engine, env, " ".join(map(str, cmd))] for engine, env, cmd in runner.log], remarks=a.note,
+               ceilings=ceilings)
     old_path = a.out_dir / "results.json"
     if a.append and old_path.exists():
         # Keep the shapes this run did not measure from the earlier results (same folder).
@@ -564,6 +695,11 @@ def main():
         res["notes"] = {**old.get("notes", {}), **res["notes"]}
         res["remarks"] = old.get("remarks", []) + [r for r in res["remarks"] if r not in old.get("remarks", [])]
         res["wall_s"] += old.get("wall_s", 0)
+        if old.get("ceilings") and ceilings:
+            # The kept shapes' bounds come from the old run's ceilings: keep those shapes' entries.
+            for sh in kept:
+                if sh in old["ceilings"].get("shapes", {}):
+                    res.setdefault("ceilings_kept", {})[sh] = old["ceilings"]
         res["command"] = old["command"] + "\n" + command
     write_raw(res, a.out_dir)
     a.doc.write_text(render(res, DOC_HEADER))
