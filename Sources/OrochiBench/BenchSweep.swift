@@ -17,13 +17,16 @@ public struct BenchSettings: Sendable, Codable, Equatable {
     public var maxSecondsPerPoint: Double?
     /// Contexts at which one extra prefill and the decode steps are run with the component timers on.
     public var breakdownContexts: [Int]
-    /// Warm-up before each point: a prefill of min(n, this) tokens and a few decode steps.
+    /// Warm-up before each point: a prefill of min(n, this) tokens and a few decode steps. 512
+    /// covers every model's prefill chunk (Llama 512, Mamba and Jamba 256), so that no timed prefill
+    /// is the first to touch pages of its scratch (a warm-up of 128 left most of a chunk's scratch
+    /// untouched), as llama-bench warms up with a prefill of the timed length.
     public var warmupTokens: Int
     /// Measure the streaming read bandwidth before the sweep (the decode roofline printed beside the figures).
     public var measureBandwidth: Bool?
 
     public init(contexts: [Int], decodeTokens: Int = 32, repetitions: Int = 3, threads: Int = 2, seed: UInt64 = 1,
-                maxSecondsPerPoint: Double? = nil, breakdownContexts: [Int]? = nil, warmupTokens: Int = 128) {
+                maxSecondsPerPoint: Double? = nil, breakdownContexts: [Int]? = nil, warmupTokens: Int = 512) {
         self.contexts = contexts.sorted()
         self.decodeTokens = decodeTokens
         self.repetitions = repetitions
