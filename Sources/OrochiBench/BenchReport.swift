@@ -29,7 +29,11 @@ public struct BenchAnalysis: Sendable, Codable {
         public var toContext: Int
         public var fromSeconds: Double
         public var toSeconds: Double
+        /// The smallest context's decode measured again after the sweep (BenchResults.controls).
+        public var controlSeconds: Double? = nil
         public var ratio: Double { toSeconds / fromSeconds }
+        /// Deepest against the control: the comparison least affected by the machine's drift.
+        public var controlRatio: Double? { controlSeconds.map { toSeconds / $0 } }
     }
 
     /// KV-cache or state bytes per token of context (0 for a constant state) and the fixed part.
@@ -66,8 +70,9 @@ public struct BenchAnalysis: Sendable, Codable {
                 }
             }
             if let a = pts.first, let b = pts.last, a.context < b.context, let da = a.decode, let db = b.decode {
+                let control = results.controls?.first { $0.model == model && $0.skipped == nil }?.decode?.median
                 flatness.append(Flatness(model: model, fromContext: a.context, toContext: b.context,
-                                         fromSeconds: da.median, toSeconds: db.median))
+                                         fromSeconds: da.median, toSeconds: db.median, controlSeconds: control))
             }
             let constant = results.constantState[model] ?? false
             let perToken: Double
@@ -249,10 +254,17 @@ public enum BenchReport {
     }
 
     public static func markdownFlatness(_ analysis: BenchAnalysis) -> String {
-        var out = "| model | decode ms/token at n = first | at n = last | ratio last / first |\n|---|---:|---:|---:|\n"
+        let controls = analysis.flatness.contains { $0.controlSeconds != nil }
+        var out = "| model | decode ms/token at n = first | at n = last | ratio last / first |"
+            + (controls ? " n = first again, after the sweep | ratio last / that |\n|---|---:|---:|---:|---:|---:|\n" : "\n|---|---:|---:|---:|\n")
         for f in analysis.flatness {
             out += "| \(f.model) | \(ms(f.fromSeconds)) (n = \(grouped(f.fromContext))) | \(ms(f.toSeconds)) (n = \(grouped(f.toContext))) | "
-            out += String(format: "%.2f× |\n", f.ratio)
+            out += String(format: "%.2f× |", f.ratio)
+            if controls {
+                out += f.controlSeconds.map { " \(ms($0)) |" } ?? " – |"
+                out += f.controlRatio.map { String(format: " %.2f× |", $0) } ?? " – |"
+            }
+            out += "\n"
         }
         return out
     }
@@ -320,7 +332,8 @@ public enum BenchReport {
         ]
         for (k, v) in plots { values["plot_" + k] = v }
         // Single numbers for the prose: {{fit:MODEL:CURVE:RANGE}}, {{flat:MODEL}}, {{cross:SSM:ATTN:PHASE}},
-        // {{prefill:MODEL:N}}, {{prefilltps:MODEL:N}}, {{decode:MODEL:N}}, {{state:MODEL:N}}, {{rss:MODEL:N}}.
+        // {{prefill:MODEL:N}}, {{prefilltps:MODEL:N}}, {{decode:MODEL:N}}, {{state:MODEL:N}}, {{rss:MODEL:N}},
+        // {{control:MODEL}} (the first context's decode again, after the sweep), {{flatcontrol:MODEL}} (deepest / control).
         var out = template
         for (k, v) in values { out = out.replacingOccurrences(of: "{{\(k)}}", with: v) }
         for f in a.fits {
@@ -329,6 +342,8 @@ public enum BenchReport {
         for f in a.flatness {
             out = out.replacingOccurrences(of: "{{flat:\(f.model)}}", with: String(format: "%.2f", f.ratio))
             out = out.replacingOccurrences(of: "{{flatpct:\(f.model)}}", with: String(format: "%+.1f %%", 100 * (f.ratio - 1)))
+            out = out.replacingOccurrences(of: "{{flatcontrol:\(f.model)}}", with: f.controlRatio.map { String(format: "%.2f", $0) } ?? "–")
+            out = out.replacingOccurrences(of: "{{control:\(f.model)}}", with: f.controlSeconds.map { ms($0) + " ms" } ?? "–")
         }
         for c in a.crossovers {
             out = out.replacingOccurrences(of: "{{cross:\(c.ssm):\(c.attention):\(c.phase)}}", with: c.description)

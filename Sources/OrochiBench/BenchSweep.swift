@@ -115,6 +115,11 @@ public struct BenchResults: Sendable, Codable {
     /// The machine's 1-minute load average when the sweep started and ended (other work on a shared machine).
     public var loadAverageStart: Double? = nil
     public var loadAverageEnd: Double? = nil
+    /// Each model's smallest context measured again after the sweep. The sweep takes minutes and a
+    /// shared machine drifts meanwhile (its memory bandwidth moved by a third within a run here): the
+    /// deepest decode is compared with this control, measured minutes nearer to it, as well as with
+    /// the first point. Not among `points` (not fitted, not plotted).
+    public var controls: [BenchPoint]? = nil
 
     public func points(of model: String) -> [BenchPoint] {
         points.filter { $0.model == model && $0.skipped == nil }.sorted { $0.context < $1.context }
@@ -169,6 +174,16 @@ public final class BenchRunner {
                 progress(summaryLine(label, point, elapsed: Clock.now() - start))
             }
         }
+        if let first = settings.contexts.first, settings.contexts.count > 1, !results.interrupted {
+            var controls: [BenchPoint] = []
+            for subject in subjects where !BenchStop.isRequested {
+                let label = "[control] \(subject.name) n=\(first)"
+                let (point, _, _) = measure(subject, context: first, label: label, breakdown: false)
+                controls.append(point)
+                progress(summaryLine(label, point, elapsed: Clock.now() - start))
+            }
+            results.controls = controls
+        }
         if BenchStop.isRequested { results.interrupted = true }
         results.wallSeconds = Clock.now() - start
         results.loadAverageEnd = loadAverage()
@@ -190,7 +205,7 @@ public final class BenchRunner {
         return (0..<count).map { _ in Int(rng.next() % UInt64(vocab)) }
     }
 
-    private func measure(_ subject: BenchSubject, context n: Int, label: String)
+    private func measure(_ subject: BenchSubject, context n: Int, label: String, breakdown: Bool = true)
         -> (BenchPoint, [BenchBreakdown], String?) {
         let steps = settings.decodeTokens
         var point = BenchPoint(model: subject.name, architecture: "?", parameters: 0, context: n, decodeTokens: steps,
@@ -224,7 +239,7 @@ public final class BenchRunner {
             for t in next.prefix(4) { try model.decode(t) }
             model.reset()
 
-            if settings.breakdownContexts.contains(n) {
+            if breakdown && settings.breakdownContexts.contains(n) {
                 progress("\(label): component breakdown")
                 Profiler.reset()
                 Profiler.enabled = true

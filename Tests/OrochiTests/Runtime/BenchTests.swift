@@ -172,6 +172,30 @@ struct BenchSweepTests {
         #expect(BenchAnalysis(far).crossovers.isEmpty)
     }
 
+    /// After the sweep each model's first context is measured again (a control against the
+    /// machine's drift): not among the points, and the deepest decode is compared with it too.
+    @Test func controlsFollowTheSweep() throws {
+        let r = Self.sweep(contexts: [8, 16, 32])
+        let controls = try #require(r.controls)
+        #expect(controls.map(\.model) == ["gqa_linear_f32", "fake-ssm"])
+        #expect(controls.allSatisfy { $0.context == 8 && $0.skipped == nil && $0.decode != nil && $0.repetitions == 2 })
+        #expect(r.points.count == 6 && r.breakdowns.map(\.phase) == ["prefill", "decode"])   // the sweep's own, not the control's
+        let a = BenchAnalysis(r)
+        for f in a.flatness {
+            let control = try #require(controls.first { $0.model == f.model }?.decode?.median)
+            #expect(f.controlSeconds == control && f.fromContext == 8 && f.toContext == 32)
+            #expect(f.controlRatio == f.toSeconds / control)
+        }
+        let table = BenchReport.markdownFlatness(a)
+        #expect(table.contains("n = first again, after the sweep"), "\(table)")
+        let out = BenchReport.fillTemplate("{{flatcontrol:fake-ssm}} {{control:fake-ssm}}", results: r, command: "orochi bench", plots: [:])
+        #expect(out.range(of: "^[0-9]+\\.[0-9]{2} [0-9.]+ ms$", options: .regularExpression) != nil, "\(out)")
+        // One context: nothing to compare, no control.
+        #expect(Self.sweep(contexts: [8]).controls == nil)
+        let back = try BenchReport.decodeJSON(Data(try BenchReport.json(r).utf8))
+        #expect(back.controls == r.controls)
+    }
+
     @Test func breakdownNamesComponentsOfBothPasses() throws {
         let r = Self.sweep(contexts: [16], breakdown: [16])
         #expect(r.breakdowns.map(\.phase) == ["prefill", "decode"])   // the fake model has no timers
@@ -188,7 +212,7 @@ struct BenchSweepTests {
         defer { BenchStop.requested = 0 }
         let r = Self.sweep()
         #expect(r.interrupted)
-        #expect(r.points.isEmpty)
+        #expect(r.points.isEmpty && r.controls == nil)
         #expect(BenchReport.csv(r).split(separator: "\n").count == 1)   // the header alone
     }
 
