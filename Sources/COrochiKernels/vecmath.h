@@ -23,7 +23,9 @@ static inline float half_to_float(uint16_t h) {
 
 // eˣ by Cephes' polynomial (relative error ~2e-7), as SelectiveScan.exp on the Swift side.
 T512 static inline __m512 exp512(__m512 x) {
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.f)), _mm512_set1_ps(88.f));
+    // Clamped with x as the second operand: max/min return it when it is NaN, so NaN stays NaN
+    // (a NaN weight must reach the finite-logits check, not turn into e⁻⁸⁷).
+    x = _mm512_min_ps(_mm512_set1_ps(88.f), _mm512_max_ps(_mm512_set1_ps(-87.f), x));
     __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT);
     __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
     r = _mm512_fmadd_ps(k, _mm512_set1_ps(2.12194440e-4f), r);
@@ -61,7 +63,7 @@ T512 static inline __m512 log512(__m512 x) {
 }
 
 T256 static inline __m256 exp256(__m256 x) {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.f)), _mm256_set1_ps(88.f));
+    x = _mm256_min_ps(_mm256_set1_ps(88.f), _mm256_max_ps(_mm256_set1_ps(-87.f), x));   // NaN stays NaN, as in exp512
     __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
     r = _mm256_fmadd_ps(k, _mm256_set1_ps(2.12194440e-4f), r);

@@ -98,4 +98,18 @@ struct AttentionKernelTests {
             }
         }
     }
+
+    /// A NaN score (from a NaN weight) must come out as NaN, for the finite-logits check to catch,
+    /// in every kernel family: a clamp inside the vector exponential once turned it into e⁻⁸⁷.
+    @Test func softmaxTileKeepsNaN() {
+        defer { KernelInfo.force(nil) }
+        for family in ["portable", "avx2", "avx512"] where KernelInfo.force(family) == family {
+            var s = (0..<40).map { Float($0) * 0.1 }
+            s[21] = .nan
+            var rowMax: [Float] = [-.infinity], rowSum: [Float] = [0], out = [Float](repeating: 1, count: 8)
+            softmaxTile(&s, rows: 1, keys: 40, firstKey: 0, firstPosition: 39, window: nil,
+                        rowMax: &rowMax, rowSum: &rowSum, out: &out, outStride: 8, headDim: 8)
+            #expect(rowSum[0].isNaN && s[21].isNaN, "\(family): sum \(rowSum[0])")
+        }
+    }
 }
