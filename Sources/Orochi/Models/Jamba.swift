@@ -215,7 +215,7 @@ struct JambaLayer {
     let feedForward: FeedForward
 }
 
-public final class JambaModel: LanguageModel {
+public final class JambaModel: LanguageModel, ChunkedForward {
     public let config: JambaConfig
     public let info: ModelInfo
     /// Int.max when no layer has attention (the state is then fixed-size).
@@ -245,8 +245,8 @@ public final class JambaModel: LanguageModel {
     // Scratch: one token (decode), allocated here; a prefill chunk, on first prefill; a batch of
     // sequences and their logits [B, V], on the first batch of that size.
     let decodeSpace: Workspace
-    private var prefillSpace: Workspace?
-    private let batchScratch = BatchScratch()
+    var prefillSpace: Workspace?
+    let batchScratch = BatchScratch()
 
     public convenience init(directory: URL, options: LoadOptions) throws {
         let configURL = directory.appendingPathComponent("config.json")
@@ -407,43 +407,20 @@ public final class JambaModel: LanguageModel {
     public func stateBytes(forTokens tokens: Int) -> Int { fixedStateBytes + bytesPerToken * tokens }
     public var stateBytes: Int { stateBytes(forTokens: position) }
 
-    @inline(__always)
-    func checkRoom(for count: Int) throws {
-        guard contextCapacity == Int.max || position + count <= contextCapacity else {
-            throw ModelError.contextOverflow(requested: position + count, capacity: contextCapacity)
-        }
-    }
+    // MARK: The forward pass — one path for a decoded token and a prefill chunk (ChunkedForward
+    // checks, chunks and batches around it).
 
-    // MARK: The forward pass — one path for a decoded token and a prefill chunk.
-
-    public func decode(_ token: Int) throws {
-        try checkRoom(for: 1)
-        try InputSide.check(token, vocab: vocab)
-        forward(CollectionOfOne(token), rows: .run(sequence, start: position, count: 1), in: decodeSpace, allLogits: nil)
-    }
+    public func decode(_ token: Int) throws { try decodeOne(token) }
 
     /// One token for each of several sequences: projections, MLPs and experts as matrix-matrix
     /// products over the batch, attention, conv and scan per sequence.
-    public func decode(batch tokens: [Int], sequences: [SequenceState]) throws {
-        try InputSide.checkBatch(tokens, sequences, of: self, vocab: vocab, capacity: contextCapacity)
-        let (space, batchLogits) = batchScratch.prepare(rows: tokens.count, vocab: vocab) { Self.workspace(rows: $0, config: config) }
-        forward(tokens, rows: .batch(sequences), in: space, allLogits: batchLogits)
-        InputSide.scatter(batchLogits, to: sequences, vocab: vocab)
-    }
+    public func decode(batch tokens: [Int], sequences: [SequenceState]) throws { try decodeBatch(tokens, sequences: sequences) }
 
-    public func prefill(_ tokens: [Int], allLogits: UnsafeMutablePointer<Float>?) throws {
-        try checkRoom(for: tokens.count)
-        try InputSide.check(tokens, vocab: vocab)
-        let space = prefillSpace ?? Self.workspace(rows: Self.prefillChunk, config: config)
-        prefillSpace = space
-        InputSide.inChunks(tokens, chunk: Self.prefillChunk, vocab: vocab, allLogits: allLogits) {
-            forward($0, rows: .run(sequence, start: position, count: $0.count), in: space, allLogits: $1)
-        }
-    }
+    public func prefill(_ tokens: [Int], allLogits: UnsafeMutablePointer<Float>?) throws { try prefillInChunks(tokens, allLogits: allLogits) }
 
     /// T = tokens.count tokens (at most the workspace's rows): consecutive tokens of one sequence,
     /// or one token of each sequence of a batch (`rows`).
-    private func forward<C: Collection<Int>>(_ tokens: C, rows: Rows, in ws: Workspace, allLogits: UnsafeMutablePointer<Float>?) {
+    func forward<C: Collection<Int>>(_ tokens: C, rows: Rows, in ws: Workspace, allLogits: UnsafeMutablePointer<Float>?) {
         let t = tokens.count, x = ws.x.pointer, xb = ws.xb.pointer, ffScratch = ws.feedForward!
         Profiler.time(.embedding) { InputSide.embed(tokens, table: embedding, into: x) }               // X[T, D]
         for layer in layers {

@@ -122,7 +122,7 @@ struct LlamaLayer {
     let mlp: SwiGLU
 }
 
-public final class LlamaModel: LanguageModel {
+public final class LlamaModel: LanguageModel, ChunkedForward {
     public let config: LlamaConfig
     public let info: ModelInfo
     public let contextCapacity: Int
@@ -150,8 +150,8 @@ public final class LlamaModel: LanguageModel {
     // Scratch: one token (decode), allocated here; a prefill chunk, on first prefill; a batch of
     // sequences and their logits [B, V], on the first batch of that size.
     let decodeSpace: Workspace
-    private var prefillSpace: Workspace?
-    private let batchScratch = BatchScratch()
+    var prefillSpace: Workspace?
+    let batchScratch = BatchScratch()
 
     /// Loads from a Hugging Face directory. `context` sizes the KV cache (default: the model's
     /// max_position_embeddings, at most 4,096).
@@ -267,47 +267,23 @@ public final class LlamaModel: LanguageModel {
     public func stateBytes(forTokens tokens: Int) -> Int { 2 * layers.count * kvHeads * headDim * cacheType.byteSize * tokens }
     public var stateBytes: Int { stateBytes(forTokens: position) }
 
-    /// The cache must hold `count` more tokens.
-    @inline(__always)
-    func checkRoom(for count: Int) throws {
-        guard position + count <= contextCapacity else {
-            throw ModelError.contextOverflow(requested: position + count, capacity: contextCapacity)
-        }
-    }
-
-    // MARK: The forward pass — one path for a decoded token and a prefill chunk.
+    // MARK: The forward pass — one path for a decoded token and a prefill chunk (ChunkedForward
+    // checks, chunks and batches around it).
 
     /// Decodes one token: matrix-vector products and the fused attention kernel, no allocation.
-    public func decode(_ token: Int) throws {
-        try checkRoom(for: 1)
-        try InputSide.check(token, vocab: vocab)
-        forward(CollectionOfOne(token), rows: .run(sequence, start: position, count: 1), in: decodeSpace, allLogits: nil)
-    }
+    public func decode(_ token: Int) throws { try decodeOne(token) }
 
     /// One token for each of several sequences: the projections and MLPs as matrix-matrix
     /// products over the batch, attention per sequence over its own cache.
-    public func decode(batch tokens: [Int], sequences: [SequenceState]) throws {
-        try InputSide.checkBatch(tokens, sequences, of: self, vocab: vocab, capacity: contextCapacity)
-        let (space, batchLogits) = batchScratch.prepare(rows: tokens.count, vocab: vocab) { Self.workspace(rows: $0, config: config) }
-        forward(tokens, rows: .batch(sequences), in: space, allLogits: batchLogits)
-        InputSide.scatter(batchLogits, to: sequences, vocab: vocab)
-    }
+    public func decode(batch tokens: [Int], sequences: [SequenceState]) throws { try decodeBatch(tokens, sequences: sequences) }
 
     /// Prefills in chunks through matrix-matrix products and tiled attention.
-    public func prefill(_ tokens: [Int], allLogits: UnsafeMutablePointer<Float>?) throws {
-        try checkRoom(for: tokens.count)
-        try InputSide.check(tokens, vocab: vocab)
-        let space = prefillSpace ?? Self.workspace(rows: Self.prefillChunk, config: config)
-        prefillSpace = space
-        InputSide.inChunks(tokens, chunk: Self.prefillChunk, vocab: vocab, allLogits: allLogits) {
-            forward($0, rows: .run(sequence, start: position, count: $0.count), in: space, allLogits: $1)
-        }
-    }
+    public func prefill(_ tokens: [Int], allLogits: UnsafeMutablePointer<Float>?) throws { try prefillInChunks(tokens, allLogits: allLogits) }
 
     /// T = tokens.count tokens (at most the workspace's rows): consecutive tokens of one sequence,
     /// or one token of each sequence of a batch (`rows`). With `allLogits` [T, V] every row's
     /// logits go there; the last row's always go to its sequence.
-    private func forward<C: Collection<Int>>(_ tokens: C, rows: Rows, in ws: Workspace, allLogits: UnsafeMutablePointer<Float>?) {
+    func forward<C: Collection<Int>>(_ tokens: C, rows: Rows, in ws: Workspace, allLogits: UnsafeMutablePointer<Float>?) {
         let t = tokens.count, x = ws.x.pointer, xb = ws.xb.pointer
         let mlpScratch = ws.feedForward!, attentionScratch = ws.attention!
         Profiler.time(.embedding) { InputSide.embed(tokens, table: embedding, into: x) }              // X[T, D]

@@ -129,7 +129,7 @@ struct MambaBlock {
     let mixer: MambaMixer                   // its weights (the conv and SSM state are per sequence)
 }
 
-public final class MambaModel: LanguageModel {
+public final class MambaModel: LanguageModel, ChunkedForward {
     public let config: MambaConfig
     public let info: ModelInfo
     /// The state is fixed-size: any number of tokens fits.
@@ -157,8 +157,8 @@ public final class MambaModel: LanguageModel {
     // Scratch: one token (decode), allocated here; a prefill chunk, on first prefill; a batch of
     // sequences and their logits [B, V], on the first batch of that size.
     let decodeSpace: Workspace
-    private var prefillSpace: Workspace?
-    private let batchScratch = BatchScratch()
+    var prefillSpace: Workspace?
+    let batchScratch = BatchScratch()
 
     /// Loads a Hugging Face MambaForCausalLM directory. `context` is accepted for the common
     /// interface; the state does not depend on it.
@@ -269,33 +269,18 @@ public final class MambaModel: LanguageModel {
     // at any depth.
 
     /// Decodes one token: matrix-vector products and one scan step, no allocation.
-    public func decode(_ token: Int) throws {
-        try InputSide.check(token, vocab: vocab)
-        forward(CollectionOfOne(token), rows: .run(sequence, start: position, count: 1), in: decodeSpace, allLogits: nil)
-    }
+    public func decode(_ token: Int) throws { try decodeOne(token) }
 
     /// One token for each of several sequences: the projections as matrix-matrix products over
     /// the batch, conv and scan per sequence on its own state.
-    public func decode(batch tokens: [Int], sequences: [SequenceState]) throws {
-        try InputSide.checkBatch(tokens, sequences, of: self, vocab: vocab, capacity: contextCapacity)
-        let (space, batchLogits) = batchScratch.prepare(rows: tokens.count, vocab: vocab) { Self.workspace(rows: $0, config: config) }
-        forward(tokens, rows: .batch(sequences), in: space, allLogits: batchLogits)
-        InputSide.scatter(batchLogits, to: sequences, vocab: vocab)
-    }
+    public func decode(batch tokens: [Int], sequences: [SequenceState]) throws { try decodeBatch(tokens, sequences: sequences) }
 
     /// Prefills in chunks: projections through sgemm, conv and scan as loops over time.
-    public func prefill(_ tokens: [Int], allLogits: UnsafeMutablePointer<Float>?) throws {
-        try InputSide.check(tokens, vocab: vocab)
-        let space = prefillSpace ?? Self.workspace(rows: Self.prefillChunk, config: config)
-        prefillSpace = space
-        InputSide.inChunks(tokens, chunk: Self.prefillChunk, vocab: vocab, allLogits: allLogits) {
-            forward($0, rows: .run(sequence, start: position, count: $0.count), in: space, allLogits: $1)
-        }
-    }
+    public func prefill(_ tokens: [Int], allLogits: UnsafeMutablePointer<Float>?) throws { try prefillInChunks(tokens, allLogits: allLogits) }
 
     /// L = tokens.count tokens (at most the workspace's rows): consecutive tokens of one sequence,
     /// or one token of each sequence of a batch (`rows`), each continuing from its state.
-    private func forward<C: Collection<Int>>(_ tokens: C, rows: Rows, in ws: Workspace, allLogits: UnsafeMutablePointer<Float>?) {
+    func forward<C: Collection<Int>>(_ tokens: C, rows: Rows, in ws: Workspace, allLogits: UnsafeMutablePointer<Float>?) {
         let t = tokens.count, x = ws.x.pointer, xb = ws.xb.pointer, scratch = ws.mamba!
         Profiler.time(.embedding) { InputSide.embed(tokens, table: embedding, into: x) }           // X[L, D]
         for layer in layers {
