@@ -381,8 +381,9 @@ def render_ceilings(c):
         return []
     peak = c.get("fma_all") or 0
     lines = ["", "### Ceilings of this machine in this run", "",
-             f"Measured {c.get('measured', 'once, before the engines')} by `make ceilings` (Benchmarks/Ceilings/ceilings.c, "
-             f"with the kernels Orochi runs): `{c['command']}`.", "",
+             f"Measured by `make ceilings` (Benchmarks/Ceilings/ceilings.c, with the kernels Orochi runs) "
+             + ("before and after the engines, each figure the better of the two" if c.get("measured") else "once, before the engines")
+             + f": `{c['command']}`.", "",
              f"- FMA peak: {c['fma_one_core'] / 1e9:.1f} GFLOP/s on one core, {peak / 1e9:.1f} on {c['threads']} threads "
              f"(independent vector multiply-adds, {c['isa']}).",
              f"- OpenBLAS sgemm ({c['blas']}) at each layer product of {PP} tokens, X[{PP}, K]·W[N, K]ᵀ: " +
@@ -392,7 +393,7 @@ def render_ceilings(c):
              "as decode reads them: " + ", ".join(f"{x['megabytes']:g} MB {x['bytes_per_second'] / 1e9:.1f} GB/s" for x in c["cycle"]) +
              " (below the last-level cache a set is read from cache; the L3 here is shared with other machines).",
              f"- Mamba's selective scan: {c['scan_ns_per_update']['prefill512']:.3f} ns per state update over {PP} steps on "
-             f"{c['threads']} threads, {c['scan_ns_per_update']['decode']:.3f} for one step (one thread).", ""]
+             f"{c['threads']} threads, {c['scan_ns_per_update']['decode']:.3f} for one step (one thread)."]
     return lines
 
 
