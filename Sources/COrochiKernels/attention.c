@@ -248,84 +248,69 @@ static inline void visible(long pos, long c0, int n, long window, long *lo, long
     *lo = first - c0; *hi = last - c0;
 }
 
-static void softmax_tile_portable(float *scores, int rows, int n, long c0, long pos0, long window,
-                                  float *row_max, float *row_sum, float *out, long ldo, int d) {
-    for (int r = 0; r < rows; r++) {
-        float *s = scores + (long)r * n, *o = out + (long)r * ldo;
-        long lo, hi;
-        visible(pos0 + r, c0, n, window, &lo, &hi);
-        if (lo > hi) { memset(s, 0, (size_t)n * 4); continue; }
-        float top = -INFINITY;
-        for (long j = lo; j <= hi; j++) if (s[j] > top) top = s[j];
-        float m = row_max[r] > top ? row_max[r] : top;
-        float correction = row_max[r] == -INFINITY ? 0 : expf(row_max[r] - m);
-        memset(s, 0, (size_t)lo * 4);
-        memset(s + hi + 1, 0, (size_t)(n - 1 - hi) * 4);
-        row_sum[r] = row_sum[r] * correction + expsum_p(s + lo, (int)(hi - lo + 1), m);
-        row_max[r] = m;
-        if (correction != 1) for (int i = 0; i < d; i++) o[i] *= correction;
-    }
+// Per kernel family: the largest of s[0..n) and o[0..d) *= c.
+static inline float rowmax_p(const float *s, long n) {
+    float t = -INFINITY;
+    for (long j = 0; j < n; j++) if (s[j] > t) t = s[j];
+    return t;
 }
-
+static inline void scale_p(float *o, float c, int d) { for (int i = 0; i < d; i++) o[i] *= c; }
 #if defined(__x86_64__)
-T512 static void softmax_tile_512(float *scores, int rows, int n, long c0, long pos0, long window,
-                                  float *row_max, float *row_sum, float *out, long ldo, int d) {
-    for (int r = 0; r < rows; r++) {
-        float *s = scores + (long)r * n, *o = out + (long)r * ldo;
-        long lo, hi;
-        visible(pos0 + r, c0, n, window, &lo, &hi);
-        if (lo > hi) { memset(s, 0, (size_t)n * 4); continue; }
-        __m512 top = _mm512_set1_ps(-INFINITY);
-        for (long j = lo; j <= hi; j += 16) {
-            __mmask16 mk = hi + 1 - j >= 16 ? 0xffff : (__mmask16)((1u << (hi + 1 - j)) - 1);
-            top = _mm512_mask_max_ps(top, mk, top, _mm512_maskz_loadu_ps(mk, s + j));
-        }
-        float t = _mm512_reduce_max_ps(top);
-        float m = row_max[r] > t ? row_max[r] : t;
-        float correction = row_max[r] == -INFINITY ? 0 : expf(row_max[r] - m);
-        memset(s, 0, (size_t)lo * 4);
-        memset(s + hi + 1, 0, (size_t)(n - 1 - hi) * 4);
-        row_sum[r] = row_sum[r] * correction + expsum_512(s + lo, (int)(hi - lo + 1), m);
-        row_max[r] = m;
-        if (correction != 1) {
-            __m512 c = _mm512_set1_ps(correction);
-            for (int i = 0; i < d; i += 16) {
-                __mmask16 mk = d - i >= 16 ? 0xffff : (__mmask16)((1u << (d - i)) - 1);
-                _mm512_mask_storeu_ps(o + i, mk, _mm512_mul_ps(c, _mm512_maskz_loadu_ps(mk, o + i)));
-            }
-        }
+T512 static inline float rowmax_512(const float *s, long n) {
+    __m512 t = _mm512_set1_ps(-INFINITY);
+    for (long j = 0; j < n; j += 16) {
+        __mmask16 mk = n - j >= 16 ? 0xffff : (__mmask16)((1u << (n - j)) - 1);
+        t = _mm512_mask_max_ps(t, mk, t, _mm512_maskz_loadu_ps(mk, s + j));
+    }
+    return _mm512_reduce_max_ps(t);
+}
+T512 static inline void scale_512(float *o, float c, int d) {
+    __m512 cv = _mm512_set1_ps(c);
+    for (int i = 0; i < d; i += 16) {
+        __mmask16 mk = d - i >= 16 ? 0xffff : (__mmask16)((1u << (d - i)) - 1);
+        _mm512_mask_storeu_ps(o + i, mk, _mm512_mul_ps(cv, _mm512_maskz_loadu_ps(mk, o + i)));
     }
 }
+T256 static inline float rowmax_256(const float *s, long n) {
+    __m256 t8 = _mm256_set1_ps(-INFINITY);
+    long j = 0;
+    for (; j + 8 <= n; j += 8) t8 = _mm256_max_ps(t8, _mm256_loadu_ps(s + j));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(t8), _mm256_extractf128_ps(t8, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    float t = _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
+    for (; j < n; j++) if (s[j] > t) t = s[j];
+    return t;
+}
+T256 static inline void scale_256(float *o, float c, int d) {
+    __m256 cv = _mm256_set1_ps(c);
+    int i = 0;
+    for (; i + 8 <= d; i += 8) _mm256_storeu_ps(o + i, _mm256_mul_ps(cv, _mm256_loadu_ps(o + i)));
+    for (; i < d; i++) o[i] *= c;
+}
+#endif
 
-T256 static void softmax_tile_256(float *scores, int rows, int n, long c0, long pos0, long window,
-                                  float *row_max, float *row_sum, float *out, long ldo, int d) {
-    for (int r = 0; r < rows; r++) {
-        float *s = scores + (long)r * n, *o = out + (long)r * ldo;
-        long lo, hi;
-        visible(pos0 + r, c0, n, window, &lo, &hi);
-        if (lo > hi) { memset(s, 0, (size_t)n * 4); continue; }
-        __m256 top = _mm256_set1_ps(-INFINITY);
-        long j = lo;
-        for (; j + 8 <= hi + 1; j += 8) top = _mm256_max_ps(top, _mm256_loadu_ps(s + j));
-        __m128 h = _mm_max_ps(_mm256_castps256_ps128(top), _mm256_extractf128_ps(top, 1));
-        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-        h = _mm_max_ss(h, _mm_movehdup_ps(h));
-        float t = _mm_cvtss_f32(h);
-        for (; j <= hi; j++) if (s[j] > t) t = s[j];
-        float m = row_max[r] > t ? row_max[r] : t;
-        float correction = row_max[r] == -INFINITY ? 0 : expf(row_max[r] - m);
-        memset(s, 0, (size_t)lo * 4);
-        memset(s + hi + 1, 0, (size_t)(n - 1 - hi) * 4);
-        row_sum[r] = row_sum[r] * correction + expsum_256(s + lo, (int)(hi - lo + 1), m);
-        row_max[r] = m;
-        if (correction != 1) {
-            __m256 c = _mm256_set1_ps(correction);
-            int i = 0;
-            for (; i + 8 <= d; i += 8) _mm256_storeu_ps(o + i, _mm256_mul_ps(c, _mm256_loadu_ps(o + i)));
-            for (; i < d; i++) o[i] *= correction;
-        }
-    }
+#define SOFTMAX_TILE(NAME, ATTR, ROWMAX, EXPSUM, SCALE)                                                   \
+ATTR static void NAME(float *scores, int rows, int n, long c0, long pos0, long window,                    \
+                      float *row_max, float *row_sum, float *out, long ldo, int d) {                      \
+    for (int r = 0; r < rows; r++) {                                                                      \
+        float *s = scores + (long)r * n, *o = out + (long)r * ldo;                                        \
+        long lo, hi;                                                                                      \
+        visible(pos0 + r, c0, n, window, &lo, &hi);                                                       \
+        if (lo > hi) { memset(s, 0, (size_t)n * 4); continue; }                                           \
+        float top = ROWMAX(s + lo, hi - lo + 1);                                                          \
+        float m = row_max[r] > top ? row_max[r] : top;                                                    \
+        float correction = row_max[r] == -INFINITY ? 0 : expf(row_max[r] - m);                            \
+        memset(s, 0, (size_t)lo * 4);                                                                     \
+        memset(s + hi + 1, 0, (size_t)(n - 1 - hi) * 4);                                                  \
+        row_sum[r] = row_sum[r] * correction + EXPSUM(s + lo, (int)(hi - lo + 1), m);                     \
+        row_max[r] = m;                                                                                   \
+        if (correction != 1) SCALE(o, correction, d);                                                     \
+    }                                                                                                     \
 }
+SOFTMAX_TILE(softmax_tile_portable, , rowmax_p, expsum_p, scale_p)
+#if defined(__x86_64__)
+SOFTMAX_TILE(softmax_tile_512, T512, rowmax_512, expsum_512, scale_512)
+SOFTMAX_TILE(softmax_tile_256, T256, rowmax_256, expsum_256, scale_256)
 #endif
 
 void orochi_attention_softmax_tile(float *scores, int rows, int n, long c0, long pos0, long window,
