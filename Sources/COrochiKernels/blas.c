@@ -9,6 +9,14 @@
 // CPU's features (cpuid): SkylakeX with AVX-512, Haswell with AVX2 + FMA, OpenBLAS's own choice
 // otherwise. A user's own OPENBLAS_CORETYPE is respected as it is. The variable is restored
 // afterwards, so that processes we start see the environment they were given.
+//
+// OPENBLAS_THREAD_TIMEOUT likewise: after a product, OpenBLAS's idle threads call sched_yield in
+// a loop for 2^28 TSC cycles (about 0.1 s) before they sleep. Between products Orochi runs its own
+// threads (the selective scan, attention's tiles), and with as many cores as threads the spinning
+// one takes a core from them: in mamba-130m's 512-token prefill the scan took 20-22 % of the pass
+// with the default and 13-14 % with 2^16 cycles (about 25 µs), the pass 0.69-0.74 s against
+// 0.66-0.67 s (three alternating pairs, `orochi bench --breakdown-contexts 512`). So we set 2^16
+// unless the user set a value.
 #include "orochi_kernels.h"
 #include <dlfcn.h>
 #include <pthread.h>
@@ -27,6 +35,7 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int status = -1;
 static char error[512];
 static char reason[256];
+static char idle_reason[160];
 static sgemm_fn p_sgemm;
 static sgemv_fn p_sgemv;
 static set_threads_fn p_set_threads;
@@ -58,10 +67,24 @@ static void load(void) {
             snprintf(reason, sizeof reason, "OpenBLAS's own choice (no AVX2 on this CPU)");
         }
     }
+    enum { IDLE_CYCLES_LOG2 = 16 };
+    const char *user_timeout = getenv("OPENBLAS_THREAD_TIMEOUT");
+    int our_timeout = 0;
+    if (user_timeout && *user_timeout) {
+        snprintf(idle_reason, sizeof idle_reason, "OPENBLAS_THREAD_TIMEOUT=%s set by the user", user_timeout);
+    } else {
+        char value[8];
+        snprintf(value, sizeof value, "%d", IDLE_CYCLES_LOG2);
+        setenv("OPENBLAS_THREAD_TIMEOUT", value, 1);
+        our_timeout = 1;
+        snprintf(idle_reason, sizeof idle_reason, "OPENBLAS_THREAD_TIMEOUT=%d set by orochi: idle threads sleep after 2^%d cycles",
+                 IDLE_CYCLES_LOG2, IDLE_CYCLES_LOG2);
+    }
     const char *names[] = {"libopenblas.so.0", "libopenblas.so", "libopenblasp.so.0", NULL};
     void *h = NULL;
     for (int i = 0; names[i] && !h; i++) h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
     if (ours) unsetenv("OPENBLAS_CORETYPE");
+    if (our_timeout) unsetenv("OPENBLAS_THREAD_TIMEOUT");
     if (!h) {
         snprintf(error, sizeof error, "cannot load OpenBLAS (libopenblas.so.0): %s; install it with 'apt-get install libopenblas-dev'", dlerror());
         return;
@@ -87,6 +110,7 @@ int orochi_blas_load(void) {
 
 const char *orochi_blas_error(void) { orochi_blas_load(); return error; }
 const char *orochi_blas_core_reason(void) { orochi_blas_load(); return reason; }
+const char *orochi_blas_idle_reason(void) { orochi_blas_load(); return idle_reason; }
 const char *orochi_blas_core(void) { return orochi_blas_load() == 0 && p_corename ? p_corename() : ""; }
 const char *orochi_blas_config(void) { return orochi_blas_load() == 0 && p_config ? p_config() : ""; }
 

@@ -201,7 +201,7 @@ public enum BenchReport {
     /// A human-readable table plus the analysis.
     public static func table(_ results: BenchResults) -> String {
         var out = "\(results.machine.label); decode over \(results.settings.decodeTokens) tokens; medians [min–max] over repetitions\n"
-        out += "blas \(results.machine.blasCore ?? "?"); orochi kernels \(results.machine.kernels ?? "?"); read bandwidth (the decode roofline) \(results.machine.readBandwidth.map { String(format: "%.1f GB/s", $0 / 1e9) } ?? "not measured")\n\n"
+        out += "blas \(results.machine.blasCore ?? "?")\(results.machine.blasIdle.map { " (\($0))" } ?? ""); orochi kernels \(results.machine.kernels ?? "?"); read bandwidth (the decode roofline) \(results.machine.readBandwidth.map { String(format: "%.1f GB/s", $0 / 1e9) } ?? "not measured")\n\n"
         out += markdownTable(results) + "\n" + markdownAnalysis(results)
         return out
     }

@@ -53,6 +53,8 @@ public struct BenchMachine: Sendable, Codable, Equatable {
     public var os: String
     /// The OpenBLAS core in use and why (Orochi's choice or the user's OPENBLAS_CORETYPE).
     public var blasCore: String?
+    /// How OpenBLAS's idle threads wait (OPENBLAS_THREAD_TIMEOUT, Orochi's or the user's).
+    public var blasIdle: String?
     /// Our own kernels' instruction set (avx512, avx2, portable).
     public var kernels: String?
     /// Streaming read bandwidth measured before the sweep, bytes/s: the decode roofline.
@@ -79,6 +81,7 @@ public struct BenchMachine: Sendable, Codable, Equatable {
                                    memoryBytes: Int(ProcessInfo.processInfo.physicalMemory), threads: threads,
                                    openblasCoreType: ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"], os: os)
         machine.blasCore = "\(BLAS.core) (\(BLAS.coreReason))" + (BLAS.usesOwnGEMM ? "; layer products of many tokens by orochi's avx512 kernel" : "")
+        machine.blasIdle = BLAS.idleReason
         machine.kernels = KernelInfo.isa
         return machine
     }

@@ -62,7 +62,8 @@ public enum BLAS {
     public static var core: String { String(cString: orochi_blas_core()) }
     /// Why that core: the user's OPENBLAS_CORETYPE, or Orochi's choice from the CPU's features.
     public static var coreReason: String { String(cString: orochi_blas_core_reason()) }
-    /// OpenBLAS's build description, e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY SkylakeX MAX_THREADS=64".
+    /// How long OpenBLAS's idle threads spin before they sleep, and who chose it (blas.c says why).
+    public static var idleReason: String { String(cString: orochi_blas_idle_reason()) }
     /// True when the loaded OpenBLAS runs SSE kernels on an AVX-512 CPU (OPENBLAS_CORETYPE=Prescott,
     /// or a library that does not know the CPU): layer products of many tokens then run through
     /// our own AVX-512 multi-token kernel instead of its sgemm.
@@ -76,6 +77,7 @@ public enum BLAS {
     public static var gemmSummary: String {
         usesOwnGEMM ? "orochi avx512 (OpenBLAS's \(core) kernels are SSE only)" : "openblas"
     }
+    /// OpenBLAS's build description, e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY SkylakeX MAX_THREADS=64".
     public static var configuration: String { String(cString: orochi_blas_config()) }
     /// Nil when OpenBLAS loaded; otherwise what went wrong (e.g. the library is not installed).
     public static var loadError: String? { orochi_blas_load() == 0 ? nil : String(cString: orochi_blas_error()) }
@@ -98,7 +100,7 @@ public enum KernelInfo {
     }
     /// One line for `inspect`, `bench` and `generate --verbose`.
     public static var summary: String {
-        "blas: \(BLAS.core) (\(BLAS.coreReason)); orochi kernels: \(isa); layer products of many tokens: \(BLAS.gemmSummary)"
+        "blas: \(BLAS.core) (\(BLAS.coreReason); \(BLAS.idleReason)); orochi kernels: \(isa); layer products of many tokens: \(BLAS.gemmSummary)"
     }
 
     /// Streaming read bandwidth of this machine in bytes/s: a `megabytes` buffer summed by the

@@ -35,6 +35,8 @@ const char *orochi_blas_core(void);
 const char *orochi_blas_config(void);
 /// Why this core: "OPENBLAS_CORETYPE=… set by the user" or "chosen by orochi: …".
 const char *orochi_blas_core_reason(void);
+/// How OpenBLAS's idle threads wait and who chose it, e.g. "OPENBLAS_THREAD_TIMEOUT=16 set by orochi: …" (blas.c says why).
+const char *orochi_blas_idle_reason(void);
 /// The core type Orochi would request for this CPU (NULL: leave it to OpenBLAS).
 const char *orochi_blas_preferred_core(void);
 /// 1 when the loaded OpenBLAS runs kernels older than the CPU's own (an SSE core such as

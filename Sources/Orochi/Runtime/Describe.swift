@@ -23,6 +23,7 @@ public func describe(_ model: any LanguageModel) -> [(String, String)] {
         lines.append(("state (fixed)", "\(fixed) bytes (\(formatBytes(fixed))), the same at any context length"))
     }
     lines.append(("blas", "OpenBLAS core \(BLAS.core) (\(BLAS.coreReason))"))
+    lines.append(("blas idle threads", BLAS.idleReason))
     lines.append(("orochi kernels", "\(KernelInfo.isa) (CPU: \(KernelInfo.cpuFeatures))"))
     lines.append(("products of many tokens", BLAS.gemmSummary))
     return lines

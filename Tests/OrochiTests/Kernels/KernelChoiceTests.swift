@@ -26,6 +26,26 @@ struct KernelChoiceTests {
         #expect(productsLine(r).hasSuffix("openblas"), "\(productsLine(r))")
     }
 
+    func idleLine(_ r: OrochiProcess.Result) -> String {
+        r.stdout.split(separator: "\n").first { $0.hasPrefix("blas idle threads") }.map(String.init) ?? ""
+    }
+
+    /// OpenBLAS's idle threads sleep after 2^16 cycles unless the user chose otherwise (blas.c says
+    /// why), and the variable is taken back out of the environment once the library is loaded, as
+    /// OPENBLAS_CORETYPE is, so that processes Orochi starts see the environment it was given.
+    @Test func idleThreadsSleepSoonUnlessTheUserSaysOtherwise() throws {
+        let ours = try OrochiProcess.run(["inspect", "--model", model], environment: ["OPENBLAS_THREAD_TIMEOUT": nil])
+        #expect(ours.status == 0 && idleLine(ours).hasSuffix("OPENBLAS_THREAD_TIMEOUT=16 set by orochi: idle threads sleep after 2^16 cycles"),
+                "\(idleLine(ours))")
+        let theirs = try OrochiProcess.run(["inspect", "--model", model], environment: ["OPENBLAS_THREAD_TIMEOUT": "22"])
+        #expect(theirs.status == 0 && idleLine(theirs).hasSuffix("OPENBLAS_THREAD_TIMEOUT=22 set by the user"), "\(idleLine(theirs))")
+        // In this process: loaded, and neither variable left behind by us.
+        #expect(BLAS.loadError == nil)
+        let env = ProcessInfo.processInfo.environment
+        if !BLAS.idleReason.contains("set by the user") { #expect(env["OPENBLAS_THREAD_TIMEOUT"] == nil) }
+        if BLAS.coreReason.hasPrefix("chosen by orochi") { #expect(env["OPENBLAS_CORETYPE"] == nil) }
+    }
+
     func productsLine(_ r: OrochiProcess.Result) -> String {
         r.stdout.split(separator: "\n").first { $0.hasPrefix("products of many tokens") }.map(String.init) ?? ""
     }
