@@ -99,11 +99,9 @@ def bytes_per_token(orochi, model):
     return int(m.group(1)) if m else None
 
 
-def measure_ceilings(a):
-    """Runs the ceilings program once (under the same nice as the engines) at the shapes' layer
-    products and weight sizes; returns its JSON plus the shapes' products and bytes, or None."""
-    if not a.ceilings or not Path(a.ceilings).exists():
-        return None
+def ceiling_shapes(a):
+    """Per shape, what its ceilings are computed from: layer products, layer count, bytes per
+    decoded token, and the scan's size for Mamba."""
     shapes = {}
     for shape in a.shapes:
         model = a.models / shape / "f32"
@@ -112,6 +110,14 @@ def measure_ceilings(a):
                              bytes=bytes_per_token(a.orochi, model),
                              scan=("state_size" in config) and dict(
                                  channels=config.get("intermediate_size") or 2 * config["hidden_size"], state=config["state_size"]))
+    return shapes
+
+
+def measure_ceilings(a, shapes):
+    """Runs the ceilings program once (under the same nice as the engines) at the shapes' layer
+    products and weight sizes (`ceiling_shapes`); returns its JSON with the shapes, or None."""
+    if not a.ceilings or not Path(a.ceilings).exists():
+        return None
     products = sorted({(n, k) for v in shapes.values() for n, k in v["products"]})
     sets = sorted({round(v["bytes"] / 1e6, 1) for v in shapes.values() if v["bytes"]})
     cmd = [str(a.ceilings), "--json", "--threads", str(a.threads), "--gemm", ",".join(f"{PP}x{n}x{k}" for n, k in products)]
@@ -144,6 +150,14 @@ def best_of(first, second):
     best["scan_ns_per_update"] = {k: min(v, second["scan_ns_per_update"].get(k, v)) for k, v in first["scan_ns_per_update"].items()}
     best["measured"] = "before and after the engines, the better of the two"
     return best
+
+
+def ceilings_for(res, shape):
+    """The ceilings a shape's bounds come from: this run's, or, for a shape kept by --append, the
+    ceilings of the run that measured it."""
+    if shape in (res.get("ceilings") or {}).get("shapes", {}):
+        return res["ceilings"]
+    return res.get("ceilings_kept", {}).get(shape)
 
 
 def bounds(ceilings, shape):
@@ -444,8 +458,7 @@ def render(res, doc_header):
         sl = [x["load"] for x in samples if x["shape"] == shape and x.get("load") is not None]
         busy = bool(sl) and statistics.median(sl) > BUSY_LOAD
 
-        ceil = res.get("ceilings") if shape in (res.get("ceilings") or {}).get("shapes", {}) else res.get("ceilings_kept", {}).get(shape)
-        bound_prefill, bound_decode = bounds(ceil, shape)
+        bound_prefill, bound_decode = bounds(ceilings_for(res, shape), shape)
 
         def ceiling_cell(metric, env):
             # What the machine allows at most, from the ceilings (the default kernels only).
@@ -680,13 +693,14 @@ def main():
     if os.environ.get("MAKELEVEL"):
         command = f"make bench-peer  # ran: {command}"
     runner.say("ceilings: FMA peak, sgemm at the layers' shapes, one-token products over each model's bytes, the scan")
-    ceilings = measure_ceilings(a)
+    shapes = ceiling_shapes(a) if a.ceilings else {}
+    ceilings = measure_ceilings(a, shapes)
     start = time.monotonic()
     interrupted = False
     try:
         runner.run()
         runner.say("ceilings again, after the engines")
-        ceilings = best_of(ceilings, measure_ceilings(a))
+        ceilings = best_of(ceilings, measure_ceilings(a, shapes))
     except KeyboardInterrupt:
         interrupted = True
         runner.say("interrupted: writing what was measured")
@@ -716,11 +730,10 @@ def main():
         res["notes"] = {**old.get("notes", {}), **res["notes"]}
         res["remarks"] = old.get("remarks", []) + [r for r in res["remarks"] if r not in old.get("remarks", [])]
         res["wall_s"] += old.get("wall_s", 0)
-        if old.get("ceilings") and ceilings:
-            # The kept shapes' bounds come from the old run's ceilings: keep those shapes' entries.
-            for sh in kept:
-                if sh in old["ceilings"].get("shapes", {}):
-                    res.setdefault("ceilings_kept", {})[sh] = old["ceilings"]
+        # The kept shapes' bounds come from the ceilings of the run that measured them.
+        kept_ceilings = {sh: ceilings_for(old, sh) for sh in kept if ceilings_for(old, sh)}
+        if kept_ceilings:
+            res["ceilings_kept"] = kept_ceilings
         res["command"] = old["command"] + "\n" + command
     write_raw(res, a.out_dir)
     a.doc.write_text(render(res, DOC_HEADER))
