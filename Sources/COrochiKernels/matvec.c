@@ -200,19 +200,23 @@ T512 static void NAME(const void *w, long r0, long r1, long k, long ldw, const f
             }                                                                                              \
     }                                                                                                      \
 }
-#define MULTI512_ALL(T, LD, LDM, ESZ) \
-    MULTI512(multi512_##T##_1, LD, LDM, ESZ, 1) MULTI512(multi512_##T##_2, LD, LDM, ESZ, 2) \
-    MULTI512(multi512_##T##_3, LD, LDM, ESZ, 3) MULTI512(multi512_##T##_4, LD, LDM, ESZ, 4)
-MULTI512_ALL(f32, ld512_f32, ldm512_f32, 4)
-MULTI512_ALL(f16, ld512_f16, ldm512_f16, 2)
-MULTI512_ALL(bf16, ld512_bf16, ldm512_bf16, 2)
 
+// A family of kernels: KERNEL (MULTI512 or ROW512) for f32, f16 and bf16 weights and 1-4 tokens,
+// and its table NAME[dtype][tokens - 1].
 typedef void (*multi_fn)(const void *, long, long, long, long, const float *, long, float *, long, int);
-static const multi_fn multi512[3][4] = {
-    {multi512_f32_1, multi512_f32_2, multi512_f32_3, multi512_f32_4},
-    {multi512_f16_1, multi512_f16_2, multi512_f16_3, multi512_f16_4},
-    {multi512_bf16_1, multi512_bf16_2, multi512_bf16_3, multi512_bf16_4},
-};
+#define FOR_TOKENS(KERNEL, NAME, T, LD, LDM, ESZ) \
+    KERNEL(NAME##_##T##_1, LD, LDM, ESZ, 1) KERNEL(NAME##_##T##_2, LD, LDM, ESZ, 2) \
+    KERNEL(NAME##_##T##_3, LD, LDM, ESZ, 3) KERNEL(NAME##_##T##_4, LD, LDM, ESZ, 4)
+#define KERNEL_FAMILY(KERNEL, NAME)                                                                       \
+    FOR_TOKENS(KERNEL, NAME, f32, ld512_f32, ldm512_f32, 4)                                                \
+    FOR_TOKENS(KERNEL, NAME, f16, ld512_f16, ldm512_f16, 2)                                                \
+    FOR_TOKENS(KERNEL, NAME, bf16, ld512_bf16, ldm512_bf16, 2)                                             \
+    static const multi_fn NAME[3][4] = {                                                                   \
+        {NAME##_f32_1, NAME##_f32_2, NAME##_f32_3, NAME##_f32_4},                                          \
+        {NAME##_f16_1, NAME##_f16_2, NAME##_f16_3, NAME##_f16_4},                                          \
+        {NAME##_bf16_1, NAME##_bf16_2, NAME##_bf16_3, NAME##_bf16_4},                                      \
+    };
+KERNEL_FAMILY(MULTI512, multi512)
 
 // One weight row × NB tokens: the rows are read front to back, one sequential stream (see ROWS512),
 // each row loaded (and widened) once for NB tokens. For the few tokens of a batched decode, whose
@@ -251,17 +255,7 @@ T512 static void NAME(const void *w, long r0, long r1, long k, long ldw, const f
         }                                                                                                  \
     }                                                                                                      \
 }
-#define ROW512_ALL(T, LD, LDM, ESZ) \
-    ROW512(row512_##T##_1, LD, LDM, ESZ, 1) ROW512(row512_##T##_2, LD, LDM, ESZ, 2) \
-    ROW512(row512_##T##_3, LD, LDM, ESZ, 3) ROW512(row512_##T##_4, LD, LDM, ESZ, 4)
-ROW512_ALL(f32, ld512_f32, ldm512_f32, 4)
-ROW512_ALL(f16, ld512_f16, ldm512_f16, 2)
-ROW512_ALL(bf16, ld512_bf16, ldm512_bf16, 2)
-static const multi_fn row512[3][4] = {
-    {row512_f32_1, row512_f32_2, row512_f32_3, row512_f32_4},
-    {row512_f16_1, row512_f16_2, row512_f16_3, row512_f16_4},
-    {row512_bf16_1, row512_bf16_2, row512_bf16_3, row512_bf16_4},
-};
+KERNEL_FAMILY(ROW512, row512)
 #endif
 
 /// Rows r0..<r1 of Y for `m` rows of X (any m: groups of four).
