@@ -1,32 +1,26 @@
+import COrochiKernels
 import Foundation
 
 /// Mamba's short convolution: depthwise (one filter per channel), causal (an output sees only
 /// its own and earlier inputs), over time. Vectorised over channels.
 public enum CausalConv {
     /// y[t, c] = bias[c] + Σ_{j<K} w[j, c] · x[t − (K−1) + j, c]  for t in 0..<T, c in 0..<E,
-    /// where inputs before the first row come from `state`, the last K−1 inputs seen so far
-    /// (oldest first). Afterwards `state` holds the last K−1 inputs, including this call's.
+    /// then y = SiLU(y) when `silu` (the mixer's U), where inputs before the first row come from
+    /// `state`, the last K−1 inputs seen so far (oldest first). Afterwards `state` holds the last
+    /// K−1 inputs, including this call's.
     ///
     /// - x: [T, E] rows with stride `ldx` (e.g. the x half of in_proj's output)
     /// - weight: [K, E] (the checkpoint's [E, 1, K] transposed once at load)
     /// - bias: [E] or nil
     /// - state: [K−1, E], updated in place
     /// - y: [T, E], contiguous; must not alias `x` or `state`
-    /// Allocates nothing; T = 1 is decode's conv step.
+    /// Allocates nothing; T = 1 is decode's conv step. The arithmetic is scan.c's
+    /// `orochi_causal_conv` (vectorised over channels, rows split over threads).
     public static func forward(_ x: UnsafePointer<Float>, ldx: Int, steps t: Int, channels e: Int, kernel k: Int,
                                weight w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                               state: UnsafeMutablePointer<Float>, into y: UnsafeMutablePointer<Float>) {
+                               state: UnsafeMutablePointer<Float>, silu: Bool = false, into y: UnsafeMutablePointer<Float>) {
         let past = k - 1
-        for i in 0..<t {
-            let out = y + i * e
-            if let bias { memcpy(out, bias, e * 4) } else { memset(out, 0, e * 4) }
-            for j in 0..<k {
-                let src = i - past + j                                 // time of this tap
-                let row: UnsafePointer<Float> = src < 0 ? UnsafePointer(state + (past + src) * e) : x + src * ldx
-                let wj = w + j * e
-                for c in 0..<e { out[c] += wj[c] * row[c] }
-            }
-        }
+        orochi_causal_conv(t, e, Int32(k), x, ldx, w, bias, state, silu ? 1 : 0, y)
         guard past > 0 else { return }
         // Keep the last K−1 inputs: the tail of the old state followed by this call's rows.
         let kept = max(0, past - t)                                    // old rows that stay

@@ -39,19 +39,6 @@ public enum Kernels {
         while i < n { gate[i] = silu(gate[i]) * up[i]; i += 1 }
     }
 
-    /// x[i] = SiLU(x[i]) in place, sixteen lanes at a time (Mamba's conv output).
-    @inline(__always)
-    public static func silu(_ x: UnsafeMutablePointer<Float>, count n: Int) {
-        typealias V = SIMD16<Float>
-        var i = 0
-        while i + 16 <= n {
-            let v = UnsafeRawPointer(x + i).loadUnaligned(as: V.self)
-            UnsafeMutableRawPointer(x + i).storeBytes(of: v / (1 + SelectiveScan.exp(-v)), as: V.self)
-            i += 16
-        }
-        while i < n { x[i] = silu(x[i]); i += 1 }
-    }
-
     /// y[i] += x[i].
     @inline(__always)
     public static func add(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count n: Int) {

@@ -115,6 +115,14 @@ void orochi_selective_scan(long steps, long e, int n, const float *x, long ldx, 
                            const float *delta_bias, const float *a_blocked, const float *b, const float *c, long ldbc,
                            const float *d, const float *z, long ldz, float *state_blocked, float *y, long ldy);
 
+/// Mamba's causal depthwise conv over time, then SiLU when `silu` is set (the mixer's U):
+///   u[t,c] = SiLU(bias[c] + Σ_{j<k} w[j,c] · x[t−(k−1)+j, c])   for t < steps, c < e,
+/// where rows before the first come from `past`, the last k−1 inputs (oldest first, rows of e).
+/// x: rows `ldx` apart; w: [k, e]; bias: [e] or NULL; u: [steps, e], not aliasing x or past.
+/// Rows split over the pool's threads when the work pays for it. `past` is not updated here.
+void orochi_causal_conv(long steps, long e, int k, const float *x, long ldx, const float *w, const float *bias,
+                        const float *past, int silu, float *u);
+
 // ---- measurements (bandwidth.c) ----
 /// Streaming read bandwidth in bytes/s over `bytes` (rounded to 256): the median of `reps` reads on
 /// one thread and on the pool's threads, the higher of the two.

@@ -164,18 +164,17 @@ struct MambaMixer {
         let t = rows.count, e = inner, n = stateSize, r = rank, w = weights
         let xz = s.xz.pointer, u = s.u.pointer, delta = s.delta.pointer, y = s.y.pointer, dbc = s.dbc.pointer
         Profiler.time(.projection) { w.inProj(h, rows: t, into: xz, widen: widen) }          // [X_in | Z] [L, 2E]
-        Profiler.time(.conv) {                                                               // U[L, E]
+        Profiler.time(.conv) {                                                               // U = SiLU(conv(X_in)) [L, E]
             switch rows {
             case let .run(sequence, _, _):                                                   // L steps of one sequence
                 CausalConv.forward(xz, ldx: 2 * e, steps: t, channels: e, kernel: kernel, weight: w.conv,
-                                   bias: w.convBias, state: sequence.states[layer]!.conv.pointer, into: u)
+                                   bias: w.convBias, state: sequence.states[layer]!.conv.pointer, silu: true, into: u)
             case let .batch(sequences):                                                      // one step of each
                 for (i, sequence) in sequences.enumerated() {
                     CausalConv.forward(xz + i * 2 * e, ldx: 2 * e, steps: 1, channels: e, kernel: kernel, weight: w.conv,
-                                       bias: w.convBias, state: sequence.states[layer]!.conv.pointer, into: u + i * e)
+                                       bias: w.convBias, state: sequence.states[layer]!.conv.pointer, silu: true, into: u + i * e)
                 }
             }
-            Kernels.silu(u, count: t * e)
         }
         Profiler.time(.projection) {
             w.xProj(u, rows: t, into: dbc, widen: widen)                                     // [Δ_low | B | C] [L, R+2N]

@@ -5,6 +5,9 @@ import Testing
 
 /// The kernels under Mamba against plain reference loops.
 struct MambaKernelTests {
+    /// The largest error, or NaN when any is NaN (a value never written): `max()` would skip it.
+    static func worst(_ errors: [Float]) -> Float { errors.contains { $0.isNaN } ? .nan : errors.max()! }
+
     static func random(_ count: Int, seed: UInt64, scale: Float = 1) -> [Float] {
         var rng = SplitMix64(seed: seed)
         return (0..<count).map { _ in (rng.nextUnitFloat() * 2 - 1) * scale }
@@ -38,32 +41,42 @@ struct MambaKernelTests {
         }
     }
 
-    /// Causal depthwise conv, any kernel, in pieces of any length: the same as one pass with zero history.
-    @Test(arguments: [1, 2, 3, 4])
-    func causalConvMatchesNaive(_ k: Int) {
-        let e = 24, t = 11
+    /// Causal depthwise conv, any kernel, in pieces of any length: the same as one pass with zero
+    /// history, with and without SiLU, in every kernel family this CPU has, on one thread and two
+    /// (the long shape splits its rows over threads), with channels that fill no whole vector.
+    @Test(arguments: [(1, 24, 11), (2, 24, 11), (3, 24, 11), (4, 24, 11), (4, 37, 900)])
+    func causalConvMatchesNaive(_ shape: (Int, Int, Int)) {
+        let (k, e, t) = shape
         let x = Self.random(t * e, seed: 1), w = Self.random(k * e, seed: 2), bias = Self.random(e, seed: 3)
-        var want = [Float](repeating: 0, count: t * e)
+        var want = [Double](repeating: 0, count: t * e)
         for i in 0..<t { for c in 0..<e {
-            var s = bias[c]
-            for j in 0..<k where i - (k - 1) + j >= 0 { s += w[j * e + c] * x[(i - (k - 1) + j) * e + c] }
+            var s = Double(bias[c])
+            for j in 0..<k where i - (k - 1) + j >= 0 { s += Double(w[j * e + c]) * Double(x[(i - (k - 1) + j) * e + c]) }
             want[i * e + c] = s
         } }
-        for pieces in [[11], [1, 10], [2, 1, 1, 7], [5, 6], [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]] {
-            var state = [Float](repeating: 0, count: max(k - 1, 1) * e)
-            var got = [Float](repeating: .nan, count: t * e)
-            var start = 0
-            for n in pieces {
-                x.withUnsafeBufferPointer { xp in
-                    got.withUnsafeMutableBufferPointer { yp in
-                        CausalConv.forward(xp.baseAddress! + start * e, ldx: e, steps: n, channels: e, kernel: k,
-                                           weight: w, bias: bias, state: &state, into: yp.baseAddress! + start * e)
+        let pieceSets = t > 100 ? [[t], [1, 2, t - 3], [t - 1, 1]] : [[11], [1, 10], [2, 1, 1, 7], [5, 6], [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]]
+        let threadsBefore = BLAS.threads
+        defer { BLAS.threads = threadsBefore; KernelInfo.force(nil) }
+        for family in ["portable", "avx2", "avx512"] where KernelInfo.force(family) == family {
+            for threads in [1, 2] { for silu in [false, true] { for pieces in pieceSets {
+                BLAS.threads = threads
+                var state = [Float](repeating: 0, count: max(k - 1, 1) * e)
+                var got = [Float](repeating: .nan, count: t * e)
+                var start = 0
+                for n in pieces {
+                    x.withUnsafeBufferPointer { xp in
+                        got.withUnsafeMutableBufferPointer { yp in
+                            CausalConv.forward(xp.baseAddress! + start * e, ldx: e, steps: n, channels: e, kernel: k,
+                                               weight: w, bias: bias, state: &state, silu: silu, into: yp.baseAddress! + start * e)
+                        }
                     }
+                    start += n
                 }
-                start += n
-            }
-            let err = zip(got, want).map { abs($0 - $1) }.max()!
-            #expect(err < 1e-5, "kernel \(k), pieces \(pieces): error \(err)")
+                let expected = silu ? want.map { $0 / (1 + Foundation.exp(-$0)) } : want
+                let errors = zip(got, expected).map { abs(Double($0) - $1) }
+                let wrong = errors.filter { !($0 < 1e-5) }.count                   // NaN (a value never written) counts
+                #expect(wrong == 0, "\(family), \(threads) threads, kernel \(k), silu \(silu), pieces \(pieces): \(wrong) wrong, worst \(errors.max()!)")
+            } } }
         }
     }
 
@@ -95,8 +108,8 @@ struct MambaKernelTests {
                                        state: h, into: y, threads: threads)
                 }
             }
-            let errH = zip(simd.0, scalar.0).map { abs($0 - $1) / max(1, abs($1)) }.max()!
-            let errY = zip(simd.1, scalar.1).map { abs($0 - $1) / max(1, abs($1)) }.max()!
+            let errH = Self.worst(zip(simd.0, scalar.0).map { abs($0 - $1) / max(1, abs($1)) })
+            let errY = Self.worst(zip(simd.1, scalar.1).map { abs($0 - $1) / max(1, abs($1)) })
             #expect(errH < 1e-5 && errY < 1e-5, "threads \(threads): state error \(errH), output error \(errY)")
         }
     }
@@ -135,8 +148,8 @@ struct MambaKernelTests {
                 }
                 var hPlain = [Float](repeating: .nan, count: e * n)
                 SelectiveScan.unblock(h, into: &hPlain, channels: e, stateSize: n)
-                let errH = zip(hPlain, hRef).map { abs($0 - $1) / max(1, abs($1)) }.max()!
-                let errY = zip(y, yRef).map { abs($0 - $1) / max(1, abs($1)) }.max()!
+                let errH = Self.worst(zip(hPlain, hRef).map { abs($0 - $1) / max(1, abs($1)) })
+                let errY = Self.worst(zip(y, yRef).map { abs($0 - $1) / max(1, abs($1)) })
                 #expect(errH < 2e-5 && errY < 2e-5, "E \(e) N \(n) T \(t) \(family) \(threads) threads: state error \(errH), output error \(errY)")
             }
         }
