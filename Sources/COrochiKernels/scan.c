@@ -147,7 +147,7 @@ void orochi_selective_scan(long steps, long e, int n, const float *x, long ldx, 
     scan_job job = {steps, e, n, x, ldx, delta, ldd, delta_bias, a_blocked, b, c, ldbc, d, z, ldz, state_blocked, y, ldy};
     long blocks = (e + 15) / 16;
     // One token of a small model is a few microseconds of work: threads would cost more than they save.
-    if (blocks < 2 || steps * e * n < (1 << 16) || orochi_pool_threads() == 1) { scan_part(&job, 0, 1); return; }
+    if (blocks < 2 || steps * e * n < (1 << 12) || orochi_pool_threads() == 1) { scan_part(&job, 0, 1); return; }
     int chunks = 4 * orochi_pool_threads();
     orochi_pool_run_chunks(scan_part, &job, blocks < chunks ? (int)blocks : chunks);
 }
