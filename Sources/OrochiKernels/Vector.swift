@@ -3,21 +3,38 @@ import Foundation
 /// Element-wise kernels on raw buffers: plain loops that the compiler vectorises.
 /// Every kernel states its contract: shapes in, shapes out; none allocates.
 public enum Kernels {
-    /// RMSNorm: y[i] = x[i] / sqrt(mean(x²) + eps) · w[i], over one row of `n`.
-    /// Accumulates in Float as PyTorch does for float32 tensors.
+    /// RMSNorm: y[i] = x[i] / sqrt(mean(x²) + eps) · w[i], over one row of `n`; `y` may be `x`.
+    /// The sum of squares in Float, as PyTorch's for float32 tensors, in sixteen-lane partial sums
+    /// (a single running sum is a chain of n dependent adds: a tenth of a small model's prefill).
     @inline(__always)
     public static func rmsNorm(_ x: UnsafePointer<Float>, weight w: UnsafePointer<Float>,
                                into y: UnsafeMutablePointer<Float>, count n: Int, eps: Float) {
-        var sum: Float = 0
-        for i in 0..<n { sum += x[i] * x[i] }
+        typealias V = SIMD16<Float>
+        var s0 = V(), s1 = V()
+        var i = 0
+        while i + 32 <= n {
+            let a = UnsafeRawPointer(x + i).loadUnaligned(as: V.self), b = UnsafeRawPointer(x + i + 16).loadUnaligned(as: V.self)
+            s0 = s0.addingProduct(a, a); s1 = s1.addingProduct(b, b)
+            i += 32
+        }
+        if i + 16 <= n { let a = UnsafeRawPointer(x + i).loadUnaligned(as: V.self); s0 = s0.addingProduct(a, a); i += 16 }
+        var sum = (s0 + s1).sum()
+        while i < n { sum += x[i] * x[i]; i += 1 }
         let scale = 1 / (sum / Float(n) + eps).squareRoot()
         for i in 0..<n { y[i] = (x[i] * scale) * w[i] }
     }
 
-    /// RMSNorm over `rows` rows of `n`, row-major.
+    /// Work below this many elements stays on the calling thread: waking the pool costs more.
+    static let parallelElements = 1 << 15
+
+    /// RMSNorm over `rows` rows of `n`, row-major; the rows split over the pool's threads when
+    /// there are enough of them (a prefill).
     public static func rmsNorm(rows: Int, _ x: UnsafePointer<Float>, weight w: UnsafePointer<Float>,
                                into y: UnsafeMutablePointer<Float>, count n: Int, eps: Float) {
-        for r in 0..<rows { rmsNorm(x + r * n, weight: w, into: y + r * n, count: n, eps: eps) }
+        let parts = rows * n >= parallelElements ? min(BLAS.threads, rows) : 1
+        Parallel.run(parts: parts) { part, parts in
+            for r in rows * part / parts..<rows * (part + 1) / parts { rmsNorm(x + r * n, weight: w, into: y + r * n, count: n, eps: eps) }
+        }
     }
 
     /// SiLU(x) = x · σ(x).
@@ -26,9 +43,18 @@ public enum Kernels {
 
     /// y[i] = SiLU(gate[i]) · up[i] (the SwiGLU product), in place over `gate`. Sixteen lanes at a
     /// time with the polynomial exp (`SelectiveScan.exp`): a prefill computes millions of these,
-    /// and libm's expf one by one cost a tenth of a Llama prefill.
-    @inline(__always)
+    /// and libm's expf one by one cost a tenth of a Llama prefill. Split over the pool's threads
+    /// when there are enough of them.
     public static func swiglu(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count n: Int) {
+        let parts = n >= parallelElements ? BLAS.threads : 1
+        Parallel.run(parts: parts) { part, parts in
+            let i0 = n * part / parts / 16 * 16, i1 = part == parts - 1 ? n : n * (part + 1) / parts / 16 * 16
+            swigluRange(gate + i0, up + i0, count: i1 - i0)
+        }
+    }
+
+    @inline(__always)
+    static func swigluRange(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count n: Int) {
         typealias V = SIMD16<Float>
         var i = 0
         while i + 16 <= n {
