@@ -607,8 +607,8 @@ each run (printed under "Memory read bandwidth"): bytes read per token (`orochi 
 × tokens/s ÷ bandwidth is the fraction of that roofline reached. Where both engines stream the same
 f32 bytes at the same roofline, a decode ratio cannot exceed llama.cpp's distance from it. Under
 `Prescott` on an AVX-512 CPU, prefill's layer products run through Orochi's own multi-token kernel
-instead of OpenBLAS's SSE3 sgemm (README, "Which kernels run"); attention's products in the prefill
-stay with OpenBLAS.
+instead of OpenBLAS's SSE3 sgemm (README, "Which kernels run"); attention's tile products in the
+prefill are Orochi's own kernels whatever the OpenBLAS core.
 
 Ceilings: before the engines run, `make ceilings` (Benchmarks/Ceilings/ceilings.c, built from the kernels'
 own C sources) measures what the machine allows with the kernels Orochi runs: the FMA peak, OpenBLAS's

@@ -130,13 +130,4 @@ public enum Parallel {
             }
         }
     }
-
-    /// Runs `body` with OpenBLAS limited to the calling thread, for products issued from several
-    /// of our threads at once.
-    public static func withSingleThreadedBLAS<T>(_ body: () throws -> T) rethrows -> T {
-        let before = Int32(orochi_pool_threads())
-        orochi_blas_set_threads(1)
-        defer { orochi_blas_set_threads(before) }
-        return try body()
-    }
 }

@@ -122,3 +122,24 @@ public func softmaxTile(_ scores: UnsafeMutablePointer<Float>, rows: Int, keys: 
     orochi_attention_softmax_tile(scores, Int32(rows), Int32(keys), firstKey, firstPosition, window ?? 0,
                                   rowMax, rowSum, out, outStride, Int32(headDim))
 }
+
+/// Prefill attention's first product over one tile (see attention.c): S[rows, keys] =
+/// scale · Q[rows, headDim] · K[keys, headDim]ᵀ, Q rows `queryStride` apart, K and S contiguous.
+/// `transposedKeys` is scratch of `headDim × attentionKeyColumns(keys)` floats.
+@inline(__always)
+public func attentionScores(_ q: UnsafePointer<Float>, queryStride: Int, rows: Int, keys k: UnsafePointer<Float>, count n: Int,
+                            headDim: Int, scale: Float, transposedKeys: UnsafeMutablePointer<Float>,
+                            into s: UnsafeMutablePointer<Float>) {
+    orochi_attention_scores(q, queryStride, Int32(rows), k, Int32(n), Int32(headDim), scale, transposedKeys, s)
+}
+
+/// Columns of the transposed-key scratch for a tile of `keys` keys.
+public func attentionKeyColumns(_ keys: Int) -> Int { orochi_attention_kt_columns(Int32(keys)) }
+
+/// Prefill attention's second product over one tile: O[rows, headDim] += P[rows, keys] ·
+/// V[keys, headDim], P and V contiguous, O rows `outStride` apart.
+@inline(__always)
+public func attentionValues(_ p: UnsafePointer<Float>, rows: Int, keys n: Int, values v: UnsafePointer<Float>, headDim: Int,
+                            into o: UnsafeMutablePointer<Float>, outStride: Int) {
+    orochi_attention_values(p, Int32(rows), Int32(n), v, Int32(headDim), o, outStride)
+}

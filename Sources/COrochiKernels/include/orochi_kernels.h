@@ -94,6 +94,16 @@ void orochi_attention_decode(const float *q, int heads, int kv_heads, int head_d
                              const void *keys, const void *values, int kv_dtype, long capacity,
                              long first, long n, float scale, float *out);
 
+/// Prefill attention's two products over one tile, register-blocked for head sizes of 32–128 (where
+/// a general sgemm spends much of its time packing, and OpenBLAS's SSE kernels are slow):
+///   orochi_attention_scores: S[rows, n] = scale · Q[rows, d] · K[n, d]ᵀ  (Q rows `ldq` apart, K rows
+///     d apart, S rows n apart); `kt` is scratch for Kᵀ, d × orochi_attention_kt_columns(n) floats;
+///   orochi_attention_values: O[rows, d] += P[rows, n] · V[n, d]  (P rows n apart, V rows d apart,
+///     O rows `ldo` apart).
+long orochi_attention_kt_columns(int n);
+void orochi_attention_scores(const float *q, long ldq, int rows, const float *k, int n, int d, float scale,
+                             float *kt, float *s);
+void orochi_attention_values(const float *p, int rows, int n, const float *v, int d, float *o, long ldo);
 /// Prefill attention's online softmax over one tile (flash attention, between S = scale·Q·Kᵀ and O += P·V).
 /// scores [rows, n]: row r is the query at position pos0 + r against keys c0 … c0 + n − 1; it sees keys
 /// max(c0, pos − window + 1 when window > 0) … min(pos, c0 + n − 1). For each row, with m = max(row_max,

@@ -13,7 +13,8 @@ import OrochiKernels
 // Shape letters: T tokens, D hidden size, H query heads, G key/value heads (H/G query heads share
 // one), d head size, C cache capacity. One forward for any T: a single token goes through the
 // fused decode kernel (one pass over the cache with an online softmax), several through tiles
-// of sgemm (flash attention), so decode and prefill cannot drift apart.
+// (flash attention: two small products and an online softmax per tile, attention.c), so decode
+// and prefill cannot drift apart.
 
 /// One attention layer's weights, in their stored type (views into the checkpoint).
 struct AttentionWeights {
@@ -115,13 +116,14 @@ final class AttentionScratch {
     let rows: Int
     let q, k, v, out: FloatBuffer          // [T, H·d], [T, G·d] ×2, [T, H·d]
     /// Per thread (`slots` of them, prefill only): a tile of scores [queryBlock, keyBlock], the
-    /// running maximum and sum of each query row [queryBlock] ×2, and a key and a value tile
-    /// widened from an f16 cache [keyBlock, d] ×2.
+    /// running maximum and sum of each query row [queryBlock] ×2, a key and a value tile widened
+    /// from an f16 cache [keyBlock, d] ×2, and the key tile transposed [d, keyBlock rounded up].
     let slots: Int
     let tiles: FloatBuffer?
 
     static func slotFloats(headDim: Int) -> Int {
-        AttentionMixer.queryBlock * AttentionMixer.keyBlock + 2 * AttentionMixer.queryBlock + 2 * AttentionMixer.keyBlock * headDim
+        let qb = AttentionMixer.queryBlock, kb = AttentionMixer.keyBlock
+        return qb * kb + 2 * qb + 2 * kb * headDim + headDim * attentionKeyColumns(kb)
     }
 
     init(rows: Int, heads: Int, kvHeads: Int, headDim: Int) {
@@ -199,20 +201,19 @@ struct AttentionMixer {
 
     /// Causal attention of `rows` new tokens starting at position `p0` over the cache, tiled as
     /// flash attention is: for each head and block of query rows, the visible keys go by in blocks,
-    /// S = Q·Kᵀ/√d of the tile through sgemm, a running maximum and sum per row (the softmax
-    /// computed online, earlier output rescaled when the maximum grows), and O += P·V through sgemm.
-    /// The scores never exceed one tile, whatever the context. Key/value heads are split over our
-    /// threads, each with its own tiles and single-threaded products: with a head size of 32–128
-    /// the products are small, and OpenBLAS's threading of each one costs more than it saves.
+    /// S = Q·Kᵀ/√d of the tile, a running maximum and sum per row (the softmax computed online,
+    /// earlier output rescaled when the maximum grows), and O += P·V. The scores never exceed one
+    /// tile, whatever the context. Key/value heads are split over our threads, each with its own
+    /// tiles. The products are attention.c's register-blocked tile kernels, not sgemm: with a head
+    /// size of 32–128 sgemm spent much of its time packing, and OpenBLAS's SSE3 kernels (an unknown
+    /// CPU, `Prescott`) took 40 % of a llama-6m prefill where these take 20 %.
     private func attendTiled(rows t: Int, start p0: Int, cache: KVCache, scratch s: AttentionScratch) {
         let parts = min(s.slots, BLAS.threads, kvHeads)
         let tiles = s.tiles!.pointer
-        Parallel.withSingleThreadedBLAS {
-            Parallel.run(parts: parts) { part, parts in
-                let slot = tiles + part * AttentionScratch.slotFloats(headDim: headDim)
-                for g in (kvHeads * part / parts)..<(kvHeads * (part + 1) / parts) {
-                    attendHeads(of: g, rows: t, start: p0, cache: cache, scratch: s, slot: slot)
-                }
+        Parallel.run(parts: parts) { part, parts in
+            let slot = tiles + part * AttentionScratch.slotFloats(headDim: headDim)
+            for g in (kvHeads * part / parts)..<(kvHeads * (part + 1) / parts) {
+                attendHeads(of: g, rows: t, start: p0, cache: cache, scratch: s, slot: slot)
             }
         }
     }
@@ -229,6 +230,7 @@ struct AttentionMixer {
         let rowSum = rowMax + qb                            // [queryBlock]
         let keyTile = rowSum + qb                           // [keyBlock, d] (f16 cache)
         let valueTile = keyTile + kb * d                    // [keyBlock, d] (f16 cache)
+        let transposedKeys = valueTile + kb * d             // [d, keyBlock rounded up to 64]
         for h in g * group..<(g + 1) * group {
             var r0 = 0
             while r0 < t {
@@ -242,13 +244,12 @@ struct AttentionMixer {
                     let c1 = min(lastKey + 1, c0 + kb), n = c1 - c0
                     let kRows = cache.rows(cache.keys(g), first: c0, count: n, widening: keyTile)
                     let vRows = cache.rows(cache.values(g), first: c0, count: n, widening: valueTile)
-                    BLAS.gemm(m: rows, n: n, k: d, alpha: scale, a: q + r0 * qDim + h * d, lda: qDim,
-                              b: kRows, ldb: d, transB: true, c: scores, ldc: n)             // S[rows, n]
+                    attentionScores(q + r0 * qDim + h * d, queryStride: qDim, rows: rows, keys: kRows, count: n,
+                                    headDim: d, scale: scale, transposedKeys: transposedKeys, into: scores)   // S[rows, n]
                     // P = exp(S − running max) on each row's visible keys, 0 on the others; O and the sums rescaled.
                     softmaxTile(scores, rows: rows, keys: n, firstKey: c0, firstPosition: p0 + r0, window: window,
                                 rowMax: rowMax, rowSum: rowSum, out: out, outStride: qDim, headDim: d)
-                    BLAS.gemm(m: rows, n: d, k: n, a: scores, lda: n, b: vRows, ldb: d,
-                              c: out, ldc: qDim, beta: 1)                                 // O += P·V
+                    attentionValues(scores, rows: rows, keys: n, values: vRows, headDim: d, into: out, outStride: qDim)   // O += P·V
                     c0 = c1
                 }
                 for r in 0..<rows { Kernels.scale(out + r * qDim, by: 1 / rowSum[r], count: d) }

@@ -99,6 +99,42 @@ struct AttentionKernelTests {
         }
     }
 
+    /// The tile's two products (S = scale·Q·Kᵀ, O += P·V) against double precision, in every
+    /// kernel family: row counts that are not a multiple of the 4-row blocks, key counts that end
+    /// inside a vector and inside a 64-key block, head sizes with a partial last vector (20, 100)
+    /// and the common ones; Q and O rows wider apart than a head, and what lies between untouched.
+    @Test(arguments: [(1, 1, 32), (5, 17, 20), (128, 256, 32), (13, 100, 64), (7, 65, 100), (9, 31, 128), (3, 8, 8)])
+    func tileProductsMatchTheEquations(_ shape: (Int, Int, Int)) {
+        let (rows, n, d) = shape
+        let ldq = d + 5, ldo = d + 3, scale: Float = 0.37
+        var rng = SplitMix64(seed: UInt64(rows * 10_000 + n * 100 + d))
+        func random(_ count: Int) -> [Float] { (0..<count).map { _ in rng.nextUnitFloat() * 2 - 1 } }
+        let q = random(rows * ldq), k = random(n * d), p = random(rows * n).map { max(0, $0) }, v = random(n * d)
+        let startOut = random(rows * ldo)
+        defer { KernelInfo.force(nil) }
+        for family in ["portable", "avx2", "avx512"] where KernelInfo.force(family) == family {
+            var s = [Float](repeating: .nan, count: rows * n)
+            var kt = [Float](repeating: .nan, count: d * attentionKeyColumns(n))
+            attentionScores(q, queryStride: ldq, rows: rows, keys: k, count: n, headDim: d, scale: scale, transposedKeys: &kt, into: &s)
+            var out = startOut
+            attentionValues(p, rows: rows, keys: n, values: v, headDim: d, into: &out, outStride: ldo)
+            let what = "\(family), \(rows) rows × \(n) keys, head size \(d)"
+            var wrongScores = 0, wrongOut = 0
+            for r in 0..<rows {
+                for c in 0..<n {
+                    let want = Double(scale) * (0..<d).reduce(0.0) { $0 + Double(q[r * ldq + $1]) * Double(k[c * d + $1]) }
+                    if !(abs(Double(s[r * n + c]) - want) <= 1e-5) { wrongScores += 1 }     // NaN: never written
+                }
+                for i in 0..<ldo {
+                    let add = i < d ? (0..<n).reduce(0.0) { $0 + Double(p[r * n + $1]) * Double(v[$1 * d + i]) } : 0
+                    if !(abs(Double(out[r * ldo + i]) - (Double(startOut[r * ldo + i]) + add)) <= 1e-5) { wrongOut += 1 }
+                }
+            }
+            #expect(wrongScores == 0, "\(what): \(wrongScores) wrong scores")
+            #expect(wrongOut == 0, "\(what): \(wrongOut) wrong outputs")
+        }
+    }
+
     /// A NaN score (from a NaN weight) must come out as NaN, for the finite-logits check to catch,
     /// in every kernel family: a clamp inside the vector exponential once turned it into e⁻⁸⁷.
     @Test func softmaxTileKeepsNaN() {
