@@ -331,8 +331,15 @@ void orochi_attention_softmax_tile(float *scores, int rows, int n, long c0, long
 // of Q for 16 fused multiply-adds. O += P·V with the head's dimensions in the lanes: each block of
 // 4 rows × up to 64 dimensions takes, per key, up to 4 loads of V's row and 4 broadcasts of P.
 // Neither packs anything else: the tile is already in cache, and at a head size of 32 packing was
-// most of what sgemm did with it.
+// most of what sgemm did with it. A block of rows stops at the last key its last row sees (causal
+// tiles on the diagonal are half empty).
 enum { KT_BLOCK = 64, TILE_ROWS = 4 };
+
+/// Keys [0, end) that rows r0..<r0+nr see at all: row r sees up to r + diagonal.
+static inline int keys_seen(int r0, int nr, long diagonal, int n) {
+    long end = (long)r0 + nr + diagonal;
+    return end < 0 ? 0 : end > n ? n : (int)end;
+}
 
 long orochi_attention_kt_columns(int n) { return ((long)n + KT_BLOCK - 1) / KT_BLOCK * KT_BLOCK; }
 
@@ -344,31 +351,33 @@ static void transpose_keys(const float *k, int n, int d, float *kt, long np) {
     }
 }
 
-static void scores_portable(const float *q, long ldq, int rows, const float *k, int n, int d, float scale, float *s) {
+static void scores_portable(const float *q, long ldq, int rows, const float *k, int n, int d, float scale,
+                            long diagonal, float *s) {
     for (int r = 0; r < rows; r++)
-        for (int c = 0; c < n; c++) {
+        for (int c = 0; c < keys_seen(r, 1, diagonal, n); c++) {
             float t = 0;
             for (int dd = 0; dd < d; dd++) t += q[r * ldq + dd] * k[(long)c * d + dd];
             s[(long)r * n + c] = t * scale;
         }
 }
 
-static void values_portable(const float *p, int rows, int n, const float *v, int d, float *o, long ldo) {
+static void values_portable(const float *p, int rows, int n, long diagonal, const float *v, int d, float *o, long ldo) {
     for (int r = 0; r < rows; r++)
-        for (int c = 0; c < n; c++) {
+        for (int c = 0; c < keys_seen(r, 1, diagonal, n); c++) {
             float w = p[(long)r * n + c];
             for (int i = 0; i < d; i++) o[r * ldo + i] += w * v[(long)c * d + i];
         }
 }
 
 #if defined(__x86_64__)
-T512 static void scores_512(const float *q, long ldq, int rows, const float *kt, long np, int n, int d, float scale, float *s) {
+T512 static void scores_512(const float *q, long ldq, int rows, const float *kt, long np, int n, int d, float scale,
+                            long diagonal, float *s) {
     __m512 sc = _mm512_set1_ps(scale);
     for (int r0 = 0; r0 < rows; r0 += TILE_ROWS) {
-        int nr = rows - r0 < TILE_ROWS ? rows - r0 : TILE_ROWS;
+        int nr = rows - r0 < TILE_ROWS ? rows - r0 : TILE_ROWS, seen = keys_seen(r0, nr, diagonal, n);
         const float *qr[TILE_ROWS];
         for (int i = 0; i < TILE_ROWS; i++) qr[i] = q + (r0 + (i < nr ? i : nr - 1)) * ldq;   // a short block repeats its last row
-        for (int c = 0; c < n; c += KT_BLOCK) {
+        for (int c = 0; c < seen; c += KT_BLOCK) {
             __m512 a[TILE_ROWS][4];
             for (int i = 0; i < TILE_ROWS; i++) for (int v = 0; v < 4; v++) a[i][v] = _mm512_setzero_ps();
             const float *kc = kt + c;
@@ -382,9 +391,9 @@ T512 static void scores_512(const float *q, long ldq, int rows, const float *kt,
                 }
             }
             for (int i = 0; i < nr; i++)
-                for (int v = 0; v < 4 && c + 16 * v < n; v++) {
+                for (int v = 0; v < 4 && c + 16 * v < seen; v++) {
                     int col = c + 16 * v;
-                    __mmask16 mk = n - col >= 16 ? 0xffff : (__mmask16)((1u << (n - col)) - 1);
+                    __mmask16 mk = seen - col >= 16 ? 0xffff : (__mmask16)((1u << (seen - col)) - 1);
                     _mm512_mask_storeu_ps(s + (long)(r0 + i) * n + col, mk, _mm512_mul_ps(a[i][v], sc));
                 }
         }
@@ -393,10 +402,10 @@ T512 static void scores_512(const float *q, long ldq, int rows, const float *kt,
 
 // O += P·V over dimensions [d0, d0 + 16·NV) (the last vector masked by `last`).
 #define VALUES_512(NAME, NV)                                                                               \
-T512 static void NAME(const float *p, int rows, int n, const float *v, int d, int d0, __mmask16 last,      \
-                      float *o, long ldo) {                                                                \
+T512 static void NAME(const float *p, int rows, int n, long diagonal, const float *v, int d, int d0,       \
+                      __mmask16 last, float *o, long ldo) {                                                \
     for (int r0 = 0; r0 < rows; r0 += TILE_ROWS) {                                                         \
-        int nr = rows - r0 < TILE_ROWS ? rows - r0 : TILE_ROWS;                                            \
+        int nr = rows - r0 < TILE_ROWS ? rows - r0 : TILE_ROWS, seen = keys_seen(r0, nr, diagonal, n);     \
         const float *pr[TILE_ROWS];                                                                        \
         for (int i = 0; i < TILE_ROWS; i++) pr[i] = p + (long)(r0 + (i < nr ? i : nr - 1)) * n;           \
         __m512 a[TILE_ROWS][NV];                                                                           \
@@ -405,7 +414,7 @@ T512 static void NAME(const float *p, int rows, int n, const float *v, int d, in
                 __mmask16 mk = j == NV - 1 ? last : 0xffff;                                                \
                 a[i][j] = i < nr ? _mm512_maskz_loadu_ps(mk, o + (r0 + i) * ldo + d0 + 16 * j) : _mm512_setzero_ps(); \
             }                                                                                              \
-        for (int c = 0; c < n; c++) {                                                                      \
+        for (int c = 0; c < seen; c++) {                                                                   \
             const float *vr = v + (long)c * d + d0;                                                        \
             __m512 vv[NV];                                                                                 \
             for (int j = 0; j < NV; j++) vv[j] = _mm512_maskz_loadu_ps(j == NV - 1 ? last : 0xffff, vr + 16 * j); \
@@ -423,26 +432,27 @@ VALUES_512(values_512_v1, 1)
 VALUES_512(values_512_v2, 2)
 VALUES_512(values_512_v4, 4)
 
-T512 static void values_512(const float *p, int rows, int n, const float *v, int d, float *o, long ldo) {
+T512 static void values_512(const float *p, int rows, int n, long diagonal, const float *v, int d, float *o, long ldo) {
     for (int d0 = 0; d0 < d; d0 += 64) {
         int left = d - d0, nv = left >= 64 ? 4 : (left + 15) / 16;
         int tail = left - 16 * (nv - 1);            // dimensions in the chunk's last vector, 1–16
         __mmask16 last = tail >= 16 ? 0xffff : (__mmask16)((1u << tail) - 1);
-        if (nv == 4) values_512_v4(p, rows, n, v, d, d0, last, o, ldo);
+        if (nv == 4) values_512_v4(p, rows, n, diagonal, v, d, d0, last, o, ldo);
         else if (nv >= 2) {                         // 2 vectors, then 1 more if there are 3
-            values_512_v2(p, rows, n, v, d, d0, nv == 2 ? last : 0xffff, o, ldo);
-            if (nv == 3) values_512_v1(p, rows, n, v, d, d0 + 32, last, o, ldo);
-        } else values_512_v1(p, rows, n, v, d, d0, last, o, ldo);
+            values_512_v2(p, rows, n, diagonal, v, d, d0, nv == 2 ? last : 0xffff, o, ldo);
+            if (nv == 3) values_512_v1(p, rows, n, diagonal, v, d, d0 + 32, last, o, ldo);
+        } else values_512_v1(p, rows, n, diagonal, v, d, d0, last, o, ldo);
     }
 }
 
-T256 static void scores_256(const float *q, long ldq, int rows, const float *kt, long np, int n, int d, float scale, float *s) {
+T256 static void scores_256(const float *q, long ldq, int rows, const float *kt, long np, int n, int d, float scale,
+                            long diagonal, float *s) {
     __m256 sc = _mm256_set1_ps(scale);
     for (int r0 = 0; r0 < rows; r0 += TILE_ROWS) {
-        int nr = rows - r0 < TILE_ROWS ? rows - r0 : TILE_ROWS;
+        int nr = rows - r0 < TILE_ROWS ? rows - r0 : TILE_ROWS, seen = keys_seen(r0, nr, diagonal, n);
         const float *qr[TILE_ROWS];
         for (int i = 0; i < TILE_ROWS; i++) qr[i] = q + (r0 + (i < nr ? i : nr - 1)) * ldq;
-        for (int c = 0; c < n; c += 32) {             // 32 keys: 4 vectors of 8 (np is a multiple of 64)
+        for (int c = 0; c < seen; c += 32) {             // 32 keys: 4 vectors of 8 (np is a multiple of 64)
             __m256 a[TILE_ROWS][4];
             for (int i = 0; i < TILE_ROWS; i++) for (int v = 0; v < 4; v++) a[i][v] = _mm256_setzero_ps();
             const float *kc = kt + c;
@@ -457,27 +467,27 @@ T256 static void scores_256(const float *q, long ldq, int rows, const float *kt,
             }
             for (int i = 0; i < nr; i++) {
                 float *out = s + (long)(r0 + i) * n + c;
-                if (c + 32 <= n) { for (int v = 0; v < 4; v++) _mm256_storeu_ps(out + 8 * v, _mm256_mul_ps(a[i][v], sc)); continue; }
+                if (c + 32 <= seen) { for (int v = 0; v < 4; v++) _mm256_storeu_ps(out + 8 * v, _mm256_mul_ps(a[i][v], sc)); continue; }
                 float tmp[32];
                 for (int v = 0; v < 4; v++) _mm256_storeu_ps(tmp + 8 * v, _mm256_mul_ps(a[i][v], sc));
-                memcpy(out, tmp, (size_t)(n - c) * 4);
+                memcpy(out, tmp, (size_t)(seen - c) * 4);
             }
         }
     }
 }
 
-T256 static void values_256(const float *p, int rows, int n, const float *v, int d, float *o, long ldo) {
+T256 static void values_256(const float *p, int rows, int n, long diagonal, const float *v, int d, float *o, long ldo) {
     int whole = d / 8 * 8;
     for (int d0 = 0; d0 < whole; d0 += 32) {
         int nv = whole - d0 >= 32 ? 4 : (whole - d0) / 8;
         for (int r0 = 0; r0 < rows; r0 += TILE_ROWS) {
-            int nr = rows - r0 < TILE_ROWS ? rows - r0 : TILE_ROWS;
+            int nr = rows - r0 < TILE_ROWS ? rows - r0 : TILE_ROWS, seen = keys_seen(r0, nr, diagonal, n);
             const float *pr[TILE_ROWS];
             for (int i = 0; i < TILE_ROWS; i++) pr[i] = p + (long)(r0 + (i < nr ? i : nr - 1)) * n;
             __m256 a[TILE_ROWS][4];
             for (int i = 0; i < TILE_ROWS; i++)
                 for (int j = 0; j < 4; j++) a[i][j] = i < nr && j < nv ? _mm256_loadu_ps(o + (r0 + i) * ldo + d0 + 8 * j) : _mm256_setzero_ps();
-            for (int c = 0; c < n; c++) {
+            for (int c = 0; c < seen; c++) {
                 const float *vr = v + (long)c * d + d0;
                 __m256 vv[4];
                 for (int j = 0; j < 4; j++) vv[j] = j < nv ? _mm256_loadu_ps(vr + 8 * j) : _mm256_setzero_ps();
@@ -492,33 +502,34 @@ T256 static void values_256(const float *p, int rows, int n, const float *v, int
     }
     if (whole < d)                                     // the last d mod 8 dimensions, scalar
         for (int r = 0; r < rows; r++)
-            for (int c = 0; c < n; c++)
+            for (int c = 0; c < keys_seen(r, 1, diagonal, n); c++)
                 for (int i = whole; i < d; i++) o[r * ldo + i] += p[(long)r * n + c] * v[(long)c * d + i];
 }
 #endif
 
 void orochi_attention_scores(const float *q, long ldq, int rows, const float *k, int n, int d, float scale,
-                             float *kt, float *s) {
+                             long diagonal, float *kt, float *s) {
 #if defined(__x86_64__)
     int isa = orochi_isa();
     if (isa != OROCHI_ISA_PORTABLE) {
         long np = orochi_attention_kt_columns(n);
-        transpose_keys(k, n, d, kt, np);
-        if (isa == OROCHI_ISA_AVX512) scores_512(q, ldq, rows, kt, np, n, d, scale, s);
-        else scores_256(q, ldq, rows, kt, np, n, d, scale, s);
+        int seen = keys_seen(0, rows, diagonal, n);  // keys any row sees: only those are transposed
+        transpose_keys(k, seen, d, kt, np);
+        if (isa == OROCHI_ISA_AVX512) scores_512(q, ldq, rows, kt, np, n, d, scale, diagonal, s);
+        else scores_256(q, ldq, rows, kt, np, n, d, scale, diagonal, s);
         return;
     }
 #endif
     (void)kt;
-    scores_portable(q, ldq, rows, k, n, d, scale, s);
+    scores_portable(q, ldq, rows, k, n, d, scale, diagonal, s);
 }
 
-void orochi_attention_values(const float *p, int rows, int n, const float *v, int d, float *o, long ldo) {
+void orochi_attention_values(const float *p, int rows, int n, long diagonal, const float *v, int d, float *o, long ldo) {
 #if defined(__x86_64__)
     switch (orochi_isa()) {
-    case OROCHI_ISA_AVX512: values_512(p, rows, n, v, d, o, ldo); return;
-    case OROCHI_ISA_AVX2: values_256(p, rows, n, v, d, o, ldo); return;
+    case OROCHI_ISA_AVX512: values_512(p, rows, n, diagonal, v, d, o, ldo); return;
+    case OROCHI_ISA_AVX2: values_256(p, rows, n, diagonal, v, d, o, ldo); return;
     }
 #endif
-    values_portable(p, rows, n, v, d, o, ldo);
+    values_portable(p, rows, n, diagonal, v, d, o, ldo);
 }

@@ -125,21 +125,23 @@ public func softmaxTile(_ scores: UnsafeMutablePointer<Float>, rows: Int, keys: 
 
 /// Prefill attention's first product over one tile (see attention.c): S[rows, keys] =
 /// scale · Q[rows, headDim] · K[keys, headDim]ᵀ, Q rows `queryStride` apart, K and S contiguous.
-/// `transposedKeys` is scratch of `headDim × attentionKeyColumns(keys)` floats.
+/// Row r sees keys up to r + `diagonal` (causal; nil: all): scores no row of its 4-row block sees
+/// are left unwritten. `transposedKeys` is scratch of `headDim × attentionKeyColumns(keys)` floats.
 @inline(__always)
 public func attentionScores(_ q: UnsafePointer<Float>, queryStride: Int, rows: Int, keys k: UnsafePointer<Float>, count n: Int,
-                            headDim: Int, scale: Float, transposedKeys: UnsafeMutablePointer<Float>,
+                            headDim: Int, scale: Float, diagonal: Int? = nil, transposedKeys: UnsafeMutablePointer<Float>,
                             into s: UnsafeMutablePointer<Float>) {
-    orochi_attention_scores(q, queryStride, Int32(rows), k, Int32(n), Int32(headDim), scale, transposedKeys, s)
+    orochi_attention_scores(q, queryStride, Int32(rows), k, Int32(n), Int32(headDim), scale, diagonal ?? n, transposedKeys, s)
 }
 
 /// Columns of the transposed-key scratch for a tile of `keys` keys.
 public func attentionKeyColumns(_ keys: Int) -> Int { orochi_attention_kt_columns(Int32(keys)) }
 
 /// Prefill attention's second product over one tile: O[rows, headDim] += P[rows, keys] ·
-/// V[keys, headDim], P and V contiguous, O rows `outStride` apart.
+/// V[keys, headDim], P and V contiguous, O rows `outStride` apart. Row r sees keys up to
+/// r + `diagonal` (nil: all), and P must be 0 past that (keys no row of a 4-row block sees are skipped).
 @inline(__always)
-public func attentionValues(_ p: UnsafePointer<Float>, rows: Int, keys n: Int, values v: UnsafePointer<Float>, headDim: Int,
-                            into o: UnsafeMutablePointer<Float>, outStride: Int) {
-    orochi_attention_values(p, Int32(rows), Int32(n), v, Int32(headDim), o, outStride)
+public func attentionValues(_ p: UnsafePointer<Float>, rows: Int, keys n: Int, diagonal: Int? = nil, values v: UnsafePointer<Float>,
+                            headDim: Int, into o: UnsafeMutablePointer<Float>, outStride: Int) {
+    orochi_attention_values(p, Int32(rows), Int32(n), diagonal ?? n, v, Int32(headDim), o, outStride)
 }

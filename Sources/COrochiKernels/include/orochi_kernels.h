@@ -100,10 +100,13 @@ void orochi_attention_decode(const float *q, int heads, int kv_heads, int head_d
 ///     d apart, S rows n apart); `kt` is scratch for Kᵀ, d × orochi_attention_kt_columns(n) floats;
 ///   orochi_attention_values: O[rows, d] += P[rows, n] · V[n, d]  (P rows n apart, V rows d apart,
 ///     O rows `ldo` apart).
+/// Causal tiles: row r sees keys up to r + `diagonal` (tile indices; pass n or more for all). Both
+/// skip keys no row of a 4-row block sees: S there is left unwritten, and P must be 0 there (the
+/// softmax tile makes it so).
 long orochi_attention_kt_columns(int n);
 void orochi_attention_scores(const float *q, long ldq, int rows, const float *k, int n, int d, float scale,
-                             float *kt, float *s);
-void orochi_attention_values(const float *p, int rows, int n, const float *v, int d, float *o, long ldo);
+                             long diagonal, float *kt, float *s);
+void orochi_attention_values(const float *p, int rows, int n, long diagonal, const float *v, int d, float *o, long ldo);
 /// Prefill attention's online softmax over one tile (flash attention, between S = scale·Q·Kᵀ and O += P·V).
 /// scores [rows, n]: row r is the query at position pos0 + r against keys c0 … c0 + n − 1; it sees keys
 /// max(c0, pos − window + 1 when window > 0) … min(pos, c0 + n − 1). For each row, with m = max(row_max,

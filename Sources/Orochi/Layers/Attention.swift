@@ -244,12 +244,14 @@ struct AttentionMixer {
                     let c1 = min(lastKey + 1, c0 + kb), n = c1 - c0
                     let kRows = cache.rows(cache.keys(g), first: c0, count: n, widening: keyTile)
                     let vRows = cache.rows(cache.values(g), first: c0, count: n, widening: valueTile)
-                    attentionScores(q + r0 * qDim + h * d, queryStride: qDim, rows: rows, keys: kRows, count: n,
-                                    headDim: d, scale: scale, transposedKeys: transposedKeys, into: scores)   // S[rows, n]
+                    let diagonal = p0 + r0 - c0                                                // row r sees keys ≤ r + diagonal
+                    attentionScores(q + r0 * qDim + h * d, queryStride: qDim, rows: rows, keys: kRows, count: n, headDim: d,
+                                    scale: scale, diagonal: diagonal, transposedKeys: transposedKeys, into: scores)   // S[rows, n]
                     // P = exp(S − running max) on each row's visible keys, 0 on the others; O and the sums rescaled.
                     softmaxTile(scores, rows: rows, keys: n, firstKey: c0, firstPosition: p0 + r0, window: window,
                                 rowMax: rowMax, rowSum: rowSum, out: out, outStride: qDim, headDim: d)
-                    attentionValues(scores, rows: rows, keys: n, values: vRows, headDim: d, into: out, outStride: qDim)   // O += P·V
+                    attentionValues(scores, rows: rows, keys: n, diagonal: diagonal, values: vRows, headDim: d,
+                                    into: out, outStride: qDim)                                 // O += P·V
                     c0 = c1
                 }
                 for r in 0..<rows { Kernels.scale(out + r * qDim, by: 1 / rowSum[r], count: d) }

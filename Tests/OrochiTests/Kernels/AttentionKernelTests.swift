@@ -102,26 +102,31 @@ struct AttentionKernelTests {
     /// The tile's two products (S = scale·Q·Kᵀ, O += P·V) against double precision, in every
     /// kernel family: row counts that are not a multiple of the 4-row blocks, key counts that end
     /// inside a vector and inside a 64-key block, head sizes with a partial last vector (20, 100)
-    /// and the common ones; Q and O rows wider apart than a head, and what lies between untouched.
-    @Test(arguments: [(1, 1, 32), (5, 17, 20), (128, 256, 32), (13, 100, 64), (7, 65, 100), (9, 31, 128), (3, 8, 8)])
-    func tileProductsMatchTheEquations(_ shape: (Int, Int, Int)) {
-        let (rows, n, d) = shape
+    /// and the common ones; Q and O rows wider apart than a head, and what lies between untouched;
+    /// causal tiles (row r sees keys ≤ r + diagonal), with rows that see nothing, and full ones.
+    @Test(arguments: [(1, 1, 32, nil), (5, 17, 20, 3), (128, 256, 32, 128), (128, 256, 32, nil), (13, 100, 64, -5),
+                      (7, 65, 100, 60), (9, 31, 128, nil), (3, 8, 8, 0)] as [(Int, Int, Int, Int?)])
+    func tileProductsMatchTheEquations(_ shape: (Int, Int, Int, Int?)) {
+        let (rows, n, d, diagonal) = shape
         let ldq = d + 5, ldo = d + 3, scale: Float = 0.37
+        func sees(_ r: Int, _ c: Int) -> Bool { diagonal.map { c <= r + $0 } ?? true }
         var rng = SplitMix64(seed: UInt64(rows * 10_000 + n * 100 + d))
         func random(_ count: Int) -> [Float] { (0..<count).map { _ in rng.nextUnitFloat() * 2 - 1 } }
-        let q = random(rows * ldq), k = random(n * d), p = random(rows * n).map { max(0, $0) }, v = random(n * d)
+        let q = random(rows * ldq), k = random(n * d), v = random(n * d)
+        let p = random(rows * n).enumerated().map { i, x in sees(i / n, i % n) ? max(0, x) : 0 }   // 0 where unseen, as softmax leaves it
         let startOut = random(rows * ldo)
         defer { KernelInfo.force(nil) }
         for family in ["portable", "avx2", "avx512"] where KernelInfo.force(family) == family {
             var s = [Float](repeating: .nan, count: rows * n)
             var kt = [Float](repeating: .nan, count: d * attentionKeyColumns(n))
-            attentionScores(q, queryStride: ldq, rows: rows, keys: k, count: n, headDim: d, scale: scale, transposedKeys: &kt, into: &s)
+            attentionScores(q, queryStride: ldq, rows: rows, keys: k, count: n, headDim: d, scale: scale, diagonal: diagonal,
+                            transposedKeys: &kt, into: &s)
             var out = startOut
-            attentionValues(p, rows: rows, keys: n, values: v, headDim: d, into: &out, outStride: ldo)
-            let what = "\(family), \(rows) rows × \(n) keys, head size \(d)"
+            attentionValues(p, rows: rows, keys: n, diagonal: diagonal, values: v, headDim: d, into: &out, outStride: ldo)
+            let what = "\(family), \(rows) rows × \(n) keys, head size \(d), diagonal \(diagonal.map(String.init) ?? "none")"
             var wrongScores = 0, wrongOut = 0
             for r in 0..<rows {
-                for c in 0..<n {
+                for c in 0..<n where sees(r, c) {
                     let want = Double(scale) * (0..<d).reduce(0.0) { $0 + Double(q[r * ldq + $1]) * Double(k[c * d + $1]) }
                     if !(abs(Double(s[r * n + c]) - want) <= 1e-5) { wrongScores += 1 }     // NaN: never written
                 }
