@@ -125,6 +125,45 @@ T512 static void NAME(const scan_job *j, long blk) {                            
 }
 SCAN_BLOCK_512(block512_n16, 16)
 SCAN_BLOCK_512(block512_any, 0)
+
+// AVX2: a block of 16 channels as two halves of 8 lanes, one after the other. The N state vectors
+// of a half no longer fit in the 16 registers with the step's temporaries; they live in L1.
+T256 static inline __m256 softplus256(__m256 x) {
+    __m256 one = _mm256_set1_ps(1.f), u = exp256(x), w = _mm256_add_ps(u, one);
+    __m256 r = _mm256_mul_ps(log256(w), _mm256_div_ps(u, _mm256_sub_ps(w, one)));
+    r = _mm256_blendv_ps(r, u, _mm256_cmp_ps(w, one, _CMP_EQ_OQ));
+    return _mm256_blendv_ps(r, x, _mm256_cmp_ps(x, _mm256_set1_ps(20.f), _CMP_GT_OQ));
+}
+
+T256 static void block256(const scan_job *j, long blk) {
+    const int n = j->n;
+    for (int half = 0; half < 2; half++) {
+        long c0 = blk * 16 + half * 8;
+        if (c0 >= j->e) break;
+        long valid = j->e - c0 < 8 ? j->e - c0 : 8;
+        __m256i mk = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)valid), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        const float *ab = j->a + blk * n * 16 + half * 8;
+        float *hb = j->state + blk * n * 16 + half * 8;
+        __m256 h[64];
+        for (int s = 0; s < n; s++) h[s] = _mm256_loadu_ps(hb + s * 16);
+        __m256 bias = _mm256_maskload_ps(j->bias + c0, mk), dv = _mm256_maskload_ps(j->d + c0, mk);
+        for (long t = 0; t < j->steps; t++) {
+            __m256 dt = softplus256(_mm256_add_ps(_mm256_maskload_ps(j->delta + t * j->ldd + c0, mk), bias));
+            __m256 xv = _mm256_maskload_ps(j->x + t * j->ldx + c0, mk);
+            __m256 du = _mm256_mul_ps(dt, xv), acc = _mm256_setzero_ps();
+            const float *bt = j->b + t * j->ldbc, *ct = j->c + t * j->ldbc;
+            for (int s = 0; s < n; s++) {              /* h = exp(ΔA)·h + Δ·x·B,  y = C·h */
+                h[s] = _mm256_fmadd_ps(exp256(_mm256_mul_ps(dt, _mm256_loadu_ps(ab + s * 16))), h[s],
+                                       _mm256_mul_ps(du, _mm256_set1_ps(bt[s])));
+                acc = _mm256_fmadd_ps(h[s], _mm256_set1_ps(ct[s]), acc);
+            }
+            __m256 zv = _mm256_maskload_ps(j->z + t * j->ldz + c0, mk);
+            __m256 gate = _mm256_div_ps(zv, _mm256_add_ps(_mm256_set1_ps(1.f), exp256(_mm256_sub_ps(_mm256_setzero_ps(), zv))));
+            _mm256_maskstore_ps(j->y + t * j->ldy + c0, mk, _mm256_mul_ps(_mm256_fmadd_ps(dv, xv, acc), gate));
+        }
+        for (int s = 0; s < n; s++) _mm256_storeu_ps(hb + s * 16, _mm256_and_ps(h[s], _mm256_castsi256_ps(mk)));   // padding stays 0
+    }
+}
 #endif
 
 static void scan_part(void *ctx, int index, int count) {
@@ -136,6 +175,7 @@ static void scan_part(void *ctx, int index, int count) {
             if (j->n == 16) block512_n16(j, blk); else block512_any(j, blk);
             continue;
         }
+        if (orochi_isa() == OROCHI_ISA_AVX2 && j->n <= 64) { block256(j, blk); continue; }
 #endif
         block_portable(j, blk);
     }
