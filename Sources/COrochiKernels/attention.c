@@ -370,141 +370,93 @@ static void values_portable(const float *p, int rows, int n, long diagonal, cons
 }
 
 #if defined(__x86_64__)
-T512 static void scores_512(const float *q, long ldq, int rows, const float *kt, long np, int n, int d, float scale,
-                            long diagonal, float *s) {
-    __m512 sc = _mm512_set1_ps(scale);
-    for (int r0 = 0; r0 < rows; r0 += TILE_ROWS) {
-        int nr = rows - r0 < TILE_ROWS ? rows - r0 : TILE_ROWS, seen = keys_seen(r0, nr, diagonal, n);
-        const float *qr[TILE_ROWS];
-        for (int i = 0; i < TILE_ROWS; i++) qr[i] = q + (r0 + (i < nr ? i : nr - 1)) * ldq;   // a short block repeats its last row
-        for (int c = 0; c < seen; c += KT_BLOCK) {
-            __m512 a[TILE_ROWS][4];
-            for (int i = 0; i < TILE_ROWS; i++) for (int v = 0; v < 4; v++) a[i][v] = _mm512_setzero_ps();
-            const float *kc = kt + c;
-            for (int dd = 0; dd < d; dd++) {
-                const float *kr = kc + dd * np;
-                __m512 k0 = _mm512_loadu_ps(kr), k1 = _mm512_loadu_ps(kr + 16), k2 = _mm512_loadu_ps(kr + 32), k3 = _mm512_loadu_ps(kr + 48);
-                for (int i = 0; i < TILE_ROWS; i++) {
-                    __m512 qb = _mm512_set1_ps(qr[i][dd]);
-                    a[i][0] = _mm512_fmadd_ps(qb, k0, a[i][0]); a[i][1] = _mm512_fmadd_ps(qb, k1, a[i][1]);
-                    a[i][2] = _mm512_fmadd_ps(qb, k2, a[i][2]); a[i][3] = _mm512_fmadd_ps(qb, k3, a[i][3]);
-                }
-            }
-            for (int i = 0; i < nr; i++)
-                for (int v = 0; v < 4 && c + 16 * v < seen; v++) {
-                    int col = c + 16 * v;
-                    __mmask16 mk = seen - col >= 16 ? 0xffff : (__mmask16)((1u << (seen - col)) - 1);
-                    _mm512_mask_storeu_ps(s + (long)(r0 + i) * n + col, mk, _mm512_mul_ps(a[i][v], sc));
-                }
-        }
-    }
+// Per family: a vector of W lanes, whole loads, and loads and stores of the first `count` lanes.
+T512 static inline __mmask16 first512(int count) { return count >= 16 ? 0xffff : (__mmask16)((1u << count) - 1); }
+T512 static inline __m512 ldn512(const float *p, int count) { return _mm512_maskz_loadu_ps(first512(count), p); }
+T512 static inline void stn512(float *p, __m512 v, int count) { _mm512_mask_storeu_ps(p, first512(count), v); }
+T256 static inline __m256i first256(int count) { return _mm256_cmpgt_epi32(_mm256_set1_epi32(count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)); }
+T256 static inline __m256 ldn256(const float *p, int count) { return count >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, first256(count)); }
+T256 static inline void stn256(float *p, __m256 v, int count) { if (count >= 8) _mm256_storeu_ps(p, v); else _mm256_maskstore_ps(p, first256(count), v); }
+
+// S = scale·Q·Kᵀ from Kᵀ [d, np]: blocks of TILE_ROWS rows × 4 vectors of keys.
+#define TILE_SCORES(NAME, ATTR, V, W, LD, STN, SET1, FMA, MUL, ZERO)                                      \
+ATTR static void NAME(const float *q, long ldq, int rows, const float *kt, long np, int n, int d, float scale, \
+                      long diagonal, float *s) {                                                          \
+    V sc = SET1(scale);                                                                                   \
+    for (int r0 = 0; r0 < rows; r0 += TILE_ROWS) {                                                        \
+        int nr = rows - r0 < TILE_ROWS ? rows - r0 : TILE_ROWS, seen = keys_seen(r0, nr, diagonal, n);    \
+        const float *qr[TILE_ROWS];                                                                       \
+        for (int i = 0; i < TILE_ROWS; i++) qr[i] = q + (r0 + (i < nr ? i : nr - 1)) * ldq;  /* a short block repeats its last row */ \
+        for (int c = 0; c < seen; c += 4 * W) {                                                           \
+            V a[TILE_ROWS][4];                                                                            \
+            for (int i = 0; i < TILE_ROWS; i++) for (int v = 0; v < 4; v++) a[i][v] = ZERO();             \
+            for (int dd = 0; dd < d; dd++) {                                                              \
+                const float *kr = kt + dd * np + c;                                                       \
+                V k0 = LD(kr), k1 = LD(kr + W), k2 = LD(kr + 2 * W), k3 = LD(kr + 3 * W);                 \
+                for (int i = 0; i < TILE_ROWS; i++) {                                                     \
+                    V qb = SET1(qr[i][dd]);                                                               \
+                    a[i][0] = FMA(qb, k0, a[i][0]); a[i][1] = FMA(qb, k1, a[i][1]);                       \
+                    a[i][2] = FMA(qb, k2, a[i][2]); a[i][3] = FMA(qb, k3, a[i][3]);                       \
+                }                                                                                         \
+            }                                                                                             \
+            for (int i = 0; i < nr; i++)                                                                  \
+                for (int v = 0; v < 4 && c + W * v < seen; v++)                                           \
+                    STN(s + (long)(r0 + i) * n + c + W * v, MUL(a[i][v], sc), seen - c - W * v);          \
+        }                                                                                                 \
+    }                                                                                                     \
 }
 
-// O += P·V over dimensions [d0, d0 + 16·NV) (the last vector masked by `last`).
-#define VALUES_512(NAME, NV)                                                                               \
-T512 static void NAME(const float *p, int rows, int n, long diagonal, const float *v, int d, int d0,       \
-                      __mmask16 last, float *o, long ldo) {                                                \
-    for (int r0 = 0; r0 < rows; r0 += TILE_ROWS) {                                                         \
-        int nr = rows - r0 < TILE_ROWS ? rows - r0 : TILE_ROWS, seen = keys_seen(r0, nr, diagonal, n);     \
-        const float *pr[TILE_ROWS];                                                                        \
-        for (int i = 0; i < TILE_ROWS; i++) pr[i] = p + (long)(r0 + (i < nr ? i : nr - 1)) * n;           \
-        __m512 a[TILE_ROWS][NV];                                                                           \
-        for (int i = 0; i < TILE_ROWS; i++)                                                                \
-            for (int j = 0; j < NV; j++) {                                                                 \
-                __mmask16 mk = j == NV - 1 ? last : 0xffff;                                                \
-                a[i][j] = i < nr ? _mm512_maskz_loadu_ps(mk, o + (r0 + i) * ldo + d0 + 16 * j) : _mm512_setzero_ps(); \
-            }                                                                                              \
-        for (int c = 0; c < seen; c++) {                                                                   \
-            const float *vr = v + (long)c * d + d0;                                                        \
-            __m512 vv[NV];                                                                                 \
-            for (int j = 0; j < NV; j++) vv[j] = _mm512_maskz_loadu_ps(j == NV - 1 ? last : 0xffff, vr + 16 * j); \
-            for (int i = 0; i < TILE_ROWS; i++) {                                                          \
-                __m512 pb = _mm512_set1_ps(pr[i][c]);                                                      \
-                for (int j = 0; j < NV; j++) a[i][j] = _mm512_fmadd_ps(pb, vv[j], a[i][j]);               \
-            }                                                                                              \
-        }                                                                                                  \
-        for (int i = 0; i < nr; i++)                                                                       \
-            for (int j = 0; j < NV; j++)                                                                   \
-                _mm512_mask_storeu_ps(o + (r0 + i) * ldo + d0 + 16 * j, j == NV - 1 ? last : 0xffff, a[i][j]); \
-    }                                                                                                      \
-}
-VALUES_512(values_512_v1, 1)
-VALUES_512(values_512_v2, 2)
-VALUES_512(values_512_v4, 4)
-
-T512 static void values_512(const float *p, int rows, int n, long diagonal, const float *v, int d, float *o, long ldo) {
-    for (int d0 = 0; d0 < d; d0 += 64) {
-        int left = d - d0, nv = left >= 64 ? 4 : (left + 15) / 16;
-        int tail = left - 16 * (nv - 1);            // dimensions in the chunk's last vector, 1–16
-        __mmask16 last = tail >= 16 ? 0xffff : (__mmask16)((1u << tail) - 1);
-        if (nv == 4) values_512_v4(p, rows, n, diagonal, v, d, d0, last, o, ldo);
-        else if (nv >= 2) {                         // 2 vectors, then 1 more if there are 3
-            values_512_v2(p, rows, n, diagonal, v, d, d0, nv == 2 ? last : 0xffff, o, ldo);
-            if (nv == 3) values_512_v1(p, rows, n, diagonal, v, d, d0 + 32, last, o, ldo);
-        } else values_512_v1(p, rows, n, diagonal, v, d, d0, last, o, ldo);
-    }
+// O += P·V over dimensions [d0, d0 + W·NV), the last vector holding `last` of them (1…W).
+#define TILE_VALUES(NAME, ATTR, V, W, NV, LDN, STN, SET1, FMA, ZERO)                                      \
+ATTR static void NAME(const float *p, int rows, int n, long diagonal, const float *v, int d, int d0, int last, \
+                      float *o, long ldo) {                                                               \
+    for (int r0 = 0; r0 < rows; r0 += TILE_ROWS) {                                                        \
+        int nr = rows - r0 < TILE_ROWS ? rows - r0 : TILE_ROWS, seen = keys_seen(r0, nr, diagonal, n);    \
+        const float *pr[TILE_ROWS];                                                                       \
+        for (int i = 0; i < TILE_ROWS; i++) pr[i] = p + (long)(r0 + (i < nr ? i : nr - 1)) * n;          \
+        V a[TILE_ROWS][NV];                                                                               \
+        for (int i = 0; i < TILE_ROWS; i++)                                                               \
+            for (int j = 0; j < NV; j++)                                                                  \
+                a[i][j] = i < nr ? LDN(o + (r0 + i) * ldo + d0 + W * j, j == NV - 1 ? last : W) : ZERO(); \
+        for (int c = 0; c < seen; c++) {                                                                  \
+            const float *vr = v + (long)c * d + d0;                                                       \
+            V vv[NV];                                                                                     \
+            for (int j = 0; j < NV; j++) vv[j] = LDN(vr + W * j, j == NV - 1 ? last : W);                  \
+            for (int i = 0; i < TILE_ROWS; i++) {                                                         \
+                V pb = SET1(pr[i][c]);                                                                    \
+                for (int j = 0; j < NV; j++) a[i][j] = FMA(pb, vv[j], a[i][j]);                           \
+            }                                                                                             \
+        }                                                                                                 \
+        for (int i = 0; i < nr; i++)                                                                      \
+            for (int j = 0; j < NV; j++) STN(o + (r0 + i) * ldo + d0 + W * j, a[i][j], j == NV - 1 ? last : W); \
+    }                                                                                                     \
 }
 
-T256 static void scores_256(const float *q, long ldq, int rows, const float *kt, long np, int n, int d, float scale,
-                            long diagonal, float *s) {
-    __m256 sc = _mm256_set1_ps(scale);
-    for (int r0 = 0; r0 < rows; r0 += TILE_ROWS) {
-        int nr = rows - r0 < TILE_ROWS ? rows - r0 : TILE_ROWS, seen = keys_seen(r0, nr, diagonal, n);
-        const float *qr[TILE_ROWS];
-        for (int i = 0; i < TILE_ROWS; i++) qr[i] = q + (r0 + (i < nr ? i : nr - 1)) * ldq;
-        for (int c = 0; c < seen; c += 32) {             // 32 keys: 4 vectors of 8 (np is a multiple of 64)
-            __m256 a[TILE_ROWS][4];
-            for (int i = 0; i < TILE_ROWS; i++) for (int v = 0; v < 4; v++) a[i][v] = _mm256_setzero_ps();
-            const float *kc = kt + c;
-            for (int dd = 0; dd < d; dd++) {
-                const float *kr = kc + dd * np;
-                __m256 k0 = _mm256_loadu_ps(kr), k1 = _mm256_loadu_ps(kr + 8), k2 = _mm256_loadu_ps(kr + 16), k3 = _mm256_loadu_ps(kr + 24);
-                for (int i = 0; i < TILE_ROWS; i++) {
-                    __m256 qb = _mm256_set1_ps(qr[i][dd]);
-                    a[i][0] = _mm256_fmadd_ps(qb, k0, a[i][0]); a[i][1] = _mm256_fmadd_ps(qb, k1, a[i][1]);
-                    a[i][2] = _mm256_fmadd_ps(qb, k2, a[i][2]); a[i][3] = _mm256_fmadd_ps(qb, k3, a[i][3]);
-                }
-            }
-            for (int i = 0; i < nr; i++) {
-                float *out = s + (long)(r0 + i) * n + c;
-                if (c + 32 <= seen) { for (int v = 0; v < 4; v++) _mm256_storeu_ps(out + 8 * v, _mm256_mul_ps(a[i][v], sc)); continue; }
-                float tmp[32];
-                for (int v = 0; v < 4; v++) _mm256_storeu_ps(tmp + 8 * v, _mm256_mul_ps(a[i][v], sc));
-                memcpy(out, tmp, (size_t)(seen - c) * 4);
-            }
-        }
-    }
+// All d dimensions, 4 vectors at a time, then 2 and 1 for what is left.
+#define TILE_VALUES_ALL(NAME, ATTR, W, V4, V2, V1)                                                         \
+ATTR static void NAME(const float *p, int rows, int n, long diagonal, const float *v, int d, float *o, long ldo) { \
+    int d0 = 0;                                                                                           \
+    for (; d - d0 > 2 * W; d0 += 4 * W) {                                                                 \
+        int left = d - d0;                                                                                \
+        if (left > 3 * W) V4(p, rows, n, diagonal, v, d, d0, left >= 4 * W ? W : left - 3 * W, o, ldo);   \
+        else { V2(p, rows, n, diagonal, v, d, d0, W, o, ldo); V1(p, rows, n, diagonal, v, d, d0 + 2 * W, left - 2 * W, o, ldo); } \
+    }                                                                                                     \
+    if (d - d0 > W) V2(p, rows, n, diagonal, v, d, d0, d - d0 - W, o, ldo);                               \
+    else if (d > d0) V1(p, rows, n, diagonal, v, d, d0, d - d0, o, ldo);                                  \
 }
 
-T256 static void values_256(const float *p, int rows, int n, long diagonal, const float *v, int d, float *o, long ldo) {
-    int whole = d / 8 * 8;
-    for (int d0 = 0; d0 < whole; d0 += 32) {
-        int nv = whole - d0 >= 32 ? 4 : (whole - d0) / 8;
-        for (int r0 = 0; r0 < rows; r0 += TILE_ROWS) {
-            int nr = rows - r0 < TILE_ROWS ? rows - r0 : TILE_ROWS, seen = keys_seen(r0, nr, diagonal, n);
-            const float *pr[TILE_ROWS];
-            for (int i = 0; i < TILE_ROWS; i++) pr[i] = p + (long)(r0 + (i < nr ? i : nr - 1)) * n;
-            __m256 a[TILE_ROWS][4];
-            for (int i = 0; i < TILE_ROWS; i++)
-                for (int j = 0; j < 4; j++) a[i][j] = i < nr && j < nv ? _mm256_loadu_ps(o + (r0 + i) * ldo + d0 + 8 * j) : _mm256_setzero_ps();
-            for (int c = 0; c < seen; c++) {
-                const float *vr = v + (long)c * d + d0;
-                __m256 vv[4];
-                for (int j = 0; j < 4; j++) vv[j] = j < nv ? _mm256_loadu_ps(vr + 8 * j) : _mm256_setzero_ps();
-                for (int i = 0; i < TILE_ROWS; i++) {
-                    __m256 pb = _mm256_set1_ps(pr[i][c]);
-                    for (int j = 0; j < 4; j++) a[i][j] = _mm256_fmadd_ps(pb, vv[j], a[i][j]);
-                }
-            }
-            for (int i = 0; i < nr; i++)
-                for (int j = 0; j < nv; j++) _mm256_storeu_ps(o + (r0 + i) * ldo + d0 + 8 * j, a[i][j]);
-        }
-    }
-    if (whole < d)                                     // the last d mod 8 dimensions, scalar
-        for (int r = 0; r < rows; r++)
-            for (int c = 0; c < keys_seen(r, 1, diagonal, n); c++)
-                for (int i = whole; i < d; i++) o[r * ldo + i] += p[(long)r * n + c] * v[(long)c * d + i];
-}
+#define ZERO512() _mm512_setzero_ps()
+#define ZERO256() _mm256_setzero_ps()
+TILE_SCORES(scores_512, T512, __m512, 16, _mm512_loadu_ps, stn512, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_mul_ps, ZERO512)
+TILE_SCORES(scores_256, T256, __m256, 8, _mm256_loadu_ps, stn256, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_mul_ps, ZERO256)
+TILE_VALUES(values_512_v4, T512, __m512, 16, 4, ldn512, stn512, _mm512_set1_ps, _mm512_fmadd_ps, ZERO512)
+TILE_VALUES(values_512_v2, T512, __m512, 16, 2, ldn512, stn512, _mm512_set1_ps, _mm512_fmadd_ps, ZERO512)
+TILE_VALUES(values_512_v1, T512, __m512, 16, 1, ldn512, stn512, _mm512_set1_ps, _mm512_fmadd_ps, ZERO512)
+TILE_VALUES(values_256_v4, T256, __m256, 8, 4, ldn256, stn256, _mm256_set1_ps, _mm256_fmadd_ps, ZERO256)
+TILE_VALUES(values_256_v2, T256, __m256, 8, 2, ldn256, stn256, _mm256_set1_ps, _mm256_fmadd_ps, ZERO256)
+TILE_VALUES(values_256_v1, T256, __m256, 8, 1, ldn256, stn256, _mm256_set1_ps, _mm256_fmadd_ps, ZERO256)
+TILE_VALUES_ALL(values_512, T512, 16, values_512_v4, values_512_v2, values_512_v1)
+TILE_VALUES_ALL(values_256, T256, 8, values_256_v4, values_256_v2, values_256_v1)
 #endif
 
 void orochi_attention_scores(const float *q, long ldq, int rows, const float *k, int n, int d, float scale,

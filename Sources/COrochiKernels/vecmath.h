@@ -38,6 +38,19 @@ T512 static inline __m512 exp512(__m512 x) {
     __m512 e = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.f));
     return _mm512_scalef_ps(e, k);
 }
+// Cephes logf's tail for any vector type: returns log(1 + m) + e·ln 2 for m in [√½ − 1, √2 − 1]
+// (a degree-9 polynomial; ln 2 in two parts).
+#define CEPHES_LOG(V, m, e, FMA, FNMADD, MUL, ADD, SET1)                                                 \
+    V z = MUL(m, m), y = SET1(7.0376836292E-2f);                                                        \
+    y = FMA(y, m, SET1(-1.1514610310E-1f)); y = FMA(y, m, SET1(1.1676998740E-1f));                       \
+    y = FMA(y, m, SET1(-1.2420140846E-1f)); y = FMA(y, m, SET1(1.4249322787E-1f));                       \
+    y = FMA(y, m, SET1(-1.6668057665E-1f)); y = FMA(y, m, SET1(2.0000714765E-1f));                       \
+    y = FMA(y, m, SET1(-2.4999993993E-1f)); y = FMA(y, m, SET1(3.3333331174E-1f));                       \
+    y = MUL(MUL(y, m), z);                                                                               \
+    y = FMA(e, SET1(-2.12194440e-4f), y);                                                                \
+    y = FNMADD(z, SET1(0.5f), y);                                                                        \
+    return FMA(e, SET1(0.693359375f), ADD(m, y))
+
 // log x for x > 0 (Cephes logf): x = m·2ᵉ with m in [√½, √2), then a degree-9 polynomial in m − 1.
 T512 static inline __m512 log512(__m512 x) {
     __m512 m = _mm512_getmant_ps(x, _MM_MANT_NORM_p5_1, _MM_MANT_SIGN_src);      // [0.5, 1)
@@ -46,20 +59,7 @@ T512 static inline __m512 log512(__m512 x) {
     e = _mm512_mask_sub_ps(e, small, e, _mm512_set1_ps(1.f));
     m = _mm512_mask_add_ps(m, small, m, m);
     m = _mm512_sub_ps(m, _mm512_set1_ps(1.f));
-    __m512 z = _mm512_mul_ps(m, m);
-    __m512 y = _mm512_set1_ps(7.0376836292E-2f);
-    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(-1.1514610310E-1f));
-    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(1.1676998740E-1f));
-    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(-1.2420140846E-1f));
-    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(1.4249322787E-1f));
-    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(-1.6668057665E-1f));
-    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(2.0000714765E-1f));
-    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(-2.4999993993E-1f));
-    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(3.3333331174E-1f));
-    y = _mm512_mul_ps(_mm512_mul_ps(y, m), z);
-    y = _mm512_fmadd_ps(e, _mm512_set1_ps(-2.12194440e-4f), y);
-    y = _mm512_fnmadd_ps(z, _mm512_set1_ps(0.5f), y);
-    return _mm512_fmadd_ps(e, _mm512_set1_ps(0.693359375f), _mm512_add_ps(m, y));
+    CEPHES_LOG(__m512, m, e, _mm512_fmadd_ps, _mm512_fnmadd_ps, _mm512_mul_ps, _mm512_add_ps, _mm512_set1_ps);
 }
 
 T256 static inline __m256 exp256(__m256 x) {
@@ -87,20 +87,7 @@ T256 static inline __m256 log256(__m256 x) {
     e = _mm256_sub_ps(e, _mm256_and_ps(small, _mm256_set1_ps(1.f)));
     m = _mm256_add_ps(m, _mm256_and_ps(small, m));
     m = _mm256_sub_ps(m, _mm256_set1_ps(1.f));
-    __m256 z = _mm256_mul_ps(m, m);
-    __m256 y = _mm256_set1_ps(7.0376836292E-2f);
-    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(-1.1514610310E-1f));
-    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(1.1676998740E-1f));
-    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(-1.2420140846E-1f));
-    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(1.4249322787E-1f));
-    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(-1.6668057665E-1f));
-    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(2.0000714765E-1f));
-    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(-2.4999993993E-1f));
-    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(3.3333331174E-1f));
-    y = _mm256_mul_ps(_mm256_mul_ps(y, m), z);
-    y = _mm256_fmadd_ps(e, _mm256_set1_ps(-2.12194440e-4f), y);
-    y = _mm256_fnmadd_ps(z, _mm256_set1_ps(0.5f), y);
-    return _mm256_fmadd_ps(e, _mm256_set1_ps(0.693359375f), _mm256_add_ps(m, y));
+    CEPHES_LOG(__m256, m, e, _mm256_fmadd_ps, _mm256_fnmadd_ps, _mm256_mul_ps, _mm256_add_ps, _mm256_set1_ps);
 }
 #endif
 #endif
