@@ -150,6 +150,11 @@ int orochi_gemm_uses_own(void) {
     return orochi_blas_is_weak();
 }
 
+int orochi_gemm_uses_own_for(long k) {
+    if (gemm_mode != 0) return gemm_mode == 1;
+    return orochi_blas_is_weak() || (k < OROCHI_SHORT_K && orochi_isa() == OROCHI_ISA_AVX512);
+}
+
 void orochi_blas_set_threads(int threads) { need(); p_set_threads(threads); }
 int orochi_blas_threads(void) { need(); return p_get_threads(); }
 

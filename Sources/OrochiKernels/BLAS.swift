@@ -73,9 +73,11 @@ public enum BLAS {
     public static func setGEMM(_ mode: GEMM) { orochi_set_gemm_mode(mode.rawValue) }
     /// True when the layers' products of many tokens run through our kernel, not OpenBLAS.
     public static var usesOwnGEMM: Bool { orochi_gemm_uses_own() != 0 }
-    /// "openblas" or "orochi avx512 (OpenBLAS's <core> kernels are SSE only)": who runs the products of many tokens.
+    /// "openblas", "openblas; orochi avx512 below an inner size of 128" or "orochi avx512 (OpenBLAS's
+    /// <core> kernels are SSE only)": who runs the products of many tokens.
     public static var gemmSummary: String {
-        usesOwnGEMM ? "orochi avx512 (OpenBLAS's \(core) kernels are SSE only)" : "openblas"
+        if usesOwnGEMM { return "orochi avx512 (OpenBLAS's \(core) kernels are SSE only)" }
+        return orochi_gemm_uses_own_for(0) != 0 ? "openblas; orochi avx512 below an inner size of \(OROCHI_SHORT_K)" : "openblas"
     }
     /// OpenBLAS's build description, e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY SkylakeX MAX_THREADS=64".
     public static var configuration: String { String(cString: orochi_blas_config()) }

@@ -47,6 +47,11 @@ int orochi_blas_is_weak(void);
 /// our kernel, 2 always OpenBLAS (tests compare the two).
 void orochi_set_gemm_mode(int mode);
 int orochi_gemm_uses_own(void);
+/// Inner sizes below this take our AVX-512 kernel even beside good OpenBLAS kernels (matvec.c's
+/// short-k panels: Mamba's dt_proj at k = 16–48 ran 1.4× OpenBLAS SkylakeX's sgemm).
+enum { OROCHI_SHORT_K = 128 };
+/// orochi_gemm_uses_own for a product whose inner size is k.
+int orochi_gemm_uses_own_for(long k);
 void orochi_blas_set_threads(int threads);
 int orochi_blas_threads(void);
 /// Row-major cblas_sgemm / cblas_sgemv with the CBLAS enum values 111 (no transpose), 112 (transpose).

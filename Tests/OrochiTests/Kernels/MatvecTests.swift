@@ -90,7 +90,9 @@ struct MatvecTests {
 
     /// Products of many tokens through our multi-token kernel (what runs when OpenBLAS has only SSE
     /// kernels) equal OpenBLAS's sgemm, for every storage type, with and without accumulating.
-    @Test(arguments: [(130, 70), (600, 300), (64, 768)])
+    /// Short inner sizes (k < 128, Mamba's dt_proj) take packed panels of 64 rows: partial panels,
+    /// one thread (40 × 16) and several.
+    @Test(arguments: [(130, 70), (600, 300), (64, 768), (40, 16), (1536, 48)])
     func ownProductsOfManyTokensMatchOpenBLAS(_ shape: (Int, Int)) {
         let (n, k) = shape
         var rng = SplitMix64(seed: UInt64(n * 31 + k))
