@@ -259,17 +259,35 @@ KERNEL_FAMILY(ROW512, row512)
 #endif
 
 #if defined(__x86_64__)
-// Many tokens against a short inner dimension (k < OROCHI_SHORT_K: Mamba's dt_proj, k = 16–48). The
-// kernels above take a dot product per weight row and token, and at k = 48 their horizontal sums
-// cost more than the products (46 GFLOP/s, against 120–180 here). Here 64 weight rows at a time
-// are packed, widened to f32, as a panel Wᵀ [k, 64] (at most 32 KiB: L1), and each block of 4
-// tokens × 64 rows keeps its 16 sums in registers: per input column, 4 loads of the panel,
-// 4 broadcasts of X and 16 fused multiply-adds.
-enum { PANEL = 64, PANEL_TOKENS = 4 };
+// Many tokens as a matrix product proper: 64 weight rows at a time are packed, widened to f32, as
+// a panel Wᵀ [k, 64], and each block of 4 tokens × 64 rows keeps its 16 sums in registers: per
+// input column, 4 loads of the panel, 4 broadcasts of X and 16 fused multiply-adds, no horizontal
+// sums. Against the dot-product kernels above (one sum per weight row and token, reduced across
+// the vector at the end): at k = 48 (Mamba's dt_proj) 184 GFLOP/s against 46, whose reductions
+// cost more than the products; at 512 × 2048 × 768 (a Llama MLP) 183–200 against 162. Narrow
+// products (fewer than 256 rows, k ≥ 128: x_proj's 80) stay with the dot-product kernels, which
+// read each weight row once for all the tokens of a block and won there (144–160 against 63–116).
+enum { PANEL = 64, PANEL_TOKENS = 4, PANEL_MIN_ROWS = 256, PANEL_MAX_K = 4096 };
 
-T512 static void short_k_512(int dtype, const void *w, long r0, long r1, long k, long ldw, const float *x, long ldx,
-                             long m, float *y, long ldy, int acc) {
-    float panel[OROCHI_SHORT_K * PANEL] __attribute__((aligned(64)));
+/// Whether a product of m tokens, n rows and inner size k takes the panels.
+static inline int use_panels(long m, long n, long k) {
+    return orochi_isa() == OROCHI_ISA_AVX512 && m > 16 && (k < OROCHI_SHORT_K || (n >= PANEL_MIN_ROWS && k <= PANEL_MAX_K));
+}
+
+/// This thread's panel, k × 64 floats (kept between calls: a prefill's products all reuse it).
+static float *panel_scratch(long k) {
+    static _Thread_local float *buffer = NULL;
+    static _Thread_local long capacity = 0;
+    if (k * PANEL > capacity) {                  // k ≤ PANEL_MAX_K: at most 1 MiB
+        free(buffer);
+        buffer = aligned_alloc(64, (size_t)(k * PANEL) * 4);
+        capacity = buffer ? k * PANEL : 0;
+    }
+    return buffer;
+}
+
+T512 static void panels_512(int dtype, const void *w, long r0, long r1, long k, long ldw, const float *x, long ldx,
+                            long m, float *y, long ldy, int acc, float *panel) {
     for (long n0 = r0; n0 < r1; n0 += PANEL) {
         long nb = r1 - n0 < PANEL ? r1 - n0 : PANEL;
         for (long c = 0; c < PANEL; c++)
@@ -303,8 +321,8 @@ T512 static void short_k_512(int dtype, const void *w, long r0, long r1, long k,
 }
 #endif
 
-/// Rows r0..<r1 of Y for `m` rows of X (any m: groups of four).
-static void multi_rows(int dtype, const void *w, long r0, long r1, long k, long ldw, const float *x, long ldx,
+/// Rows r0..<r1 of Y for `m` rows of X (any m: groups of four); the product has n rows in all.
+static void multi_rows(int dtype, const void *w, long n, long r0, long r1, long k, long ldw, const float *x, long ldx,
                        long m, float *y, long ldy, int acc) {
 #if defined(__x86_64__)
     if (orochi_isa() == OROCHI_ISA_AVX512) {
@@ -321,7 +339,10 @@ static void multi_rows(int dtype, const void *w, long r0, long r1, long k, long 
             }
             return;
         }
-        if (k < OROCHI_SHORT_K) { short_k_512(dtype, w, r0, r1, k, ldw, x, ldx, m, y, ldy, acc); return; }
+        if (use_panels(m, n, k)) {
+            float *panel = panel_scratch(k);
+            if (panel) { panels_512(dtype, w, r0, r1, k, ldw, x, ldx, m, y, ldy, acc, panel); return; }
+        }
         // More than four tokens: the groups of four take turns on a tile of rows small enough to
         // stay in L1/L2 (16 rows: 24 KiB of f16 at k = 768), so the weights come from memory once
         // per step, not once per group. Many tokens (a prefill through this kernel) go in blocks
@@ -346,22 +367,30 @@ static void multi_rows(int dtype, const void *w, long r0, long r1, long k, long 
 
 typedef struct { int dtype; const void *w; long n, k, ldw; const float *x; long ldx, m; float *y; long ldy; int acc; } multi_job;
 
+/// Rows are handed out in units of 16 (the dot-product kernels' tile) or 64 (a panel).
+static inline long row_unit(long m, long n, long k) {
+#if defined(__x86_64__)
+    if (use_panels(m, n, k)) return PANEL;
+#endif
+    return 16;
+}
+
 static void multi_part(void *ctx, int index, int count) {
     const multi_job *j = ctx;
-    long blocks = (j->n + 15) / 16;
-    long r0 = blocks * index / count * 16, r1 = blocks * (index + 1) / count * 16;
+    long unit = row_unit(j->m, j->n, j->k), blocks = (j->n + unit - 1) / unit;
+    long r0 = blocks * index / count * unit, r1 = blocks * (index + 1) / count * unit;
     if (r1 > j->n) r1 = j->n;
-    if (r0 < r1) multi_rows(j->dtype, j->w, r0, r1, j->k, j->ldw, j->x, j->ldx, j->m, j->y, j->ldy, j->acc);
+    if (r0 < r1) multi_rows(j->dtype, j->w, j->n, r0, r1, j->k, j->ldw, j->x, j->ldx, j->m, j->y, j->ldy, j->acc);
 }
 
 void orochi_matvec_multi(int dtype, const void *w, long n, long k, long ldw, const float *x, long ldx, long m,
                          float *y, long ldy, int acc) {
     if (n * k < PARALLEL_MIN_WEIGHTS || n < 32 || orochi_pool_threads() == 1) {
-        multi_rows(dtype, w, 0, n, k, ldw, x, ldx, m, y, ldy, acc);
+        multi_rows(dtype, w, n, 0, n, k, ldw, x, ldx, m, y, ldy, acc);
         return;
     }
     multi_job job = {dtype, w, n, k, ldw, x, ldx, m, y, ldy, acc};
-    long blocks = (n + 15) / 16;
+    long unit = row_unit(m, n, k), blocks = (n + unit - 1) / unit;
     int chunks = 4 * orochi_pool_threads();
     orochi_pool_run_chunks(multi_part, &job, blocks < chunks ? (int)blocks : chunks);
 }
