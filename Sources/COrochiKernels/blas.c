@@ -150,9 +150,11 @@ int orochi_gemm_uses_own(void) {
     return orochi_blas_is_weak();
 }
 
-int orochi_gemm_uses_own_for(long k) {
+int orochi_gemm_uses_own_for(long n, long k) {
     if (gemm_mode != 0) return gemm_mode == 1;
-    return orochi_blas_is_weak() || (k < OROCHI_SHORT_K && orochi_isa() == OROCHI_ISA_AVX512);
+    if (orochi_blas_is_weak()) return 1;
+    if (orochi_isa() != OROCHI_ISA_AVX512) return 0;
+    return k < OROCHI_SHORT_K || n * k <= OROCHI_SMALL_PRODUCT;
 }
 
 void orochi_blas_set_threads(int threads) { need(); p_set_threads(threads); }

@@ -54,7 +54,7 @@ public struct WeightMatrix: @unchecked Sendable {
                        into y: UnsafeMutablePointer<Float>, ldy: Int? = nil, accumulate: Bool = false,
                        scratch: UnsafeMutablePointer<Float>?, scratchCount: Int) {
         let ldy = ldy ?? rows
-        if orochi_gemm_uses_own_for(columns) != 0 {
+        if orochi_gemm_uses_own_for(rows, columns) != 0 {
             // OpenBLAS runs SSE kernels on an AVX-512 CPU (BLAS.isWeak), or the inner size is short
             // (Mamba's dt_proj): our multi-token kernel, on the weights as stored, does it faster.
             matvecMulti(x, rows: m, ldx: ldx, into: y, ldy: ldy, accumulate: accumulate)

@@ -47,11 +47,14 @@ int orochi_blas_is_weak(void);
 /// our kernel, 2 always OpenBLAS (tests compare the two).
 void orochi_set_gemm_mode(int mode);
 int orochi_gemm_uses_own(void);
-/// Inner sizes below this take our AVX-512 kernel even beside good OpenBLAS kernels (matvec.c's
-/// short-k panels: Mamba's dt_proj at k = 16–48 ran 1.4× OpenBLAS SkylakeX's sgemm).
-enum { OROCHI_SHORT_K = 128 };
-/// orochi_gemm_uses_own for a product whose inner size is k.
-int orochi_gemm_uses_own_for(long k);
+/// Products with an inner size below OROCHI_SHORT_K, or of at most OROCHI_SMALL_PRODUCT weights,
+/// take our AVX-512 kernel even beside good OpenBLAS kernels: Mamba's dt_proj (k = 16–48) ran 1.4×
+/// OpenBLAS SkylakeX's sgemm, and a 6.4M-parameter Mamba's whole 512-token prefill 1.2–1.7× (small
+/// products, where OpenBLAS's threading costs as much as the arithmetic). llama-130m's 768 × 768
+/// products, above the threshold, were no faster through ours.
+enum { OROCHI_SHORT_K = 128, OROCHI_SMALL_PRODUCT = 1 << 19 };
+/// orochi_gemm_uses_own for a product of n weight rows and inner size k.
+int orochi_gemm_uses_own_for(long n, long k);
 void orochi_blas_set_threads(int threads);
 int orochi_blas_threads(void);
 /// Row-major cblas_sgemm / cblas_sgemv with the CBLAS enum values 111 (no transpose), 112 (transpose).
