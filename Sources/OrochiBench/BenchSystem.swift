@@ -80,7 +80,7 @@ public struct BenchMachine: Sendable, Codable, Equatable {
         var machine = BenchMachine(cpu: cpu, logicalCPUs: ProcessInfo.processInfo.activeProcessorCount,
                                    memoryBytes: Int(ProcessInfo.processInfo.physicalMemory), threads: threads,
                                    openblasCoreType: ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"], os: os)
-        machine.blasCore = "\(BLAS.core) (\(BLAS.coreReason))" + (BLAS.usesOwnGEMM ? "; layer products of many tokens by orochi's avx512 kernel" : "")
+        machine.blasCore = "\(BLAS.core) (\(BLAS.coreReason)); layer products of many tokens: \(BLAS.gemmSummary)"
         machine.blasIdle = BLAS.idleReason
         machine.kernels = KernelInfo.isa
         return machine
