@@ -3,8 +3,9 @@
 //
 //   fma       peak multiply-add rate of one core and of all threads (GFLOP/s): independent
 //             chains of vector FMAs, nothing from memory
-//   sgemm     OpenBLAS's sgemm, loaded and chosen as Orochi does (blas.c), at given shapes
-//             M×N×K (row-major X[M,K]·W[N,K]ᵀ, a layer's product of M tokens): the prefill ceiling
+//   sgemm     a layer's product of M tokens at given shapes M×N×K (row-major X[M,K]·W[N,K]ᵀ) by
+//             the kernel Orochi runs for it (orochi_gemm_uses_own_for): OpenBLAS's sgemm, loaded and
+//             chosen as Orochi does (blas.c), or our multi-token kernel: the prefill ceiling
 //   cycle     Orochi's one-token kernel (orochi_matvec, f32) over a working set of S MB of
 //             matrices read in the same order again and again, as decode reads a model's weights:
 //             below the last-level cache it runs from cache, above it from DRAM
@@ -83,16 +84,23 @@ static double fma_all(int threads) {
 }
 
 // ---------- sgemm at a layer's shape ----------
-static double sgemm_rate(long m, long n, long k) {
+/// One product Y[m, n] = X[m, k]·W[n, k]ᵀ by the kernel Orochi runs for that shape.
+static void layer_product(int own, long m, long n, long k, const float *x, const float *w, float *y) {
+    if (own) orochi_matvec_multi(OROCHI_F32, w, n, k, k, x, k, m, y, n, 0);
+    else orochi_sgemm(111, 112, (int)m, (int)n, (int)k, 1, x, (int)k, w, (int)k, 0, y, (int)n);
+}
+
+static double sgemm_rate(long m, long n, long k, int *own) {
     float *x = checked(4 * m * k), *w = checked(4 * n * k), *y = checked(4 * m * n);
     for (long i = 0; i < m * k; i++) x[i] = (float)(i % 97) * 1e-3f;
     for (long i = 0; i < n * k; i++) w[i] = (float)(i % 89) * 1e-3f;
     double flops = 2.0 * m * n * k, times[15];
     int reps = 0;
-    orochi_sgemm(111, 112, (int)m, (int)n, (int)k, 1, x, (int)k, w, (int)k, 0, y, (int)n);   // warm-up
+    *own = orochi_gemm_uses_own_for(n, k);
+    layer_product(*own, m, n, k, x, w, y);              // warm-up
     for (double start = now(); reps < 15 && (reps < 5 || now() - start < 2); reps++) {
         double t = now();
-        orochi_sgemm(111, 112, (int)m, (int)n, (int)k, 1, x, (int)k, w, (int)k, 0, y, (int)n);
+        layer_product(*own, m, n, k, x, w, y);
         times[reps] = now() - t;
     }
     free(x); free(w); free(y);
@@ -195,9 +203,11 @@ int main(int argc, char **argv) {
     else printf("threads %d, orochi kernels %s, OpenBLAS core %s\nfma peak: %.1f GFLOP/s on one core, %.1f on %d threads\n",
                 threads, orochi_isa_name(orochi_isa()), orochi_blas_core(), fma1 / 1e9, fmaT / 1e9, threads);
     for (int i = 0; i < gemms; i++) {
-        double r = sgemm_rate(shapes[i][0], shapes[i][1], shapes[i][2]);
-        if (json) printf("%s{\"m\": %ld, \"n\": %ld, \"k\": %ld, \"flops\": %.4g}", i ? ", " : "", shapes[i][0], shapes[i][1], shapes[i][2], r);
-        else printf("sgemm %ldx%ldx%ld: %.1f GFLOP/s (%.0f %% of the fma peak)\n", shapes[i][0], shapes[i][1], shapes[i][2], r / 1e9, fmaT > 0 ? 100 * r / fmaT : 0);
+        int own;
+        double r = sgemm_rate(shapes[i][0], shapes[i][1], shapes[i][2], &own);
+        const char *by = own ? "orochi" : "openblas";
+        if (json) printf("%s{\"m\": %ld, \"n\": %ld, \"k\": %ld, \"flops\": %.4g, \"kernel\": \"%s\"}", i ? ", " : "", shapes[i][0], shapes[i][1], shapes[i][2], r, by);
+        else printf("product %ldx%ldx%ld (%s): %.1f GFLOP/s (%.0f %% of the fma peak)\n", shapes[i][0], shapes[i][1], shapes[i][2], by, r / 1e9, fmaT > 0 ? 100 * r / fmaT : 0);
     }
     if (json) printf("],\n \"cycle\": [");
     for (int i = 0; i < cycles; i++) {

@@ -162,7 +162,7 @@ def ceilings_for(res, shape):
 
 def bounds(ceilings, shape):
     """Upper bounds from the ceilings for one shape: pp512 tok/s with the layers' products at the
-    measured sgemm rates (plus the scan for Mamba) and nothing else; decode tok/s at depth 0 with its
+    measured rates of the kernels Orochi runs for them (plus the scan for Mamba) and nothing else; decode tok/s at depth 0 with its
     bytes per token read at the measured cycling bandwidth and nothing else."""
     if not ceilings or shape not in ceilings.get("shapes", {}):
         return None, None
@@ -400,8 +400,10 @@ def render_ceilings(c):
              + f": `{c['command']}`.", "",
              f"- FMA peak: {c['fma_one_core'] / 1e9:.1f} GFLOP/s on one core, {peak / 1e9:.1f} on {c['threads']} threads "
              f"(independent vector multiply-adds, {c['isa']}).",
-             f"- OpenBLAS sgemm ({c['blas']}) at each layer product of {PP} tokens, X[{PP}, K]·W[N, K]ᵀ: " +
-             ", ".join(f"N {g['n']} K {g['k']} {g['flops'] / 1e9:.0f}" + (f" ({100 * g['flops'] / peak:.0f} %)" if peak else "")
+             f"- Each layer product of {PP} tokens, X[{PP}, K]·W[N, K]ᵀ, by the kernel Orochi runs for it "
+             f"(OpenBLAS's sgemm, {c['blas']}, or Orochi's multi-token kernel, marked *): " +
+             ", ".join(f"N {g['n']} K {g['k']} {g['flops'] / 1e9:.0f}" + ("*" if g.get("kernel") == "orochi" else "")
+                       + (f" ({100 * g['flops'] / peak:.0f} %)" if peak else "")
                        for g in c["sgemm"]) + " GFLOP/s (% of the FMA peak).",
              "- One-token products (orochi_matvec, f32) cycling over a working set of each model's bytes per token, "
              "as decode reads them: " + ", ".join(f"{x['megabytes']:g} MB {x['bytes_per_second'] / 1e9:.1f} GB/s" for x in c["cycle"]) +
@@ -468,7 +470,7 @@ def render(res, doc_header):
             bound = bound_prefill if metric == "prefill" else bound_decode
             if bound is None or not ref:
                 return "—"
-            what = "layer products at the measured sgemm rates" + (" + the scan" if shape.startswith("mamba") else "") \
+            what = "layer products at their measured rates" + (" + the scan" if shape.startswith("mamba") else "") \
                 if metric == "prefill" else "its bytes at the measured cycling bandwidth, depth 0"
             return f"{fmt(bound)} tok/s = {bound / ref:.2f}× ({what})"
 
@@ -611,8 +613,9 @@ instead of OpenBLAS's SSE3 sgemm (README, "Which kernels run"); attention's tile
 prefill are Orochi's own kernels whatever the OpenBLAS core.
 
 Ceilings: before the engines run, `make ceilings` (Benchmarks/Ceilings/ceilings.c, built from the kernels'
-own C sources) measures what the machine allows with the kernels Orochi runs: the FMA peak, OpenBLAS's
-sgemm at every layer product of a 512-token prefill, Orochi's one-token products reading a working set the
+own C sources) measures what the machine allows with the kernels Orochi runs: the FMA peak, every layer
+product of a 512-token prefill by the kernel Orochi runs for it (OpenBLAS's sgemm, or Orochi's own for
+short inner sizes and small products), Orochi's one-token products reading a working set the
 size of each model's bytes per token over and over (as decode does: a set that fits the shared L3 reads
 from cache, a larger one from DRAM), and the selective scan's cost per state update. From them the goal
 table derives, per shape, the fastest prefill (layer products at those rates, plus the scan for Mamba,
