@@ -158,6 +158,34 @@ struct ActivationTests {
             #expect(abs(Double(g[i]) - silu(x[i]) * Double(up[i])) <= 1e-6 * max(1, abs(silu(x[i]) * Double(up[i]))), "swiglu at \(i)")
         }
     }
+
+    /// A prefill's RMSNorm and SwiGLU split their rows over the threads (from 32,768 elements): every
+    /// row and element against double precision, on 2 threads, with sizes that split unevenly.
+    @Test func prefillSizedNormAndSwigluMatchDoublePrecision() {
+        var rng = SplitMix64(seed: 11)
+        let threadsBefore = BLAS.threads
+        defer { BLAS.threads = threadsBefore }
+        BLAS.threads = 2
+        let rows = 203, dim = 250, n = rows * dim
+        let x = (0..<n).map { _ in (rng.nextUnitFloat() - 0.5) * 8 }, w = (0..<dim).map { _ in rng.nextUnitFloat() + 0.5 }
+        var y = [Float](repeating: .nan, count: n)
+        Kernels.rmsNorm(rows: rows, x, weight: w, into: &y, count: dim, eps: 1e-5)
+        var wrongNorm = 0
+        for r in 0..<rows {
+            let row = (0..<dim).map { Double(x[r * dim + $0]) }
+            let scale = 1 / (row.map { $0 * $0 }.reduce(0, +) / Double(dim) + 1e-5).squareRoot()
+            for i in 0..<dim where !(abs(Double(y[r * dim + i]) - row[i] * scale * Double(w[i])) <= 1e-5) { wrongNorm += 1 }
+        }
+        #expect(wrongNorm == 0, "\(wrongNorm) wrong RMSNorm outputs")
+        let up = (0..<n).map { _ in rng.nextUnitFloat() * 4 - 2 }
+        var g = x
+        Kernels.swiglu(&g, up, count: n)
+        let wrongSwiglu = (0..<n).filter { i in
+            let want = Double(x[i]) / (1 + Foundation.exp(-Double(x[i]))) * Double(up[i])
+            return !(abs(Double(g[i]) - want) <= 1e-6 * max(1, abs(want)))
+        }.count
+        #expect(wrongSwiglu == 0, "\(wrongSwiglu) wrong SwiGLU outputs")
+    }
 }
 
 /// A random [rows, columns] matrix in f32 and the same values narrowed to f16 and bf16.
