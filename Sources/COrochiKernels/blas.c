@@ -151,9 +151,8 @@ int orochi_gemm_uses_own(void) {
 }
 
 int orochi_gemm_uses_own_for(long n, long k) {
-    if (gemm_mode != 0) return gemm_mode == 1;
-    if (orochi_blas_is_weak()) return 1;
-    if (orochi_isa() != OROCHI_ISA_AVX512) return 0;
+    if (orochi_gemm_uses_own()) return 1;
+    if (gemm_mode != 0 || orochi_isa() != OROCHI_ISA_AVX512) return 0;
     return k < OROCHI_SHORT_K || n * k <= OROCHI_SMALL_PRODUCT;
 }
 

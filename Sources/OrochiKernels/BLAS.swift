@@ -77,6 +77,7 @@ public enum BLAS {
     /// SSE only)": who runs the products of many tokens.
     public static var gemmSummary: String {
         if usesOwnGEMM { return "orochi avx512 (OpenBLAS's \(core) kernels are SSE only)" }
+        // A product of no weights takes ours exactly when the short/small rule is in force.
         return orochi_gemm_uses_own_for(0, 0) != 0 ? "openblas; \(smallProducts)" : "openblas"
     }
     /// Which products take our kernel beside good OpenBLAS kernels (orochi_gemm_uses_own_for).
@@ -116,21 +117,18 @@ public enum KernelInfo {
 
 /// Work split over our thread pool from Swift: `body(part, parts)` runs once for every part in
 /// 0..<parts, each on one thread (the caller's among them), and returns when all are done. Each
-/// part index runs exactly once, so a part may own a slot of scratch memory.
+/// part index runs exactly once, so a part may own a slot of scratch memory. Allocates nothing:
+/// the pool gets a pointer to the caller's closure, which lives until every part has returned.
 public enum Parallel {
-    private final class Task {
-        let body: (Int, Int) -> Void
-        init(_ body: @escaping (Int, Int) -> Void) { self.body = body }
-    }
-
     public static func run(parts: Int, _ body: (_ part: Int, _ parts: Int) -> Void) {
         guard parts > 1 else { if parts == 1 { body(0, 1) }; return }
+        typealias Body = (Int, Int) -> Void
         withoutActuallyEscaping(body) { body in
-            let task = Task(body)
-            withExtendedLifetime(task) {
+            var body = body
+            withUnsafeMutablePointer(to: &body) { pointer in
                 orochi_pool_run_chunks({ context, index, count in
-                    Unmanaged<Task>.fromOpaque(context!).takeUnretainedValue().body(Int(index), Int(count))
-                }, Unmanaged.passUnretained(task).toOpaque(), Int32(clamping: parts))
+                    context!.assumingMemoryBound(to: Body.self).pointee(Int(index), Int(count))
+                }, pointer, Int32(clamping: parts))
             }
         }
     }

@@ -55,8 +55,9 @@ public struct WeightMatrix: @unchecked Sendable {
                        scratch: UnsafeMutablePointer<Float>?, scratchCount: Int) {
         let ldy = ldy ?? rows
         if orochi_gemm_uses_own_for(rows, columns) != 0 {
-            // OpenBLAS runs SSE kernels on an AVX-512 CPU (BLAS.isWeak), or the inner size is short
-            // (Mamba's dt_proj): our multi-token kernel, on the weights as stored, does it faster.
+            // OpenBLAS runs SSE kernels on an AVX-512 CPU (BLAS.isWeak), or the product is short
+            // (Mamba's dt_proj) or small (a 6.4M model's layers): our multi-token kernel, on the
+            // weights as stored, does it faster.
             matvecMulti(x, rows: m, ldx: ldx, into: y, ldy: ldy, accumulate: accumulate)
             return
         }
