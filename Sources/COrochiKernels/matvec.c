@@ -48,6 +48,7 @@ T512 static inline __m512 ldm512_bf16(const void *p, long j, __mmask16 m) {
 // hardware prefetchers follow best. Four rows interleaved (with software prefetch of the next four)
 // read a 49 MB f16 matrix at 11.9 GB/s on one core of an AMD EPYC whose memory was shared with other
 // work; this order at 25.7 GB/s (llama.cpp's order too). Four 16-lane sums per row, a masked tail.
+// f32 rows; half-precision rows below (ROWS512_HALF), in the same order.
 #define ROWS512(NAME, LD, LDM, ESZ)                                                                        \
 T512 static void NAME(const void *w, long r0, long r1, long k, long ldw, const float *x, float *y, int acc) { \
     const char *base = (const char *)w;                                                                    \
@@ -70,8 +71,43 @@ T512 static void NAME(const void *w, long r0, long r1, long k, long ldw, const f
     }                                                                                                      \
 }
 ROWS512(rows512_f32, ld512_f32, ldm512_f32, 4)
-ROWS512(rows512_f16, ld512_f16, ldm512_f16, 2)
-ROWS512(rows512_bf16, ld512_bf16, ldm512_bf16, 2)
+
+// Half-precision rows, 128 weights (four cache lines) per iteration, each line one 512-bit load
+// widened in two halves. Against ROWS512's one 256-bit load per 16 weights, this read a 230 MB f16
+// working set at 27.6–29.7 GB/s instead of 25.4–27.6 (interleaved, AMD EPYC, 2 threads), within
+// 2–5 % of the f32 kernel on the same bytes: half as many load instructions per cache line.
+T512 static inline __m512 widen_lo_f16(__m512i h) { return _mm512_cvtph_ps(_mm512_castsi512_si256(h)); }
+T512 static inline __m512 widen_hi_f16(__m512i h) { return _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1)); }
+T512 static inline __m512 widen_lo_bf16(__m512i h) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(h)), 16));
+}
+T512 static inline __m512 widen_hi_bf16(__m512i h) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(h, 1)), 16));
+}
+#define ROWS512_HALF(NAME, LD, LDM, LO, HI)                                                                \
+T512 static void NAME(const void *w, long r0, long r1, long k, long ldw, const float *x, float *y, int acc) { \
+    long k128 = k & ~127L, k16 = k & ~15L;                                                                 \
+    __mmask16 tail = (__mmask16)((1u << (k - k16)) - 1);                                                   \
+    for (long r = r0; r < r1; r++) {                                                                       \
+        const uint16_t *w0 = (const uint16_t *)w + r * ldw;                                                \
+        __m512 a[8];                                                                                       \
+        for (int i = 0; i < 8; i++) a[i] = _mm512_setzero_ps();                                            \
+        long j = 0;                                                                                        \
+        for (; j < k128; j += 128)                                                                         \
+            for (int i = 0; i < 4; i++) {                                                                  \
+                __m512i h = _mm512_loadu_si512(w0 + j + 32 * i);                                           \
+                a[2 * i] = _mm512_fmadd_ps(LO(h), _mm512_loadu_ps(x + j + 32 * i), a[2 * i]);              \
+                a[2 * i + 1] = _mm512_fmadd_ps(HI(h), _mm512_loadu_ps(x + j + 32 * i + 16), a[2 * i + 1]); \
+            }                                                                                              \
+        for (; j < k16; j += 16) a[0] = _mm512_fmadd_ps(LD(w0, j), _mm512_loadu_ps(x + j), a[0]);          \
+        if (tail) a[1] = _mm512_fmadd_ps(LDM(w0, j, tail), _mm512_maskz_loadu_ps(tail, x + j), a[1]);      \
+        for (int i = 1; i < 8; i++) a[0] = _mm512_add_ps(a[0], a[i]);                                      \
+        float s = _mm512_reduce_add_ps(a[0]);                                                              \
+        y[r] = acc ? y[r] + s : s;                                                                         \
+    }                                                                                                      \
+}
+ROWS512_HALF(rows512_f16, ld512_f16, ldm512_f16, widen_lo_f16, widen_hi_f16)
+ROWS512_HALF(rows512_bf16, ld512_bf16, ldm512_bf16, widen_lo_bf16, widen_hi_bf16)
 
 // ---------- AVX2 + FMA + F16C ----------
 T256 static inline __m256 ld256_f32(const void *p, long j) { return _mm256_loadu_ps((const float *)p + j); }
