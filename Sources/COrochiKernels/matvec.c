@@ -193,6 +193,31 @@ void orochi_matvec(int dtype, const void *w, long n, long k, long ldw, const flo
     orochi_pool_run_chunks(matvec_part, &job, blocks < chunks ? (int)blocks : chunks);
 }
 
+typedef struct { const orochi_group_product *p; int count; long k; const float *x; int acc; long blocks; } group_job;
+
+// The group's rows as one row space, the products one after the other, in blocks of 16 rows of
+// one product (a block never spans two): chunk `index` takes its share of the blocks.
+static void group_part(void *ctx, int index, int count) {
+    const group_job *j = ctx;
+    long b0 = j->blocks * index / count, b1 = j->blocks * (index + 1) / count, first = 0;
+    for (int i = 0; i < j->count && first < b1; i++) {
+        const orochi_group_product *p = j->p + i;
+        long blocks = (p->n + 15) / 16;
+        long s = b0 > first ? b0 - first : 0, e = b1 - first < blocks ? b1 - first : blocks;
+        if (s < e) orochi_matvec_rows(p->dtype, p->w, s * 16, e * 16 < p->n ? e * 16 : p->n, j->k, p->ldw, j->x, p->y, j->acc);
+        first += blocks;
+    }
+}
+
+void orochi_matvec_group(const orochi_group_product *products, int count, long k, const float *x, int acc) {
+    long weights = 0, blocks = 0;
+    for (int i = 0; i < count; i++) { weights += products[i].n * k; blocks += (products[i].n + 15) / 16; }
+    group_job job = {products, count, k, x, acc, blocks};
+    if (weights < PARALLEL_MIN_WEIGHTS || blocks < 2 || orochi_pool_threads() == 1) { group_part(&job, 0, 1); return; }
+    int chunks = 4 * orochi_pool_threads();
+    orochi_pool_run_chunks(group_part, &job, blocks < chunks ? (int)blocks : chunks);
+}
+
 // ---------- a few tokens at once (a batch of sequences decoding together) ----------
 // Y[i, r] = Σ_j W[r, j] · X[i, j] for up to 8 rows of X: each weight is loaded (and widened) once
 // for four rows of X, so B sequences decoding together read the weights ⌈B/4⌉ times, not B times.

@@ -84,6 +84,11 @@ void orochi_matvec(int dtype, const void *w, long n, long k, long ldw, const flo
 /// at once (batched decode), each weight read once per four tokens; threaded like orochi_matvec.
 void orochi_matvec_multi(int dtype, const void *w, long n, long k, long ldw, const float *x, long ldx, long m,
                          float *y, long ldy, int accumulate);
+/// One of the products of orochi_matvec_group: y[n] (+)= W[n, k] · x, rows `ldw` elements apart.
+typedef struct { int dtype; const void *w; long n, ldw; float *y; } orochi_group_product;
+/// Several one-token products of the same x[k] (a layer's q, k and v; its gate and up), their rows
+/// handed to the pool as one job: one hand-off for the group instead of one per matrix.
+void orochi_matvec_group(const orochi_group_product *products, int count, long k, const float *x, int accumulate);
 /// The same on the calling thread only, over rows [row_begin, row_end).
 void orochi_matvec_rows(int dtype, const void *w, long row_begin, long row_end, long k, long ldw,
                         const float *x, float *y, int accumulate);

@@ -163,9 +163,13 @@ struct AttentionMixer {
         let t = rows.count, qDim = heads * headDim, kvDim = kvHeads * headDim
         let q = s.q.pointer, k = s.k.pointer, v = s.v.pointer, out = s.out.pointer
         Profiler.time(.projection) {
-            weights.q(h, rows: t, into: q, widen: widen)      // Q[T, H·d]
-            weights.k(h, rows: t, into: k, widen: widen)      // K[T, G·d]
-            weights.v(h, rows: t, into: v, widen: widen)      // V[T, G·d]
+            if t == 1 {
+                Linear.oneToken(h, (weights.q, q), (weights.k, k), (weights.v, v))   // one job for the threads
+            } else {
+                weights.q(h, rows: t, into: q, widen: widen)      // Q[T, H·d]
+                weights.k(h, rows: t, into: k, widen: widen)      // K[T, G·d]
+                weights.v(h, rows: t, into: v, widen: widen)      // V[T, G·d]
+            }
         }
         Profiler.time(.rope) {
             for i in 0..<t {

@@ -34,6 +34,18 @@ struct Linear {
         }
         if let bias { for i in 0..<t { Kernels.add(bias, into: y + i * outputs, count: outputs) } }
     }
+
+    /// One token through two or three layers of the same input x[in] (a layer's q, k and v; its
+    /// gate and up) as one job for the threads (WeightMatrix.matvec), biases added after.
+    static func oneToken(_ x: UnsafePointer<Float>, _ a: (Linear, UnsafeMutablePointer<Float>),
+                         _ b: (Linear, UnsafeMutablePointer<Float>), _ c: (Linear, UnsafeMutablePointer<Float>)? = nil) {
+        WeightMatrix.matvec(x, (a.0.weight, a.1), (b.0.weight, b.1), c.map { ($0.0.weight, $0.1) })
+        func addBias(_ m: (Linear, UnsafeMutablePointer<Float>)) {
+            if let bias = m.0.bias { Kernels.add(bias, into: m.1, count: m.0.outputs) }
+        }
+        addBias(a); addBias(b)
+        if let c { addBias(c) }
+    }
 }
 
 /// Prefill's scratch for half-precision weights: sgemm needs float32, so each matrix is widened a

@@ -88,6 +88,52 @@ struct MatvecTests {
         }
     }
 
+    /// Two or three one-token products of the same input as one job for the threads (a layer's
+    /// q, k and v; its gate and up): each output equals that matrix's own one-token product, for
+    /// mixed storage types, every kernel family, one and two threads, groups too small to split
+    /// and large ones whose chunks span the matrices; no output row past a matrix's own is written.
+    @Test(arguments: [[256, 128, 128], [688, 688], [7, 33, 600], [3, 5]])
+    func groupedProductsMatchEachProductAlone(_ rows: [Int]) {
+        let k = rows.count == 2 ? 256 : rows[0] == 7 ? 70 : 15
+        var rng = SplitMix64(seed: UInt64(rows.reduce(k, +)))
+        let matrices = rows.map { RandomWeights(rows: $0, columns: k, &rng) }
+        let x = (0..<k).map { _ in rng.nextUnitFloat() - 0.5 }
+        let threadsBefore = BLAS.threads
+        defer { BLAS.threads = threadsBefore; KernelInfo.force(nil) }
+        let types: [WeightType] = [.f16, .f32, .bf16]
+        for family in ["portable", "avx2", "avx512"] where KernelInfo.force(family) == family {
+            for threads in [1, 2] {
+                BLAS.threads = threads
+                let guardRows = 5
+                let grouped = rows.map { n -> UnsafeMutablePointer<Float> in
+                    let p = UnsafeMutablePointer<Float>.allocate(capacity: n + guardRows)
+                    p.initialize(repeating: .nan, count: n + guardRows)
+                    return p
+                }
+                defer { grouped.forEach { $0.deallocate() } }
+                var alone = rows.map { [Float](repeating: 0, count: $0) }
+                for (i, m) in matrices.enumerated() {
+                    m.with(types[i]) { w in x.withUnsafeBufferPointer { w.matvec($0.baseAddress!, into: &alone[i]) } }
+                }
+                func run(_ ws: [WeightMatrix]) {
+                    x.withUnsafeBufferPointer { xs in
+                        WeightMatrix.matvec(xs.baseAddress!, (ws[0], grouped[0]), (ws[1], grouped[1]), ws.count == 3 ? (ws[2], grouped[2]) : nil)
+                    }
+                }
+                // The matrices' storage stays alive while the group runs.
+                matrices[0].with(types[0]) { w0 in matrices[1].with(types[1]) { w1 in
+                    if matrices.count == 3 { matrices[2].with(types[2]) { w2 in run([w0, w1, w2]) } } else { run([w0, w1]) }
+                } }
+                for i in rows.indices {
+                    let out = Array(UnsafeBufferPointer(start: grouped[i], count: rows[i] + guardRows))
+                    #expect(Array(out.prefix(rows[i])) == alone[i], "\(family) \(threads) threads, matrix \(i) (\(rows[i]) rows)")
+                    let untouched = out.suffix(guardRows).allSatisfy { $0.isNaN }
+                    #expect(untouched, "\(family) \(threads) threads, matrix \(i): rows past its end written")
+                }
+            }
+        }
+    }
+
     /// Products of many tokens through our multi-token kernel (what runs when OpenBLAS has only SSE
     /// kernels) equal OpenBLAS's sgemm, for every storage type, with and without accumulating.
     /// Short inner sizes (k < 128, Mamba's dt_proj) take packed panels of 64 rows: partial panels,
