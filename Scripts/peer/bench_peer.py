@@ -46,6 +46,8 @@ GOALS = {
     "mamba-130m": {"prefill": 3.0, "decode": 1.3},
 }
 F16_GOAL = 1.8
+# Shapes whose decode must also reach this fraction of the bandwidth Orochi measures (issue 10).
+ROOFLINE_GOAL = {"llama-130m": 0.9}
 # Above this median 1-minute load average (2 cores) a shape's goals are reported but not judged.
 BUSY_LOAD = 2.5
 ENVS = {"unset": None, "Prescott": "Prescott"}   # OPENBLAS_CORETYPE for the orochi runs
@@ -389,6 +391,31 @@ def fr(r):
     return "—" if r is None else f"{r:.2f}×"
 
 
+def measured_bandwidth(res, env):
+    """Orochi's own read-bandwidth figure (bytes/s) of the runs under `env`, from its notes."""
+    m = re.search(r"read bandwidth: ([0-9.]+) GB/s", res.get("notes", {}).get(f"bandwidth {env}", ""))
+    return float(m.group(1)) * 1e9 if m else None
+
+
+def roofline_row(res, samples, shape, env, verdict):
+    """The goal row 'decode at depth 0 reads its bytes at ≥ ROOFLINE_GOAL of the measured bandwidth':
+    bytes per decoded token (`orochi inspect`) × tokens/s ÷ Orochi's bandwidth figure of that run,
+    with llama.cpp's fraction on the same bytes and bandwidth beside it."""
+    goal = ROOFLINE_GOAL[shape]
+    label = f"decode ≥ {goal} of the bandwidth roofline"
+    c = ceilings_for(res, shape) or {}
+    nbytes = c.get("shapes", {}).get(shape, {}).get("bytes")
+    bw = measured_bandwidth(res, env)
+    ours = value(samples, shape=shape, engine="orochi", dtype="f32", env=env, metric="decode", depth=0)
+    theirs = value(samples, shape=shape, engine="llama.cpp", dtype="f32", metric="decode", depth=0)
+    if not (nbytes and bw and ours):
+        return (shape, label, env, "not measured", "—", "—")
+    frac = nbytes * ours / bw
+    peer = f"; llama.cpp {nbytes * theirs / bw:.2f}" if theirs else ""
+    return (shape, label, env, f"{frac:.2f} (depth 0: {nbytes / 1e6:.1f} MB per token × {fmt(ours)} tok/s ÷ {bw / 1e9:.1f} GB/s{peer})",
+            verdict(frac >= goal), "—")
+
+
 def render_ceilings(c):
     """The ceilings section: what the machine allows, measured in this run with our own kernels."""
     if not c:
@@ -528,6 +555,8 @@ def render(res, doc_header):
                 where = "pp512" if metric == "prefill" else f"worst at depth {worst[0]:,}; " + ", ".join(f"{d:,}: {r:.2f}×" for d, r in got)
                 goal_rows.append((shape, f"{metric} ≥ {goal}× llama.cpp", e, f"{worst[1]:.2f}× ({where})",
                                   verdict(worst[1] >= goal), ceiling_cell(metric, e)))
+            if shape in ROOFLINE_GOAL:
+                goal_rows.append(roofline_row(res, samples, shape, e, verdict))
             if ps["f16_depths"]:
                 got = [(d, r) for d, r in f16r[e] if r is not None]
                 if got:
