@@ -336,7 +336,7 @@ KERNEL_FAMILY(ROW512, row512)
 // cost more than the products; at 512 × 2048 × 768 (a Llama MLP) 183–200 against 162. Narrow
 // products (fewer than 256 rows, k ≥ 128: x_proj's 80) stay with the dot-product kernels, which
 // read each weight row once for all the tokens of a block and won there (144–160 against 63–116).
-enum { PANEL = 64, PANEL_TOKENS = 4, PANEL_MIN_ROWS = 256, PANEL_MAX_K = 4096 };
+enum { PANEL = 64, PANEL_TOKENS = 4, PANEL_MIN_ROWS = OROCHI_PANEL_MIN_ROWS, PANEL_MAX_K = OROCHI_PANEL_MAX_K };
 
 /// Whether a product of m tokens, n rows and inner size k takes the panels.
 static inline int use_panels(long m, long n, long k) {
@@ -355,12 +355,50 @@ static float *panel_scratch(long k) {
     return buffer;
 }
 
+// out[j] = column j of the 16 rows r[0..15] (a 16 × 16 transpose in registers): pairs of rows
+// interleaved, then pairs of pairs, then 128-bit lanes gathered in two steps; 64 shuffles.
+T512 static inline void transpose16(__m512 r[16]) {
+    __m512 t[16], u[16];
+    for (int q = 0; q < 16; q += 2) { t[q] = _mm512_unpacklo_ps(r[q], r[q + 1]); t[q + 1] = _mm512_unpackhi_ps(r[q], r[q + 1]); }
+    for (int g = 0; g < 16; g += 4) {              // u[g + s], lane L: rows g..g+3 at column 4L + s
+        u[g] = _mm512_shuffle_ps(t[g], t[g + 2], 0x44); u[g + 1] = _mm512_shuffle_ps(t[g], t[g + 2], 0xEE);
+        u[g + 2] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0x44); u[g + 3] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0xEE);
+    }
+    for (int s = 0; s < 4; s++) {
+        __m512 v0 = _mm512_shuffle_f32x4(u[s], u[4 + s], 0x88), v1 = _mm512_shuffle_f32x4(u[s], u[4 + s], 0xDD);
+        __m512 w0 = _mm512_shuffle_f32x4(u[8 + s], u[12 + s], 0x88), w1 = _mm512_shuffle_f32x4(u[8 + s], u[12 + s], 0xDD);
+        r[s] = _mm512_shuffle_f32x4(v0, w0, 0x88); r[4 + s] = _mm512_shuffle_f32x4(v1, w1, 0x88);
+        r[8 + s] = _mm512_shuffle_f32x4(v0, w0, 0xDD); r[12 + s] = _mm512_shuffle_f32x4(v1, w1, 0xDD);
+    }
+}
+
+// panel[j, c] = W[n0 + c, j] widened to f32, for c < nb (0 beyond, up to 64), j < k: tiles of 16
+// rows × 16 columns loaded (masked at the edges), transposed in registers, stored as panel rows.
+// Element by element, this packing was 8 % of the panel kernel's time.
+T512 static void pack_panel_512(int dtype, const void *w, long n0, long nb, long k, long ldw, float *panel) {
+    for (long c0 = 0; c0 < PANEL; c0 += 16) {
+        long rows = nb - c0 < 0 ? 0 : nb - c0 < 16 ? nb - c0 : 16;
+        for (long j0 = 0; j0 < k; j0 += 16) {
+            long cols = k - j0 < 16 ? k - j0 : 16;
+            __mmask16 mk = (__mmask16)((1u << cols) - 1);
+            __m512 r[16];
+            for (long q = 0; q < 16; q++) {
+                if (q >= rows) { r[q] = _mm512_setzero_ps(); continue; }
+                const char *row = (const char *)w + (n0 + c0 + q) * ldw * (dtype == OROCHI_F32 ? 4 : 2);
+                r[q] = dtype == OROCHI_F16 ? ldm512_f16(row, j0, mk) : dtype == OROCHI_BF16 ? ldm512_bf16(row, j0, mk)
+                                                                  : ldm512_f32(row, j0, mk);
+            }
+            transpose16(r);
+            for (long i = 0; i < cols; i++) _mm512_store_ps(panel + (j0 + i) * PANEL + c0, r[i]);
+        }
+    }
+}
+
 T512 static void panels_512(int dtype, const void *w, long r0, long r1, long k, long ldw, const float *x, long ldx,
                             long m, float *y, long ldy, int acc, float *panel) {
     for (long n0 = r0; n0 < r1; n0 += PANEL) {
         long nb = r1 - n0 < PANEL ? r1 - n0 : PANEL;
-        for (long c = 0; c < PANEL; c++)
-            for (long j = 0; j < k; j++) panel[j * PANEL + c] = c < nb ? load_any(dtype, w, (n0 + c) * ldw + j) : 0;
+        pack_panel_512(dtype, w, n0, nb, k, ldw, panel);
         __mmask16 mk[4];
         for (int v = 0; v < 4; v++) { long left = nb - 16 * v; mk[v] = left >= 16 ? 0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1); }
         for (long t0 = 0; t0 < m; t0 += PANEL_TOKENS) {

@@ -73,15 +73,16 @@ public enum BLAS {
     public static func setGEMM(_ mode: GEMM) { orochi_set_gemm_mode(mode.rawValue) }
     /// True when the layers' products of many tokens run through our kernel, not OpenBLAS.
     public static var usesOwnGEMM: Bool { orochi_gemm_uses_own() != 0 }
-    /// "openblas", "openblas; orochi avx512 for …" or "orochi avx512 (OpenBLAS's <core> kernels are
+    /// "openblas", "orochi avx512; openblas for …" or "orochi avx512 (OpenBLAS's <core> kernels are
     /// SSE only)": who runs the products of many tokens.
     public static var gemmSummary: String {
         if usesOwnGEMM { return "orochi avx512 (OpenBLAS's \(core) kernels are SSE only)" }
-        // A product of no weights takes ours exactly when the short/small rule is in force.
-        return orochi_gemm_uses_own_for(0, 0) != 0 ? "openblas; \(smallProducts)" : "openblas"
+        // A product of no weights takes ours exactly when the shape rule is in force.
+        return orochi_gemm_uses_own_for(0, 0) != 0 ? ownProducts : "openblas"
     }
     /// Which products take our kernel beside good OpenBLAS kernels (orochi_gemm_uses_own_for).
-    public static let smallProducts = "orochi avx512 for inner sizes below \(OROCHI_SHORT_K) and products of up to \(OROCHI_SMALL_PRODUCT) weights"
+    public static let ownProducts = "orochi avx512; openblas for inner sizes above \(OROCHI_PANEL_MAX_K), and for products of "
+        + "fewer than \(OROCHI_PANEL_MIN_ROWS) rows with inner sizes of \(OROCHI_SHORT_K) or more and over \(OROCHI_SMALL_PRODUCT) weights"
     /// OpenBLAS's build description, e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY SkylakeX MAX_THREADS=64".
     public static var configuration: String { String(cString: orochi_blas_config()) }
     /// Nil when OpenBLAS loaded; otherwise what went wrong (e.g. the library is not installed).

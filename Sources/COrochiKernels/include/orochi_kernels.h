@@ -47,12 +47,16 @@ int orochi_blas_is_weak(void);
 /// our kernel, 2 always OpenBLAS (tests compare the two).
 void orochi_set_gemm_mode(int mode);
 int orochi_gemm_uses_own(void);
-/// Products with an inner size below OROCHI_SHORT_K, or of at most OROCHI_SMALL_PRODUCT weights,
-/// take our AVX-512 kernel even beside good OpenBLAS kernels: Mamba's dt_proj (k = 16–48) ran 1.4×
-/// OpenBLAS SkylakeX's sgemm, and a 6.4M-parameter Mamba's whole 512-token prefill 1.2–1.7× (small
-/// products, where OpenBLAS's threading costs as much as the arithmetic). llama-130m's 768 × 768
-/// products, above the threshold, were no faster through ours.
-enum { OROCHI_SHORT_K = 128, OROCHI_SMALL_PRODUCT = 1 << 19 };
+/// On an AVX-512 CPU our multi-token kernel takes, even beside good OpenBLAS kernels: products with
+/// an inner size below OROCHI_SHORT_K (Mamba's dt_proj, k = 16–48: 1.4× OpenBLAS SkylakeX's
+/// sgemm), products of at most OROCHI_SMALL_PRODUCT weights (a 6.4M-parameter Mamba's whole
+/// 512-token prefill 1.2–1.7×: OpenBLAS's threading costs as much as the arithmetic there), and
+/// every product its packed panels take (at least OROCHI_PANEL_MIN_ROWS rows, inner size at most
+/// OROCHI_PANEL_MAX_K): with the panels packed by 16 × 16 register transposes, the layer products
+/// of llama-130m and mamba-130m (n 768–3072, k 768–2048, 256 and 512 tokens) ran at 157–204
+/// GFLOP/s against OpenBLAS SkylakeX's 126–182, interleaved on an AMD EPYC with 2 threads; only
+/// 256 × 768 × 1536 was 4 % slower, and 768 × 768 even.
+enum { OROCHI_SHORT_K = 128, OROCHI_SMALL_PRODUCT = 1 << 19, OROCHI_PANEL_MIN_ROWS = 256, OROCHI_PANEL_MAX_K = 4096 };
 /// orochi_gemm_uses_own for a product of n weight rows and inner size k.
 int orochi_gemm_uses_own_for(long n, long k);
 void orochi_blas_set_threads(int threads);

@@ -23,7 +23,9 @@ struct KernelChoiceTests {
         default: #expect(line.contains("OpenBLAS's own choice"), "\(line)")
         }
         #expect(r.stdout.contains("orochi kernels") && r.stdout.contains(KernelInfo.isa))
-        let products = KernelInfo.isa == "avx512" ? "openblas; orochi avx512 for inner sizes below 128 and products of up to 524288 weights" : "openblas"
+        let products = KernelInfo.isa == "avx512"
+            ? "orochi avx512; openblas for inner sizes above 4096, and for products of fewer than 256 rows with inner sizes of 128 or more and over 524288 weights"
+            : "openblas"
         #expect(productsLine(r).hasSuffix(products), "\(productsLine(r))")
     }
 

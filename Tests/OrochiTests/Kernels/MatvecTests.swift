@@ -138,7 +138,7 @@ struct MatvecTests {
     /// kernels) equal OpenBLAS's sgemm, for every storage type, with and without accumulating.
     /// Short inner sizes (k < 128, Mamba's dt_proj) take packed panels of 64 rows: partial panels,
     /// one thread (40 × 16) and several.
-    @Test(arguments: [(130, 70), (600, 300), (64, 768), (40, 16), (1536, 48)])
+    @Test(arguments: [(130, 70), (600, 300), (64, 768), (40, 16), (1536, 48), (300, 1100)])
     func ownProductsOfManyTokensMatchOpenBLAS(_ shape: (Int, Int)) {
         let (n, k) = shape
         var rng = SplitMix64(seed: UInt64(n * 31 + k))
