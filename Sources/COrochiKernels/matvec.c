@@ -498,8 +498,11 @@ void orochi_matvec_multi(int dtype, const void *w, long n, long k, long ldw, con
     }
     multi_job job = {dtype, w, n, k, ldw, x, ldx, m, y, ldy, acc};
     long unit = row_unit(m, n, k), blocks = (n + unit - 1) / unit;
-    int chunks = 4 * orochi_pool_threads();
-    orochi_pool_run_chunks(multi_part, &job, blocks < chunks ? (int)blocks : chunks);
+    // Panels: one per chunk, so that the threads share them evenly (llama-130m's 768 rows are 12
+    // panels; in 8 chunks, of one or two panels, one thread often did 7 of them, the other 5).
+    long chunks = unit == PANEL ? blocks : 4 * orochi_pool_threads();
+    if (chunks > 0xffff) chunks = 0xffff;
+    orochi_pool_run_chunks(multi_part, &job, blocks < chunks ? (int)blocks : (int)chunks);
 }
 
 // ---------- conversions ----------
