@@ -333,9 +333,11 @@ KERNEL_FAMILY(ROW512, row512)
 // input column, 4 loads of the panel, 4 broadcasts of X and 16 fused multiply-adds, no horizontal
 // sums. Against the dot-product kernels above (one sum per weight row and token, reduced across
 // the vector at the end): at k = 48 (Mamba's dt_proj) 184 GFLOP/s against 46, whose reductions
-// cost more than the products; at 512 × 2048 × 768 (a Llama MLP) 183–200 against 162. Narrow
-// products (fewer than 256 rows, k ≥ 128: x_proj's 80) stay with the dot-product kernels, which
-// read each weight row once for all the tokens of a block and won there (144–160 against 63–116).
+// cost more than the products; at 512 × 2048 × 768 (a Llama MLP) 183–200 against 162; at 128 rows
+// (a 6.4M Llama's k and v, two panels) 191–214 against 105–137. Narrower products (fewer than 128
+// rows, k ≥ 128: x_proj's 80) stay with the dot-product kernels, which read each weight row once
+// for all the tokens of a block and won there (144–160 against 63–116): one or two panels, the
+// second mostly empty, would leave a thread idle.
 enum { PANEL = 64, PANEL_TOKENS = 4, PANEL_MIN_ROWS = OROCHI_PANEL_MIN_ROWS, PANEL_MAX_K = OROCHI_PANEL_MAX_K };
 
 /// Whether a product of m tokens, n rows and inner size k takes the panels.

@@ -56,7 +56,7 @@ int orochi_gemm_uses_own(void);
 /// of llama-130m and mamba-130m (n 768–3072, k 768–2048, 256 and 512 tokens) ran at 157–204
 /// GFLOP/s against OpenBLAS SkylakeX's 126–182, interleaved on an AMD EPYC with 2 threads; only
 /// 256 × 768 × 1536 was 4 % slower, and 768 × 768 even.
-enum { OROCHI_SHORT_K = 128, OROCHI_SMALL_PRODUCT = 1 << 19, OROCHI_PANEL_MIN_ROWS = 256, OROCHI_PANEL_MAX_K = 4096 };
+enum { OROCHI_SHORT_K = 128, OROCHI_SMALL_PRODUCT = 1 << 19, OROCHI_PANEL_MIN_ROWS = 128, OROCHI_PANEL_MAX_K = 4096 };
 /// orochi_gemm_uses_own for a product of n weight rows and inner size k.
 int orochi_gemm_uses_own_for(long n, long k);
 void orochi_blas_set_threads(int threads);

@@ -24,7 +24,7 @@ struct KernelChoiceTests {
         }
         #expect(r.stdout.contains("orochi kernels") && r.stdout.contains(KernelInfo.isa))
         let products = KernelInfo.isa == "avx512"
-            ? "orochi avx512; openblas for inner sizes above 4096, and for products of fewer than 256 rows with inner sizes of 128 or more and over 524288 weights"
+            ? "orochi avx512; openblas for inner sizes above 4096, and for products of fewer than 128 rows with inner sizes of 128 or more and over 524288 weights"
             : "openblas"
         #expect(productsLine(r).hasSuffix(products), "\(productsLine(r))")
     }
