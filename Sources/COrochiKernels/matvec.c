@@ -507,6 +507,33 @@ void orochi_matvec_multi(int dtype, const void *w, long n, long k, long ldw, con
     orochi_pool_run_chunks(multi_part, &job, blocks < chunks ? (int)blocks : (int)chunks);
 }
 
+typedef struct { const orochi_group_product *p; int count; long k; const float *x; long ldx, m; int acc; long units; } multi_group_job;
+
+// The group's row units (panels, or 16-row blocks) as one sequence, product after product: chunk
+// `index` takes its share of them, as group_part does for one token.
+static void multi_group_part(void *ctx, int index, int count) {
+    const multi_group_job *j = ctx;
+    long u0 = j->units * index / count, u1 = j->units * (index + 1) / count, first = 0;
+    for (int i = 0; i < j->count && first < u1; i++) {
+        const orochi_group_product *p = j->p + i;
+        long unit = row_unit(j->m, p->n, j->k), units = (p->n + unit - 1) / unit;
+        long s = u0 > first ? u0 - first : 0, e = u1 - first < units ? u1 - first : units;
+        if (s < e) multi_rows(p->dtype, p->w, p->n, s * unit, e * unit < p->n ? e * unit : p->n, j->k, p->ldw,
+                              j->x, j->ldx, j->m, p->y, p->n, j->acc);
+        first += units;
+    }
+}
+
+void orochi_matvec_multi_group(const orochi_group_product *products, int count, long k, const float *x, long ldx,
+                               long m, int acc) {
+    long units = 0;
+    for (int i = 0; i < count; i++) { long unit = row_unit(m, products[i].n, k); units += (products[i].n + unit - 1) / unit; }
+    multi_group_job job = {products, count, k, x, ldx, m, acc, units};
+    if (units < 2 || orochi_pool_threads() == 1) { multi_group_part(&job, 0, 1); return; }
+    // One unit per chunk (as orochi_matvec_multi's panels), so that the threads share them evenly.
+    orochi_pool_run_chunks(multi_group_part, &job, units < 0xffff ? (int)units : 0xffff);
+}
+
 // ---------- conversions ----------
 #if defined(__x86_64__)
 T512 static void to_f32_512(int dtype, const void *src, float *dst, long count) {

@@ -58,6 +58,27 @@ public struct WeightMatrix: @unchecked Sendable {
         }
     }
 
+    /// Y₁ = X·W₁ᵀ, Y₂ = X·W₂ᵀ (and Y₃ = X·W₃ᵀ) for m tokens X[m, columns] through our multi-token
+    /// kernel, each Y [m, rows of its matrix], as one job for the threads (see `matvec` above).
+    public static func matmul(_ x: UnsafePointer<Float>, rows m: Int, _ a: (WeightMatrix, UnsafeMutablePointer<Float>),
+                              _ b: (WeightMatrix, UnsafeMutablePointer<Float>),
+                              _ c: (WeightMatrix, UnsafeMutablePointer<Float>)? = nil) {
+        precondition(a.0.columns == b.0.columns && (c == nil || c!.0.columns == a.0.columns), "a group's matrices share their inputs")
+        func product(_ m: (WeightMatrix, UnsafeMutablePointer<Float>)) -> orochi_group_product {
+            orochi_group_product(dtype: m.0.type.code, w: m.0.raw, n: m.0.rows, ldw: m.0.columns, y: m.1)
+        }
+        var products = (product(a), product(b), c.map(product) ?? product(b))
+        withUnsafeMutablePointer(to: &products) {
+            $0.withMemoryRebound(to: orochi_group_product.self, capacity: 3) {
+                orochi_matvec_multi_group($0, c == nil ? 2 : 3, a.0.columns, x, a.0.columns, m, 0)
+            }
+        }
+    }
+
+    /// Whether products of many tokens through this matrix take our multi-token kernel rather than
+    /// OpenBLAS (orochi_gemm_uses_own_for: the CPU, the OpenBLAS core and the shape decide).
+    public var takesOwnKernelForManyTokens: Bool { orochi_gemm_uses_own_for(rows, columns) != 0 }
+
     /// Y[m, rows] = X[m, columns] · Wᵀ (or Y += …) for a few tokens (a batch of sequences
     /// decoding together): the weights in their stored type, each read once per four tokens.
     public func matvecMulti(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int? = nil,

@@ -93,6 +93,11 @@ typedef struct { int dtype; const void *w; long n, ldw; float *y; } orochi_group
 /// Several one-token products of the same x[k] (a layer's q, k and v; its gate and up), their rows
 /// handed to the pool as one job: one hand-off for the group instead of one per matrix.
 void orochi_matvec_group(const orochi_group_product *products, int count, long k, const float *x, int accumulate);
+/// Products of m tokens X[m, k] (rows `ldx` apart) through several matrices at once (a layer's q,
+/// k and v; its gate and up), Y_i[m, n_i] (+)= X · W_iᵀ, their row units handed to the pool as one
+/// job; threaded like orochi_matvec_multi.
+void orochi_matvec_multi_group(const orochi_group_product *products, int count, long k, const float *x, long ldx,
+                               long m, int accumulate);
 /// The same on the calling thread only, over rows [row_begin, row_end).
 void orochi_matvec_rows(int dtype, const void *w, long row_begin, long row_end, long k, long ldw,
                         const float *x, float *y, int accumulate);

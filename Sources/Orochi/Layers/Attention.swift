@@ -162,14 +162,8 @@ struct AttentionMixer {
                  scratch s: AttentionScratch, widen: Widening) {
         let t = rows.count, qDim = heads * headDim, kvDim = kvHeads * headDim
         let q = s.q.pointer, k = s.k.pointer, v = s.v.pointer, out = s.out.pointer
-        Profiler.time(.projection) {
-            if t == 1 {
-                Linear.oneToken(h, (weights.q, q), (weights.k, k), (weights.v, v))   // one job for the threads
-            } else {
-                weights.q(h, rows: t, into: q, widen: widen)      // Q[T, H·d]
-                weights.k(h, rows: t, into: k, widen: widen)      // K[T, G·d]
-                weights.v(h, rows: t, into: v, widen: widen)      // V[T, G·d]
-            }
+        Profiler.time(.projection) {                              // Q[T, H·d], K[T, G·d], V[T, G·d]
+            Linear.together(h, rows: t, (weights.q, q), (weights.k, k), (weights.v, v), widen: widen)
         }
         Profiler.time(.rope) {
             for i in 0..<t {

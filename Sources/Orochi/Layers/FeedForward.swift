@@ -31,12 +31,7 @@ struct SwiGLU {
     /// `gateBuffer` and `upBuffer` hold [T, F] each.
     func forward(_ h: UnsafePointer<Float>, rows t: Int, into y: UnsafeMutablePointer<Float>, accumulate: Bool,
                  gateBuffer g: UnsafeMutablePointer<Float>, upBuffer u: UnsafeMutablePointer<Float>, widen: Widening) {
-        if t == 1 {
-            Linear.oneToken(h, (gate, g), (up, u))               // one job for the threads
-        } else {
-            gate(h, rows: t, into: g, widen: widen)              // G[T, F]
-            up(h, rows: t, into: u, widen: widen)                // U[T, F]
-        }
+        Linear.together(h, rows: t, (gate, g), (up, u), widen: widen)   // G[T, F], U[T, F]
         Kernels.swiglu(g, u, count: t * ffn)                     // G = SiLU(G) ⊙ U
         down(g, rows: t, into: y, accumulate: accumulate, widen: widen)
     }

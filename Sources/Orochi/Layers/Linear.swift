@@ -35,13 +35,27 @@ struct Linear {
         if let bias { for i in 0..<t { Kernels.add(bias, into: y + i * outputs, count: outputs) } }
     }
 
-    /// One token through two or three layers of the same input x[in] (a layer's q, k and v; its
-    /// gate and up) as one job for the threads (WeightMatrix.matvec), biases added after.
-    static func oneToken(_ x: UnsafePointer<Float>, _ a: (Linear, UnsafeMutablePointer<Float>),
-                         _ b: (Linear, UnsafeMutablePointer<Float>), _ c: (Linear, UnsafeMutablePointer<Float>)? = nil) {
-        WeightMatrix.matvec(x, (a.0.weight, a.1), (b.0.weight, b.1), c.map { ($0.0.weight, $0.1) })
+    /// Two or three layers of the same input X[T, in] (a layer's q, k and v; its gate and up), each
+    /// into its own Y[T, out]: as one job for the threads wherever our kernels take all of them
+    /// (one token; a few; many through the multi-token kernel), which saves the threads a hand-off
+    /// per matrix and shares their rows out more evenly; each alone otherwise (OpenBLAS's sgemm).
+    static func together(_ x: UnsafePointer<Float>, rows t: Int, _ a: (Linear, UnsafeMutablePointer<Float>),
+                         _ b: (Linear, UnsafeMutablePointer<Float>), _ c: (Linear, UnsafeMutablePointer<Float>)? = nil,
+                         widen: Widening) {
+        func ours(_ layer: Linear) -> Bool { t <= layer.fewTokens || layer.weight.takesOwnKernelForManyTokens }
+        func weights(_ m: (Linear, UnsafeMutablePointer<Float>)) -> (WeightMatrix, UnsafeMutablePointer<Float>) { (m.0.weight, m.1) }
+        if t == 1 {
+            WeightMatrix.matvec(x, weights(a), weights(b), c.map(weights))
+        } else if ours(a.0) && ours(b.0) && (c.map { ours($0.0) } ?? true) {
+            WeightMatrix.matmul(x, rows: t, weights(a), weights(b), c.map(weights))
+        } else {
+            a.0(x, rows: t, into: a.1, widen: widen)
+            b.0(x, rows: t, into: b.1, widen: widen)
+            if let c { c.0(x, rows: t, into: c.1, widen: widen) }
+            return                                                    // each added its bias
+        }
         func addBias(_ m: (Linear, UnsafeMutablePointer<Float>)) {
-            if let bias = m.0.bias { Kernels.add(bias, into: m.1, count: m.0.outputs) }
+            if let bias = m.0.bias { for i in 0..<t { Kernels.add(bias, into: m.1 + i * m.0.outputs, count: m.0.outputs) } }
         }
         addBias(a); addBias(b)
         if let c { addBias(c) }

@@ -126,9 +126,61 @@ struct MatvecTests {
                 } }
                 for i in rows.indices {
                     let out = Array(UnsafeBufferPointer(start: grouped[i], count: rows[i] + guardRows))
-                    #expect(Array(out.prefix(rows[i])) == alone[i], "\(family) \(threads) threads, matrix \(i) (\(rows[i]) rows)")
+                    let differing = zip(out.prefix(rows[i]), alone[i]).filter { $0 != $1 }.count
+                    #expect(differing == 0, "\(family) \(threads) threads, matrix \(i) (\(rows[i]) rows): \(differing) values differ")
                     let untouched = out.suffix(guardRows).allSatisfy { $0.isNaN }
                     #expect(untouched, "\(family) \(threads) threads, matrix \(i): rows past its end written")
+                }
+            }
+        }
+    }
+
+    /// The same for a few and many tokens (a prefill's q, k and v through our multi-token kernel as
+    /// one job): each output equals that matrix's own product by the same kernel, row for row.
+    @Test(arguments: [[256, 128, 128], [688, 688], [7, 33, 600], [200, 80]])
+    func groupedProductsOfManyTokensMatchEachAlone(_ rows: [Int]) {
+        let k = rows.count == 2 ? (rows[0] == 688 ? 256 : 300) : rows[0] == 7 ? 70 : 96
+        var rng = SplitMix64(seed: UInt64(rows.reduce(3 * k, +)))
+        let matrices = rows.map { RandomWeights(rows: $0, columns: k, &rng) }
+        let scratch = FloatBuffer(count: 1 << 16)
+        let threadsBefore = BLAS.threads
+        defer { BLAS.threads = threadsBefore; BLAS.setGEMM(.automatic); KernelInfo.force(nil) }
+        BLAS.setGEMM(.orochi)                                      // many tokens through our kernel, as a group takes them
+        let types: [WeightType] = [.bf16, .f32, .f16]
+        for family in ["portable", "avx2", "avx512"] where KernelInfo.force(family) == family {
+            for threads in [1, 2] {
+                BLAS.threads = threads
+                for m in [3, 17, 70] {
+                    let x = (0..<(m * k)).map { _ in rng.nextUnitFloat() - 0.5 }
+                    let grouped = rows.map { n -> UnsafeMutablePointer<Float> in
+                        let p = UnsafeMutablePointer<Float>.allocate(capacity: m * n + 7)
+                        p.initialize(repeating: .nan, count: m * n + 7)
+                        return p
+                    }
+                    defer { grouped.forEach { $0.deallocate() } }
+                    var alone = rows.map { [Float](repeating: 0, count: m * $0) }
+                    for (i, w) in matrices.enumerated() {
+                        w.with(types[i]) { w in
+                            if m <= 16 { w.matvecMulti(x, rows: m, into: &alone[i]) }
+                            else { w.matmul(x, rows: m, into: &alone[i], scratch: scratch.pointer, scratchCount: scratch.count) }
+                        }
+                    }
+                    func run(_ ws: [WeightMatrix]) {
+                        x.withUnsafeBufferPointer { xs in
+                            WeightMatrix.matmul(xs.baseAddress!, rows: m, (ws[0], grouped[0]), (ws[1], grouped[1]),
+                                                ws.count == 3 ? (ws[2], grouped[2]) : nil)
+                        }
+                    }
+                    matrices[0].with(types[0]) { w0 in matrices[1].with(types[1]) { w1 in
+                        if matrices.count == 3 { matrices[2].with(types[2]) { w2 in run([w0, w1, w2]) } } else { run([w0, w1]) }
+                    } }
+                    for i in rows.indices {
+                        let out = Array(UnsafeBufferPointer(start: grouped[i], count: m * rows[i] + 7))
+                        let differing = zip(out.prefix(m * rows[i]), alone[i]).filter { $0 != $1 }.count   // a count: printing 40,000 values would take minutes
+                        #expect(differing == 0, "\(family) \(threads) threads, \(m) tokens, matrix \(i) (\(rows[i]) rows): \(differing) values differ")
+                        let untouched = out.suffix(7).allSatisfy { $0.isNaN }
+                        #expect(untouched, "\(family) \(threads) threads, \(m) tokens, matrix \(i): written past its end")
+                    }
                 }
             }
         }
