@@ -636,15 +636,17 @@ How to read the decode figures: one decoded token reads every weight once (and, 
 of its depth), so decode is bounded by the memory read bandwidth that `orochi bench` measures before
 each run (printed under "Memory read bandwidth"): bytes read per token (`orochi inspect` prints them)
 × tokens/s ÷ bandwidth is the fraction of that roofline reached. Where both engines stream the same
-f32 bytes at the same roofline, a decode ratio cannot exceed llama.cpp's distance from it. Under
-`Prescott` on an AVX-512 CPU, prefill's layer products run through Orochi's own multi-token kernel
-instead of OpenBLAS's SSE3 sgemm (README, "Which kernels run"); attention's tile products in the
-prefill are Orochi's own kernels whatever the OpenBLAS core.
+f32 bytes at the same roofline, a decode ratio cannot exceed llama.cpp's distance from it. On an
+AVX-512 CPU, prefill's layer products run through Orochi's own multi-token kernel whatever the
+OpenBLAS core (README, "Which kernels run"; OpenBLAS keeps inner sizes above 4,096 and narrow
+products of large inner size, none of them in these shapes), so the two OPENBLAS_CORETYPE columns
+differ only by the noise of the machine; attention's tile products in the prefill are Orochi's own
+kernels everywhere.
 
 Ceilings: before the engines run, `make ceilings` (Benchmarks/Ceilings/ceilings.c, built from the kernels'
 own C sources) measures what the machine allows with the kernels Orochi runs: the FMA peak, every layer
-product of a 512-token prefill by the kernel Orochi runs for it (OpenBLAS's sgemm, or Orochi's own for
-short inner sizes and small products), Orochi's one-token products reading a working set the
+product of a 512-token prefill by the kernel Orochi runs for it (Orochi's own multi-token kernel, or
+OpenBLAS's sgemm for the shapes it keeps), Orochi's one-token products reading a working set the
 size of each model's bytes per token over and over (as decode does: a set that fits the shared L3 reads
 from cache, a larger one from DRAM), and the selective scan's cost per state update. From them the goal
 table derives, per shape, the fastest prefill (layer products at those rates, plus the scan for Mamba,
