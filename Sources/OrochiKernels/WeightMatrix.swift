@@ -40,37 +40,23 @@ public struct WeightMatrix: @unchecked Sendable {
         orochi_matvec(type.code, raw, rows, columns, columns, x, y, accumulate ? 1 : 0)
     }
 
-    /// y₁ = W₁·x, y₂ = W₂·x (and y₃ = W₃·x): one token through two or three matrices of the same
-    /// inputs (a layer's q, k and v; its gate and up) as one job for the threads, one hand-off for
-    /// all of them instead of one per matrix, which a small model's decode feels. Allocates nothing.
-    public static func matvec(_ x: UnsafePointer<Float>, _ a: (WeightMatrix, UnsafeMutablePointer<Float>),
-                              _ b: (WeightMatrix, UnsafeMutablePointer<Float>),
-                              _ c: (WeightMatrix, UnsafeMutablePointer<Float>)? = nil) {
+    /// Y_i[m, rows_i] = X[m, columns] · W_iᵀ through two or three matrices of the same inputs (a
+    /// layer's q, k and v; its gate and up) as one job for the threads: one hand-off for all of them
+    /// instead of one per matrix, which a small model's decode feels, and their rows shared out
+    /// evenly. One token takes the one-token kernel, more the multi-token kernel (the caller has
+    /// decided that it, not OpenBLAS, should take them). Allocates nothing.
+    public static func products(_ x: UnsafePointer<Float>, rows m: Int, _ a: (WeightMatrix, UnsafeMutablePointer<Float>),
+                                _ b: (WeightMatrix, UnsafeMutablePointer<Float>),
+                                _ c: (WeightMatrix, UnsafeMutablePointer<Float>)? = nil) {
         precondition(a.0.columns == b.0.columns && (c == nil || c!.0.columns == a.0.columns), "a group's matrices share their inputs")
         func product(_ m: (WeightMatrix, UnsafeMutablePointer<Float>)) -> orochi_group_product {
             orochi_group_product(dtype: m.0.type.code, w: m.0.raw, n: m.0.rows, ldw: m.0.columns, y: m.1)
         }
         var products = (product(a), product(b), c.map(product) ?? product(b))
+        let count: Int32 = c == nil ? 2 : 3, k = a.0.columns
         withUnsafeMutablePointer(to: &products) {
             $0.withMemoryRebound(to: orochi_group_product.self, capacity: 3) {
-                orochi_matvec_group($0, c == nil ? 2 : 3, a.0.columns, x, 0)
-            }
-        }
-    }
-
-    /// Y₁ = X·W₁ᵀ, Y₂ = X·W₂ᵀ (and Y₃ = X·W₃ᵀ) for m tokens X[m, columns] through our multi-token
-    /// kernel, each Y [m, rows of its matrix], as one job for the threads (see `matvec` above).
-    public static func matmul(_ x: UnsafePointer<Float>, rows m: Int, _ a: (WeightMatrix, UnsafeMutablePointer<Float>),
-                              _ b: (WeightMatrix, UnsafeMutablePointer<Float>),
-                              _ c: (WeightMatrix, UnsafeMutablePointer<Float>)? = nil) {
-        precondition(a.0.columns == b.0.columns && (c == nil || c!.0.columns == a.0.columns), "a group's matrices share their inputs")
-        func product(_ m: (WeightMatrix, UnsafeMutablePointer<Float>)) -> orochi_group_product {
-            orochi_group_product(dtype: m.0.type.code, w: m.0.raw, n: m.0.rows, ldw: m.0.columns, y: m.1)
-        }
-        var products = (product(a), product(b), c.map(product) ?? product(b))
-        withUnsafeMutablePointer(to: &products) {
-            $0.withMemoryRebound(to: orochi_group_product.self, capacity: 3) {
-                orochi_matvec_multi_group($0, c == nil ? 2 : 3, a.0.columns, x, a.0.columns, m, 0)
+                if m == 1 { orochi_matvec_group($0, count, k, x, 0) } else { orochi_matvec_multi_group($0, count, k, x, k, m, 0) }
             }
         }
     }

@@ -44,10 +44,8 @@ struct Linear {
                          widen: Widening) {
         func ours(_ layer: Linear) -> Bool { t <= layer.fewTokens || layer.weight.takesOwnKernelForManyTokens }
         func weights(_ m: (Linear, UnsafeMutablePointer<Float>)) -> (WeightMatrix, UnsafeMutablePointer<Float>) { (m.0.weight, m.1) }
-        if t == 1 {
-            WeightMatrix.matvec(x, weights(a), weights(b), c.map(weights))
-        } else if ours(a.0) && ours(b.0) && (c.map { ours($0.0) } ?? true) {
-            WeightMatrix.matmul(x, rows: t, weights(a), weights(b), c.map(weights))
+        if t == 1 || (ours(a.0) && ours(b.0) && (c.map { ours($0.0) } ?? true)) {
+            WeightMatrix.products(x, rows: t, weights(a), weights(b), c.map(weights))
         } else {
             a.0(x, rows: t, into: a.1, widen: widen)
             b.0(x, rows: t, into: b.1, widen: widen)

@@ -117,7 +117,7 @@ struct MatvecTests {
                 }
                 func run(_ ws: [WeightMatrix]) {
                     x.withUnsafeBufferPointer { xs in
-                        WeightMatrix.matvec(xs.baseAddress!, (ws[0], grouped[0]), (ws[1], grouped[1]), ws.count == 3 ? (ws[2], grouped[2]) : nil)
+                        WeightMatrix.products(xs.baseAddress!, rows: 1, (ws[0], grouped[0]), (ws[1], grouped[1]), ws.count == 3 ? (ws[2], grouped[2]) : nil)
                     }
                 }
                 // The matrices' storage stays alive while the group runs.
@@ -167,7 +167,7 @@ struct MatvecTests {
                     }
                     func run(_ ws: [WeightMatrix]) {
                         x.withUnsafeBufferPointer { xs in
-                            WeightMatrix.matmul(xs.baseAddress!, rows: m, (ws[0], grouped[0]), (ws[1], grouped[1]),
+                            WeightMatrix.products(xs.baseAddress!, rows: m, (ws[0], grouped[0]), (ws[1], grouped[1]),
                                                 ws.count == 3 ? (ws[2], grouped[2]) : nil)
                         }
                     }
