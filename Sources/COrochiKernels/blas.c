@@ -153,7 +153,7 @@ int orochi_gemm_uses_own(void) {
 int orochi_gemm_uses_own_for(long n, long k) {
     if (orochi_gemm_uses_own()) return 1;
     if (gemm_mode != 0 || orochi_isa() != OROCHI_ISA_AVX512) return 0;
-    return k < OROCHI_SHORT_K || n * k <= OROCHI_SMALL_PRODUCT || (n >= OROCHI_PANEL_MIN_ROWS && k <= OROCHI_PANEL_MAX_K);
+    return n * k <= OROCHI_SMALL_PRODUCT || orochi_panel_shape(n, k);
 }
 
 void orochi_blas_set_threads(int threads) { need(); p_set_threads(threads); }

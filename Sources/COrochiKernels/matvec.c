@@ -201,31 +201,6 @@ void orochi_matvec(int dtype, const void *w, long n, long k, long ldw, const flo
     orochi_pool_run_chunks(matvec_part, &job, blocks < chunks ? (int)blocks : chunks);
 }
 
-typedef struct { const orochi_group_product *p; int count; long k; const float *x; int acc; long blocks; } group_job;
-
-// The group's rows as one row space, the products one after the other, in blocks of 16 rows of
-// one product (a block never spans two): chunk `index` takes its share of the blocks.
-static void group_part(void *ctx, int index, int count) {
-    const group_job *j = ctx;
-    long b0 = j->blocks * index / count, b1 = j->blocks * (index + 1) / count, first = 0;
-    for (int i = 0; i < j->count && first < b1; i++) {
-        const orochi_group_product *p = j->p + i;
-        long blocks = (p->n + 15) / 16;
-        long s = b0 > first ? b0 - first : 0, e = b1 - first < blocks ? b1 - first : blocks;
-        if (s < e) orochi_matvec_rows(p->dtype, p->w, s * 16, e * 16 < p->n ? e * 16 : p->n, j->k, p->ldw, j->x, p->y, j->acc);
-        first += blocks;
-    }
-}
-
-void orochi_matvec_group(const orochi_group_product *products, int count, long k, const float *x, int acc) {
-    long weights = 0, blocks = 0;
-    for (int i = 0; i < count; i++) { weights += products[i].n * k; blocks += (products[i].n + 15) / 16; }
-    group_job job = {products, count, k, x, acc, blocks};
-    if (weights < PARALLEL_MIN_WEIGHTS || blocks < 2 || orochi_pool_threads() == 1) { group_part(&job, 0, 1); return; }
-    int chunks = 4 * orochi_pool_threads();
-    orochi_pool_run_chunks(group_part, &job, blocks < chunks ? (int)blocks : chunks);
-}
-
 // ---------- a few tokens at once (a batch of sequences decoding together) ----------
 // Y[i, r] = Σ_j W[r, j] · X[i, j] for up to 8 rows of X: each weight is loaded (and widened) once
 // for four rows of X, so B sequences decoding together read the weights ⌈B/4⌉ times, not B times.
@@ -338,18 +313,18 @@ KERNEL_FAMILY(ROW512, row512)
 // rows, k ≥ 128: x_proj's 80) stay with the dot-product kernels, which read each weight row once
 // for all the tokens of a block and won there (144–160 against 63–116): one or two panels, the
 // second mostly empty, would leave a thread idle.
-enum { PANEL = 64, PANEL_TOKENS = 4, PANEL_MIN_ROWS = OROCHI_PANEL_MIN_ROWS, PANEL_MAX_K = OROCHI_PANEL_MAX_K };
+enum { PANEL = 64, PANEL_TOKENS = 4 };
 
 /// Whether a product of m tokens, n rows and inner size k takes the panels.
 static inline int use_panels(long m, long n, long k) {
-    return orochi_isa() == OROCHI_ISA_AVX512 && m > 16 && (k < OROCHI_SHORT_K || (n >= PANEL_MIN_ROWS && k <= PANEL_MAX_K));
+    return orochi_isa() == OROCHI_ISA_AVX512 && m > 16 && orochi_panel_shape(n, k);
 }
 
 /// This thread's panel, k × 64 floats (kept between calls: a prefill's products all reuse it).
 static float *panel_scratch(long k) {
     static _Thread_local float *buffer = NULL;
     static _Thread_local long capacity = 0;
-    if (k * PANEL > capacity) {                  // k ≤ PANEL_MAX_K: at most 1 MiB
+    if (k * PANEL > capacity) {                  // k ≤ OROCHI_PANEL_MAX_K: at most 1 MiB
         free(buffer);
         buffer = aligned_alloc(64, (size_t)(k * PANEL) * 4);
         capacity = buffer ? k * PANEL : 0;
@@ -507,31 +482,50 @@ void orochi_matvec_multi(int dtype, const void *w, long n, long k, long ldw, con
     orochi_pool_run_chunks(multi_part, &job, blocks < chunks ? (int)blocks : (int)chunks);
 }
 
-typedef struct { const orochi_group_product *p; int count; long k; const float *x; long ldx, m; int acc; long units; } multi_group_job;
+// ---------- a group of products of the same input (a layer's q, k and v; its gate and up) ----------
+typedef struct { const orochi_group_product *p; int count; long k; const float *x; long ldx, m; int acc; long units; } group_job;
 
-// The group's row units (panels, or 16-row blocks) as one sequence, product after product: chunk
-// `index` takes its share of them, as group_part does for one token.
-static void multi_group_part(void *ctx, int index, int count) {
-    const multi_group_job *j = ctx;
+/// The rows a group hands out at a time: 16 for one token (the one-token kernel's blocks), else
+/// the multi-token kernel's unit for that product (a panel, or 16 rows).
+static inline long group_unit(const group_job *j, long n) { return j->m == 1 ? 16 : row_unit(j->m, n, j->k); }
+
+// The group's row units as one sequence, product after product (a unit never spans two): chunk
+// `index` takes its share of them, through the kernel the product would take alone.
+static void group_part(void *ctx, int index, int count) {
+    const group_job *j = ctx;
     long u0 = j->units * index / count, u1 = j->units * (index + 1) / count, first = 0;
     for (int i = 0; i < j->count && first < u1; i++) {
         const orochi_group_product *p = j->p + i;
-        long unit = row_unit(j->m, p->n, j->k), units = (p->n + unit - 1) / unit;
+        long unit = group_unit(j, p->n), units = (p->n + unit - 1) / unit;
         long s = u0 > first ? u0 - first : 0, e = u1 - first < units ? u1 - first : units;
-        if (s < e) multi_rows(p->dtype, p->w, p->n, s * unit, e * unit < p->n ? e * unit : p->n, j->k, p->ldw,
-                              j->x, j->ldx, j->m, p->y, p->n, j->acc);
+        long r0 = s * unit, r1 = e * unit < p->n ? e * unit : p->n;
+        if (s < e && j->m == 1) orochi_matvec_rows(p->dtype, p->w, r0, r1, j->k, p->ldw, j->x, p->y, j->acc);
+        else if (s < e) multi_rows(p->dtype, p->w, p->n, r0, r1, j->k, p->ldw, j->x, j->ldx, j->m, p->y, p->n, j->acc);
         first += units;
     }
 }
 
+static group_job make_group(const orochi_group_product *products, int count, long k, const float *x, long ldx, long m, int acc) {
+    group_job job = {products, count, k, x, ldx, m, acc, 0};
+    for (int i = 0; i < count; i++) { long unit = group_unit(&job, products[i].n); job.units += (products[i].n + unit - 1) / unit; }
+    return job;
+}
+
+void orochi_matvec_group(const orochi_group_product *products, int count, long k, const float *x, int acc) {
+    group_job job = make_group(products, count, k, x, k, 1, acc);
+    long weights = 0;
+    for (int i = 0; i < count; i++) weights += products[i].n * k;
+    if (weights < PARALLEL_MIN_WEIGHTS || job.units < 2 || orochi_pool_threads() == 1) { group_part(&job, 0, 1); return; }
+    int chunks = 4 * orochi_pool_threads();   // as orochi_matvec: a few per thread
+    orochi_pool_run_chunks(group_part, &job, job.units < chunks ? (int)job.units : chunks);
+}
+
 void orochi_matvec_multi_group(const orochi_group_product *products, int count, long k, const float *x, long ldx,
                                long m, int acc) {
-    long units = 0;
-    for (int i = 0; i < count; i++) { long unit = row_unit(m, products[i].n, k); units += (products[i].n + unit - 1) / unit; }
-    multi_group_job job = {products, count, k, x, ldx, m, acc, units};
-    if (units < 2 || orochi_pool_threads() == 1) { multi_group_part(&job, 0, 1); return; }
+    group_job job = make_group(products, count, k, x, ldx, m, acc);
+    if (job.units < 2 || orochi_pool_threads() == 1) { group_part(&job, 0, 1); return; }
     // One unit per chunk (as orochi_matvec_multi's panels), so that the threads share them evenly.
-    orochi_pool_run_chunks(multi_group_part, &job, units < 0xffff ? (int)units : 0xffff);
+    orochi_pool_run_chunks(group_part, &job, job.units < 0xffff ? (int)job.units : 0xffff);
 }
 
 // ---------- conversions ----------

@@ -119,8 +119,6 @@ T512 static void NAME(const scan_job *j, long blk) {                            
     for (int s = 0; s < n; s++) h[s] = _mm512_loadu_ps(hb + s * 16);                                     \
     __m512 bias = _mm512_maskz_loadu_ps(mk, j->bias + c0), dv = _mm512_maskz_loadu_ps(mk, j->d + c0);    \
     for (long t = 0; t < j->steps; t++) {                                                                \
-        /* The block's rows of Δ, x, z and y a few steps on: one line each, a row of the layer apart */ \
-        /* (6–12 KiB, across pages), which the hardware prefetchers do not follow.                  */ \
         if (t + SCAN_AHEAD < j->steps) prefetch_step(j, t + SCAN_AHEAD, c0);                            \
         __m512 dt = softplus512(_mm512_add_ps(_mm512_maskz_loadu_ps(mk, j->delta + t * j->ldd + c0), bias)); \
         __m512 xv = _mm512_maskz_loadu_ps(mk, j->x + t * j->ldx + c0);                                   \

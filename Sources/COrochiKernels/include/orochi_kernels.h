@@ -57,6 +57,10 @@ int orochi_gemm_uses_own(void);
 /// GFLOP/s against OpenBLAS SkylakeX's 126–182, interleaved on an AMD EPYC with 2 threads; only
 /// 256 × 768 × 1536 was 4 % slower, and 768 × 768 even.
 enum { OROCHI_SHORT_K = 128, OROCHI_SMALL_PRODUCT = 1 << 19, OROCHI_PANEL_MIN_ROWS = 128, OROCHI_PANEL_MAX_K = 4096 };
+/// The shapes the multi-token kernel's packed panels take (n weight rows, inner size k).
+static inline int orochi_panel_shape(long n, long k) {
+    return k < OROCHI_SHORT_K || (n >= OROCHI_PANEL_MIN_ROWS && k <= OROCHI_PANEL_MAX_K);
+}
 /// orochi_gemm_uses_own for a product of n weight rows and inner size k.
 int orochi_gemm_uses_own_for(long n, long k);
 void orochi_blas_set_threads(int threads);
