@@ -83,7 +83,8 @@ public struct BenchAnalysis: Sendable, Codable {
             } else {
                 perToken = pts.first.map { Double($0.stateBytes) / Double($0.context) } ?? 0
             }
-            let fixed = pts.first.map { $0.stateBytes - Int(perToken * Double($0.context)) } ?? 0
+            // In Double: a replayed file's sizes are bounded (BenchResults.validate) but their product need not fit an Int.
+            let fixed = pts.first.map { Int(Swift.max(-1e15, Swift.min(1e15, (Double($0.stateBytes) - perToken * Double($0.context)).rounded()))) } ?? 0
             let kind = results.stateKind[model] ?? (constant ? "ssm" : "attention")
             memory.append(Memory(model: model, constantState: constant, kind: kind, bytesPerToken: perToken, fixedBytes: fixed,
                                  accountingMatches: pts.allSatisfy { $0.stateBytes == $0.expectedStateBytes }))
@@ -193,9 +194,13 @@ public enum BenchReport {
     }
 
     /// The results of a document written by `json(_:)` (the analysis is recomputed).
+    /// Reads a file written by `json(_:)`, then range-checks it (`BenchResults.validate`): a replayed
+    /// file is input like any other, and its numbers feed integer arithmetic and gnuplot.
     public static func decodeJSON(_ data: Data) throws -> BenchResults {
         struct Document: Decodable { let results: BenchResults }
-        return try JSONDecoder().decode(Document.self, from: data).results
+        let results = try JSONDecoder().decode(Document.self, from: data).results
+        try results.validate()
+        return results
     }
 
     /// A human-readable table plus the analysis.
@@ -210,6 +215,12 @@ public enum BenchReport {
 
     static func ms(_ s: Double) -> String { String(format: s * 1e3 >= 100 ? "%.0f" : s * 1e3 >= 10 ? "%.1f" : "%.2f", s * 1e3) }
     static func secs(_ s: Double) -> String { s >= 10 ? String(format: "%.1f", s) : s >= 1 ? String(format: "%.2f", s) : String(format: "%.3f", s) }
+    /// A measured count for the text, rounded: digits grouped as in `grouped(Int)` where an Int holds
+    /// it, else in %g (a count from a replayed file, or a far extrapolation, must print, not trap).
+    static func grouped(_ v: Double) -> String {
+        guard v.isFinite, v.magnitude < 1e15 else { return String(format: "%g", v) }
+        return grouped(Int(v.rounded()))
+    }
     static func grouped(_ n: Int) -> String {
         let s = String(n)
         var out = ""
@@ -240,7 +251,7 @@ public enum BenchReport {
         var out = "| model | curve | range of n | exponent k | R² |\n|---|---|---|---:|---:|\n"
         for f in analysis.fits {
             let what = f.curve == "prefill" ? "prefill time" : "decode time per token"
-            out += "| \(f.model) | \(what) | \(grouped(Int(f.fit.fromX.rounded())))–\(grouped(Int(f.fit.toX.rounded()))) (\(f.fit.points) points) | "
+            out += "| \(f.model) | \(what) | \(grouped(f.fit.fromX))–\(grouped(f.fit.toX)) (\(f.fit.points) points) | "
             out += String(format: "%.2f | %.3f |\n", f.fit.exponent, f.fit.rSquared)
         }
         return out
@@ -274,7 +285,7 @@ public enum BenchReport {
         for m in analysis.memory {
             let state = m.kind == "ssm" ? "constant (SSM state)" : m.kind == "hybrid" ? "fixed SSM states + KV cache growing with n (hybrid)" : "KV cache, grows with n"
             out += "| \(m.model) | \(state) | "
-            out += "\(grouped(Int(m.bytesPerToken.rounded()))) | \(grouped(m.fixedBytes)) | \(m.accountingMatches ? "yes" : "NO") |\n"
+            out += "\(grouped(m.bytesPerToken)) | \(grouped(m.fixedBytes)) | \(m.accountingMatches ? "yes" : "NO") |\n"
         }
         return out
     }
@@ -351,7 +362,7 @@ public enum BenchReport {
         for p in results.points where p.skipped == nil {
             if let pre = p.prefill { out = out.replacingOccurrences(of: "{{prefill:\(p.model):\(p.context)}}", with: secs(pre.median) + " s") }
             if let tps = p.prefillTokensPerSecond {
-                out = out.replacingOccurrences(of: "{{prefilltps:\(p.model):\(p.context)}}", with: grouped(Int(tps.rounded())))
+                out = out.replacingOccurrences(of: "{{prefilltps:\(p.model):\(p.context)}}", with: grouped(tps))
             }
             if let dec = p.decode { out = out.replacingOccurrences(of: "{{decode:\(p.model):\(p.context)}}", with: ms(dec.median) + " ms") }
             out = out.replacingOccurrences(of: "{{state:\(p.model):\(p.context)}}", with: formatBytes(p.stateBytes))

@@ -82,6 +82,10 @@ public enum Crossover: Sendable, Equatable {
     /// Not enough common points.
     case unknown
 
+    /// Two fits of nearly equal exponent meet absurdly far out (10^19 tokens on a noisy run of the
+    /// tests' tiny models): a crossing beyond a billion tokens says nothing about real contexts.
+    public static let farthestExtrapolation = 1e9
+
     /// Finds the first x at which `challenger` < `incumbent`, both sampled at the same x values
     /// (ascending). Extrapolation uses the given fits of the upper range.
     public static func find(x: [Double], challenger: [Double], incumbent: [Double],
@@ -100,13 +104,13 @@ public enum Crossover: Sendable, Equatable {
         if let c = challengerFit, let a = incumbentFit, a.exponent > c.exponent {
             // c_c·x^k_c = c_a·x^k_a  ⇒  x = (c_c / c_a)^(1 / (k_a − k_c))
             let v = Foundation.pow(c.coefficient / a.coefficient, 1 / (a.exponent - c.exponent))
-            if v.isFinite && v > x[n - 1] { extrapolated = v }
+            if v.isFinite && v > x[n - 1] && v <= Self.farthestExtrapolation { extrapolated = v }
         }
         return .beyondRange(lastX: x[n - 1], extrapolated: extrapolated)
     }
 
     public var description: String {
-        func g(_ v: Double) -> String { BenchReport.grouped(Int(v.rounded())) }
+        func g(_ v: Double) -> String { BenchReport.grouped(v) }
         switch self {
         case .fromStart(let x): return "cheaper from the first point (n = \(g(x)))"
         case .measured(let x): return "n ≈ \(g(x))"

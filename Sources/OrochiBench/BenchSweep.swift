@@ -124,6 +124,70 @@ public struct BenchResults: Sendable, Codable {
     public func points(of model: String) -> [BenchPoint] {
         points.filter { $0.model == model && $0.skipped == nil }.sorted { $0.context < $1.context }
     }
+
+    /// A replayed sweep's numbers, range-checked before the analysis uses them: contexts, counts and
+    /// byte sizes small enough that sums and differences of them cannot overflow, times and rates
+    /// finite and not negative. The error names the field and what was expected.
+    public func validate() throws {
+        func count(_ v: Int, _ field: String, _ range: ClosedRange<Int>) throws {
+            guard range.contains(v) else { throw BenchFileError(field: field, value: String(v), expected: "an integer in \(range.lowerBound)...\(range.upperBound)") }
+        }
+        func time(_ v: Double?, _ field: String) throws {
+            guard let v else { return }
+            guard v.isFinite, v >= 0 else { throw BenchFileError(field: field, value: String(v), expected: "a finite number ≥ 0") }
+        }
+        func summary(_ s: BenchSummary?, _ field: String) throws {
+            guard let s else { return }
+            try time(s.median, field + ".median"); try time(s.min, field + ".min"); try time(s.max, field + ".max")
+            try count(s.count, field + ".count", 0...Self.maxCount)
+        }
+        func point(_ p: BenchPoint, _ field: String) throws {
+            try count(p.context, field + ".context", 1...Self.maxContext)
+            try count(p.decodeTokens, field + ".decodeTokens", 0...Self.maxCount)
+            try count(p.repetitions, field + ".repetitions", 0...Self.maxCount)
+            try count(p.parameters, field + ".parameters", 0...Self.maxBytes)
+            try count(p.stateBytes, field + ".stateBytes", 0...Self.maxBytes)
+            try count(p.expectedStateBytes, field + ".expectedStateBytes", 0...Self.maxBytes)
+            try count(p.weightBytes, field + ".weightBytes", 0...Self.maxBytes)
+            if let b = p.peakResidentBytes { try count(b, field + ".peakResidentBytes", 0...Self.maxBytes) }
+            try summary(p.prefill, field + ".prefill"); try summary(p.decode, field + ".decode")
+            try count(p.prefillSamples.count, field + ".prefillSamples (length)", 0...Self.maxCount)
+            try count(p.decodeRepetitionMedians.count, field + ".decodeRepetitionMedians (length)", 0...Self.maxCount)
+            for (i, v) in p.prefillSamples.enumerated() { try time(v, field + ".prefillSamples[\(i)]") }
+            for (i, v) in p.decodeRepetitionMedians.enumerated() { try time(v, field + ".decodeRepetitionMedians[\(i)]") }
+            try time(p.prefillTokensPerSecond, field + ".prefillTokensPerSecond")
+            try time(p.decodeTokensPerSecond, field + ".decodeTokensPerSecond")
+        }
+        try count(settings.contexts.count, "settings.contexts (length)", 0...Self.maxCount)
+        for (i, n) in settings.contexts.enumerated() { try count(n, "settings.contexts[\(i)]", 1...Self.maxContext) }
+        try count(settings.decodeTokens, "settings.decodeTokens", 0...Self.maxCount)
+        try count(settings.repetitions, "settings.repetitions", 0...Self.maxCount)
+        try count(settings.threads, "settings.threads", 0...Self.maxCount)
+        try time(settings.maxSecondsPerPoint, "settings.maxSecondsPerPoint")
+        for (i, n) in settings.breakdownContexts.enumerated() { try count(n, "settings.breakdownContexts[\(i)]", 1...Self.maxContext) }
+        try count(machine.logicalCPUs, "machine.logicalCPUs", 0...Self.maxCount)
+        try count(machine.memoryBytes, "machine.memoryBytes", 0...Self.maxBytes)
+        try time(machine.readBandwidth, "machine.readBandwidth")
+        try time(wallSeconds, "wallSeconds")
+        try time(loadAverageStart, "loadAverageStart"); try time(loadAverageEnd, "loadAverageEnd")
+        try count(points.count, "points (length)", 0...Self.maxCount)
+        for (i, p) in points.enumerated() { try point(p, "points[\(i)]") }
+        for (i, p) in (controls ?? []).enumerated() { try point(p, "controls[\(i)]") }
+        for (i, b) in breakdowns.enumerated() {
+            try count(b.context, "breakdowns[\(i)].context", 1...Self.maxContext)
+            try time(b.wallSeconds, "breakdowns[\(i)].wallSeconds")
+            for (j, c) in b.components.enumerated() { try time(c.seconds, "breakdowns[\(i)].components[\(j)].seconds") }
+        }
+    }
+
+    /// Bounds for `validate`: far above any real sweep, far below where Int arithmetic overflows.
+    static let maxContext = 1 << 30, maxCount = 1 << 24, maxBytes = 1 << 50
+}
+
+/// A replayed sweep file whose numbers are out of range.
+public struct BenchFileError: Error, CustomStringConvertible {
+    public var field: String, value: String, expected: String
+    public var description: String { "\(field) is \(value); expected \(expected)" }
 }
 
 /// Runs the sweep: for each context n (ascending), each model in turn — interleaved, so that the

@@ -175,7 +175,12 @@ struct Bench: ParsableCommand {
         }
         var results: BenchResults
         if let replay {
-            results = try BenchReport.decodeJSON(Data(contentsOf: URL(fileURLWithPath: replay)))
+            guard let data = FileManager.default.contents(atPath: replay) else {
+                throw ValidationError("--replay \(replay): cannot read the file")
+            }
+            do { results = try BenchReport.decodeJSON(data) } catch {
+                throw ValidationError("--replay \(replay): \(error)")
+            }
         } else {
             results = BenchRunner(subjects: subjects, settings: settings, progress: { printError($0) }).run()
             results.command = (["orochi"] + CommandLine.arguments.dropFirst()).joined(separator: " ")

@@ -78,6 +78,21 @@ struct BenchStatisticsTests {
                                   challengerFit: PowerLawFit.fit(x: x, y: x.map { 2 * $0 }), incumbentFit: PowerLawFit.fit(x: x, y: x))
         #expect(same == .beyondRange(lastX: 1024, extrapolated: nil))
     }
+
+    /// Nearly parallel fits (a noisy run of tiny models) meet absurdly far out: 10^20 tokens here.
+    /// That is no crossing to report, and printing it once trapped converting to Int.
+    @Test func crossoverFarBeyondAnyContextIsNotReported() {
+        let x = [128.0, 256, 512, 1024]
+        let ssm = PowerLawFit(exponent: 1.0, coefficient: 100, rSquared: 1, fromX: 128, toX: 1024, points: 4)
+        let attn = PowerLawFit(exponent: 1.1, coefficient: 1, rSquared: 1, fromX: 128, toX: 1024, points: 4)
+        let c = Crossover.find(x: x, challenger: x.map(ssm.predict), incumbent: x.map(attn.predict),
+                               challengerFit: ssm, incumbentFit: attn)
+        #expect(c == .beyondRange(lastX: 1024, extrapolated: nil))
+        #expect(c.description == "not reached by n = 1,024")
+        #expect(Crossover.beyondRange(lastX: 1024, extrapolated: 1e20).description.hasSuffix("n ≈ 1e+20)"))
+        #expect(BenchReport.grouped(1234567.4) == "1,234,567" && BenchReport.grouped(-9.5e18) == "-9.5e+18")
+        #expect(BenchReport.grouped(Double.nan) == "nan" && BenchReport.grouped(Double.infinity) == "inf")
+    }
 }
 
 /// A stand-in state-space model: constant state, no arithmetic. Lets the analysis see an SSM
@@ -271,6 +286,46 @@ struct BenchSweepTests {
         // The document decodes back into the results it came from (`--replay`).
         let back = try BenchReport.decodeJSON(Data(text.utf8))
         #expect(back.points == r.points && back.breakdowns == r.breakdowns && back.settings == r.settings)
+    }
+
+    /// `--replay` reads a file like any other input: numbers out of range are refused, naming the
+    /// field, before the analysis does arithmetic with them.
+    @Test func replayRefusesOutOfRangeNumbers() throws {
+        let text = try BenchReport.json(Self.sweep(contexts: [8, 16]))
+        #expect(throws: Never.self) { try BenchReport.decodeJSON(Data(text.utf8)) }
+        func mutated(_ change: (inout [String: Any]) -> Void) throws -> Data {
+            var doc = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+            var results = try #require(doc["results"] as? [String: Any])
+            change(&results)
+            doc["results"] = results
+            return try JSONSerialization.data(withJSONObject: doc)
+        }
+        func point(_ i: Int, _ key: String, _ value: Any) -> (inout [String: Any]) -> Void {
+            { results in
+                var points = results["points"] as! [[String: Any]]
+                points[i][key] = value
+                results["points"] = points
+            }
+        }
+        let cases: [(String, (inout [String: Any]) -> Void)] = [
+            ("points[1].stateBytes is -5", point(1, "stateBytes", -5)),
+            ("points[0].context is 0", point(0, "context", 0)),
+            ("points[2].context is 9223372036854775807", point(2, "context", Int.max)),
+            ("points[3].weightBytes is 4611686018427387904", point(3, "weightBytes", 1 << 62)),
+            ("points[0].prefillTokensPerSecond is -1.0", point(0, "prefillTokensPerSecond", -1.0)),
+            ("points[1].prefill.median is -0.5", point(1, "prefill", ["median": -0.5, "min": 0, "max": 1, "count": 2])),
+            ("settings.contexts[0] is -8", { r in var s = r["settings"] as! [String: Any]; s["contexts"] = [-8, 16]; r["settings"] = s }),
+            ("machine.readBandwidth is -1.0", { r in var m = r["machine"] as! [String: Any]; m["readBandwidth"] = -1.0; r["machine"] = m }),
+        ]
+        for (message, change) in cases {
+            let data = try mutated(change)
+            do {
+                _ = try BenchReport.decodeJSON(data)
+                Issue.record("accepted: \(message)")
+            } catch let error as BenchFileError {
+                #expect("\(error)".hasPrefix(message), "\(error)")
+            }
+        }
     }
 
     @Test func templateIsFilledAndUnknownPlaceholdersAreMarked() {
