@@ -181,7 +181,7 @@ static void matvec_part(void *ctx, int index, int count) {
     const matvec_job *j = ctx;
     // Row ranges in multiples of 16, so that each thread streams whole cache lines of its rows.
     long blocks = (j->n + 15) / 16;
-    long r0 = blocks * index / count * 16, r1 = blocks * (index + 1) / count * 16;
+    long r0 = orochi_pool_guided_start(blocks, index, count) * 16, r1 = orochi_pool_guided_start(blocks, index + 1, count) * 16;
     if (r1 > j->n) r1 = j->n;
     if (r0 < r1) orochi_matvec_rows(j->dtype, j->w, r0, r1, j->k, j->ldw, j->x, j->y, j->acc);
 }
@@ -197,7 +197,7 @@ void orochi_matvec(int dtype, const void *w, long n, long k, long ldw, const flo
     }
     matvec_job job = {dtype, w, n, k, ldw, x, y, acc};
     long blocks = (n + 15) / 16;
-    int chunks = 4 * orochi_pool_threads();   // a few per thread, so that a late thread is covered
+    int chunks = 3 * orochi_pool_threads();   // a few per thread, so that a late thread is covered
     orochi_pool_run_chunks(matvec_part, &job, blocks < chunks ? (int)blocks : chunks);
 }
 
@@ -493,7 +493,8 @@ static inline long group_unit(const group_job *j, long n) { return j->m == 1 ? 1
 // `index` takes its share of them, through the kernel the product would take alone.
 static void group_part(void *ctx, int index, int count) {
     const group_job *j = ctx;
-    long u0 = j->units * index / count, u1 = j->units * (index + 1) / count, first = 0;
+    long u0 = j->m == 1 ? orochi_pool_guided_start(j->units, index, count) : j->units * index / count;
+    long u1 = j->m == 1 ? orochi_pool_guided_start(j->units, index + 1, count) : j->units * (index + 1) / count, first = 0;
     for (int i = 0; i < j->count && first < u1; i++) {
         const orochi_group_product *p = j->p + i;
         long unit = group_unit(j, p->n), units = (p->n + unit - 1) / unit;
@@ -516,7 +517,7 @@ void orochi_matvec_group(const orochi_group_product *products, int count, long k
     long weights = 0;
     for (int i = 0; i < count; i++) weights += products[i].n * k;
     if (weights < PARALLEL_MIN_WEIGHTS || job.units < 2 || orochi_pool_threads() == 1) { group_part(&job, 0, 1); return; }
-    int chunks = 4 * orochi_pool_threads();   // as orochi_matvec: a few per thread
+    int chunks = 3 * orochi_pool_threads();   // as orochi_matvec: a few per thread
     orochi_pool_run_chunks(group_part, &job, job.units < chunks ? (int)job.units : chunks);
 }
 

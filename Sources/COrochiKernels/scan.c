@@ -185,7 +185,8 @@ T256 static void block256(const scan_job *j, long blk) {
 static void scan_part(void *ctx, int index, int count) {
     const scan_job *j = ctx;
     long blocks = (j->e + 15) / 16;
-    for (long blk = blocks * index / count; blk < blocks * (index + 1) / count; blk++) {
+    long end = orochi_pool_guided_start(blocks, index + 1, count);
+    for (long blk = orochi_pool_guided_start(blocks, index, count); blk < end; blk++) {
 #if defined(__x86_64__)
         if (orochi_isa() == OROCHI_ISA_AVX512 && j->n <= 64) {
             if (j->n == 16) block512_n16(j, blk); else block512_any(j, blk);
@@ -204,7 +205,7 @@ void orochi_selective_scan(long steps, long e, int n, const float *x, long ldx, 
     long blocks = (e + 15) / 16;
     // One token of a small model is a few microseconds of work: threads would cost more than they save.
     if (blocks < 2 || steps * e * n < (1 << 12) || orochi_pool_threads() == 1) { scan_part(&job, 0, 1); return; }
-    int chunks = 4 * orochi_pool_threads();
+    int chunks = 3 * orochi_pool_threads();
     orochi_pool_run_chunks(scan_part, &job, blocks < chunks ? (int)blocks : chunks);
 }
 
