@@ -49,6 +49,9 @@ struct Bench: ParsableCommand {
     @Option(name: .long, help: "Element type of the attention KV cache: f32 or f16.")
     var kvDtype: KVCacheType = .f32
 
+    @Option(name: .long, help: "Model directories' checkpoints held on 'huge-pages' (read at load) or 'mapped' from the file.")
+    var weightsMemory: WeightMemory = .hugePages
+
     @Flag(name: .long, inversion: .prefixedNo, help: "Measure the machine's streaming read bandwidth first (the decode roofline, printed beside the figures).")
     var bandwidth = true
 
@@ -159,7 +162,7 @@ struct Bench: ParsableCommand {
         settings.measureBandwidth = bandwidth
         // Presets first, then model directories, each in the order given.
         let subjects = preset.compactMap { BenchPresets.named($0)?.subject(seed: seed, halfWeights: presetDtype == .f16, kvCache: kvDtype.type) }
-            + model.map { BenchSubject.directory($0, options: LoadOptions(weights: weightsDtype, kvCache: kvDtype.type)) }
+            + model.map { BenchSubject.directory($0, options: LoadOptions(weights: weightsDtype, kvCache: kvDtype.type, weightMemory: weightsMemory)) }
 
         if let batches = try parsedBatchSizes() {
             let (rows, reuse) = try BatchBench.run(subjects: subjects, batchSizes: batches, depth: ns[0], steps: decodeTokens,

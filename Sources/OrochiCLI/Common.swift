@@ -19,6 +19,9 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "Element type of the attention KV cache: f32 (exact) or f16 (half the bytes per token of context).")
     var kvDtype: KVCacheType = .f32
 
+    @Option(name: .long, help: "How the checkpoint is held in memory: 'huge-pages' reads it at load into private memory on 2 MiB pages where Linux offers them (faster decode: fewer TLB misses), 'mapped' maps the file (4 KiB pages, shared with other processes through the page cache).")
+    var weightsMemory: WeightMemory = .hugePages
+
     var directory: URL { URL(fileURLWithPath: model) }
 
     func validate() throws {
@@ -29,11 +32,12 @@ struct ModelOptions: ParsableArguments {
     func load() throws -> any LanguageModel {
         BLAS.threads = threads
         return try ModelRegistry.load(directory: directory,
-                                      options: LoadOptions(context: context, weights: weightsDtype, kvCache: kvDtype.type))
+                                      options: LoadOptions(context: context, weights: weightsDtype, kvCache: kvDtype.type, weightMemory: weightsMemory))
     }
 }
 
 extension WeightStorage: ExpressibleByArgument {}
+extension WeightMemory: ExpressibleByArgument {}
 
 /// The KV cache types a user can ask for.
 enum KVCacheType: String, ExpressibleByArgument, CaseIterable {

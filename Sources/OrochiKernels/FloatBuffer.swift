@@ -1,7 +1,9 @@
 import Foundation
 
 /// An owned, zero-filled float32 buffer for caches and scratch space. Memory comes from `calloc`,
-/// so a large cache that is only partly used occupies only the pages actually written.
+/// so a large cache that is only partly used occupies only the pages actually written; weights
+/// of 4 MiB or more (`hugePages: true`) come from `HugePageRegion` instead. Not caches: a KV cache
+/// written a row at a time would take (and zero) 2 MiB at its first token.
 ///
 /// Sizes from files or flags must be checked first (`Sizes`): `init(checkedCount:)` throws
 /// when the size is negative, overflows or cannot be allocated; `init(count:)` is for sizes
@@ -9,6 +11,11 @@ import Foundation
 public final class FloatBuffer {
     public let pointer: UnsafeMutablePointer<Float>
     public let count: Int
+    private let region: HugePageRegion?
+
+    /// From this size on a buffer goes on huge pages: rounding up to whole 2 MiB pages then wastes
+    /// at most a third of what it holds.
+    static let hugePageMinimumBytes = 4 << 20
 
     public enum AllocationError: Error, CustomStringConvertible, Equatable {
         case invalidCount(Int)
@@ -21,20 +28,27 @@ public final class FloatBuffer {
         }
     }
 
-    public init(checkedCount count: Int) throws {
+    public init(checkedCount count: Int, hugePages: Bool = false) throws {
         guard count >= 0, count <= Int.max / MemoryLayout<Float>.stride else { throw AllocationError.invalidCount(count) }
+        self.count = count
+        if hugePages, count * MemoryLayout<Float>.stride >= Self.hugePageMinimumBytes,
+           let r = HugePageRegion.allocate(bytes: count * MemoryLayout<Float>.stride) {
+            region = r
+            pointer = r.pointer.bindMemory(to: Float.self, capacity: count)
+            return
+        }
         guard let raw = calloc(max(count, 1), MemoryLayout<Float>.stride) else {
             throw AllocationError.outOfMemory(bytes: count * MemoryLayout<Float>.stride)
         }
-        self.count = count
+        region = nil
         pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
     }
 
-    public convenience init(count: Int) {
-        do { try self.init(checkedCount: count) } catch { fatalError("FloatBuffer: \(error)") }
+    public convenience init(count: Int, hugePages: Bool = false) {
+        do { try self.init(checkedCount: count, hugePages: hugePages) } catch { fatalError("FloatBuffer: \(error)") }
     }
 
-    deinit { free(pointer) }
+    deinit { if let region { region.release() } else { free(pointer) } }
 
     public var bytes: Int { count * MemoryLayout<Float>.stride }
 

@@ -7,7 +7,8 @@ public final class Checkpoint {
     private var fileForTensor: [String: SafetensorsFile] = [:]
     public private(set) var files: [SafetensorsFile] = []
 
-    public init(directory: URL) throws {
+    /// `memory`: how each file's bytes are held (`WeightMemory`).
+    public init(directory: URL, memory: WeightMemory = .hugePages) throws {
         self.directory = directory
         let fm = FileManager.default
         let single = directory.appendingPathComponent("model.safetensors")
@@ -25,7 +26,7 @@ public final class Checkpoint {
                     guard fm.fileExists(atPath: path) else {
                         throw LoadError.missingFile(path: path, detail: "shard listed in model.safetensors.index.json does not exist")
                     }
-                    file = try SafetensorsFile(path: path)
+                    file = try SafetensorsFile(path: path, memory: memory)
                     opened[fileName] = file
                     files.append(file)
                 }
@@ -35,7 +36,7 @@ public final class Checkpoint {
                 fileForTensor[tensor] = file
             }
         } else if fm.fileExists(atPath: single.path) {
-            let file = try SafetensorsFile(path: single.path)
+            let file = try SafetensorsFile(path: single.path, memory: memory)
             files = [file]
             for name in file.entries.keys { fileForTensor[name] = file }
         } else {
@@ -53,6 +54,20 @@ public final class Checkpoint {
     }
 
     public var tensorNames: [String] { fileForTensor.keys.sorted() }
+
+    /// Where the files' bytes live, for `inspect`: read into huge pages (with how much of them the
+    /// kernel really put on 2 MiB pages) or mapped.
+    public var placement: String {
+        let read = files.filter { $0.memory == .hugePages }
+        if read.isEmpty {
+            return "mapped from the file (4 KiB pages)" + (HugePageRegion.available ? "" : "; this system has no transparent huge pages")
+        }
+        let total = read.reduce(0) { $0 + $1.byteCount }
+        guard let huge = read.reduce(Optional(0), { sum, f in f.hugePageBytes.flatMap { h in sum.map { $0 + h } } }) else {
+            return "read into private memory of \(formatBytes(total)), advised for 2 MiB pages"
+        }
+        return "read into private memory, \(formatBytes(min(huge, total))) of \(formatBytes(total)) on 2 MiB pages"
+    }
 
     public func has(_ name: String) -> Bool { fileForTensor[name] != nil }
 

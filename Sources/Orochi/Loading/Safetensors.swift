@@ -25,9 +25,20 @@ public struct Tensor: @unchecked Sendable {
     public var count: Int { shape.reduce(1, *) }
 }
 
-/// One `.safetensors` file, memory-mapped. Format: 8-byte little-endian header length N, N bytes
-/// of JSON {name: {dtype, shape, data_offsets: [begin, end]}}, then the data section.
-/// The header is untrusted: every field is checked before any tensor is touched.
+/// How a checkpoint's bytes are held in memory.
+public enum WeightMemory: String, Sendable, CaseIterable {
+    /// Read at load into private memory on 2 MiB pages (`HugePageRegion`), where the kernel offers
+    /// them: fewer TLB misses when decode streams the weights. The default.
+    case hugePages = "huge-pages"
+    /// The file mapped read-only: pages load as they are first read and stay in the page cache,
+    /// shared with other processes mapping the same file; 4 KiB pages.
+    case mapped
+}
+
+/// One `.safetensors` file, read into huge pages or memory-mapped (`WeightMemory`). Format: 8-byte
+/// little-endian header length N, N bytes of JSON {name: {dtype, shape, data_offsets: [begin,
+/// end]}}, then the data section. The header is untrusted: every field is checked before any
+/// tensor is touched.
 public final class SafetensorsFile {
     public struct Entry: Sendable {
         public let name: String
@@ -40,17 +51,31 @@ public final class SafetensorsFile {
     public let path: String
     public let entries: [String: Entry]
     public let metadata: [String: String]
+    /// How the bytes are held: `.mapped` where huge pages were asked for but are not available.
+    public let memory: WeightMemory
     private let base: UnsafeMutableRawPointer
     private let mappedLength: Int
+    private let region: HugePageRegion?
     private let dataStart: Int
-    /// F16/BF16 and unaligned F32 tensors converted to float32 once, owned here.
-    private var converted: [String: UnsafeMutablePointer<Float>] = [:]
+    /// F16/BF16 and unaligned F32 tensors converted to float32 once, owned here (on huge pages
+    /// when large, as FloatBuffers are).
+    private var converted: [String: FloatBuffer] = [:]
     private let lock = NSLock()
 
     /// A header larger than this is refused rather than parsed (real headers are kilobytes).
     static let maxHeaderBytes = 100 << 20
 
-    public init(path: String) throws {
+    /// Files smaller than this stay mapped whatever was asked: a 2 MiB page for a small file
+    /// would hold mostly zeros. The same bound as FloatBuffer's weights.
+    static let hugePageMinimumBytes = 4 << 20
+
+    public convenience init(path: String, memory: WeightMemory = .hugePages) throws {
+        try self.init(path: path, memory: memory, hugePageMinimum: Self.hugePageMinimumBytes)
+    }
+
+    /// `hugePageMinimum`: the size from which a file is read rather than mapped (tests read the
+    /// small fixtures too, through both paths).
+    init(path: String, memory wanted: WeightMemory, hugePageMinimum: Int) throws {
         self.path = path
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else { throw LoadError.cannotOpen(path: path, reason: String(cString: strerror(errno))) }
@@ -61,13 +86,30 @@ public final class SafetensorsFile {
         guard size >= 8 else {
             throw LoadError.truncated(path: path, detail: "\(size) bytes, fewer than the 8-byte header length")
         }
-        guard let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), mapped != MAP_FAILED else {
-            throw LoadError.cannotOpen(path: path, reason: "mmap failed: \(String(cString: strerror(errno)))")
+        if wanted == .hugePages, size >= hugePageMinimum, let r = HugePageRegion.allocate(bytes: size) {
+            // The whole file, read in pieces: a read may return fewer bytes than asked.
+            var done = 0
+            while done < size {
+                let n = pread(fd, r.pointer + done, min(size - done, 1 << 30), off_t(done))
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else {
+                    let reason = n == 0 ? "the file ended at byte \(done) of \(size) while reading it" : String(cString: strerror(errno))
+                    r.release()
+                    throw LoadError.cannotOpen(path: path, reason: reason)
+                }
+                done += n
+            }
+            r.seal()
+            region = r; base = r.pointer; memory = .hugePages
+        } else {
+            guard let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), mapped != MAP_FAILED else {
+                throw LoadError.cannotOpen(path: path, reason: "mmap failed: \(String(cString: strerror(errno)))")
+            }
+            region = nil; base = mapped; memory = .mapped
         }
-        base = mapped
         mappedLength = size
         do {
-            let headerLength = UInt64(littleEndian: mapped.loadUnaligned(as: UInt64.self))
+            let headerLength = UInt64(littleEndian: base.loadUnaligned(as: UInt64.self))
             guard headerLength <= UInt64(size - 8) else {
                 throw LoadError.truncated(path: path, detail: "header length \(headerLength) runs past the end of the \(size)-byte file")
             }
@@ -75,18 +117,23 @@ public final class SafetensorsFile {
                 throw LoadError.badHeader(path: path, detail: "header length \(headerLength) exceeds the \(Self.maxHeaderBytes)-byte limit")
             }
             dataStart = 8 + Int(headerLength)
-            let headerData = Data(bytes: mapped + 8, count: Int(headerLength))
+            let headerData = Data(bytes: base + 8, count: Int(headerLength))
             (entries, metadata) = try Self.parseHeader(headerData, path: path, dataBytes: size - dataStart)
         } catch {
-            munmap(mapped, size)
+            if let region { region.release() } else { munmap(base, size) }
             throw error
         }
     }
 
     deinit {
-        for (_, p) in converted { p.deallocate() }
-        munmap(base, mappedLength)
+        if let region { region.release() } else { munmap(base, mappedLength) }
     }
+
+    /// The file's size: the bytes held in memory.
+    public var byteCount: Int { mappedLength }
+
+    /// Bytes of this file's data on huge pages now (nil: mapped, or not measurable).
+    public var hugePageBytes: Int? { region.flatMap { HugePageRegion.residentHugeBytes(containing: $0.pointer) } }
 
     private struct DynamicKey: CodingKey {
         var stringValue: String
@@ -252,11 +299,11 @@ public final class SafetensorsFile {
             return Tensor(name: name, shape: entry.shape, data: raw.assumingMemoryBound(to: Float.self))
         case .f32, .f16, .bf16:
             lock.lock(); defer { lock.unlock() }
-            if let done = converted[name] { return Tensor(name: name, shape: entry.shape, data: done) }
-            let out = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
-            Self.convert(raw, dtype: entry.dtype, count: count, into: out)
+            if let done = converted[name] { return Tensor(name: name, shape: entry.shape, data: done.pointer) }
+            let out = try FloatBuffer(checkedCount: count, hugePages: true)
+            Self.convert(raw, dtype: entry.dtype, count: count, into: out.pointer)
             converted[name] = out
-            return Tensor(name: name, shape: entry.shape, data: out)
+            return Tensor(name: name, shape: entry.shape, data: out.pointer)
         default:
             throw LoadError.unsupportedDType(path: path, tensor: name, dtype: entry.dtype.rawValue)
         }

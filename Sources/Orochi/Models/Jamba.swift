@@ -251,7 +251,7 @@ public final class JambaModel: LanguageModel, ChunkedForward {
     public convenience init(directory: URL, options: LoadOptions) throws {
         let configURL = directory.appendingPathComponent("config.json")
         let config = try readJSONConfig(JambaConfig.self, from: configURL)
-        try self.init(config: config, source: CheckpointWeights(try Checkpoint(directory: directory), storage: options.weights),
+        try self.init(config: config, source: CheckpointWeights(try Checkpoint(directory: directory, memory: options.weightMemory), storage: options.weights),
                       configPath: configURL.path, context: options.context, kvCache: options.kvCache)
     }
 
@@ -354,7 +354,7 @@ public final class JambaModel: LanguageModel, ChunkedForward {
                 ? "SwiGLU \(config.intermediate_size); experts: \(config.num_experts), top-\(config.num_experts_per_tok), every \(config.expert_layer_period) layers from \(config.expert_layer_offset)"
                 : "SwiGLU \(config.intermediate_size) in every layer"),
             ("lm_head", config.tie_word_embeddings ? "tied to embed_tokens [\(vocab), \(dim)]" : "[\(vocab), \(dim)]"),
-            ("weights in memory", Set(matrices.map(\.type.rawValue)).sorted().joined(separator: ", ")),
+            ("weights in memory", Set(matrices.map(\.type.rawValue)).sorted().joined(separator: ", ") + "; " + source.placement),
             ("kv cache", attentionLayers == 0 ? "none" : "\(kvCache.rawValue), \(perToken) bytes per token (attention layers only)"),
             ("bytes read per decoded token", "\(decodedWeightBytes(matrices: matrices, embedding: embedding, lmHead: lmHead) - expertBytes) of weights (the routed experts only) + \(fixed) of state + \(perToken) per token of context"),
         ]

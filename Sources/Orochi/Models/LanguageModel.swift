@@ -79,7 +79,10 @@ public struct LoadOptions: Sendable {
     public var weights: WeightStorage
     /// Element type of the attention KV cache: f32 (default, exact) or f16 (half the bytes per token).
     public var kvCache: WeightType
-    public init(context: Int? = nil, weights: WeightStorage = .asStored, kvCache: WeightType = .f32) {
-        self.context = context; self.weights = weights; self.kvCache = kvCache
+    /// The checkpoint's bytes read into huge pages (default) or mapped from the file.
+    public var weightMemory: WeightMemory
+    public init(context: Int? = nil, weights: WeightStorage = .asStored, kvCache: WeightType = .f32,
+                weightMemory: WeightMemory = .hugePages) {
+        self.context = context; self.weights = weights; self.kvCache = kvCache; self.weightMemory = weightMemory
     }
 }

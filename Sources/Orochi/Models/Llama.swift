@@ -162,7 +162,7 @@ public final class LlamaModel: LanguageModel, ChunkedForward {
     public convenience init(directory: URL, options: LoadOptions) throws {
         let configURL = directory.appendingPathComponent("config.json")
         let config = try readJSONConfig(LlamaConfig.self, from: configURL)
-        try self.init(config: config, source: CheckpointWeights(try Checkpoint(directory: directory), storage: options.weights),
+        try self.init(config: config, source: CheckpointWeights(try Checkpoint(directory: directory, memory: options.weightMemory), storage: options.weights),
                       configPath: configURL.path, context: options.context, kvCache: options.kvCache)
     }
 
@@ -226,7 +226,7 @@ public final class LlamaModel: LanguageModel, ChunkedForward {
             ("mlp gate / up / down", "[\(ffn), \(dim)] / [\(ffn), \(dim)] / [\(dim), \(ffn)]"),
             ("rope", "theta \(theta), scaling \(scaling)"),
             ("lm_head", config.tiedEmbeddings ? "tied to embed_tokens [\(vocab), \(dim)]" : "[\(vocab), \(dim)]"),
-            ("weights in memory", "\(stored)"),
+            ("weights in memory", "\(stored); \(source.placement)"),
             ("kv cache", "\(kvCache.rawValue), \(perToken) bytes per token"),
             ("bytes read per decoded token", "\(decodedWeightBytes(matrices: matrices, embedding: embedding, lmHead: lmHead)) of weights (the lm_head whole, one embedding row) + \(perToken) per token of context"),
         ]

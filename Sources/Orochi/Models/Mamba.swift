@@ -175,7 +175,7 @@ public final class MambaModel: LanguageModel, ChunkedForward {
         if let context = options.context, context <= 0 {
             throw LoadError.badConfig(path: configURL.path, detail: "context must be positive, got \(context)")
         }
-        try self.init(config: config, source: CheckpointWeights(try Checkpoint(directory: directory), storage: options.weights),
+        try self.init(config: config, source: CheckpointWeights(try Checkpoint(directory: directory, memory: options.weightMemory), storage: options.weights),
                       configPath: configURL.path)
     }
 
@@ -230,7 +230,7 @@ public final class MambaModel: LanguageModel, ChunkedForward {
             ("projections in / x / dt / out", "[\(2 * e), \(dim)] / [\(r + 2 * n), \(e)] / [\(e), \(r)] / [\(dim), \(e)]"),
             ("biases", "conv \(config.use_conv_bias ? "yes" : "no"), in/out projections \(config.use_bias ? "yes" : "no")"),
             ("lm_head", tied ? "tied to embeddings [\(vocab), \(dim)]" : "[\(vocab), \(dim)]"),
-            ("weights in memory", Set(matrices.map(\.type.rawValue)).sorted().joined(separator: ", ")),
+            ("weights in memory", Set(matrices.map(\.type.rawValue)).sorted().joined(separator: ", ") + "; " + source.placement),
             ("ssm state", "per layer conv [\(k - 1), \(e)] + ssm [\(e), \(n)] f32, \(stateBytes) bytes in all"),
             ("bytes read per decoded token", "\(decodedWeightBytes(matrices: matrices, embedding: embedding, lmHead: lmHead) + layerCount * (k * e + 3 * e + 2 * e * n) * 4) (weights, one embedding row, filters, state), at any depth"),
         ]

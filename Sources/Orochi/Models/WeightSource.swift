@@ -14,6 +14,8 @@ protocol WeightSource: AnyObject {
     var parameterCount: Int { get }
     /// Tensor count per stored dtype, for `inspect`.
     var dtypeCounts: [String: Int] { get }
+    /// Where the weights' bytes live, for `inspect`.
+    var placement: String { get }
 }
 
 /// How a preset fills a tensor (roughly as transformers initialises it).
@@ -44,6 +46,7 @@ final class CheckpointWeights: WeightSource {
     }
     func has(_ name: String, configured: Bool) -> Bool { configured || checkpoint.has(name) }
     var dtypeCounts: [String: Int] { checkpoint.dtypeCounts }
+    var placement: String { checkpoint.placement }
 }
 
 /// Seeded random weights for benchmark presets: realistic shapes without a download. Matrices
@@ -61,7 +64,7 @@ final class RandomWeights: WeightSource {
     func matrix(_ name: String, rows: Int, columns: Int, initial: RandomInit) throws -> WeightMatrix {
         let values = fill(rows * columns, initial, columns: columns)
         guard half else { return WeightMatrix(values, rows: rows, columns: columns) }
-        let narrow = FloatBuffer(count: (rows * columns + 1) / 2)        // f16 values, two per float slot
+        let narrow = FloatBuffer(count: (rows * columns + 1) / 2, hugePages: true)        // f16 values, two per float slot
         buffers.append(narrow)
         let bits = UnsafeMutableRawPointer(narrow.pointer).bindMemory(to: UInt16.self, capacity: rows * columns)
         narrowToHalf(values, into: bits, count: rows * columns)
@@ -76,9 +79,10 @@ final class RandomWeights: WeightSource {
     func has(_ name: String, configured: Bool) -> Bool { configured }
 
     var dtypeCounts: [String: Int] { [half ? "F16 (random)" : "F32 (random)": tensors] }
+    var placement: String { HugePageRegion.available ? "generated in memory, on 2 MiB pages from 4 MiB a matrix" : "generated in memory" }
 
     private func fill(_ count: Int, _ initial: RandomInit, columns: Int) -> UnsafePointer<Float> {
-        let b = FloatBuffer(count: count)
+        let b = FloatBuffer(count: count, hugePages: true)
         buffers.append(b)
         parameterCount += count
         tensors += 1

@@ -6,8 +6,14 @@ import Testing
 struct SafetensorsHardeningTests {
     let dir = TemporaryDirectory()
 
+    /// The error of opening the file, mapped and read into memory alike (the two must agree).
     func error(_ data: Data) -> String? {
-        do { _ = try SafetensorsFile(path: dir.write("t.safetensors", data).path); return nil } catch { return "\(error)" }
+        let path = dir.write("t.safetensors", data).path
+        let messages = [WeightMemory.mapped, .hugePages].map { memory -> String? in
+            do { _ = try SafetensorsFile(path: path, memory: memory, hugePageMinimum: 0); return nil } catch { return "\(error)" }
+        }
+        #expect(messages[0] == messages[1])
+        return messages[1]
     }
 
     /// A header length 1–3 bytes short shifts the data section: the JSON still parses (its

@@ -6,8 +6,28 @@ import Testing
 struct SafetensorsTests {
     let dir = TemporaryDirectory()
 
+    /// Every file is opened both ways, mapped and read into memory (`WeightMemory`; small files
+    /// too, which are otherwise always mapped): the two must agree, error for error and float for
+    /// float. The read one is returned.
     func open(_ data: Data) throws -> SafetensorsFile {
-        try SafetensorsFile(path: dir.write("t.safetensors", data).path)
+        let path = dir.write("t.safetensors", data).path
+        let mapped = Result { try SafetensorsFile(path: path, memory: .mapped, hugePageMinimum: 0) }
+        let read = Result { try SafetensorsFile(path: path, memory: .hugePages, hugePageMinimum: 0) }
+        switch (mapped, read) {
+        case let (.success(a), .success(b)):
+            #expect(a.memory == .mapped && b.memory == (HugePageRegion.available ? .hugePages : .mapped))
+            #expect(a.entries.keys.sorted() == b.entries.keys.sorted())
+            for name in a.entries.keys {
+                guard let x = try? a.tensor(name), let y = try? b.tensor(name) else { continue }
+                #expect(zip(UnsafeBufferPointer(start: x.data, count: x.count), UnsafeBufferPointer(start: y.data, count: y.count))
+                            .allSatisfy { $0.bitPattern == $1.bitPattern }, "tensor \(name)")
+            }
+        case let (.failure(e1), .failure(e2)):
+            #expect("\(e1)" == "\(e2)")
+        default:
+            Issue.record("mapped and read disagree: \(mapped) against \(read)")
+        }
+        return try read.get()
     }
 
     func expectError(_ data: Data, _ check: (LoadError) -> Bool) {

@@ -46,6 +46,22 @@ struct ShippedModelTests {
         #expect(result.perplexity < 1000)
     }
 
+    /// The checkpoint read into huge pages (the default: these files are over 4 MiB) and mapped
+    /// from the file give the same logits, bit for bit, and `inspect` says which one ran.
+    @Test(arguments: names)
+    func weightMemoryDoesNotChangeLogits(_ name: String) throws {
+        var logits: [[UInt32]] = []
+        for memory in [WeightMemory.mapped, .hugePages] {
+            let model = try ModelRegistry.load(directory: Self.directory(name), options: LoadOptions(context: 64, weightMemory: memory))
+            try model.prefill([1, 20, 300, 4000, 5, 60])
+            logits.append(model.lastLogits.map(\.bitPattern))
+            let placement = model.info.details.first { $0.0 == "weights in memory" }?.1 ?? ""
+            let expected = memory == .hugePages && HugePageRegion.available ? "read into private memory" : "mapped from the file"
+            #expect(placement.contains(expected), "\(name) \(memory): \(placement)")
+        }
+        #expect(logits[0] == logits[1] && logits[0].count == 8000)
+    }
+
     /// The same shapes with random weights stay near the vocabulary size, far above the bound.
     @Test(arguments: names)
     func randomWeightsCannotReachTheBound(_ name: String) throws {
