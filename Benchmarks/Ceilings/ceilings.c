@@ -7,7 +7,8 @@
 //             the kernel Orochi runs for it (orochi_gemm_uses_own_for): OpenBLAS's sgemm, loaded and
 //             chosen as Orochi does (blas.c), or our multi-token kernel: the prefill ceiling
 //   cycle     Orochi's one-token kernel (orochi_matvec, f32) over a working set of S MB of
-//             matrices read in the same order again and again, as decode reads a model's weights:
+//             matrices (on 2 MiB pages, as Orochi holds weights) read in the same order again and
+//             again, as decode reads a model's weights:
 //             below the last-level cache it runs from cache, above it from DRAM
 //   scan      Mamba's selective scan (orochi_selective_scan), ns per state update
 //
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -114,8 +116,13 @@ static double cycle_bandwidth(double megabytes) {
     if (matrices < 1) matrices = 1;
     float **w = checked(sizeof(float *) * matrices), *x = checked(4 * K), *y = checked(4 * ROWS);
     for (int i = 0; i < K; i++) x[i] = 1.0f / (i + 1);
+    // One block on 2 MiB pages, as Orochi holds a checkpoint's weights (HugePageRegion).
+    size_t huge = (size_t)2 << 20, length = ((size_t)matrices * 4 * K * ROWS + huge - 1) / huge * huge;
+    float *block = aligned_alloc(huge, length);
+    if (!block) { fprintf(stderr, "ceilings: cannot allocate %zu bytes\n", length); exit(1); }
+    madvise(block, length, MADV_HUGEPAGE);
     for (long m = 0; m < matrices; m++) {
-        w[m] = checked(4L * K * ROWS);
+        w[m] = block + m * (long)K * ROWS;
         for (long i = 0; i < (long)K * ROWS; i++) w[m][i] = (float)(i % 7) * 0.1f;
     }
     enum { MOST = 4000 };
@@ -126,8 +133,7 @@ static double cycle_bandwidth(double megabytes) {
         for (long m = 0; m < matrices; m++) orochi_matvec(OROCHI_F32, w[m], ROWS, K, K, x, y, 0);
         times[reps] = now() - t;
     }
-    for (long m = 0; m < matrices; m++) free(w[m]);
-    free(w); free(x); free(y);
+    free(block); free(w); free(x); free(y);
     double bytes_per_second = 4.0 * K * ROWS * matrices / median(times + 1, reps - 1);   // the first pass fills the cache
     free(times);
     return bytes_per_second;
