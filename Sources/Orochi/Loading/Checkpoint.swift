@@ -60,7 +60,8 @@ public final class Checkpoint {
     public var placement: String {
         let read = files.filter { $0.memory == .hugePages }
         if read.isEmpty {
-            return "mapped from the file (4 KiB pages)" + (HugePageRegion.available ? "" : "; this system has no transparent huge pages")
+            let reasons = Set(files.compactMap(\.mappedBecause)).sorted().joined(separator: ", ")
+            return "mapped from the file (4 KiB pages)" + (reasons.isEmpty ? "" : ": \(reasons)")
         }
         let total = read.reduce(0) { $0 + $1.byteCount }
         guard let huge = read.reduce(Optional(0), { sum, f in f.hugePageBytes.flatMap { h in sum.map { $0 + h } } }) else {

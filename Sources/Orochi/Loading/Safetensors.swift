@@ -51,8 +51,9 @@ public final class SafetensorsFile {
     public let path: String
     public let entries: [String: Entry]
     public let metadata: [String: String]
-    /// How the bytes are held: `.mapped` where huge pages were asked for but are not available.
+    /// How the bytes are held: `.mapped` where huge pages were asked for but not taken, and why.
     public let memory: WeightMemory
+    public let mappedBecause: String?
     private let base: UnsafeMutableRawPointer
     private let mappedLength: Int
     private let region: HugePageRegion?
@@ -86,7 +87,10 @@ public final class SafetensorsFile {
         guard size >= 8 else {
             throw LoadError.truncated(path: path, detail: "\(size) bytes, fewer than the 8-byte header length")
         }
-        if wanted == .hugePages, size >= hugePageMinimum, let r = HugePageRegion.allocate(bytes: size) {
+        // A file over half the physical memory stays mapped: a private copy could not be paged
+        // back to the file under memory pressure, and would get the process killed instead.
+        let fits = UInt64(size) <= ProcessInfo.processInfo.physicalMemory / 2
+        if wanted == .hugePages, size >= hugePageMinimum, fits, let r = HugePageRegion.allocate(bytes: size) {
             // The whole file, read in pieces: a read may return fewer bytes than asked.
             var done = 0
             while done < size {
@@ -100,12 +104,14 @@ public final class SafetensorsFile {
                 done += n
             }
             r.seal()
-            region = r; base = r.pointer; memory = .hugePages
+            region = r; base = r.pointer; memory = .hugePages; mappedBecause = nil
         } else {
             guard let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), mapped != MAP_FAILED else {
                 throw LoadError.cannotOpen(path: path, reason: "mmap failed: \(String(cString: strerror(errno)))")
             }
             region = nil; base = mapped; memory = .mapped
+            mappedBecause = wanted == .mapped ? "as asked" : !HugePageRegion.available ? "this system has no transparent huge pages"
+                : size < hugePageMinimum ? "smaller than \(hugePageMinimum >> 20) MiB" : !fits ? "over half the physical memory" : "no memory to read it into"
         }
         mappedLength = size
         do {
