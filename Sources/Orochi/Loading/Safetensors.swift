@@ -87,6 +87,26 @@ public final class SafetensorsFile {
         guard size >= 8 else {
             throw LoadError.truncated(path: path, detail: "\(size) bytes, fewer than the 8-byte header length")
         }
+        guard let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), mapped != MAP_FAILED else {
+            throw LoadError.cannotOpen(path: path, reason: "mmap failed: \(String(cString: strerror(errno)))")
+        }
+        mappedLength = size
+        do {
+            // The header is read and checked through the mapping, before any data is read.
+            let headerLength = UInt64(littleEndian: mapped.loadUnaligned(as: UInt64.self))
+            guard headerLength <= UInt64(size - 8) else {
+                throw LoadError.truncated(path: path, detail: "header length \(headerLength) runs past the end of the \(size)-byte file")
+            }
+            guard headerLength <= UInt64(Self.maxHeaderBytes) else {
+                throw LoadError.badHeader(path: path, detail: "header length \(headerLength) exceeds the \(Self.maxHeaderBytes)-byte limit")
+            }
+            dataStart = 8 + Int(headerLength)
+            let headerData = Data(bytes: mapped + 8, count: Int(headerLength))
+            (entries, metadata) = try Self.parseHeader(headerData, path: path, dataBytes: size - dataStart)
+        } catch {
+            munmap(mapped, size)
+            throw error
+        }
         // A file over half the physical memory stays mapped: a private copy could not be paged
         // back to the file under memory pressure, and would get the process killed instead.
         let fits = UInt64(size) <= ProcessInfo.processInfo.physicalMemory / 2
@@ -99,35 +119,18 @@ public final class SafetensorsFile {
                 guard n > 0 else {
                     let reason = n == 0 ? "the file ended at byte \(done) of \(size) while reading it" : String(cString: strerror(errno))
                     r.release()
+                    munmap(mapped, size)
                     throw LoadError.cannotOpen(path: path, reason: reason)
                 }
                 done += n
             }
             r.seal()
+            munmap(mapped, size)
             region = r; base = r.pointer; memory = .hugePages; mappedBecause = nil
         } else {
-            guard let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), mapped != MAP_FAILED else {
-                throw LoadError.cannotOpen(path: path, reason: "mmap failed: \(String(cString: strerror(errno)))")
-            }
-            region = nil; base = mapped; memory = .mapped
+            region = nil; base = UnsafeMutableRawPointer(mapped); memory = .mapped
             mappedBecause = wanted == .mapped ? "as asked" : !HugePageRegion.available ? "this system has no transparent huge pages"
                 : size < hugePageMinimum ? "smaller than \(hugePageMinimum >> 20) MiB" : !fits ? "over half the physical memory" : "no memory to read it into"
-        }
-        mappedLength = size
-        do {
-            let headerLength = UInt64(littleEndian: base.loadUnaligned(as: UInt64.self))
-            guard headerLength <= UInt64(size - 8) else {
-                throw LoadError.truncated(path: path, detail: "header length \(headerLength) runs past the end of the \(size)-byte file")
-            }
-            guard headerLength <= UInt64(Self.maxHeaderBytes) else {
-                throw LoadError.badHeader(path: path, detail: "header length \(headerLength) exceeds the \(Self.maxHeaderBytes)-byte limit")
-            }
-            dataStart = 8 + Int(headerLength)
-            let headerData = Data(bytes: base + 8, count: Int(headerLength))
-            (entries, metadata) = try Self.parseHeader(headerData, path: path, dataBytes: size - dataStart)
-        } catch {
-            if let region { region.release() } else { munmap(base, size) }
-            throw error
         }
     }
 
