@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -116,11 +115,10 @@ static double cycle_bandwidth(double megabytes) {
     if (matrices < 1) matrices = 1;
     float **w = checked(sizeof(float *) * matrices), *x = checked(4 * K), *y = checked(4 * ROWS);
     for (int i = 0; i < K; i++) x[i] = 1.0f / (i + 1);
-    // One block on 2 MiB pages, as Orochi holds a checkpoint's weights (HugePageRegion).
-    size_t huge = (size_t)2 << 20, length = ((size_t)matrices * 4 * K * ROWS + huge - 1) / huge * huge;
-    float *block = aligned_alloc(huge, length);
-    if (!block) { fprintf(stderr, "ceilings: cannot allocate %zu bytes\n", length); exit(1); }
-    madvise(block, length, MADV_HUGEPAGE);
+    // One block on 2 MiB pages, as Orochi holds a checkpoint's weights.
+    size_t bytes = (size_t)matrices * 4 * K * ROWS;
+    float *block = orochi_alloc_huge_pages(bytes);
+    if (!block) { fprintf(stderr, "ceilings: cannot allocate %zu bytes\n", bytes); exit(1); }
     for (long m = 0; m < matrices; m++) {
         w[m] = block + m * (long)K * ROWS;
         for (long i = 0; i < (long)K * ROWS; i++) w[m][i] = (float)(i % 7) * 0.1f;

@@ -77,17 +77,21 @@ static double measure(float *data, size_t bytes, int reps, int parallel) {
     return rates[reps / 2];
 }
 
+void *orochi_alloc_huge_pages(size_t bytes) {
+    size_t huge = (size_t)2 << 20, length = (bytes + huge - 1) / huge * huge;
+    void *p = aligned_alloc(huge, length ? length : huge);
+#if defined(MADV_HUGEPAGE)
+    if (p) madvise(p, length, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
 double orochi_read_bandwidth(size_t bytes, int reps) {
     if (reps < 1) reps = 1;
     if (reps > 64) reps = 64;
     bytes &= ~(size_t)255;
-    // On 2 MiB pages, as Orochi holds weights (HugePageRegion): the roofline is read as decode reads.
-    size_t huge = (size_t)2 << 20, length = (bytes + huge - 1) / huge * huge;
-    float *data = aligned_alloc(huge, length);
+    float *data = orochi_alloc_huge_pages(bytes);   // the roofline read as decode reads weights
     if (!data) return 0;
-#if defined(MADV_HUGEPAGE)
-    madvise(data, length, MADV_HUGEPAGE);
-#endif
     memset(data, 0, bytes);                     // resident before timing
     double one = measure(data, bytes, reps, 0), all = orochi_pool_threads() > 1 ? measure(data, bytes, reps, 1) : one;
     free(data);

@@ -13,10 +13,6 @@ public final class FloatBuffer {
     public let count: Int
     private let region: HugePageRegion?
 
-    /// From this size on a buffer goes on huge pages: rounding up to whole 2 MiB pages then wastes
-    /// at most a third of what it holds.
-    static let hugePageMinimumBytes = 4 << 20
-
     public enum AllocationError: Error, CustomStringConvertible, Equatable {
         case invalidCount(Int)
         case outOfMemory(bytes: Int)
@@ -31,7 +27,7 @@ public final class FloatBuffer {
     public init(checkedCount count: Int, hugePages: Bool = false) throws {
         guard count >= 0, count <= Int.max / MemoryLayout<Float>.stride else { throw AllocationError.invalidCount(count) }
         self.count = count
-        if hugePages, count * MemoryLayout<Float>.stride >= Self.hugePageMinimumBytes,
+        if hugePages, count * MemoryLayout<Float>.stride >= HugePageRegion.minimumBytes,
            let r = HugePageRegion.allocate(bytes: count * MemoryLayout<Float>.stride) {
             region = r
             pointer = r.pointer.bindMemory(to: Float.self, capacity: count)

@@ -17,6 +17,10 @@ public struct HugePageRegion: @unchecked Sendable {
 
     public static let pageSize = 2 << 20
 
+    /// The smallest buffer or file worth huge pages: rounding up to whole 2 MiB pages then wastes
+    /// at most a third of what it holds. FloatBuffer's weights and checkpoint files use it.
+    public static let minimumBytes = 4 << 20
+
     /// What /sys/kernel/mm/transparent_hugepage/enabled allows: "always", "madvise" or "never"
     /// (nil where the file is missing: not Linux, or a kernel without THP).
     public static let mode: String? = {

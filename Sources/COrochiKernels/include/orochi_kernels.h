@@ -175,6 +175,10 @@ void orochi_causal_conv(long steps, long e, int k, const float *x, long ldx, con
 /// Streaming read bandwidth in bytes/s over `bytes` (rounded to 256): the median of `reps` reads on
 /// one thread and on the pool's threads, the higher of the two.
 double orochi_read_bandwidth(size_t bytes, int reps);
+/// `bytes` of memory on 2 MiB pages where Linux offers them (aligned_alloc, rounded up to whole
+/// pages, advised MADV_HUGEPAGE), as Orochi holds weights (HugePageRegion); free() it. NULL when
+/// the allocation fails. For the measurements, so that they read memory as decode does.
+void *orochi_alloc_huge_pages(size_t bytes);
 
 #ifdef __cplusplus
 }

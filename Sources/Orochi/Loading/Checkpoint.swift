@@ -63,10 +63,9 @@ public final class Checkpoint {
             let reasons = Set(files.compactMap(\.mappedBecause)).sorted().joined(separator: ", ")
             return "mapped from the file (4 KiB pages)" + (reasons.isEmpty ? "" : ": \(reasons)")
         }
-        let total = read.reduce(0) { $0 + $1.byteCount }
-        guard let huge = read.reduce(Optional(0), { sum, f in f.hugePageBytes.flatMap { h in sum.map { $0 + h } } }) else {
-            return "read into private memory of \(formatBytes(total)), advised for 2 MiB pages"
-        }
+        let total = read.reduce(0) { $0 + $1.byteCount }, counted = read.compactMap(\.hugePageBytes)
+        guard counted.count == read.count else { return "read into private memory of \(formatBytes(total)), advised for 2 MiB pages" }
+        let huge = counted.reduce(0, +)
         return "read into private memory, \(formatBytes(min(huge, total))) of \(formatBytes(total)) on 2 MiB pages"
     }
 

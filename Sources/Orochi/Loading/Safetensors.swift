@@ -66,16 +66,12 @@ public final class SafetensorsFile {
     /// A header larger than this is refused rather than parsed (real headers are kilobytes).
     static let maxHeaderBytes = 100 << 20
 
-    /// Files smaller than this stay mapped whatever was asked: a 2 MiB page for a small file
-    /// would hold mostly zeros. The same bound as FloatBuffer's weights.
-    static let hugePageMinimumBytes = 4 << 20
-
     public convenience init(path: String, memory: WeightMemory = .hugePages) throws {
-        try self.init(path: path, memory: memory, hugePageMinimum: Self.hugePageMinimumBytes)
+        try self.init(path: path, memory: memory, hugePageMinimum: HugePageRegion.minimumBytes)
     }
 
-    /// `hugePageMinimum`: the size from which a file is read rather than mapped (tests read the
-    /// small fixtures too, through both paths).
+    /// `hugePageMinimum`: the size from which a file is read rather than mapped (smaller files
+    /// would leave 2 MiB pages mostly empty; tests read the small fixtures too, through both paths).
     init(path: String, memory wanted: WeightMemory, hugePageMinimum: Int) throws {
         self.path = path
         let fd = open(path, O_RDONLY)

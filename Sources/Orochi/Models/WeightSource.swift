@@ -79,7 +79,7 @@ final class RandomWeights: WeightSource {
     func has(_ name: String, configured: Bool) -> Bool { configured }
 
     var dtypeCounts: [String: Int] { [half ? "F16 (random)" : "F32 (random)": tensors] }
-    var placement: String { HugePageRegion.available ? "generated in memory, on 2 MiB pages from 4 MiB a matrix" : "generated in memory" }
+    var placement: String { HugePageRegion.available ? "generated in memory, on 2 MiB pages from \(HugePageRegion.minimumBytes >> 20) MiB a matrix" : "generated in memory" }
 
     private func fill(_ count: Int, _ initial: RandomInit, columns: Int) -> UnsafePointer<Float> {
         let b = FloatBuffer(count: count, hugePages: true)
