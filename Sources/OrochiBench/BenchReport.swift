@@ -193,9 +193,9 @@ public enum BenchReport {
         return String(decoding: data, as: UTF8.self) + "\n"
     }
 
-    /// The results of a document written by `json(_:)` (the analysis is recomputed).
-    /// Reads a file written by `json(_:)`, then range-checks it (`BenchResults.validate`): a replayed
-    /// file is input like any other, and its numbers feed integer arithmetic and gnuplot.
+    /// The results of a document written by `json(_:)` (the analysis is recomputed), range-checked
+    /// (`BenchResults.validate`): a replayed file is input like any other, and its numbers feed
+    /// integer arithmetic and gnuplot.
     public static func decodeJSON(_ data: Data) throws -> BenchResults {
         struct Document: Decodable { let results: BenchResults }
         let results = try JSONDecoder().decode(Document.self, from: data).results

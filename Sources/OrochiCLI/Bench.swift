@@ -179,10 +179,10 @@ struct Bench: ParsableCommand {
         var results: BenchResults
         if let replay {
             guard let data = FileManager.default.contents(atPath: replay) else {
-                throw ValidationError("--replay \(replay): cannot read the file")
+                throw RuntimeError("\(replay): cannot read the file (--replay)")
             }
             do { results = try BenchReport.decodeJSON(data) } catch {
-                throw ValidationError("--replay \(replay): \(error)")
+                throw RuntimeError("\(replay) (--replay): \(error)")
             }
         } else {
             results = BenchRunner(subjects: subjects, settings: settings, progress: { printError($0) }).run()
