@@ -175,7 +175,10 @@ void orochi_matvec_rows(int dtype, const void *w, long r0, long r1, long k, long
     rows_portable(dtype, w, r0, r1, k, ldw, x, y, acc);
 }
 
-typedef struct { int dtype; const void *w; long n, k, ldw; const float *x; float *y; int acc; } matvec_job;
+typedef struct {
+    int dtype; const void *w; long n, k, ldw; const float *x; float *y; int acc;
+    void (*then)(void *, long, long); void *then_ctx;
+} matvec_job;
 
 static void matvec_part(void *ctx, int index, int count) {
     const matvec_job *j = ctx;
@@ -183,7 +186,9 @@ static void matvec_part(void *ctx, int index, int count) {
     long blocks = (j->n + 15) / 16;
     long r0 = orochi_pool_guided_start(blocks, index, count) * 16, r1 = orochi_pool_guided_start(blocks, index + 1, count) * 16;
     if (r1 > j->n) r1 = j->n;
-    if (r0 < r1) orochi_matvec_rows(j->dtype, j->w, r0, r1, j->k, j->ldw, j->x, j->y, j->acc);
+    if (r0 >= r1) return;
+    orochi_matvec_rows(j->dtype, j->w, r0, r1, j->k, j->ldw, j->x, j->y, j->acc);
+    if (j->then) j->then(j->then_ctx, r0, r1);
 }
 
 /// Below this many weights a product runs on the calling thread: handing it to the pool
@@ -193,11 +198,17 @@ static void matvec_part(void *ctx, int index, int count) {
 enum { PARALLEL_MIN_WEIGHTS = 1 << 13 };
 
 void orochi_matvec(int dtype, const void *w, long n, long k, long ldw, const float *x, float *y, int acc) {
+    orochi_matvec_then(dtype, w, n, k, ldw, x, y, acc, NULL, NULL);
+}
+
+void orochi_matvec_then(int dtype, const void *w, long n, long k, long ldw, const float *x, float *y, int acc,
+                        void (*then)(void *ctx, long r0, long r1), void *ctx) {
     if (n * k < PARALLEL_MIN_WEIGHTS || n < 32 || orochi_pool_threads() == 1) {
         orochi_matvec_rows(dtype, w, 0, n, k, ldw, x, y, acc);
+        if (then) then(ctx, 0, n);
         return;
     }
-    matvec_job job = {dtype, w, n, k, ldw, x, y, acc};
+    matvec_job job = {dtype, w, n, k, ldw, x, y, acc, then, ctx};
     long blocks = (n + 15) / 16;
     int chunks = 3 * orochi_pool_threads();   // a few per thread, so that a late thread is covered
     orochi_pool_run_chunks(matvec_part, &job, blocks < chunks ? (int)blocks : chunks);

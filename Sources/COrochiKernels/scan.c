@@ -30,6 +30,9 @@ typedef struct {
     const float *bias, *a, *b, *c; long ldbc;
     const float *d, *z; long ldz;
     float *state, *y; long ldy;
+    // Decode's step with dt_proj folded in (orochi_selective_scan_step): each chunk first computes
+    // its channels' delta = W_dt · Δ_low into `delta_out` (which `delta` points to). dt_w NULL otherwise.
+    int dt_dtype; const void *dt_w; long rank; const float *dt_low; float *delta_out;
 } scan_job;
 
 // Softplus as PyTorch computes it (threshold 20): log(1 + eˣ) = log(w)·u/(w − 1) with u = eˣ,
@@ -185,8 +188,12 @@ T256 static void block256(const scan_job *j, long blk) {
 static void scan_part(void *ctx, int index, int count) {
     const scan_job *j = ctx;
     long blocks = (j->e + 15) / 16;
-    long end = orochi_pool_guided_start(blocks, index + 1, count);
-    for (long blk = orochi_pool_guided_start(blocks, index, count); blk < end; blk++) {
+    long first = orochi_pool_guided_start(blocks, index, count), end = orochi_pool_guided_start(blocks, index + 1, count);
+    if (j->dt_w && first < end) {
+        long c1 = end * 16 < j->e ? end * 16 : j->e;
+        orochi_matvec_rows(j->dt_dtype, j->dt_w, first * 16, c1, j->rank, j->rank, j->dt_low, j->delta_out, 0);
+    }
+    for (long blk = first; blk < end; blk++) {
 #if defined(__x86_64__)
         if (orochi_isa() == OROCHI_ISA_AVX512 && j->n <= 64) {
             if (j->n == 16) block512_n16(j, blk); else block512_any(j, blk);
@@ -198,15 +205,30 @@ static void scan_part(void *ctx, int index, int count) {
     }
 }
 
+static void run_scan(scan_job *job);
+
 void orochi_selective_scan(long steps, long e, int n, const float *x, long ldx, const float *delta, long ldd,
                            const float *delta_bias, const float *a_blocked, const float *b, const float *c, long ldbc,
                            const float *d, const float *z, long ldz, float *state_blocked, float *y, long ldy) {
-    scan_job job = {steps, e, n, x, ldx, delta, ldd, delta_bias, a_blocked, b, c, ldbc, d, z, ldz, state_blocked, y, ldy};
-    long blocks = (e + 15) / 16;
+    scan_job job = {steps, e, n, x, ldx, delta, ldd, delta_bias, a_blocked, b, c, ldbc, d, z, ldz, state_blocked, y, ldy,
+                    0, NULL, 0, NULL, NULL};
+    run_scan(&job);
+}
+
+static void run_scan(scan_job *job) {
+    long blocks = (job->e + 15) / 16;
     // One token of a small model is a few microseconds of work: threads would cost more than they save.
-    if (blocks < 2 || steps * e * n < (1 << 12) || orochi_pool_threads() == 1) { scan_part(&job, 0, 1); return; }
+    if (blocks < 2 || job->steps * job->e * job->n < (1 << 12) || orochi_pool_threads() == 1) { scan_part(job, 0, 1); return; }
     int chunks = 3 * orochi_pool_threads();
-    orochi_pool_run_chunks(scan_part, &job, blocks < chunks ? (int)blocks : chunks);
+    orochi_pool_run_chunks(scan_part, job, blocks < chunks ? (int)blocks : chunks);
+}
+
+void orochi_selective_scan_step(long e, int n, const float *x, int dt_dtype, const void *dt_w, long rank, const float *dt_low,
+                                float *delta, const float *delta_bias, const float *a_blocked, const float *b, const float *c,
+                                const float *d, const float *z, float *state_blocked, float *y) {
+    scan_job job = {1, e, n, x, e, delta, e, delta_bias, a_blocked, b, c, n, d, z, e, state_blocked, y, e,
+                    dt_dtype, dt_w, rank, dt_low, delta};
+    run_scan(&job);
 }
 
 // ---------- the mixer's causal conv (and SiLU) ----------
@@ -215,6 +237,7 @@ typedef struct {
     const float *x; long ldx;
     const float *w, *bias, *past; int silu;
     float *u;
+    long c_begin, c_end;         // the channels computed (all: 0, e); e is the rows' stride
 } conv_job;
 
 /// Input row `src` (negative: from the history, −1 the newest).
@@ -222,11 +245,11 @@ static inline const float *conv_row(const conv_job *j, long src) {
     return src < 0 ? j->past + (j->k - 1 + src) * j->e : j->x + src * j->ldx;
 }
 
-/// Rows t0..<t1, channels c0..<e, one at a time.
+/// Rows t0..<t1, channels c0..<c_end, one at a time.
 static void conv_channels_portable(const conv_job *j, long t0, long t1, long c0) {
     for (long t = t0; t < t1; t++) {
         float *out = j->u + t * j->e;
-        for (long c = c0; c < j->e; c++) {
+        for (long c = c0; c < j->c_end; c++) {
             float acc = j->bias ? j->bias[c] : 0;
             for (int tap = 0; tap < j->k; tap++) acc += j->w[tap * j->e + c] * conv_row(j, t - (j->k - 1) + tap)[c];
             out[c] = j->silu ? acc / (1 + expf(-acc)) : acc;
@@ -238,8 +261,8 @@ static void conv_channels_portable(const conv_job *j, long t0, long t1, long c0)
 T512 static void conv_rows_512(const conv_job *j, long t0, long t1) {
     for (long t = t0; t < t1; t++) {
         float *out = j->u + t * j->e;
-        for (long c = 0; c < j->e; c += 16) {
-            __mmask16 m = j->e - c >= 16 ? 0xffff : (__mmask16)((1u << (j->e - c)) - 1);
+        for (long c = j->c_begin; c < j->c_end; c += 16) {
+            __mmask16 m = j->c_end - c >= 16 ? 0xffff : (__mmask16)((1u << (j->c_end - c)) - 1);
             __m512 acc = j->bias ? _mm512_maskz_loadu_ps(m, j->bias + c) : _mm512_setzero_ps();
             for (int tap = 0; tap < j->k; tap++)
                 acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, j->w + tap * j->e + c),
@@ -251,10 +274,10 @@ T512 static void conv_rows_512(const conv_job *j, long t0, long t1) {
 }
 
 T256 static void conv_rows_256(const conv_job *j, long t0, long t1) {
-    long whole = j->e / 8 * 8;
+    long whole = j->c_begin + (j->c_end - j->c_begin) / 8 * 8;
     for (long t = t0; t < t1; t++) {
         float *out = j->u + t * j->e;
-        for (long c = 0; c < whole; c += 8) {
+        for (long c = j->c_begin; c < whole; c += 8) {
             __m256 acc = j->bias ? _mm256_loadu_ps(j->bias + c) : _mm256_setzero_ps();
             for (int tap = 0; tap < j->k; tap++)
                 acc = _mm256_fmadd_ps(_mm256_loadu_ps(j->w + tap * j->e + c), _mm256_loadu_ps(conv_row(j, t - (j->k - 1) + tap) + c), acc);
@@ -262,7 +285,7 @@ T256 static void conv_rows_256(const conv_job *j, long t0, long t1) {
             _mm256_storeu_ps(out + c, acc);
         }
     }
-    if (whole < j->e) conv_channels_portable(j, t0, t1, whole);   // the last e mod 8 channels
+    if (whole < j->c_end) conv_channels_portable(j, t0, t1, whole);   // the last few channels
 }
 #endif
 
@@ -275,14 +298,38 @@ static void conv_part(void *ctx, int index, int count) {
     case OROCHI_ISA_AVX2: conv_rows_256(j, t0, t1); return;
     }
 #endif
-    conv_channels_portable(j, t0, t1, 0);
+    conv_channels_portable(j, t0, t1, j->c_begin);
 }
 
 void orochi_causal_conv(long steps, long e, int k, const float *x, long ldx, const float *w, const float *bias,
                         const float *past, int silu, float *u) {
-    conv_job job = {steps, e, k, x, ldx, w, bias, past, silu, u};
+    conv_job job = {steps, e, k, x, ldx, w, bias, past, silu, u, 0, e};
     // Decode's one row is a few hundred nanoseconds: threads would cost more than they save.
     if (steps < 2 || steps * e * k < (1 << 16) || orochi_pool_threads() == 1) { conv_part(&job, 0, 1); return; }
     int chunks = 2 * orochi_pool_threads();
     orochi_pool_run_chunks(conv_part, &job, steps < chunks ? (int)steps : chunks);
+}
+
+// ---------- decode's in_proj and conv step as one job ----------
+typedef struct { long e; const float *in_bias; float *xz; conv_job conv; float *past; } in_conv_job;
+
+/// Rows [r0, r1) of in_proj are done: their bias, then the conv step of the channels among them
+/// (rows below E are x_in) and those channels' conv state moved on by one input.
+static void in_conv_rows(void *ctx, long r0, long r1) {
+    const in_conv_job *j = ctx;
+    if (j->in_bias) for (long r = r0; r < r1; r++) j->xz[r] += j->in_bias[r];
+    long c1 = r1 < j->e ? r1 : j->e;
+    if (r0 >= c1) return;
+    conv_job conv = j->conv;
+    conv.c_begin = r0; conv.c_end = c1;
+    conv_part(&conv, 0, 1);
+    int kept = conv.k - 1;
+    for (int row = 0; row + 1 < kept; row++) memcpy(j->past + row * j->e + r0, j->past + (row + 1) * j->e + r0, 4 * (size_t)(c1 - r0));
+    if (kept > 0) memcpy(j->past + (kept - 1) * j->e + r0, j->xz + r0, 4 * (size_t)(c1 - r0));
+}
+
+void orochi_mamba_in_conv_step(int dtype, const void *w_in, long e, long dim, const float *in_bias, const float *h, float *xz,
+                               int k, const float *conv_w, const float *conv_bias, float *past, float *u) {
+    in_conv_job job = {e, in_bias, xz, {1, e, k, xz, 2 * e, conv_w, conv_bias, past, 1, u, 0, e}, past};
+    orochi_matvec_then(dtype, w_in, 2 * e, dim, dim, h, xz, 0, in_conv_rows, &job);
 }

@@ -30,4 +30,17 @@ public enum CausalConv {
             memcpy(state + r * e, x + src * ldx, e * 4)
         }
     }
+
+    /// Decode's in_proj and conv step for one token, as one job for the threads: xz[2E] = W_in·h
+    /// (+ inBias), and as each thread finishes rows of x_in (the first E), the conv step and SiLU of
+    /// those channels into u[E] and their `state` moved on by one input. The same arithmetic as the
+    /// product followed by `forward` with T = 1; one hand-off to the threads instead of a product
+    /// the caller then waits for, and a conv the other threads wait for.
+    public static func stepAfterProduct(_ h: UnsafePointer<Float>, inProj: WeightMatrix, inBias: UnsafePointer<Float>?,
+                                        into xz: UnsafeMutablePointer<Float>, channels e: Int, kernel k: Int,
+                                        weight w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                                        state: UnsafeMutablePointer<Float>, into u: UnsafeMutablePointer<Float>) {
+        precondition(inProj.rows == 2 * e, "in_proj has 2E rows")
+        orochi_mamba_in_conv_step(inProj.type.code, inProj.raw, e, inProj.columns, inBias, h, xz, Int32(k), w, bias, state, u)
+    }
 }

@@ -50,6 +50,20 @@ public enum SelectiveScan {
         orochi_selective_scan(t, e, Int32(n), x, ldx, delta, ldDelta, deltaBias, a, b, c, ldbc, d, z, ldz, state, y, ldy)
     }
 
+    /// Decode's step (one token) with dt_proj folded in, as one job for the threads: each first
+    /// computes delta = W_dt·Δ_low for its channels (into `delta` [E], scratch), then scans them
+    /// (scan.c's orochi_selective_scan_step). x, z, y: [E]; b, c: [N]; a, state blocked by 16.
+    @inline(__always)
+    public static func scanStep(channels e: Int, stateSize n: Int, x: UnsafePointer<Float>,
+                                dtProj: WeightMatrix, deltaLow: UnsafePointer<Float>, delta: UnsafeMutablePointer<Float>,
+                                deltaBias: UnsafePointer<Float>, a: UnsafePointer<Float>,
+                                b: UnsafePointer<Float>, c: UnsafePointer<Float>, d: UnsafePointer<Float>, z: UnsafePointer<Float>,
+                                state: UnsafeMutablePointer<Float>, into y: UnsafeMutablePointer<Float>) {
+        precondition(dtProj.rows == e, "dt_proj has E rows")
+        orochi_selective_scan_step(e, Int32(n), x, dtProj.type.code, dtProj.raw, dtProj.columns, deltaLow, delta, deltaBias, a,
+                                   b, c, d, z, state, y)
+    }
+
     /// Floats of a per-channel [E, N] array in the blocked layout [⌈E/16⌉, N, 16].
     public static func blockedCount(channels e: Int, stateSize n: Int) -> Int { (e + 15) / 16 * n * 16 }
     /// [E, N] → blocked by 16 (padding zero).

@@ -97,6 +97,12 @@ enum { OROCHI_F32 = 0, OROCHI_F16 = 1, OROCHI_BF16 = 2 };
 /// y[n] = W[n, k] · x[k] (or y += …) for W in f32, f16 or bf16, rows `ldw` elements apart.
 /// Threaded over rows through the pool when the matrix is large enough to pay for it.
 void orochi_matvec(int dtype, const void *w, long n, long k, long ldw, const float *x, float *y, int accumulate);
+/// orochi_matvec, then then(ctx, r0, r1) for each range of rows [r0, r1) (multiples of 16 apart
+/// from the last), by the thread that computed them, as soon as they are: a product and the
+/// element-wise step that only needs its own rows, as one job for the threads (decode's in_proj and
+/// Mamba's conv step). The ranges cover 0..<n once each.
+void orochi_matvec_then(int dtype, const void *w, long n, long k, long ldw, const float *x, float *y, int accumulate,
+                        void (*then)(void *ctx, long r0, long r1), void *ctx);
 /// Y[i, :] (+)= W · X[i, :] for m rows of X (`ldx` apart) into rows of Y (`ldy` apart): a few tokens
 /// at once (batched decode), each weight read once per four tokens; threaded like orochi_matvec.
 void orochi_matvec_multi(int dtype, const void *w, long n, long k, long ldw, const float *x, long ldx, long m,
@@ -162,6 +168,22 @@ void orochi_unblock16(const float *src, float *dst, long e, int n);
 void orochi_selective_scan(long steps, long e, int n, const float *x, long ldx, const float *delta, long ldd,
                            const float *delta_bias, const float *a_blocked, const float *b, const float *c, long ldbc,
                            const float *d, const float *z, long ldz, float *state_blocked, float *y, long ldy);
+
+/// One step (one token) of orochi_selective_scan with dt_proj folded in, as one job for the
+/// threads: each first computes delta[c] = W_dt[c, :] · dt_low for its channels (W_dt: [E, rank] of
+/// `dt_dtype`, dt_low: [rank]; `delta`: [E] scratch), then scans them. x, z, y: [E]; b, c: [N].
+void orochi_selective_scan_step(long e, int n, const float *x, int dt_dtype, const void *dt_w, long rank, const float *dt_low,
+                                float *delta, const float *delta_bias, const float *a_blocked, const float *b, const float *c,
+                                const float *d, const float *z, float *state_blocked, float *y);
+
+/// Decode's in_proj and conv step for one token as one job for the threads: xz[2E] = W_in · h
+/// (+ in_bias, which may be NULL); as each thread finishes rows of x_in (rows below E) it computes
+/// those channels' u[c] = SiLU(conv_bias[c] + Σ_{j<K−1} w[j,c]·past[j,c] + w[K−1,c]·xz[c]) and
+/// moves their conv state on (past[j,c] ← past[j+1,c], past[K−2,c] ← xz[c]). The same arithmetic
+/// as orochi_matvec, then orochi_causal_conv over one step and the state update.
+/// w_in: [2E, dim] of `dtype`; conv_w: [K, E]; conv_bias: [E] or NULL; past: [K−1, E]; u: [E].
+void orochi_mamba_in_conv_step(int dtype, const void *w_in, long e, long dim, const float *in_bias, const float *h, float *xz,
+                               int k, const float *conv_w, const float *conv_bias, float *past, float *u);
 
 /// Mamba's causal depthwise conv over time, then SiLU when `silu` is set (the mixer's U):
 ///   u[t,c] = SiLU(bias[c] + Σ_{j<k} w[j,c] · x[t−(k−1)+j, c])   for t < steps, c < e,

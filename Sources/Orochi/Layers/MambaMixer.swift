@@ -161,6 +161,10 @@ struct MambaMixer {
     /// state. Allocates nothing.
     func forward(_ h: UnsafePointer<Float>, rows: Rows, addingTo x: UnsafeMutablePointer<Float>,
                  scratch s: MambaScratch, widen: Widening) {
+        if case let .run(sequence, _, 1) = rows {
+            step(h, state: sequence.states[layer]!, addingTo: x, scratch: s, widen: widen)
+            return
+        }
         let t = rows.count, e = inner, n = stateSize, r = rank, w = weights
         let xz = s.xz.pointer, u = s.u.pointer, delta = s.delta.pointer, y = s.y.pointer, dbc = s.dbc.pointer
         Profiler.time(.projection) { w.inProj(h, rows: t, into: xz, widen: widen) }          // [X_in | Z] [L, 2E]
@@ -178,14 +182,7 @@ struct MambaMixer {
         }
         Profiler.time(.projection) {
             w.xProj(u, rows: t, into: dbc, widen: widen)                                     // [Δ_low | B | C] [L, R+2N]
-            if let norms = w.innerNorms {                                                    // Jamba's norms, in place
-                for i in 0..<t {
-                    let row = dbc + i * (r + 2 * n)
-                    Kernels.rmsNorm(row, weight: norms.dt, into: row, count: r, eps: norms.eps)
-                    Kernels.rmsNorm(row + r, weight: norms.b, into: row + r, count: n, eps: norms.eps)
-                    Kernels.rmsNorm(row + r + n, weight: norms.c, into: row + r + n, count: n, eps: norms.eps)
-                }
-            }
+            normalizeSelection(dbc, rows: t)
             w.dtProj(dbc, rows: t, ldx: r + 2 * n, into: delta, widen: widen)                // Δ [L, E] before bias, softplus
         }
         Profiler.time(.scan) {                                                               // Y [L, E]
@@ -204,5 +201,43 @@ struct MambaMixer {
         }
         if let probe = Probe.active, case .run = rows { record(in: probe, u: u, delta: delta, dbc: dbc, xz: xz, y: y, rows: t) }
         Profiler.time(.projection) { w.outProj(y, rows: t, into: x, accumulate: true, widen: widen) }   // X += Y·W_outᵀ
+    }
+
+    /// One token of one sequence (decode): the same equations with two fewer hand-offs to the
+    /// threads, which a small model feels (at 6.4M parameters a layer's products take a few
+    /// microseconds): in_proj and the conv step as one job, each thread convolving the channels
+    /// it has just projected; x_proj; dt_proj and the scan step as one job, each thread projecting
+    /// Δ for the channels it then scans; out_proj. mamba-6m decode ran 7 % faster than with the
+    /// five jobs and a serial conv (f32 and f16; paired runs of one binary with the step switched
+    /// on and off, AMD EPYC, 2 threads); mamba-130m 2 %. Allocates nothing.
+    private func step(_ h: UnsafePointer<Float>, state: MambaState, addingTo x: UnsafeMutablePointer<Float>,
+                      scratch s: MambaScratch, widen: Widening) {
+        let e = inner, n = stateSize, r = rank, w = weights
+        let xz = s.xz.pointer, u = s.u.pointer, delta = s.delta.pointer, y = s.y.pointer, dbc = s.dbc.pointer
+        Profiler.time(.projection) {                                                          // [x_in | z] [2E], u = SiLU(conv(x_in)) [E]
+            CausalConv.stepAfterProduct(h, inProj: w.inProj.weight, inBias: w.inProj.bias, into: xz, channels: e, kernel: kernel,
+                                        weight: w.conv, bias: w.convBias, state: state.conv.pointer, into: u)
+            w.xProj(u, rows: 1, into: dbc, widen: widen)                                      // [Δ_low | B | C] [R+2N]
+            normalizeSelection(dbc, rows: 1)
+        }
+        Profiler.time(.scan) {                                                                // Δ = Δ_low·W_dtᵀ [E], then y [E]
+            SelectiveScan.scanStep(channels: e, stateSize: n, x: u, dtProj: w.dtProj.weight, deltaLow: dbc, delta: delta,
+                                   deltaBias: w.dtBias, a: w.a, b: dbc + r, c: dbc + r + n, d: w.d, z: xz + e,
+                                   state: state.ssm.pointer, into: y)
+        }
+        if let probe = Probe.active { record(in: probe, u: u, delta: delta, dbc: dbc, xz: xz, y: y, rows: 1) }
+        Profiler.time(.projection) { w.outProj(y, rows: 1, into: x, accumulate: true, widen: widen) }   // x += y·W_outᵀ
+    }
+
+    /// Jamba's RMSNorms on Δ_low, B and C, in place on rows of [R + 2N] (Mamba has none).
+    private func normalizeSelection(_ dbc: UnsafeMutablePointer<Float>, rows t: Int) {
+        guard let norms = weights.innerNorms else { return }
+        let r = rank, n = stateSize
+        for i in 0..<t {
+            let row = dbc + i * (r + 2 * n)
+            Kernels.rmsNorm(row, weight: norms.dt, into: row, count: r, eps: norms.eps)
+            Kernels.rmsNorm(row + r, weight: norms.b, into: row + r, count: n, eps: norms.eps)
+            Kernels.rmsNorm(row + r + n, weight: norms.c, into: row + r + n, count: n, eps: norms.eps)
+        }
     }
 }

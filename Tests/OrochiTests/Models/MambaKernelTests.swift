@@ -158,4 +158,71 @@ struct MambaKernelTests {
             }
         }
     }
+
+    /// Decode's fused jobs equal their parts run one after the other, value for value: in_proj
+    /// with its conv step (orochi_mamba_in_conv_step) against the product, the bias and
+    /// CausalConv.forward over one step; dt_proj with the scan step against the product and
+    /// scanBlocked. Shapes on one thread and split over two (E 300 and 512), with channels that
+    /// fill no whole block, kernels of 1, 2 and 4, with and without biases, f32 and f16 weights,
+    /// every kernel family this CPU has.
+    @Test(arguments: [(40, 16, 1), (300, 16, 2), (512, 16, 4), (300, 5, 4)])
+    func decodeStepJobsEqualTheirParts(_ shape: (Int, Int, Int)) {
+        let (e, n, k) = shape
+        let dim = 64, rank = n == 16 ? 16 : 5
+        let h = Self.random(dim, seed: 20), inW = Self.random(2 * e * dim, seed: 21, scale: 0.2), inBias = Self.random(2 * e, seed: 22)
+        let convW = Self.random(k * e, seed: 23), convBias = Self.random(e, seed: 24), past0 = Self.random(max(k - 1, 1) * e, seed: 25)
+        let dtW = Self.random(e * rank, seed: 26, scale: 0.5), dbc = Self.random(rank + 2 * n, seed: 27)
+        let dtBias = Self.random(e, seed: 28), d = Self.random(e, seed: 29), z = Self.random(e, seed: 30, scale: 3)
+        let a = Self.random(e * n, seed: 31).map { -1 - abs($0) * 4 }, h0 = Self.random(e * n, seed: 32)
+        let blocked = SelectiveScan.blockedCount(channels: e, stateSize: n)
+        var aBlocked = [Float](repeating: 0, count: blocked), hBlocked = [Float](repeating: 0, count: blocked)
+        SelectiveScan.block(a, into: &aBlocked, channels: e, stateSize: n)
+        SelectiveScan.block(h0, into: &hBlocked, channels: e, stateSize: n)
+        let inHalf = inW.map { Float(Float16($0)) }, dtHalf = dtW.map { Float(Float16($0)) }
+        var inW16 = [UInt16](repeating: 0, count: inW.count), dtW16 = [UInt16](repeating: 0, count: dtW.count)
+        narrowToHalf(inW, into: &inW16, count: inW.count); narrowToHalf(dtW, into: &dtW16, count: dtW.count)
+        let threadsBefore = BLAS.threads
+        defer { BLAS.threads = threadsBefore; KernelInfo.force(nil) }
+        for family in ["portable", "avx2", "avx512"] where KernelInfo.force(family) == family {
+            for threads in [1, 2] { for half in [false, true] { for biases in [false, true] {
+                BLAS.threads = threads
+                let label = "E \(e) N \(n) K \(k), \(family), \(threads) threads, \(half ? "f16" : "f32"), biases \(biases)"
+                func matrix<R>(_ f32: [Float], _ f16: [UInt16], rows: Int, _ body: (WeightMatrix) -> R) -> R {
+                    half ? f16.withUnsafeBytes { body(WeightMatrix(raw: $0.baseAddress!, type: .f16, rows: rows, columns: f32.count / rows)) }
+                         : f32.withUnsafeBytes { body(WeightMatrix(raw: $0.baseAddress!, type: .f32, rows: rows, columns: f32.count / rows)) }
+                }
+                // in_proj and the conv step: the parts, then the job.
+                var xzRef = [Float](repeating: .nan, count: 2 * e), uRef = [Float](repeating: .nan, count: e), pastRef = past0
+                matrix(half ? inHalf : inW, inW16, rows: 2 * e) { $0.matvec(h, into: &xzRef) }
+                if biases { for i in 0..<2 * e { xzRef[i] += inBias[i] } }
+                CausalConv.forward(xzRef, ldx: 2 * e, steps: 1, channels: e, kernel: k, weight: convW, bias: biases ? convBias : nil,
+                                   state: &pastRef, silu: true, into: &uRef)
+                var xz = [Float](repeating: .nan, count: 2 * e), u = [Float](repeating: .nan, count: e), past = past0
+                matrix(half ? inHalf : inW, inW16, rows: 2 * e) { w in
+                    inBias.withUnsafeBufferPointer { ib in convBias.withUnsafeBufferPointer { cb in
+                        CausalConv.stepAfterProduct(h, inProj: w, inBias: biases ? ib.baseAddress! : nil, into: &xz, channels: e, kernel: k,
+                                                    weight: convW, bias: biases ? cb.baseAddress! : nil, state: &past, into: &u)
+                    } }
+                }
+                #expect(xz == xzRef && u == uRef && past == pastRef, "\(label): in_proj + conv step differ from their parts")
+                // dt_proj and the scan step.
+                var deltaRef = [Float](repeating: .nan, count: e), yRef = [Float](repeating: .nan, count: e), hRef = hBlocked
+                matrix(half ? dtHalf : dtW, dtW16, rows: e) { $0.matvec(dbc, into: &deltaRef) }
+                dbc.withUnsafeBufferPointer { bc in
+                    SelectiveScan.scanBlocked(steps: 1, channels: e, stateSize: n, x: uRef, ldx: e, delta: deltaRef, ldDelta: e,
+                                              deltaBias: dtBias, a: aBlocked, b: bc.baseAddress! + rank, c: bc.baseAddress! + rank + n,
+                                              ldbc: rank + 2 * n, d: d, z: z, ldz: e, state: &hRef, into: &yRef, ldy: e)
+                }
+                var delta = [Float](repeating: .nan, count: e), y = [Float](repeating: .nan, count: e), hState = hBlocked
+                matrix(half ? dtHalf : dtW, dtW16, rows: e) { w in
+                    dbc.withUnsafeBufferPointer { bc in
+                        SelectiveScan.scanStep(channels: e, stateSize: n, x: uRef, dtProj: w, deltaLow: bc.baseAddress!, delta: &delta,
+                                               deltaBias: dtBias, a: aBlocked, b: bc.baseAddress! + rank, c: bc.baseAddress! + rank + n,
+                                               d: d, z: z, state: &hState, into: &y)
+                    }
+                }
+                #expect(delta == deltaRef && y == yRef && hState == hRef, "\(label): dt_proj + scan step differ from their parts")
+            } } }
+        }
+    }
 }
