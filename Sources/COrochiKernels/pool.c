@@ -5,11 +5,20 @@
 // with other work, where a spinning worker takes the core its own caller needs), then sleep on a
 // condition variable until the next job.
 //
-// A job is cut into chunks that the caller and the workers claim one at a time from a shared
-// word (generation | next chunk | chunk count), so that a worker the OS has not scheduled yet
-// never holds the caller up: the caller runs the chunks nobody claimed and returns once every
-// claimed chunk is done. A worker that wakes late finds the word's generation moved on and goes
-// back to waiting.
+// A job is cut into chunks that the caller and the workers claim one at a time, so that a worker
+// the OS has not scheduled yet never holds the caller up: the caller runs the chunks nobody
+// claimed and returns once every claimed chunk is done. The chunks are grouped in homes (three
+// consecutive chunks, an equal share of the rows: orochi_pool_guided_start), and thread t claims
+// the chunks of its own homes first (home h is thread h mod threads'), front to back, then what
+// is left of the others', back to front, from one word per home (generation | front | back). So
+// each thread reads the same rows of a matrix token after token, and finds them in its own
+// core's caches more often. A 6.4M model's weights (25 MB in f32) fill most of the last-level
+// cache, shared with other machines here: one-token products cycling over 26 MB read 97–103 GB/s
+// with the rows claimed in one shared order and 116–122 with each thread on the same half every
+// time, 45 (median of 5) with the halves swapped every pass (AMD EPYC, 2 threads). In the engine
+// the gain is smaller, as the threads still trade the last, small chunks: decode +1.4 % and
+// +4.6 % (mamba-6m f32, two sets of paired runs), +4.3 % (llama-6m f32), +1.6 % (llama-6m f16).
+// A worker that wakes late finds the generation moved on and goes back to waiting.
 #include "orochi_kernels.h"
 #include <pthread.h>
 #include <sched.h>
@@ -29,7 +38,8 @@ static int started = 0;                       // workers running
 static pthread_mutex_t busy = PTHREAD_MUTEX_INITIALIZER;    // one job at a time
 static pthread_mutex_t sleep_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
-static _Atomic uint64_t claim;                // generation << 32 | next chunk << 16 | chunk count
+static _Atomic uint64_t claim;                // generation << 32 | threads << 24 | homes << 16 | chunk count
+static _Atomic uint64_t home_word[OROCHI_POOL_MAX_HOMES];   // per home: generation << 32 | front << 16 | back
 static atomic_int done;                       // chunks finished in this generation
 static atomic_int sleepers;
 static void (*job_fn)(void *, int, int);
@@ -42,8 +52,11 @@ static int solo_left = 0, solo_next = 256;
 static unsigned recent = 0;                   // one bit per recent parallel job: 1 if it stalled
 
 static inline uint32_t gen_of(uint64_t w) { return (uint32_t)(w >> 32); }
-static inline int next_of(uint64_t w) { return (int)((w >> 16) & 0xffff); }
+static inline int threads_of(uint64_t w) { return (int)((w >> 24) & 0xff); }
+static inline int homes_of(uint64_t w) { return (int)((w >> 16) & 0xff); }
 static inline int count_of(uint64_t w) { return (int)(w & 0xffff); }
+static inline int front_of(uint64_t w) { return (int)((w >> 16) & 0xffff); }
+static inline int back_of(uint64_t w) { return (int)(w & 0xffff); }
 
 static double now(void) {
     struct timespec ts;
@@ -51,20 +64,39 @@ static double now(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/// Claims and runs chunks of generation `g` until none is left.
-static void work(uint32_t g) {
+/// Claims the first (from_back: the last) unclaimed chunk of home `h` in generation `g`; -1 if none.
+static int claim_in(int h, uint32_t g, int from_back) {
+    uint64_t w = atomic_load_explicit(&home_word[h], memory_order_acquire);
     for (;;) {
-        uint64_t w = atomic_load_explicit(&claim, memory_order_acquire);
-        if (gen_of(w) != g || next_of(w) >= count_of(w)) return;
-        if (!atomic_compare_exchange_weak_explicit(&claim, &w, w + (1u << 16), memory_order_acq_rel, memory_order_acquire)) continue;
-        // The chunk is ours and not done, so the caller is still waiting: job_fn and job_ctx are this job's.
-        job_fn(job_ctx, next_of(w), count_of(w));
-        atomic_fetch_add_explicit(&done, 1, memory_order_release);
+        if (gen_of(w) != g || front_of(w) >= back_of(w)) return -1;
+        uint64_t next = from_back ? w - 1 : w + (1u << 16);
+        if (atomic_compare_exchange_weak_explicit(&home_word[h], &w, next, memory_order_acq_rel, memory_order_acquire))
+            return from_back ? back_of(w) - 1 : front_of(w);
+    }
+}
+
+/// Claims and runs chunks of generation `g` as thread `self` until none is left: its own homes'
+/// front to back, then the others' back to front.
+static void work(uint32_t g, int self) {
+    uint64_t c = atomic_load_explicit(&claim, memory_order_acquire);
+    if (gen_of(c) != g) return;
+    int homes = homes_of(c), count = count_of(c), team = threads_of(c);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < homes; i++) {
+            int h = pass == 0 ? self + i * team : (self + 1 + i) % homes;
+            if (pass == 0 && h >= homes) break;
+            int index;
+            while ((index = claim_in(h, g, pass)) >= 0) {
+                // The chunk is ours and not done, so the caller is still waiting: job_fn and job_ctx are this job's.
+                job_fn(job_ctx, index, count);
+                atomic_fetch_add_explicit(&done, 1, memory_order_release);
+            }
+        }
     }
 }
 
 static void *worker(void *arg) {
-    (void)arg;
+    int self = (int)(intptr_t)arg;
     uint32_t seen = gen_of(atomic_load(&claim));
     for (;;) {
         uint32_t g;
@@ -86,7 +118,7 @@ static void *worker(void *arg) {
             }
         }
         seen = g;
-        work(g);
+        work(g, self);
     }
     return NULL;
 }
@@ -113,21 +145,29 @@ void orochi_pool_run_chunks(void (*fn)(void *, int, int), void *ctx, int chunks)
     }
     while (started < threads - 1) {           // workers are started once and kept
         pthread_t t;
-        if (pthread_create(&t, NULL, worker, NULL) != 0) break;
+        if (pthread_create(&t, NULL, worker, (void *)(intptr_t)(started + 1)) != 0) break;
         pthread_detach(t);
         started++;
     }
     job_fn = fn; job_ctx = ctx;
     atomic_store_explicit(&done, 0, memory_order_relaxed);
     uint32_t g = gen_of(atomic_load(&claim)) + 1;
-    atomic_store_explicit(&claim, ((uint64_t)g << 32) | (uint64_t)chunks, memory_order_seq_cst);
+    int homes = orochi_pool_homes(chunks);
+    for (int h = 0; h < homes; h++) {          // home h: chunks [3h, min(3h + 3, chunks)), or all of them
+        long front = homes == 1 ? 0 : h * OROCHI_POOL_HOME_CHUNKS, back = homes == 1 ? chunks : front + OROCHI_POOL_HOME_CHUNKS;
+        if (back > chunks) back = chunks;
+        atomic_store_explicit(&home_word[h], ((uint64_t)g << 32) | (uint64_t)(front << 16) | (uint64_t)back, memory_order_relaxed);
+    }
+    int team = started + 1;
+    atomic_store_explicit(&claim, ((uint64_t)g << 32) | ((uint64_t)team << 24) | ((uint64_t)homes << 16) | (uint64_t)chunks,
+                          memory_order_seq_cst);
     if (atomic_load(&sleepers) > 0) {
         pthread_mutex_lock(&sleep_lock);
         pthread_cond_broadcast(&wake);
         pthread_mutex_unlock(&sleep_lock);
     }
     double start = now();
-    work(g);
+    work(g, 0);
     double mine = now();
     for (int spins = 0; atomic_load_explicit(&done, memory_order_acquire) < chunks; spins++) {
         if (spins < 4096) CPU_RELAX(); else sched_yield();   // a claimed chunk's thread was preempted
