@@ -109,19 +109,24 @@ enum TracePlan {
         ]
     }
 
-    /// A Mamba layer: the five timed steps of `MambaMixer.forward`.
+    /// A Mamba layer: the three timed steps of `MambaMixer.step` (one token): in_proj with the
+    /// conv step, then x_proj; dt_proj with the scan; out_proj.
     static func mamba(_ l: Int, _ m: MambaMixer) -> [TraceStep] {
         let w = m.weights, e = m.inner, n = m.stateSize, k = m.kernel
         let norms = w.innerNorms == nil ? "" : ", RMSNorms on Δ, B, C"
-        return [
-            linear(l, "in_proj → x, z", [w.inProj]),
-            step(l, .conv, "causal conv1d over the last \(k) inputs, SiLU", "filter [\(k), \(e)], conv state [\(k - 1), \(e)]",
-                 macs: k * e, other: (2 * k - 1) * e * 4, overwritten: (k - 1) * e * 4),
-            linear(l, "x_proj → Δ, B, C\(norms); dt_proj", [w.xProj, w.dtProj]),
-            step(l, .scan, "selective scan: h = exp(ΔA)·h + ΔB·u, y = C·h + D·u, gated by SiLU(z)",
-                 "A, h [\(e), \(n)]", macs: 4 * e * n, other: 2 * e * n * 4 + 4 * e * 4, overwritten: e * n * 4),
-            linear(l, "out_proj (+ residual)", [w.outProj]),
-        ]
+        var first = linear(l, "in_proj → x, z; causal conv1d over the last \(k) inputs, SiLU; x_proj → Δ, B, C\(norms)",
+                           [w.inProj, w.xProj])
+        first.shapes += " filter [\(k), \(e)], conv state [\(k - 1), \(e)]"
+        first.multiplyAdds += k * e
+        first.otherBytes += (2 * k - 1) * e * 4
+        first.stateBytesOverwritten += (k - 1) * e * 4
+        var scan = linear(l, "dt_proj → Δ; selective scan: h = exp(ΔA)·h + ΔB·u, y = C·h + D·u, gated by SiLU(z)", [w.dtProj])
+        scan.component = ProfileComponent.scan.description
+        scan.shapes += " A, h [\(e), \(n)]"
+        scan.multiplyAdds += 4 * e * n
+        scan.otherBytes += 2 * e * n * 4 + 4 * e * 4
+        scan.stateBytesOverwritten += e * n * 4
+        return [first, scan, linear(l, "out_proj (+ residual)", [w.outProj])]
     }
 
     static func swiGLU(_ l: Int, _ f: SwiGLU) -> TraceStep {
