@@ -210,7 +210,7 @@ void orochi_matvec_then(int dtype, const void *w, long n, long k, long ldw, cons
     }
     matvec_job job = {dtype, w, n, k, ldw, x, y, acc, then, ctx};
     long blocks = (n + 15) / 16;
-    int chunks = 3 * orochi_pool_threads();   // a few per thread, so that a late thread is covered
+    int chunks = OROCHI_POOL_HOME_CHUNKS * orochi_pool_threads();   // a home of shrinking chunks per thread (pool.c)
     orochi_pool_run_chunks(matvec_part, &job, blocks < chunks ? (int)blocks : chunks);
 }
 
@@ -530,7 +530,7 @@ void orochi_matvec_group(const orochi_group_product *products, int count, long k
     long weights = 0;
     for (int i = 0; i < count; i++) weights += products[i].n * k;
     if (weights < PARALLEL_MIN_WEIGHTS || job.units < 2 || orochi_pool_threads() == 1) { group_part(&job, 0, 1); return; }
-    int chunks = 3 * orochi_pool_threads();   // as orochi_matvec: a few per thread
+    int chunks = OROCHI_POOL_HOME_CHUNKS * orochi_pool_threads();   // as orochi_matvec: a home per thread
     orochi_pool_run_chunks(group_part, &job, job.units < chunks ? (int)job.units : chunks);
 }
 

@@ -219,7 +219,7 @@ static void run_scan(scan_job *job) {
     long blocks = (job->e + 15) / 16;
     // One token of a small model is a few microseconds of work: threads would cost more than they save.
     if (blocks < 2 || job->steps * job->e * job->n < (1 << 12) || orochi_pool_threads() == 1) { scan_part(job, 0, 1); return; }
-    int chunks = 3 * orochi_pool_threads();
+    int chunks = OROCHI_POOL_HOME_CHUNKS * orochi_pool_threads();   // a home per thread, as orochi_matvec
     orochi_pool_run_chunks(scan_part, job, blocks < chunks ? (int)blocks : chunks);
 }
 
