@@ -153,10 +153,9 @@ void orochi_pool_run_chunks(void (*fn)(void *, int, int), void *ctx, int chunks)
     atomic_store_explicit(&done, 0, memory_order_relaxed);
     uint32_t g = gen_of(atomic_load(&claim)) + 1;
     int homes = orochi_pool_homes(chunks);
-    for (int h = 0; h < homes; h++) {          // home h: chunks [3h, min(3h + 3, chunks)), or all of them
-        long front = homes == 1 ? 0 : h * OROCHI_POOL_HOME_CHUNKS, back = homes == 1 ? chunks : front + OROCHI_POOL_HOME_CHUNKS;
-        if (back > chunks) back = chunks;
-        atomic_store_explicit(&home_word[h], ((uint64_t)g << 32) | (uint64_t)(front << 16) | (uint64_t)back, memory_order_relaxed);
+    for (int h = 0; h < homes; h++) {          // home h: its chunks [front, back), none claimed yet
+        uint64_t front = (uint64_t)orochi_pool_home_first(chunks, h), back = (uint64_t)orochi_pool_home_first(chunks, h + 1);
+        atomic_store_explicit(&home_word[h], ((uint64_t)g << 32) | front << 16 | back, memory_order_relaxed);
     }
     int team = started + 1;
     atomic_store_explicit(&claim, ((uint64_t)g << 32) | ((uint64_t)team << 24) | ((uint64_t)homes << 16) | (uint64_t)chunks,

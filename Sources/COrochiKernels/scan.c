@@ -205,7 +205,13 @@ static void scan_part(void *ctx, int index, int count) {
     }
 }
 
-static void run_scan(scan_job *job);
+static void run_scan(scan_job *job) {
+    long blocks = (job->e + 15) / 16;
+    // One token of a small model is a few microseconds of work: threads would cost more than they save.
+    if (blocks < 2 || job->steps * job->e * job->n < (1 << 12) || orochi_pool_threads() == 1) { scan_part(job, 0, 1); return; }
+    int chunks = OROCHI_POOL_HOME_CHUNKS * orochi_pool_threads();   // a home per thread, as orochi_matvec
+    orochi_pool_run_chunks(scan_part, job, blocks < chunks ? (int)blocks : chunks);
+}
 
 void orochi_selective_scan(long steps, long e, int n, const float *x, long ldx, const float *delta, long ldd,
                            const float *delta_bias, const float *a_blocked, const float *b, const float *c, long ldbc,
@@ -213,14 +219,6 @@ void orochi_selective_scan(long steps, long e, int n, const float *x, long ldx, 
     scan_job job = {steps, e, n, x, ldx, delta, ldd, delta_bias, a_blocked, b, c, ldbc, d, z, ldz, state_blocked, y, ldy,
                     0, NULL, 0, NULL, NULL};
     run_scan(&job);
-}
-
-static void run_scan(scan_job *job) {
-    long blocks = (job->e + 15) / 16;
-    // One token of a small model is a few microseconds of work: threads would cost more than they save.
-    if (blocks < 2 || job->steps * job->e * job->n < (1 << 12) || orochi_pool_threads() == 1) { scan_part(job, 0, 1); return; }
-    int chunks = OROCHI_POOL_HOME_CHUNKS * orochi_pool_threads();   // a home per thread, as orochi_matvec
-    orochi_pool_run_chunks(scan_part, job, blocks < chunks ? (int)blocks : chunks);
 }
 
 void orochi_selective_scan_step(long e, int n, const float *x, int dt_dtype, const void *dt_w, long rank, const float *dt_low,

@@ -17,8 +17,9 @@ public struct HugePageRegion: @unchecked Sendable {
 
     public static let pageSize = 2 << 20
 
-    /// The smallest buffer or file worth huge pages: rounding up to whole 2 MiB pages then wastes
-    /// at most a third of what it holds. FloatBuffer's weights and checkpoint files use it.
+    /// The smallest buffer or file worth huge pages: two of them, so that at least one whole 2 MiB
+    /// page is advised (`allocate` leaves the partly used last one on 4 KiB pages). FloatBuffer's
+    /// weights and checkpoint files use it.
     public static let minimumBytes = 4 << 20
 
     /// What /sys/kernel/mm/transparent_hugepage/enabled allows: "always", "madvise" or "never"

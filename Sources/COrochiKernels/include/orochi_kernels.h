@@ -94,6 +94,12 @@ static inline int orochi_pool_homes(int count) {
     int homes = (count + OROCHI_POOL_HOME_CHUNKS - 1) / OROCHI_POOL_HOME_CHUNKS;
     return homes > OROCHI_POOL_MAX_HOMES ? 1 : homes;
 }
+/// The first chunk of home `home` of a job of `count` chunks (home = the number of homes: count).
+static inline int orochi_pool_home_first(int count, int home) {
+    if (orochi_pool_homes(count) == 1) return home == 0 ? 0 : count;
+    int first = home * OROCHI_POOL_HOME_CHUNKS;
+    return first < count ? first : count;
+}
 /// Where chunk `index` of `count` starts among `total` units (index = count: total). Each home
 /// takes an equal slice of the units, cut into chunks that shrink as they go, a fraction
 /// 1 − (1 − i/c)² of the slice before its chunk i of c: the owner claims the big ones first, and a
@@ -105,8 +111,8 @@ static inline long orochi_pool_guided_start(long total, int index, int count) {
     if (index >= count) return total;
     int homes = orochi_pool_homes(count);
     int home = homes == 1 ? 0 : index / OROCHI_POOL_HOME_CHUNKS;
-    int first = homes == 1 ? 0 : home * OROCHI_POOL_HOME_CHUNKS;
-    long chunks = homes == 1 ? count : (count - first < OROCHI_POOL_HOME_CHUNKS ? count - first : OROCHI_POOL_HOME_CHUNKS);
+    int first = orochi_pool_home_first(count, home);
+    long chunks = orochi_pool_home_first(count, home + 1) - first;
     long begin = total * home / homes, end = total * (home + 1) / homes, left = chunks - (index - first);
     return end - (end - begin) * left * left / (chunks * chunks);
 }
