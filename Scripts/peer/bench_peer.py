@@ -394,6 +394,16 @@ def fr(r):
     return "—" if r is None else f"{r:.2f}×"
 
 
+def round_spread(samples, num, den):
+    """' (1.31–2.02)': the lowest and highest of the per-round ratios num/den, each taken between two
+    runs of the same round (a minute apart at most), where at least 3 rounds have both; else ''.
+    On these shared machines the spread says how far a median ratio can be trusted."""
+    a = {x["round"]: x["tps"] for x in samples if all(x.get(k) == v for k, v in num.items())}
+    b = {x["round"]: x["tps"] for x in samples if all(x.get(k) == v for k, v in den.items())}
+    rs = [a[r] / b[r] for r in a if r in b and b[r]]
+    return f" ({min(rs):.2f}–{max(rs):.2f})" if len(rs) >= 3 else ""
+
+
 def measured_bandwidth(res, env):
     """Orochi's read-bandwidth figure (bytes/s) under `env`: the median of the figures each of its
     processes measured (samples' `bw`), or, for results recorded before those, the first one noted."""
@@ -561,7 +571,9 @@ def render(res, doc_header):
                 ours = value(samples, shape=shape, engine="orochi", dtype="f32", env=e, metric=metric, depth=depth)
                 r = ratio(ours, ref)
                 ratios[e][metric].append((depth, r))
-                cells += [fmt(ours), fr(r)]
+                spread = round_spread(samples, dict(shape=shape, engine="orochi", dtype="f32", env=e, metric=metric, depth=depth),
+                                      dict(shape=shape, engine="llama.cpp", dtype="f32", metric=metric, depth=depth))
+                cells += [fmt(ours), fr(r) + spread]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
         # f16 against f32 decode.
@@ -580,7 +592,9 @@ def render(res, doc_header):
                     o16 = value(samples, shape=shape, engine="orochi", dtype="f16", env=e, metric="decode", depth=d)
                     r = ratio(o16, o32)
                     f16r[e].append((d, r))
-                    cells += [fmt(o32), fmt(o16), fr(r)]
+                    spread = round_spread(samples, dict(shape=shape, engine="orochi", dtype="f16", env=e, metric="decode", depth=d),
+                                          dict(shape=shape, engine="orochi", dtype="f32", env=e, metric="decode", depth=d))
+                    cells += [fmt(o32), fmt(o16), fr(r) + spread]
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
         for e in envs:
@@ -669,7 +683,10 @@ How it measures (Scripts/peer/bench_peer.py; checkpoints by Scripts/peer/make_ch
   `openblas_get_corename()` of the library Orochi links, called under the same environment. The memory
   bandwidth is Orochi's own measurement (a `bandwidth` line or JSON field of `orochi bench`) when it has one.
 - Ratios > 1 mean Orochi is faster. These shared 2-core machines move absolute figures by ±40 % between
-  runs; compare ratios taken in one run, never against figures from another day.
+  runs; compare ratios taken in one run, never against figures from another day. A ratio is the median
+  of one engine over the median of the other; the bracket after it gives the lowest and highest of the
+  per-round ratios (two runs of the same round, back to back), where 3 rounds or more have both: how far
+  the machine moved the figure within this run.
 
 How to read the decode figures: one decoded token reads every weight once (and, for Llama, the KV cache
 of its depth), so decode is bounded by the memory read bandwidth that `orochi bench` measures before
