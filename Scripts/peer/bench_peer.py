@@ -404,10 +404,15 @@ def round_spread(samples, num, den):
     return f" ({min(rs):.2f}–{max(rs):.2f})" if len(rs) >= 3 else ""
 
 
+def process_bandwidths(res, env):
+    """The read bandwidth (bytes/s) each Orochi process under `env` measured before its runs."""
+    return [s["bw"] for s in res.get("samples", []) if s.get("engine") == "orochi" and s.get("env") == env and s.get("bw")]
+
+
 def measured_bandwidth(res, env):
     """Orochi's read-bandwidth figure (bytes/s) under `env`: the median of the figures each of its
-    processes measured (samples' `bw`), or, for results recorded before those, the first one noted."""
-    bws = [s["bw"] for s in res.get("samples", []) if s.get("engine") == "orochi" and s.get("env") == env and s.get("bw")]
+    processes measured, or, for results recorded before those, the first one noted."""
+    bws = process_bandwidths(res, env)
     if bws:
         return statistics.median(bws)
     m = re.search(r"read bandwidth: ([0-9.]+) GB/s", res.get("notes", {}).get(f"bandwidth {env}", ""))
@@ -416,7 +421,7 @@ def measured_bandwidth(res, env):
 
 def bandwidth_summary(res, env):
     """'median 31.2 GB/s (24.0–51.6 over 40 processes)' for the machine section."""
-    bws = [s["bw"] for s in res.get("samples", []) if s.get("engine") == "orochi" and s.get("env") == env and s.get("bw")]
+    bws = process_bandwidths(res, env)
     if not bws:
         return res.get("notes", {}).get(f"bandwidth {env}", "not measured")
     return (f"median {statistics.median(bws) / 1e9:.1f} GB/s ({min(bws) / 1e9:.1f}–{max(bws) / 1e9:.1f} over "
