@@ -213,8 +213,10 @@ T256 static inline __m256 softplus256(__m256 x) {
     return _mm256_blendv_ps(r, x, _mm256_cmp_ps(x, _mm256_set1_ps(20.f), _CMP_GT_OQ));
 }
 
+// In tiles of SCAN_TILE steps, as the AVX-512 kernel (softplus, Δ·x and the gate first).
 T256 static void block256(const scan_job *j, long blk) {
     const int n = j->n;
+    __m256 dt[SCAN_TILE], du[SCAN_TILE], xv[SCAN_TILE], gate[SCAN_TILE];      // the tile's steps
     for (int half = 0; half < 2; half++) {
         long c0 = blk * 16 + half * 8;
         if (c0 >= j->e) break;
@@ -225,22 +227,64 @@ T256 static void block256(const scan_job *j, long blk) {
         __m256 h[64];
         for (int s = 0; s < n; s++) h[s] = _mm256_loadu_ps(hb + s * 16);
         __m256 bias = _mm256_maskload_ps(j->bias + c0, mk), dv = _mm256_maskload_ps(j->d + c0, mk);
-        for (long t = 0; t < j->steps; t++) {
-            if (t + SCAN_AHEAD < j->steps) prefetch_step(j, t + SCAN_AHEAD, c0);
-            __m256 dt = softplus256(_mm256_add_ps(_mm256_maskload_ps(j->delta + t * j->ldd + c0, mk), bias));
-            __m256 xv = _mm256_maskload_ps(j->x + t * j->ldx + c0, mk);
-            __m256 du = _mm256_mul_ps(dt, xv), acc = _mm256_setzero_ps();
-            const float *bt = j->b + t * j->ldbc, *ct = j->c + t * j->ldbc;
-            for (int s = 0; s < n; s++) {              /* h = exp(ΔA)·h + Δ·x·B,  y = C·h */
-                h[s] = _mm256_fmadd_ps(exp256(_mm256_mul_ps(dt, _mm256_loadu_ps(ab + s * 16))), h[s],
-                                       _mm256_mul_ps(du, _mm256_set1_ps(bt[s])));
-                acc = _mm256_fmadd_ps(h[s], _mm256_set1_ps(ct[s]), acc);
+        for (long t0 = 0; t0 < j->steps; t0 += SCAN_TILE) {
+            int steps = j->steps - t0 < SCAN_TILE ? (int)(j->steps - t0) : SCAN_TILE;
+            for (int i = 0; i < steps; i++) {
+                long t = t0 + i;
+                if (t + SCAN_AHEAD < j->steps) prefetch_step(j, t + SCAN_AHEAD, c0);
+                dt[i] = softplus256(_mm256_add_ps(_mm256_maskload_ps(j->delta + t * j->ldd + c0, mk), bias));
+                xv[i] = _mm256_maskload_ps(j->x + t * j->ldx + c0, mk);
+                du[i] = _mm256_mul_ps(dt[i], xv[i]);
+                __m256 zv = _mm256_maskload_ps(j->z + t * j->ldz + c0, mk);
+                gate[i] = _mm256_div_ps(zv, _mm256_add_ps(_mm256_set1_ps(1.f), exp256(_mm256_sub_ps(_mm256_setzero_ps(), zv))));
             }
-            __m256 zv = _mm256_maskload_ps(j->z + t * j->ldz + c0, mk);
-            __m256 gate = _mm256_div_ps(zv, _mm256_add_ps(_mm256_set1_ps(1.f), exp256(_mm256_sub_ps(_mm256_setzero_ps(), zv))));
-            _mm256_maskstore_ps(j->y + t * j->ldy + c0, mk, _mm256_mul_ps(_mm256_fmadd_ps(dv, xv, acc), gate));
+            for (int i = 0; i < steps; i++) {
+                long t = t0 + i;
+                __m256 acc = _mm256_setzero_ps();
+                const float *bt = j->b + t * j->ldbc, *ct = j->c + t * j->ldbc;
+                for (int s = 0; s < n; s++) {          /* h = exp(ΔA)·h + Δ·x·B,  y = C·h */
+                    h[s] = _mm256_fmadd_ps(exp256(_mm256_mul_ps(dt[i], _mm256_loadu_ps(ab + s * 16))), h[s],
+                                           _mm256_mul_ps(du[i], _mm256_set1_ps(bt[s])));
+                    acc = _mm256_fmadd_ps(h[s], _mm256_set1_ps(ct[s]), acc);
+                }
+                _mm256_maskstore_ps(j->y + t * j->ldy + c0, mk, _mm256_mul_ps(_mm256_fmadd_ps(dv, xv[i], acc), gate[i]));
+            }
         }
         for (int s = 0; s < n; s++) _mm256_storeu_ps(hb + s * 16, _mm256_and_ps(h[s], _mm256_castsi256_ps(mk)));   // padding stays 0
+    }
+}
+
+// Decode's single step over blocks [first, end), as step512: SCAN_TILE half-blocks of 8 channels
+// at a time, their softplus, Δ·x and gates first, then their state updates.
+T256 static void step256(const scan_job *j, long first, long end) {
+    const int n = j->n;
+    __m256 dt[SCAN_TILE], du[SCAN_TILE], xv[SCAN_TILE], gate[SCAN_TILE];
+    __m256i mk[SCAN_TILE];
+    long h0 = first * 2, h1 = end * 2 < (j->e + 7) / 8 ? end * 2 : (j->e + 7) / 8;   // halves with channels
+    for (long u0 = h0; u0 < h1; u0 += SCAN_TILE) {
+        int units = h1 - u0 < SCAN_TILE ? (int)(h1 - u0) : SCAN_TILE;
+        for (int i = 0; i < units; i++) {
+            long c0 = (u0 + i) * 8, valid = j->e - c0 < 8 ? j->e - c0 : 8;
+            mk[i] = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)valid), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+            dt[i] = softplus256(_mm256_add_ps(_mm256_maskload_ps(j->delta + c0, mk[i]), _mm256_maskload_ps(j->bias + c0, mk[i])));
+            xv[i] = _mm256_maskload_ps(j->x + c0, mk[i]);
+            du[i] = _mm256_mul_ps(dt[i], xv[i]);
+            __m256 zv = _mm256_maskload_ps(j->z + c0, mk[i]);
+            gate[i] = _mm256_div_ps(zv, _mm256_add_ps(_mm256_set1_ps(1.f), exp256(_mm256_sub_ps(_mm256_setzero_ps(), zv))));
+        }
+        for (int i = 0; i < units; i++) {
+            long c0 = (u0 + i) * 8, blk = c0 / 16, half = (c0 % 16) / 8;
+            const float *ab = j->a + blk * n * 16 + half * 8;
+            float *hb = j->state + blk * n * 16 + half * 8;
+            __m256 acc = _mm256_setzero_ps();
+            for (int s = 0; s < n; s++) {              /* h = exp(ΔA)·h + Δ·x·B,  y = C·h */
+                __m256 h = _mm256_fmadd_ps(exp256(_mm256_mul_ps(dt[i], _mm256_loadu_ps(ab + s * 16))), _mm256_loadu_ps(hb + s * 16),
+                                           _mm256_mul_ps(du[i], _mm256_set1_ps(j->b[s])));
+                _mm256_storeu_ps(hb + s * 16, _mm256_and_ps(h, _mm256_castsi256_ps(mk[i])));   // padding stays 0
+                acc = _mm256_fmadd_ps(h, _mm256_set1_ps(j->c[s]), acc);
+            }
+            _mm256_maskstore_ps(j->y + c0, mk[i], _mm256_mul_ps(_mm256_fmadd_ps(_mm256_maskload_ps(j->d + c0, mk[i]), xv[i], acc), gate[i]));
+        }
     }
 }
 #endif
@@ -258,6 +302,7 @@ static void scan_part(void *ctx, int index, int count) {
         if (j->n == 16) step512_n16(j, first, end); else step512_any(j, first, end);
         return;
     }
+    if (j->steps == 1 && orochi_isa() == OROCHI_ISA_AVX2 && j->n <= 64) { step256(j, first, end); return; }
 #endif
     for (long blk = first; blk < end; blk++) {
 #if defined(__x86_64__)
