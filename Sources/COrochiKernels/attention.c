@@ -427,8 +427,11 @@ ATTR static void NAME(const float *p, int rows, int n, long diagonal, const floa
                 for (int j = 0; j < NV; j++) a[i][j] = FMA(pb, vv[j], a[i][j]);                           \
             }                                                                                             \
         }                                                                                                 \
-        for (int i = 0; i < nr; i++)                                                                      \
-            for (int j = 0; j < NV; j++) STN(o + (r0 + i) * ldo + d0 + W * j, a[i][j], j == NV - 1 ? last : W); \
+        /* A fixed count with a test, not i < nr: with a bound only known at run time, the sums of */      \
+        /* NV = 2 were kept in memory and stored after every multiply-add (half the speed).       */      \
+        for (int i = 0; i < TILE_ROWS; i++)                                                               \
+            if (i < nr)                                                                                   \
+                for (int j = 0; j < NV; j++) STN(o + (r0 + i) * ldo + d0 + W * j, a[i][j], j == NV - 1 ? last : W); \
     }                                                                                                     \
 }
 
