@@ -351,6 +351,27 @@ static void transpose_keys(const float *k, int n, int d, float *kt, long np) {
     }
 }
 
+#if defined(__x86_64__)
+// The same by 16 × 16 tiles transposed in registers. Element by element, the transposes were 11 %
+// of attention's time in a 2,048-token llama-130m prefill (each key tile is transposed again for
+// every block of query rows that sees it).
+T512 static void transpose_keys_512(const float *k, int n, int d, float *kt, long np) {
+    long n16 = ((long)n + 15) / 16 * 16;                     // ≤ np (a multiple of 64)
+    for (long c0 = 0; c0 < n; c0 += 16) {
+        long rows = n - c0 < 16 ? n - c0 : 16;
+        for (int d0 = 0; d0 < d; d0 += 16) {
+            int cols = d - d0 < 16 ? d - d0 : 16;
+            __mmask16 mk = (__mmask16)((1u << cols) - 1);
+            __m512 r[16];
+            for (long q = 0; q < 16; q++) r[q] = q < rows ? _mm512_maskz_loadu_ps(mk, k + (c0 + q) * d + d0) : _mm512_setzero_ps();
+            transpose16(r);
+            for (int i = 0; i < cols; i++) _mm512_storeu_ps(kt + (long)(d0 + i) * np + c0, r[i]);   // zeros past row n
+        }
+    }
+    for (int dd = 0; dd < d; dd++) memset(kt + dd * np + n16, 0, (size_t)(np - n16) * 4);
+}
+#endif
+
 static void scores_portable(const float *q, long ldq, int rows, const float *k, int n, int d, float scale,
                             long diagonal, float *s) {
     for (int r = 0; r < rows; r++)
@@ -469,7 +490,7 @@ void orochi_attention_scores(const float *q, long ldq, int rows, const float *k,
     if (isa != OROCHI_ISA_PORTABLE) {
         long np = orochi_attention_kt_columns(n);
         int seen = keys_seen(0, rows, diagonal, n);  // keys any row sees: only those are transposed
-        transpose_keys(k, seen, d, kt, np);
+        if (isa == OROCHI_ISA_AVX512) transpose_keys_512(k, seen, d, kt, np); else transpose_keys(k, seen, d, kt, np);
         if (isa == OROCHI_ISA_AVX512) scores_512(q, ldq, rows, kt, np, n, d, scale, diagonal, s);
         else scores_256(q, ldq, rows, kt, np, n, d, scale, diagonal, s);
         return;

@@ -345,23 +345,6 @@ static float *panel_scratch(long k) {
     return buffer;
 }
 
-// out[j] = column j of the 16 rows r[0..15] (a 16 × 16 transpose in registers): pairs of rows
-// interleaved, then pairs of pairs, then 128-bit lanes gathered in two steps; 64 shuffles.
-T512 static inline void transpose16(__m512 r[16]) {
-    __m512 t[16], u[16];
-    for (int q = 0; q < 16; q += 2) { t[q] = _mm512_unpacklo_ps(r[q], r[q + 1]); t[q + 1] = _mm512_unpackhi_ps(r[q], r[q + 1]); }
-    for (int g = 0; g < 16; g += 4) {              // u[g + s], lane L: rows g..g+3 at column 4L + s
-        u[g] = _mm512_shuffle_ps(t[g], t[g + 2], 0x44); u[g + 1] = _mm512_shuffle_ps(t[g], t[g + 2], 0xEE);
-        u[g + 2] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0x44); u[g + 3] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0xEE);
-    }
-    for (int s = 0; s < 4; s++) {
-        __m512 v0 = _mm512_shuffle_f32x4(u[s], u[4 + s], 0x88), v1 = _mm512_shuffle_f32x4(u[s], u[4 + s], 0xDD);
-        __m512 w0 = _mm512_shuffle_f32x4(u[8 + s], u[12 + s], 0x88), w1 = _mm512_shuffle_f32x4(u[8 + s], u[12 + s], 0xDD);
-        r[s] = _mm512_shuffle_f32x4(v0, w0, 0x88); r[4 + s] = _mm512_shuffle_f32x4(v1, w1, 0x88);
-        r[8 + s] = _mm512_shuffle_f32x4(v0, w0, 0xDD); r[12 + s] = _mm512_shuffle_f32x4(v1, w1, 0xDD);
-    }
-}
-
 // panel[j, c] = W[n0 + c, j] widened to f32, for c < nb (0 beyond, up to 64), j < k: tiles of 16
 // rows × 16 columns loaded (masked at the edges), transposed in registers, stored as panel rows.
 // Element by element, this packing was 8 % of the panel kernel's time.
