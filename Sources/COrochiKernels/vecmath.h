@@ -1,5 +1,6 @@
 // Vector exponential and logarithm for the C kernels (AVX-512 and AVX2 builds), after Cephes:
-// relative error ~2e-7 over the float range used here. Internal to COrochiKernels.
+// relative error ~2e-7 over the float range used here; and a 16 × 16 transpose in registers (the
+// multi-token kernel's weight panels, prefill attention's key tiles). Internal to COrochiKernels.
 #ifndef OROCHI_VECMATH_H
 #define OROCHI_VECMATH_H
 #include <stdint.h>
@@ -37,7 +38,6 @@ T512 static inline void transpose16(__m512 r[16]) {
         r[8 + s] = _mm512_shuffle_f32x4(v0, w0, 0xDD); r[12 + s] = _mm512_shuffle_f32x4(v1, w1, 0xDD);
     }
 }
-
 
 // eˣ by Cephes' polynomial (relative error ~2e-7), as SelectiveScan.exp on the Swift side.
 T512 static inline __m512 exp512(__m512 x) {
