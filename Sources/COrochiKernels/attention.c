@@ -399,8 +399,10 @@ T256 static inline __m256i first256(int count) { return _mm256_cmpgt_epi32(_mm25
 T256 static inline __m256 ldn256(const float *p, int count) { return count >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, first256(count)); }
 T256 static inline void stn256(float *p, __m256 v, int count) { if (count >= 8) _mm256_storeu_ps(p, v); else _mm256_maskstore_ps(p, first256(count), v); }
 
-// S = scale·Q·Kᵀ from Kᵀ [d, np]: blocks of TILE_ROWS rows × 4 vectors of keys.
-#define TILE_SCORES(NAME, ATTR, V, W, LD, STN, SET1, FMA, MUL, ZERO)                                      \
+// S = scale·Q·Kᵀ from Kᵀ [d, np]: blocks of TILE_ROWS rows × NK vectors of keys (4 of 16 lanes with
+// AVX-512's 32 registers; 2 of 8 with AVX2's 16, where 4 × 4 sums spilled to memory: 16–44 GFLOP/s
+// on one core of an AMD EPYC forced to AVX2, against 94–102 for the AVX-512 build).
+#define TILE_SCORES(NAME, ATTR, V, W, NK, LD, STN, SET1, FMA, MUL, ZERO)                                  \
 ATTR static void NAME(const float *q, long ldq, int rows, const float *kt, long np, int n, int d, float scale, \
                       long diagonal, float *s) {                                                          \
     V sc = SET1(scale);                                                                                   \
@@ -408,21 +410,21 @@ ATTR static void NAME(const float *q, long ldq, int rows, const float *kt, long 
         int nr = rows - r0 < TILE_ROWS ? rows - r0 : TILE_ROWS, seen = keys_seen(r0, nr, diagonal, n);    \
         const float *qr[TILE_ROWS];                                                                       \
         for (int i = 0; i < TILE_ROWS; i++) qr[i] = q + (r0 + (i < nr ? i : nr - 1)) * ldq;  /* a short block repeats its last row */ \
-        for (int c = 0; c < seen; c += 4 * W) {                                                           \
-            V a[TILE_ROWS][4];                                                                            \
-            for (int i = 0; i < TILE_ROWS; i++) for (int v = 0; v < 4; v++) a[i][v] = ZERO();             \
+        for (int c = 0; c < seen; c += NK * W) {                                                          \
+            V a[TILE_ROWS][NK];                                                                           \
+            for (int i = 0; i < TILE_ROWS; i++) for (int v = 0; v < NK; v++) a[i][v] = ZERO();            \
             for (int dd = 0; dd < d; dd++) {                                                              \
                 const float *kr = kt + dd * np + c;                                                       \
-                V k0 = LD(kr), k1 = LD(kr + W), k2 = LD(kr + 2 * W), k3 = LD(kr + 3 * W);                 \
+                V k[NK];                                                                                  \
+                for (int v = 0; v < NK; v++) k[v] = LD(kr + v * W);                                       \
                 for (int i = 0; i < TILE_ROWS; i++) {                                                     \
                     V qb = SET1(qr[i][dd]);                                                               \
-                    a[i][0] = FMA(qb, k0, a[i][0]); a[i][1] = FMA(qb, k1, a[i][1]);                       \
-                    a[i][2] = FMA(qb, k2, a[i][2]); a[i][3] = FMA(qb, k3, a[i][3]);                       \
+                    for (int v = 0; v < NK; v++) a[i][v] = FMA(qb, k[v], a[i][v]);                        \
                 }                                                                                         \
             }                                                                                             \
-            for (int i = 0; i < nr; i++)                                                                  \
-                for (int v = 0; v < 4 && c + W * v < seen; v++)                                           \
-                    STN(s + (long)(r0 + i) * n + c + W * v, MUL(a[i][v], sc), seen - c - W * v);          \
+            for (int i = 0; i < TILE_ROWS; i++)         /* fixed counts with tests: see TILE_VALUES */    \
+                for (int v = 0; v < NK; v++)                                                              \
+                    if (i < nr && c + W * v < seen) STN(s + (long)(r0 + i) * n + c + W * v, MUL(a[i][v], sc), seen - c - W * v); \
         }                                                                                                 \
     }                                                                                                     \
 }
@@ -469,18 +471,26 @@ ATTR static void NAME(const float *p, int rows, int n, long diagonal, const floa
     else if (d > d0) V1(p, rows, n, diagonal, v, d, d0, d - d0, o, ldo);                                  \
 }
 
+// AVX2: 2 vectors at a time, then 1 (4 rows × 4 vectors of sums do not fit in 16 registers: spilled,
+// the d = 64 tile ran at 8.6 GFLOP/s on one core of an AMD EPYC forced to AVX2).
+#define TILE_VALUES_PAIRS(NAME, ATTR, W, V2, V1)                                                           \
+ATTR static void NAME(const float *p, int rows, int n, long diagonal, const float *v, int d, float *o, long ldo) { \
+    int d0 = 0;                                                                                           \
+    for (; d - d0 > W; d0 += 2 * W) V2(p, rows, n, diagonal, v, d, d0, d - d0 >= 2 * W ? W : d - d0 - W, o, ldo); \
+    if (d > d0) V1(p, rows, n, diagonal, v, d, d0, d - d0, o, ldo);                                       \
+}
+
 #define ZERO512() _mm512_setzero_ps()
 #define ZERO256() _mm256_setzero_ps()
-TILE_SCORES(scores_512, T512, __m512, 16, _mm512_loadu_ps, stn512, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_mul_ps, ZERO512)
-TILE_SCORES(scores_256, T256, __m256, 8, _mm256_loadu_ps, stn256, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_mul_ps, ZERO256)
+TILE_SCORES(scores_512, T512, __m512, 16, 4, _mm512_loadu_ps, stn512, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_mul_ps, ZERO512)
+TILE_SCORES(scores_256, T256, __m256, 8, 2, _mm256_loadu_ps, stn256, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_mul_ps, ZERO256)
 TILE_VALUES(values_512_v4, T512, __m512, 16, 4, ldn512, stn512, _mm512_set1_ps, _mm512_fmadd_ps, ZERO512)
 TILE_VALUES(values_512_v2, T512, __m512, 16, 2, ldn512, stn512, _mm512_set1_ps, _mm512_fmadd_ps, ZERO512)
 TILE_VALUES(values_512_v1, T512, __m512, 16, 1, ldn512, stn512, _mm512_set1_ps, _mm512_fmadd_ps, ZERO512)
-TILE_VALUES(values_256_v4, T256, __m256, 8, 4, ldn256, stn256, _mm256_set1_ps, _mm256_fmadd_ps, ZERO256)
 TILE_VALUES(values_256_v2, T256, __m256, 8, 2, ldn256, stn256, _mm256_set1_ps, _mm256_fmadd_ps, ZERO256)
 TILE_VALUES(values_256_v1, T256, __m256, 8, 1, ldn256, stn256, _mm256_set1_ps, _mm256_fmadd_ps, ZERO256)
 TILE_VALUES_ALL(values_512, T512, 16, values_512_v4, values_512_v2, values_512_v1)
-TILE_VALUES_ALL(values_256, T256, 8, values_256_v4, values_256_v2, values_256_v1)
+TILE_VALUES_PAIRS(values_256, T256, 8, values_256_v2, values_256_v1)
 #endif
 
 void orochi_attention_scores(const float *q, long ldq, int rows, const float *k, int n, int d, float scale,
