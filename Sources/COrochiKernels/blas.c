@@ -62,9 +62,11 @@ static void load(void) {
         if (best) {
             setenv("OPENBLAS_CORETYPE", best, 1);
             ours = 1;
-            snprintf(reason, sizeof reason, "chosen by orochi from the CPU's features (%s)", orochi_cpu_features());
+            snprintf(reason, sizeof reason, "chosen by orochi for its %s kernels, from the CPU's features (%s)",
+                     orochi_isa_name(orochi_isa()), orochi_cpu_features());
         } else {
-            snprintf(reason, sizeof reason, "OpenBLAS's own choice (no AVX2 on this CPU)");
+            snprintf(reason, sizeof reason, "OpenBLAS's own choice (orochi's %s kernels: no AVX2 on this CPU, or not asked for)",
+                     orochi_isa_name(orochi_isa()));
         }
     }
     enum { IDLE_CYCLES_LOG2 = 16 };

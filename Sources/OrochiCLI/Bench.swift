@@ -4,7 +4,7 @@ import Orochi
 import OrochiBench
 
 /// `orochi bench`: the scaling sweep. The measuring, the analysis and the plots live in the
-/// library (Runtime/Bench*.swift); this parses options, installs the Ctrl-C handler and writes files.
+/// OrochiBench target; this parses options, installs the Ctrl-C handler and writes files.
 /// The weight types a preset can be built with.
 enum PresetDType: String, ExpressibleByArgument, CaseIterable { case f32, f16 }
 
@@ -57,6 +57,9 @@ struct Bench: ParsableCommand {
 
     @Option(name: .long, help: "Threads for matrix products, 1–\(maxThreads).")
     var threads: Int = 2
+
+    @Option(name: .long, help: "Orochi's kernels: 'best' (the CPU's), or avx512, avx2 or portable to measure what a CPU with less would get (OpenBLAS gets the matching core unless OPENBLAS_CORETYPE is set).")
+    var kernels: KernelFamily = .best
 
     @Option(name: .long, help: "Seed of the random token ids and preset weights.")
     var seed: UInt64 = 1
@@ -136,6 +139,7 @@ struct Bench: ParsableCommand {
         }
         guard repetitions >= 1 else { throw ValidationError("--repetitions must be ≥ 1") }
         try validateThreads(threads)
+        try kernels.check(option: "--kernels")
         if let breakdown = try parsedBreakdown(), replay == nil {
             let contexts = Set(try parsedContexts())
             for n in breakdown where !contexts.contains(n) {
@@ -155,6 +159,7 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
+        kernels.apply()
         let ns = try parsedContexts()
         let breakdown = try parsedBreakdown()
         var settings = BenchSettings(contexts: ns, decodeTokens: decodeTokens, repetitions: repetitions, threads: threads,

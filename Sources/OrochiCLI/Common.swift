@@ -39,6 +39,22 @@ struct ModelOptions: ParsableArguments {
 extension WeightStorage: ExpressibleByArgument {}
 extension WeightMemory: ExpressibleByArgument {}
 
+/// Orochi's kernel families: `best` is the CPU's own; a lower one shows what a CPU with less would
+/// get (OpenBLAS then gets the matching core too, chosen when the library first loads).
+enum KernelFamily: String, ExpressibleByArgument, CaseIterable {
+    case best, avx512, avx2, portable
+    private var rank: Int { switch self { case .portable: 0; case .avx2: 1; case .avx512, .best: 2 } }
+
+    /// An error when this CPU lacks the family (before anything is forced, KernelInfo.isa is its best).
+    func check(option: String) throws {
+        guard self != .best, let mine = KernelFamily(rawValue: KernelInfo.isa), rank > mine.rank else { return }
+        throw ValidationError("\(option) \(rawValue): this CPU's best kernels are \(KernelInfo.isa)")
+    }
+
+    /// Puts the family in force for the rest of the process (before the first matrix product).
+    func apply() { if self != .best { KernelInfo.force(rawValue) } }
+}
+
 /// The KV cache types a user can ask for.
 enum KVCacheType: String, ExpressibleByArgument, CaseIterable {
     case f32, f16

@@ -29,6 +29,30 @@ struct KernelChoiceTests {
         #expect(productsLine(r).hasSuffix(products), "\(productsLine(r))")
     }
 
+    /// `bench --kernels` runs a lower family than the CPU's best (OpenBLAS gets the matching core),
+    /// and refuses one the CPU lacks.
+    @Test(arguments: ["portable", "avx2", "avx512"])
+    func benchRunsTheKernelsAskedFor(_ family: String) throws {
+        let r = try OrochiProcess.run(["bench", "--model", model, "--contexts", "8", "--decode-tokens", "2", "--repetitions", "1",
+                                       "--no-bandwidth", "--breakdown-contexts", "none", "--format", "json", "--kernels", family],
+                                      environment: ["OPENBLAS_CORETYPE": nil])
+        let order = ["portable", "avx2", "avx512"]
+        guard order.firstIndex(of: family)! <= order.firstIndex(of: KernelInfo.isa)! else {
+            #expect(r.status != 0 && r.stderr.contains("this CPU's best kernels are \(KernelInfo.isa)"), "\(r.stderr)")
+            return
+        }
+        #expect(r.status == 0, "\(r.stderr)")
+        let json = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+        let machine = (json?["results"] as? [String: Any])?["machine"] as? [String: Any]
+        #expect(machine?["kernels"] as? String == family)
+        let core = machine?["blasCore"] as? String ?? ""
+        switch family {
+        case "avx512": #expect(core.hasPrefix("SkylakeX (chosen by orochi for its avx512 kernels"), "\(core)")
+        case "avx2": #expect(core.hasPrefix("Haswell (chosen by orochi for its avx2 kernels"), "\(core)")
+        default: #expect(core.contains("OpenBLAS's own choice (orochi's portable kernels"), "\(core)")
+        }
+    }
+
     func idleLine(_ r: OrochiProcess.Result) -> String {
         r.stdout.split(separator: "\n").first { $0.hasPrefix("blas idle threads") }.map(String.init) ?? ""
     }
