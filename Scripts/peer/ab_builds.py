@@ -24,7 +24,7 @@ def run(binary, a, env):
     """One `orochi bench` process: (prefill tok/s, decode tok/s) of its single point."""
     cmd = [binary, "bench", "--model", a.model, "--contexts", str(a.contexts), "--decode-tokens", str(a.decode_tokens),
            "--repetitions", str(a.repetitions), "--threads", str(a.threads), "--no-bandwidth",
-           "--breakdown-contexts", "none", "--format", "json"]
+           "--breakdown-contexts", "none", "--format", "json"] + (["--kernels", a.kernels] if a.kernels else [])
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f"ab_builds: {' '.join(cmd)} failed ({out.returncode}): {out.stderr.strip()[-500:]}")
@@ -45,6 +45,7 @@ def main():
     ap.add_argument("--repetitions", type=int, default=3, help="orochi bench repetitions per run (default 3)")
     ap.add_argument("--pairs", type=int, default=10, help="rounds; each runs every build once (default 10)")
     ap.add_argument("--threads", type=int, default=2, help="threads for both Orochi and OpenBLAS (default 2)")
+    ap.add_argument("--kernels", help="orochi bench --kernels: a lower kernel family than the CPU's (avx2, portable)")
     a = ap.parse_args()
     if len(a.builds) < 2:
         sys.exit("ab_builds: give at least two builds")
