@@ -90,6 +90,23 @@ T512 static inline __m512 exp2_scan512(__m512 x) {
     return _mm512_scalef_ps(p, k);
 }
 
+// The same 2^x for AVX2, which has no scalef: 2^k put into the exponent bits by integer addition.
+// x is clamped at −126 (x ≤ 0 here), so k + 127 stays a valid exponent; what that changes is below
+// 2^−126, beside terms of the state's size. The clamp keeps a NaN (max returns its second operand).
+// Eleven vector operations against exp256's sixteen and its multiply by log₂e.
+T256 static inline __m256 exp2_scan256(__m256 x) {
+    x = _mm256_max_ps(_mm256_set1_ps(-126.f), x);
+    __m256 k = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 f = _mm256_sub_ps(x, k);
+    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(1.5345810970757157e-4f), f, _mm256_set1_ps(1.3399930903688073e-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.618489071726799e-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.550328642129898e-2f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.4022646248340607e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.931471824645996e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.f));
+    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), _mm256_slli_epi32(_mm256_cvtps_epi32(k), 23)));
+}
+
 // block512_any's state loop has no compile-time count to unroll fully; that is expected.
 #pragma clang diagnostic ignored "-Wpass-failed"
 
@@ -232,9 +249,10 @@ T256 static void block256(const scan_job *j, long blk) {
             for (int i = 0; i < steps; i++) {
                 long t = t0 + i;
                 if (t + SCAN_AHEAD < j->steps) prefetch_step(j, t + SCAN_AHEAD, c0);
-                dt[i] = softplus256(_mm256_add_ps(_mm256_maskload_ps(j->delta + t * j->ldd + c0, mk), bias));
+                __m256 delta = softplus256(_mm256_add_ps(_mm256_maskload_ps(j->delta + t * j->ldd + c0, mk), bias));
                 xv[i] = _mm256_maskload_ps(j->x + t * j->ldx + c0, mk);
-                du[i] = _mm256_mul_ps(dt[i], xv[i]);
+                du[i] = _mm256_mul_ps(delta, xv[i]);
+                dt[i] = _mm256_mul_ps(delta, _mm256_set1_ps(1.44269504088896341f));    // Δ·log₂e
                 __m256 zv = _mm256_maskload_ps(j->z + t * j->ldz + c0, mk);
                 gate[i] = _mm256_div_ps(zv, _mm256_add_ps(_mm256_set1_ps(1.f), exp256(_mm256_sub_ps(_mm256_setzero_ps(), zv))));
             }
@@ -243,7 +261,7 @@ T256 static void block256(const scan_job *j, long blk) {
                 __m256 acc = _mm256_setzero_ps();
                 const float *bt = j->b + t * j->ldbc, *ct = j->c + t * j->ldbc;
                 for (int s = 0; s < n; s++) {          /* h = exp(ΔA)·h + Δ·x·B,  y = C·h */
-                    h[s] = _mm256_fmadd_ps(exp256(_mm256_mul_ps(dt[i], _mm256_loadu_ps(ab + s * 16))), h[s],
+                    h[s] = _mm256_fmadd_ps(exp2_scan256(_mm256_mul_ps(dt[i], _mm256_loadu_ps(ab + s * 16))), h[s],
                                            _mm256_mul_ps(du[i], _mm256_set1_ps(bt[s])));
                     acc = _mm256_fmadd_ps(h[s], _mm256_set1_ps(ct[s]), acc);
                 }
@@ -266,9 +284,10 @@ T256 static void step256(const scan_job *j, long first, long end) {
         for (int i = 0; i < units; i++) {
             long c0 = (u0 + i) * 8, valid = j->e - c0 < 8 ? j->e - c0 : 8;
             mk[i] = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)valid), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-            dt[i] = softplus256(_mm256_add_ps(_mm256_maskload_ps(j->delta + c0, mk[i]), _mm256_maskload_ps(j->bias + c0, mk[i])));
+            __m256 delta = softplus256(_mm256_add_ps(_mm256_maskload_ps(j->delta + c0, mk[i]), _mm256_maskload_ps(j->bias + c0, mk[i])));
             xv[i] = _mm256_maskload_ps(j->x + c0, mk[i]);
-            du[i] = _mm256_mul_ps(dt[i], xv[i]);
+            du[i] = _mm256_mul_ps(delta, xv[i]);
+            dt[i] = _mm256_mul_ps(delta, _mm256_set1_ps(1.44269504088896341f));        // Δ·log₂e
             __m256 zv = _mm256_maskload_ps(j->z + c0, mk[i]);
             gate[i] = _mm256_div_ps(zv, _mm256_add_ps(_mm256_set1_ps(1.f), exp256(_mm256_sub_ps(_mm256_setzero_ps(), zv))));
         }
@@ -278,7 +297,7 @@ T256 static void step256(const scan_job *j, long first, long end) {
             float *hb = j->state + blk * n * 16 + half * 8;
             __m256 acc = _mm256_setzero_ps();
             for (int s = 0; s < n; s++) {              /* h = exp(ΔA)·h + Δ·x·B,  y = C·h */
-                __m256 h = _mm256_fmadd_ps(exp256(_mm256_mul_ps(dt[i], _mm256_loadu_ps(ab + s * 16))), _mm256_loadu_ps(hb + s * 16),
+                __m256 h = _mm256_fmadd_ps(exp2_scan256(_mm256_mul_ps(dt[i], _mm256_loadu_ps(ab + s * 16))), _mm256_loadu_ps(hb + s * 16),
                                            _mm256_mul_ps(du[i], _mm256_set1_ps(j->b[s])));
                 _mm256_storeu_ps(hb + s * 16, _mm256_and_ps(h, _mm256_castsi256_ps(mk[i])));   // padding stays 0
                 acc = _mm256_fmadd_ps(h, _mm256_set1_ps(j->c[s]), acc);
