@@ -78,16 +78,15 @@ T512 static inline __m512 softplus512(__m512 x) {
 // [−½, ½] in float32), 2^k by scalef. Ten vector operations against exp512's fifteen: this is
 // most of the scan's work, one per state value per step. No clamp is needed: x ≤ 0 here (Δ ≥ 0,
 // A < 0), scalef gives 0 far below 2^−126 and +∞ above 2^128, and a NaN stays NaN.
+// The polynomial, by Horner's rule, for a vector type's fused multiply-add and broadcast.
+#define EXP2_POLY(FMA, SET1, f)                                                                           \
+    FMA(FMA(FMA(FMA(FMA(FMA(SET1(1.5345810970757157e-4f), f, SET1(1.3399930903688073e-3f)), f,           \
+                        SET1(9.618489071726799e-3f)), f, SET1(5.550328642129898e-2f)), f,                   \
+                SET1(2.4022646248340607e-1f)), f, SET1(6.931471824645996e-1f)), f, SET1(1.f))
 T512 static inline __m512 exp2_scan512(__m512 x) {
     __m512 k = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 f = _mm512_sub_ps(x, k);
-    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(1.5345810970757157e-4f), f, _mm512_set1_ps(1.3399930903688073e-3f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.618489071726799e-3f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550328642129898e-2f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022646248340607e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931471824645996e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.f));
-    return _mm512_scalef_ps(p, k);
+    return _mm512_scalef_ps(EXP2_POLY(_mm512_fmadd_ps, _mm512_set1_ps, f), k);
 }
 
 // The same 2^x for AVX2, which has no scalef: 2^k put into the exponent bits by integer addition.
@@ -97,13 +96,7 @@ T512 static inline __m512 exp2_scan512(__m512 x) {
 T256 static inline __m256 exp2_scan256(__m256 x) {
     x = _mm256_max_ps(_mm256_set1_ps(-126.f), x);
     __m256 k = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 f = _mm256_sub_ps(x, k);
-    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(1.5345810970757157e-4f), f, _mm256_set1_ps(1.3399930903688073e-3f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.618489071726799e-3f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.550328642129898e-2f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.4022646248340607e-1f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.931471824645996e-1f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.f));
+    __m256 f = _mm256_sub_ps(x, k), p = EXP2_POLY(_mm256_fmadd_ps, _mm256_set1_ps, f);
     return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), _mm256_slli_epi32(_mm256_cvtps_epi32(k), 23)));
 }
 
