@@ -72,6 +72,21 @@ T512 static inline __m512 softplus512(__m512 x) {
     r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(w, _mm512_set1_ps(1.f), _CMP_EQ_OQ), u);
     return _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(x, _mm512_set1_ps(20.f), _CMP_GT_OQ), x);
 }
+T512 static inline __m512 silu512(__m512 x) {
+    return _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.f), exp512(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+}
+
+// One step's inputs for 16 channels (`mk` the lanes that are channels): Δ = softplus(Δ before
+// bias + bias) as Δ·log₂e for exp2_scan512, Δ·x, x, and the gate SiLU(z). The tiles compute these
+// for all their steps (or blocks) before the recurrence.
+T512 static inline void step_inputs512(__mmask16 mk, const float *delta, __m512 bias, const float *x, const float *z,
+                                       __m512 *dt2, __m512 *du, __m512 *xv, __m512 *gate) {
+    __m512 dt = softplus512(_mm512_add_ps(_mm512_maskz_loadu_ps(mk, delta), bias));
+    *xv = _mm512_maskz_loadu_ps(mk, x);
+    *du = _mm512_mul_ps(dt, *xv);
+    *dt2 = _mm512_mul_ps(dt, _mm512_set1_ps(1.44269504088896341f));
+    *gate = silu512(_mm512_maskz_loadu_ps(mk, z));
+}
 
 // exp(Δ·A) of the state update, as 2^x with x = (Δ·log₂e)·A: x = k + f with k = round(x) and
 // f in [−½, ½] (exact), 2^f by a degree-6 polynomial (relative error < 1e-7, fitted to 2^f on
@@ -147,12 +162,8 @@ T512 static void NAME(const scan_job *j, long blk) {                            
         for (int i = 0; i < steps; i++) {                                                                \
             long t = t0 + i;                                                                             \
             if (t + SCAN_AHEAD < j->steps) prefetch_step(j, t + SCAN_AHEAD, c0);                        \
-            __m512 dt = softplus512(_mm512_add_ps(_mm512_maskz_loadu_ps(mk, j->delta + t * j->ldd + c0), bias)); \
-            xv[i] = _mm512_maskz_loadu_ps(mk, j->x + t * j->ldx + c0);                                   \
-            du[i] = _mm512_mul_ps(dt, xv[i]);                                                            \
-            dt2[i] = _mm512_mul_ps(dt, _mm512_set1_ps(1.44269504088896341f));   /* Δ·log₂e */            \
-            __m512 zv = _mm512_maskz_loadu_ps(mk, j->z + t * j->ldz + c0);                               \
-            gate[i] = _mm512_div_ps(zv, _mm512_add_ps(_mm512_set1_ps(1.f), exp512(_mm512_sub_ps(_mm512_setzero_ps(), zv)))); \
+            step_inputs512(mk, j->delta + t * j->ldd + c0, bias, j->x + t * j->ldx + c0, j->z + t * j->ldz + c0, \
+                           &dt2[i], &du[i], &xv[i], &gate[i]);                                           \
         }                                                                                                \
         for (int i = 0; i < steps; i++) {                                                                \
             long t = t0 + i;                                                                             \
@@ -186,13 +197,8 @@ T512 static void NAME(const scan_job *j, long first, long end) {                
         for (int i = 0; i < blocks; i++) {                                                               \
             long c0 = (b0 + i) * 16;                                                                     \
             mk[i] = j->e - c0 >= 16 ? 0xffff : (__mmask16)((1u << (j->e - c0)) - 1);                     \
-            __m512 dt = softplus512(_mm512_add_ps(_mm512_maskz_loadu_ps(mk[i], j->delta + c0),           \
-                                                  _mm512_maskz_loadu_ps(mk[i], j->bias + c0)));          \
-            xv[i] = _mm512_maskz_loadu_ps(mk[i], j->x + c0);                                             \
-            du[i] = _mm512_mul_ps(dt, xv[i]);                                                            \
-            dt2[i] = _mm512_mul_ps(dt, _mm512_set1_ps(1.44269504088896341f));   /* Δ·log₂e */            \
-            __m512 zv = _mm512_maskz_loadu_ps(mk[i], j->z + c0);                                         \
-            gate[i] = _mm512_div_ps(zv, _mm512_add_ps(_mm512_set1_ps(1.f), exp512(_mm512_sub_ps(_mm512_setzero_ps(), zv)))); \
+            step_inputs512(mk[i], j->delta + c0, _mm512_maskz_loadu_ps(mk[i], j->bias + c0), j->x + c0, j->z + c0, \
+                           &dt2[i], &du[i], &xv[i], &gate[i]);                                           \
         }                                                                                                \
         for (int i = 0; i < blocks; i++) {                                                               \
             long c0 = (b0 + i) * 16;                                                                     \
@@ -222,11 +228,24 @@ T256 static inline __m256 softplus256(__m256 x) {
     r = _mm256_blendv_ps(r, u, _mm256_cmp_ps(w, one, _CMP_EQ_OQ));
     return _mm256_blendv_ps(r, x, _mm256_cmp_ps(x, _mm256_set1_ps(20.f), _CMP_GT_OQ));
 }
+T256 static inline __m256 silu256(__m256 x) {
+    return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.f), exp256(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+}
+
+// step_inputs512 for 8 channels.
+T256 static inline void step_inputs256(__m256i mk, const float *delta, __m256 bias, const float *x, const float *z,
+                                       __m256 *dt2, __m256 *du, __m256 *xv, __m256 *gate) {
+    __m256 dt = softplus256(_mm256_add_ps(_mm256_maskload_ps(delta, mk), bias));
+    *xv = _mm256_maskload_ps(x, mk);
+    *du = _mm256_mul_ps(dt, *xv);
+    *dt2 = _mm256_mul_ps(dt, _mm256_set1_ps(1.44269504088896341f));
+    *gate = silu256(_mm256_maskload_ps(z, mk));
+}
 
 // In tiles of SCAN_TILE steps, as the AVX-512 kernel (softplus, Δ·x and the gate first).
 T256 static void block256(const scan_job *j, long blk) {
     const int n = j->n;
-    __m256 dt[SCAN_TILE], du[SCAN_TILE], xv[SCAN_TILE], gate[SCAN_TILE];      // the tile's steps
+    __m256 dt2[SCAN_TILE], du[SCAN_TILE], xv[SCAN_TILE], gate[SCAN_TILE];      // the tile's steps
     for (int half = 0; half < 2; half++) {
         long c0 = blk * 16 + half * 8;
         if (c0 >= j->e) break;
@@ -242,19 +261,15 @@ T256 static void block256(const scan_job *j, long blk) {
             for (int i = 0; i < steps; i++) {
                 long t = t0 + i;
                 if (t + SCAN_AHEAD < j->steps) prefetch_step(j, t + SCAN_AHEAD, c0);
-                __m256 delta = softplus256(_mm256_add_ps(_mm256_maskload_ps(j->delta + t * j->ldd + c0, mk), bias));
-                xv[i] = _mm256_maskload_ps(j->x + t * j->ldx + c0, mk);
-                du[i] = _mm256_mul_ps(delta, xv[i]);
-                dt[i] = _mm256_mul_ps(delta, _mm256_set1_ps(1.44269504088896341f));    // Δ·log₂e
-                __m256 zv = _mm256_maskload_ps(j->z + t * j->ldz + c0, mk);
-                gate[i] = _mm256_div_ps(zv, _mm256_add_ps(_mm256_set1_ps(1.f), exp256(_mm256_sub_ps(_mm256_setzero_ps(), zv))));
+                step_inputs256(mk, j->delta + t * j->ldd + c0, bias, j->x + t * j->ldx + c0, j->z + t * j->ldz + c0,
+                               &dt2[i], &du[i], &xv[i], &gate[i]);
             }
             for (int i = 0; i < steps; i++) {
                 long t = t0 + i;
                 __m256 acc = _mm256_setzero_ps();
                 const float *bt = j->b + t * j->ldbc, *ct = j->c + t * j->ldbc;
                 for (int s = 0; s < n; s++) {          /* h = exp(ΔA)·h + Δ·x·B,  y = C·h */
-                    h[s] = _mm256_fmadd_ps(exp2_scan256(_mm256_mul_ps(dt[i], _mm256_loadu_ps(ab + s * 16))), h[s],
+                    h[s] = _mm256_fmadd_ps(exp2_scan256(_mm256_mul_ps(dt2[i], _mm256_loadu_ps(ab + s * 16))), h[s],
                                            _mm256_mul_ps(du[i], _mm256_set1_ps(bt[s])));
                     acc = _mm256_fmadd_ps(h[s], _mm256_set1_ps(ct[s]), acc);
                 }
@@ -269,7 +284,7 @@ T256 static void block256(const scan_job *j, long blk) {
 // at a time, their softplus, Δ·x and gates first, then their state updates.
 T256 static void step256(const scan_job *j, long first, long end) {
     const int n = j->n;
-    __m256 dt[SCAN_TILE], du[SCAN_TILE], xv[SCAN_TILE], gate[SCAN_TILE];
+    __m256 dt2[SCAN_TILE], du[SCAN_TILE], xv[SCAN_TILE], gate[SCAN_TILE];
     __m256i mk[SCAN_TILE];
     long h0 = first * 2, h1 = end * 2 < (j->e + 7) / 8 ? end * 2 : (j->e + 7) / 8;   // halves with channels
     for (long u0 = h0; u0 < h1; u0 += SCAN_TILE) {
@@ -277,12 +292,8 @@ T256 static void step256(const scan_job *j, long first, long end) {
         for (int i = 0; i < units; i++) {
             long c0 = (u0 + i) * 8, valid = j->e - c0 < 8 ? j->e - c0 : 8;
             mk[i] = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)valid), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-            __m256 delta = softplus256(_mm256_add_ps(_mm256_maskload_ps(j->delta + c0, mk[i]), _mm256_maskload_ps(j->bias + c0, mk[i])));
-            xv[i] = _mm256_maskload_ps(j->x + c0, mk[i]);
-            du[i] = _mm256_mul_ps(delta, xv[i]);
-            dt[i] = _mm256_mul_ps(delta, _mm256_set1_ps(1.44269504088896341f));        // Δ·log₂e
-            __m256 zv = _mm256_maskload_ps(j->z + c0, mk[i]);
-            gate[i] = _mm256_div_ps(zv, _mm256_add_ps(_mm256_set1_ps(1.f), exp256(_mm256_sub_ps(_mm256_setzero_ps(), zv))));
+            step_inputs256(mk[i], j->delta + c0, _mm256_maskload_ps(j->bias + c0, mk[i]), j->x + c0, j->z + c0,
+                           &dt2[i], &du[i], &xv[i], &gate[i]);
         }
         for (int i = 0; i < units; i++) {
             long c0 = (u0 + i) * 8, blk = c0 / 16, half = (c0 % 16) / 8;
@@ -290,7 +301,7 @@ T256 static void step256(const scan_job *j, long first, long end) {
             float *hb = j->state + blk * n * 16 + half * 8;
             __m256 acc = _mm256_setzero_ps();
             for (int s = 0; s < n; s++) {              /* h = exp(ΔA)·h + Δ·x·B,  y = C·h */
-                __m256 h = _mm256_fmadd_ps(exp2_scan256(_mm256_mul_ps(dt[i], _mm256_loadu_ps(ab + s * 16))), _mm256_loadu_ps(hb + s * 16),
+                __m256 h = _mm256_fmadd_ps(exp2_scan256(_mm256_mul_ps(dt2[i], _mm256_loadu_ps(ab + s * 16))), _mm256_loadu_ps(hb + s * 16),
                                            _mm256_mul_ps(du[i], _mm256_set1_ps(j->b[s])));
                 _mm256_storeu_ps(hb + s * 16, _mm256_and_ps(h, _mm256_castsi256_ps(mk[i])));   // padding stays 0
                 acc = _mm256_fmadd_ps(h, _mm256_set1_ps(j->c[s]), acc);
@@ -388,7 +399,7 @@ T512 static void conv_rows_512(const conv_job *j, long t0, long t1) {
             for (int tap = 0; tap < j->k; tap++)
                 acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, j->w + tap * j->e + c),
                                       _mm512_maskz_loadu_ps(m, conv_row(j, t - (j->k - 1) + tap) + c), acc);
-            if (j->silu) acc = _mm512_div_ps(acc, _mm512_add_ps(_mm512_set1_ps(1.f), exp512(_mm512_sub_ps(_mm512_setzero_ps(), acc))));
+            if (j->silu) acc = silu512(acc);
             _mm512_mask_storeu_ps(out + c, m, acc);
         }
     }
@@ -402,7 +413,7 @@ T256 static void conv_rows_256(const conv_job *j, long t0, long t1) {
             __m256 acc = j->bias ? _mm256_loadu_ps(j->bias + c) : _mm256_setzero_ps();
             for (int tap = 0; tap < j->k; tap++)
                 acc = _mm256_fmadd_ps(_mm256_loadu_ps(j->w + tap * j->e + c), _mm256_loadu_ps(conv_row(j, t - (j->k - 1) + tap) + c), acc);
-            if (j->silu) acc = _mm256_div_ps(acc, _mm256_add_ps(_mm256_set1_ps(1.f), exp256(_mm256_sub_ps(_mm256_setzero_ps(), acc))));
+            if (j->silu) acc = silu256(acc);
             _mm256_storeu_ps(out + c, acc);
         }
     }
