@@ -374,8 +374,13 @@ def median(xs):
     return statistics.median(xs) if xs else None
 
 
+def matching(samples, **kw):
+    """The samples whose fields equal every keyword given."""
+    return [s for s in samples if all(s.get(k) == v for k, v in kw.items())]
+
+
 def value(samples, **kw):
-    return median([s["tps"] for s in samples if all(s.get(k) == v for k, v in kw.items())])
+    return median([s["tps"] for s in matching(samples, **kw)])
 
 
 def fmt(x, digits=None):
@@ -398,8 +403,8 @@ def round_spread(samples, num, den):
     """' (1.31–2.02)': the lowest and highest of the per-round ratios num/den, each taken between two
     runs of the same round (a minute apart at most), where at least 3 rounds have both; else ''.
     On these shared machines the spread says how far a median ratio can be trusted."""
-    a = {x["round"]: x["tps"] for x in samples if all(x.get(k) == v for k, v in num.items())}
-    b = {x["round"]: x["tps"] for x in samples if all(x.get(k) == v for k, v in den.items())}
+    a = {x["round"]: x["tps"] for x in matching(samples, **num)}
+    b = {x["round"]: x["tps"] for x in matching(samples, **den)}
     rs = [a[r] / b[r] for r in a if r in b and b[r]]
     return f" ({min(rs):.2f}–{max(rs):.2f})" if len(rs) >= 3 else ""
 
@@ -441,17 +446,17 @@ def roofline_row(res, samples, shape, env, verdict):
     nbytes = c.get("shapes", {}).get(shape, {}).get("bytes")
     if not nbytes:
         return (shape, label, env, "not measured", "—", "—")
-    mine = [s for s in samples if s.get("shape") == shape and s.get("engine") == "orochi" and s.get("dtype") == "f32"
-            and s.get("env") == env and s.get("metric") == "decode" and s.get("depth") == 0 and s.get("bw")]
+    mine = [s for s in matching(samples, shape=shape, engine="orochi", dtype="f32", env=env, metric="decode", depth=0)
+            if s.get("bw")]
     if mine:
         fracs = [nbytes * s["tps"] / s["bw"] for s in mine]
         frac = statistics.median(fracs)
         by_round = {}
         for s in mine:
             by_round.setdefault(s["round"], []).append(s["bw"])
-        peer_fracs = [nbytes * s["tps"] / statistics.median(by_round[s["round"]]) for s in samples
-                      if s.get("shape") == shape and s.get("engine") == "llama.cpp" and s.get("dtype") == "f32"
-                      and s.get("metric") == "decode" and s.get("depth") == 0 and s.get("round") in by_round]
+        peer_fracs = [nbytes * s["tps"] / statistics.median(by_round[s["round"]])
+                      for s in matching(samples, shape=shape, engine="llama.cpp", dtype="f32", metric="decode", depth=0)
+                      if s.get("round") in by_round]
         peer = f"; llama.cpp {statistics.median(peer_fracs):.2f}" if peer_fracs else ""
         bws = [s["bw"] for s in mine]
         return (shape, label, env,

@@ -3,11 +3,11 @@ import Foundation
 import Orochi
 import OrochiBench
 
-/// `orochi bench`: the scaling sweep. The measuring, the analysis and the plots live in the
-/// OrochiBench target; this parses options, installs the Ctrl-C handler and writes files.
 /// The weight types a preset can be built with.
 enum PresetDType: String, ExpressibleByArgument, CaseIterable { case f32, f16 }
 
+/// `orochi bench`: the scaling sweep. The measuring, the analysis and the plots live in the
+/// OrochiBench target; this parses options, installs the Ctrl-C handler and writes files.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure how prefill, decode and memory scale with the context, for several models interleaved.",
