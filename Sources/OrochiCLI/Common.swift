@@ -43,11 +43,12 @@ extension WeightMemory: ExpressibleByArgument {}
 /// get (OpenBLAS then gets the matching core too, chosen when the library first loads).
 enum KernelFamily: String, ExpressibleByArgument, CaseIterable {
     case best, avx512, avx2, portable
-    private var rank: Int { switch self { case .portable: 0; case .avx2: 1; case .avx512, .best: 2 } }
 
     /// An error when this CPU lacks the family (before anything is forced, KernelInfo.isa is its best).
     func check(option: String) throws {
-        guard self != .best, let mine = KernelFamily(rawValue: KernelInfo.isa), rank > mine.rank else { return }
+        let order = KernelInfo.families
+        guard self != .best, let wanted = order.firstIndex(of: rawValue), let mine = order.firstIndex(of: KernelInfo.isa),
+              wanted > mine else { return }
         throw ValidationError("\(option) \(rawValue): this CPU's best kernels are \(KernelInfo.isa)")
     }
 

@@ -101,9 +101,11 @@ public enum KernelInfo {
     /// CPU lacks is ignored. Returns the family in force.
     @discardableResult
     public static func force(_ name: String?) -> String {
-        let code: Int32 = switch name { case "avx512": 2; case "avx2": 1; case "portable": 0; default: -1 }
+        let code = name.flatMap { families.firstIndex(of: $0) }.map(Int32.init) ?? -1
         return String(cString: orochi_isa_name(orochi_set_isa(code)))
     }
+    /// The families, least first: a family's index is its code in the C kernels (OROCHI_ISA_*).
+    public static let families = ["portable", "avx2", "avx512"]
     /// One line for `inspect`, `bench` and `generate --verbose`.
     public static var summary: String {
         "blas: \(BLAS.core) (\(BLAS.coreReason); \(BLAS.idleReason)); orochi kernels: \(isa); layer products of many tokens: \(BLAS.gemmSummary)"

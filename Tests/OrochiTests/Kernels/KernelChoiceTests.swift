@@ -36,7 +36,7 @@ struct KernelChoiceTests {
         let r = try OrochiProcess.run(["bench", "--model", model, "--contexts", "8", "--decode-tokens", "2", "--repetitions", "1",
                                        "--no-bandwidth", "--breakdown-contexts", "none", "--format", "json", "--kernels", family],
                                       environment: ["OPENBLAS_CORETYPE": nil])
-        let order = ["portable", "avx2", "avx512"]
+        let order = KernelInfo.families
         guard order.firstIndex(of: family)! <= order.firstIndex(of: KernelInfo.isa)! else {
             #expect(r.status != 0 && r.stderr.contains("this CPU's best kernels are \(KernelInfo.isa)"), "\(r.stderr)")
             return
