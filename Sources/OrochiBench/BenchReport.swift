@@ -32,8 +32,11 @@ public struct BenchAnalysis: Sendable, Codable {
         /// The smallest context's decode measured again after the sweep (BenchResults.controls).
         public var controlSeconds: Double? = nil
         public var ratio: Double { toSeconds / fromSeconds }
-        /// Deepest against the control: the comparison least affected by the machine's drift.
+        /// Deepest against the control: less affected by the machine's drift than `ratio`.
         public var controlRatio: Double? { controlSeconds.map { toSeconds / $0 } }
+        /// The deepest and smallest contexts decoded step for step in turn (BenchPairedDepths): the
+        /// comparison the machine's drift does not reach.
+        public var paired: BenchPairedDepths? = nil
     }
 
     /// KV-cache or state bytes per token of context (0 for a constant state) and the fixed part.
@@ -72,7 +75,8 @@ public struct BenchAnalysis: Sendable, Codable {
             if let a = pts.first, let b = pts.last, a.context < b.context, let da = a.decode, let db = b.decode {
                 let control = results.controls?.first { $0.model == model && $0.skipped == nil }?.decode?.median
                 flatness.append(Flatness(model: model, fromContext: a.context, toContext: b.context,
-                                         fromSeconds: da.median, toSeconds: db.median, controlSeconds: control))
+                                         fromSeconds: da.median, toSeconds: db.median, controlSeconds: control,
+                                         paired: b.paired))
             }
             let constant = results.constantState[model] ?? false
             let perToken: Double
@@ -266,14 +270,25 @@ public enum BenchReport {
 
     public static func markdownFlatness(_ analysis: BenchAnalysis) -> String {
         let controls = analysis.flatness.contains { $0.controlSeconds != nil }
+        let paired = analysis.flatness.contains { $0.paired != nil }
         var out = "| model | decode ms/token at n = first | at n = last | ratio last / first |"
-            + (controls ? " n = first again, after the sweep | ratio last / that |\n|---|---:|---:|---:|---:|---:|\n" : "\n|---|---:|---:|---:|\n")
+        if controls { out += " n = first again, after the sweep | ratio last / that |" }
+        if paired { out += " step for step in turn: last / first (steps) | per pair: median [min–max] |" }
+        out += "\n|---|---:|---:|---:|" + (controls ? "---:|---:|" : "") + (paired ? "---:|---:|" : "") + "\n"
         for f in analysis.flatness {
             out += "| \(f.model) | \(ms(f.fromSeconds)) (n = \(grouped(f.fromContext))) | \(ms(f.toSeconds)) (n = \(grouped(f.toContext))) | "
             out += String(format: "%.2f× |", f.ratio)
             if controls {
                 out += f.controlSeconds.map { " \(ms($0)) |" } ?? " – |"
                 out += f.controlRatio.map { String(format: " %.2f× |", $0) } ?? " – |"
+            }
+            if paired {
+                if let p = f.paired {
+                    out += " \(ms(p.deepSeconds)) / \(ms(p.shallowSeconds)) = " + String(format: "%.2f×", p.ratio) + " (\(p.steps)) |"
+                    out += String(format: " %.2f× [%.2f–%.2f] |", p.pairRatio.median, p.pairRatio.min, p.pairRatio.max)
+                } else {
+                    out += " – | – |"
+                }
             }
             out += "\n"
         }
@@ -344,7 +359,8 @@ public enum BenchReport {
         for (k, v) in plots { values["plot_" + k] = v }
         // Single numbers for the prose: {{fit:MODEL:CURVE:RANGE}}, {{flat:MODEL}}, {{cross:SSM:ATTN:PHASE}},
         // {{prefill:MODEL:N}}, {{prefilltps:MODEL:N}}, {{decode:MODEL:N}}, {{state:MODEL:N}}, {{rss:MODEL:N}},
-        // {{control:MODEL}} (the first context's decode again, after the sweep), {{flatcontrol:MODEL}} (deepest / control).
+        // {{control:MODEL}} (the first context's decode again, after the sweep), {{flatcontrol:MODEL}} (deepest / control),
+        // {{flatpaired:MODEL}} and {{flatpairedpct:MODEL}} (deepest / first, decoded step for step in turn).
         var out = template
         for (k, v) in values { out = out.replacingOccurrences(of: "{{\(k)}}", with: v) }
         for f in a.fits {
@@ -355,6 +371,9 @@ public enum BenchReport {
             out = out.replacingOccurrences(of: "{{flatpct:\(f.model)}}", with: String(format: "%+.1f %%", 100 * (f.ratio - 1)))
             out = out.replacingOccurrences(of: "{{flatcontrol:\(f.model)}}", with: f.controlRatio.map { String(format: "%.2f", $0) } ?? "–")
             out = out.replacingOccurrences(of: "{{control:\(f.model)}}", with: f.controlSeconds.map { ms($0) + " ms" } ?? "–")
+            out = out.replacingOccurrences(of: "{{flatpaired:\(f.model)}}", with: f.paired.map { String(format: "%.2f", $0.ratio) } ?? "–")
+            out = out.replacingOccurrences(of: "{{flatpairedpct:\(f.model)}}",
+                                           with: f.paired.map { String(format: "%+.1f %%", 100 * ($0.ratio - 1)) } ?? "–")
         }
         for c in a.crossovers {
             out = out.replacingOccurrences(of: "{{cross:\(c.ssm):\(c.attention):\(c.phase)}}", with: c.description)

@@ -24,9 +24,13 @@ public struct BenchSettings: Sendable, Codable, Equatable {
     public var warmupTokens: Int
     /// Measure the streaming read bandwidth before the sweep (the decode roofline printed beside the figures).
     public var measureBandwidth: Bool?
+    /// Decode steps timed at each of two depths in turn after the deepest point (BenchPairedDepths):
+    /// the deepest context against the smallest on one model, step for step. 0 or nil: none.
+    public var pairedSteps: Int?
 
     public init(contexts: [Int], decodeTokens: Int = 32, repetitions: Int = 3, threads: Int = 2, seed: UInt64 = 1,
-                maxSecondsPerPoint: Double? = nil, breakdownContexts: [Int]? = nil, warmupTokens: Int = 512) {
+                maxSecondsPerPoint: Double? = nil, breakdownContexts: [Int]? = nil, warmupTokens: Int = 512,
+                pairedSteps: Int = 64) {
         self.contexts = contexts.sorted()
         self.decodeTokens = decodeTokens
         self.repetitions = repetitions
@@ -37,6 +41,7 @@ public struct BenchSettings: Sendable, Codable, Equatable {
         // expensive at the large contexts); `make bench` asks for 128 and 4,096.
         self.breakdownContexts = breakdownContexts ?? self.contexts.first.map { [$0] } ?? []
         self.warmupTokens = warmupTokens
+        self.pairedSteps = pairedSteps
     }
 }
 
@@ -73,6 +78,27 @@ public struct BenchPoint: Sendable, Codable, Equatable {
     public var decodeTokensPerSecond: Double?
     /// The machine's 1-minute load average when the point ended: how busy the shared machine was.
     public var loadAverage: Double? = nil
+    /// At the deepest context only: its decode and the smallest context's, step for step in turn.
+    public var paired: BenchPairedDepths? = nil
+}
+
+/// Decode at the deepest context and at the smallest, timed step for step in turn on one model
+/// (two sequences on the same weights: the deepest point's, carried on, and a fresh one prefilled
+/// with the smallest context's ids), the order swapped at every pair. The points themselves are
+/// measured minutes apart, and a shared machine's speed drifts by a third in that time; here
+/// both depths meet the same drift, so their ratio shows what depth alone costs: nothing for an
+/// SSM's constant state, the growing KV cache's reads for attention.
+public struct BenchPairedDepths: Sendable, Codable, Equatable {
+    public var deepContext: Int
+    public var shallowContext: Int
+    /// Steps timed at each depth (the deep sequence's run from depth deepContext + decodeTokens).
+    public var steps: Int
+    /// Medians of the steps' seconds.
+    public var deepSeconds: Double
+    public var shallowSeconds: Double
+    /// Deep over shallow, pair by pair: median, lowest and highest.
+    public var pairRatio: BenchSummary
+    public var ratio: Double { deepSeconds / shallowSeconds }
 }
 
 /// Seconds per component of one forward pass, from the profiler's timers.
@@ -157,12 +183,23 @@ public struct BenchResults: Sendable, Codable {
             for (i, v) in p.decodeRepetitionMedians.enumerated() { try time(v, field + ".decodeRepetitionMedians[\(i)]") }
             try time(p.prefillTokensPerSecond, field + ".prefillTokensPerSecond")
             try time(p.decodeTokensPerSecond, field + ".decodeTokensPerSecond")
+            if let q = p.paired {
+                try count(q.deepContext, field + ".paired.deepContext", 1...Self.maxContext)
+                try count(q.shallowContext, field + ".paired.shallowContext", 1...Self.maxContext)
+                try count(q.steps, field + ".paired.steps", 1...Self.maxCount)
+                try time(q.deepSeconds, field + ".paired.deepSeconds"); try time(q.shallowSeconds, field + ".paired.shallowSeconds")
+                guard q.shallowSeconds > 0 else {
+                    throw BenchFileError(field: field + ".paired.shallowSeconds", value: "0", expected: "a number > 0")
+                }
+                try summary(q.pairRatio, field + ".paired.pairRatio")
+            }
         }
         try count(settings.contexts.count, "settings.contexts (length)", 0...Self.maxCount)
         for (i, n) in settings.contexts.enumerated() { try count(n, "settings.contexts[\(i)]", 1...Self.maxContext) }
         try count(settings.decodeTokens, "settings.decodeTokens", 0...Self.maxCount)
         try count(settings.repetitions, "settings.repetitions", 0...Self.maxCount)
         try count(settings.threads, "settings.threads", 0...Self.maxCount)
+        if let n = settings.pairedSteps { try count(n, "settings.pairedSteps", 0...Self.maxCount) }
         try time(settings.maxSecondsPerPoint, "settings.maxSecondsPerPoint")
         for (i, n) in settings.breakdownContexts.enumerated() { try count(n, "settings.breakdownContexts[\(i)]", 1...Self.maxContext) }
         try count(machine.logicalCPUs, "machine.logicalCPUs", 0...Self.maxCount)
@@ -281,7 +318,20 @@ public final class BenchRunner {
         ProcessMemory.resetPeak()
         do {
             progress("\(label): building")
-            let model = try subject.make(n + steps)
+            // The deepest point also times decode against the smallest context, step for step
+            // (BenchPairedDepths): its sequence goes on for those steps, so it needs room for them.
+            var paired = 0
+            if let first = settings.contexts.first, let last = settings.contexts.last, first < last, n == last {
+                paired = settings.pairedSteps ?? 0
+            }
+            let model: any LanguageModel
+            if paired > 0, let m = try? subject.make(n + steps + paired),
+               n + steps + paired <= min(m.contextCapacity, m.info.maxContext) {
+                model = m
+            } else {
+                paired = 0                                            // beyond the model's context: the point alone
+                model = try subject.make(n + steps)
+            }
             point.architecture = model.info.architecture
             point.parameters = model.info.parameterCount
             point.weightBytes = model.info.parameterCount * 4
@@ -356,12 +406,46 @@ public final class BenchRunner {
             point.prefillTokensPerSecond = point.prefill.map { Double(n) / $0.median }
             point.decodeTokensPerSecond = point.decode.map { 1 / $0.median }
             if point.repetitions == 0 { point.skipped = "interrupted" }
+            point.peakResidentBytes = ProcessMemory.peakBytes          // the point's own, before a second sequence
+            if paired > 0 && point.repetitions > 0 && steps > 0 && !BenchStop.isRequested, let first = settings.contexts.first {
+                progress("\(label): decode against depth \(first), step for step")
+                point.paired = try Self.pairedDepths(model, deepContext: n, shallowContext: first, steps: paired,
+                                                     vocab: vocab, seed: settings.seed)
+            }
         } catch {
             point.skipped = "\(error)"
         }
-        point.peakResidentBytes = ProcessMemory.peakBytes
+        if point.peakResidentBytes == nil { point.peakResidentBytes = ProcessMemory.peakBytes }
         point.loadAverage = loadAverage()
         return (point, breakdowns, kind)
+    }
+
+    /// BenchPairedDepths: `model`'s current sequence (at depth deepContext + the point's decode steps)
+    /// and a new one prefilled with the smallest context's ids (the same ids as its point) decode
+    /// `steps` tokens each, in turn, the order swapped at every pair. Allocates nothing while timing.
+    static func pairedDepths(_ model: any LanguageModel, deepContext: Int, shallowContext: Int, steps: Int,
+                             vocab: Int, seed: UInt64) throws -> BenchPairedDepths? {
+        let deep = model.sequence
+        let shallow = model.makeSequence()
+        model.sequence = shallow
+        try model.prefill(randomIds(count: shallowContext, vocab: vocab, seed: seed &+ UInt64(shallowContext)))
+        let tokens = randomIds(count: steps, vocab: vocab, seed: seed &+ 0x9a1d &+ UInt64(deepContext))
+        var deepTimes = [Double](repeating: 0, count: steps), shallowTimes = [Double](repeating: 0, count: steps)
+        for i in 0..<steps {
+            for turn in 0..<2 {
+                let isDeep = (turn == 0) == (i % 2 == 0)
+                model.sequence = isDeep ? deep : shallow
+                let t0 = Clock.now()
+                try model.decode(tokens[i])
+                let t = Clock.now() - t0
+                if isDeep { deepTimes[i] = t } else { shallowTimes[i] = t }
+            }
+        }
+        model.sequence = deep
+        guard let d = BenchStatistics.median(deepTimes), let s = BenchStatistics.median(shallowTimes), s > 0,
+              let ratios = BenchSummary(zip(deepTimes, shallowTimes).map { $0 / max($1, 1e-12) }) else { return nil }
+        return BenchPairedDepths(deepContext: deepContext, shallowContext: shallowContext, steps: steps,
+                                 deepSeconds: d, shallowSeconds: s, pairRatio: ratios)
     }
 
     static func breakdown(_ model: String, _ n: Int, _ phase: String, wall: Double, divisor: Double) -> BenchBreakdown {

@@ -40,6 +40,9 @@ struct Bench: ParsableCommand {
     @Option(name: .long, help: "Contexts at which to take the per-component breakdown, each with one extra prefill (default: the smallest; 'none' for none).")
     var breakdownContexts: String?
 
+    @Option(name: .long, help: "Decode steps timed at the deepest context and at the smallest in turn, step for step, after the deepest point (0: none).")
+    var pairedSteps: Int = 64
+
     @Option(name: .long, help: "Presets' random weight matrices: f32, or f16 (measured as NAME-f16).")
     var presetDtype: PresetDType = .f32
 
@@ -138,6 +141,9 @@ struct Bench: ParsableCommand {
             throw ValidationError("--decode-tokens must be between 1 and \(Self.maxDecodeTokens), got \(decodeTokens)")
         }
         guard repetitions >= 1 else { throw ValidationError("--repetitions must be ≥ 1") }
+        guard pairedSteps >= 0 && pairedSteps <= Self.maxDecodeTokens else {
+            throw ValidationError("--paired-steps must be between 0 and \(Self.maxDecodeTokens), got \(pairedSteps)")
+        }
         try validateThreads(threads)
         try kernels.check(option: "--kernels")
         if let breakdown = try parsedBreakdown(), replay == nil {
@@ -163,7 +169,8 @@ struct Bench: ParsableCommand {
         let ns = try parsedContexts()
         let breakdown = try parsedBreakdown()
         var settings = BenchSettings(contexts: ns, decodeTokens: decodeTokens, repetitions: repetitions, threads: threads,
-                                     seed: seed, maxSecondsPerPoint: maxSecondsPerPoint, breakdownContexts: breakdown)
+                                     seed: seed, maxSecondsPerPoint: maxSecondsPerPoint, breakdownContexts: breakdown,
+                                     pairedSteps: pairedSteps)
         settings.measureBandwidth = bandwidth
         // Presets first, then model directories, each in the order given.
         let subjects = preset.compactMap { BenchPresets.named($0)?.subject(seed: seed, halfWeights: presetDtype == .f16, kvCache: kvDtype.type) }

@@ -121,13 +121,13 @@ final class ConstantStateModel: LanguageModel {
 struct BenchSweepTests {
     static let fixture = Fixtures.directory("llama", "gqa_linear_f32")   // 2 layers, 2 KV heads, d 8, 64 positions
 
-    static func sweep(contexts: [Int] = [8, 16, 32, 64], breakdown: [Int]? = nil) -> BenchResults {
+    static func sweep(contexts: [Int] = [8, 16, 32, 64], breakdown: [Int]? = nil, pairedSteps: Int = 64) -> BenchResults {
         let subjects = [
             BenchSubject.directory(fixture.path),
             BenchSubject(name: "fake-ssm") { _ in ConstantStateModel() },
         ]
         let settings = BenchSettings(contexts: contexts, decodeTokens: 3, repetitions: 2, threads: 1, seed: 5,
-                                     breakdownContexts: breakdown, warmupTokens: 4)
+                                     breakdownContexts: breakdown, warmupTokens: 4, pairedSteps: pairedSteps)
         return BenchRunner(subjects: subjects, settings: settings).run()
     }
 
@@ -209,6 +209,48 @@ struct BenchSweepTests {
         #expect(Self.sweep(contexts: [8]).controls == nil)
         let back = try BenchReport.decodeJSON(Data(try BenchReport.json(r).utf8))
         #expect(back.controls == r.controls)
+    }
+
+    /// The deepest point also decodes against the smallest context step for step, on two sequences
+    /// of its model: only there, only where the model's context has room for the extra steps (the
+    /// fixture Llama holds 64 positions), and carried through the analysis, the table, the
+    /// template and a JSON round trip; a replayed file's paired numbers are range-checked.
+    @Test func pairedDepthsAtTheDeepestPoint() throws {
+        let r = Self.sweep(contexts: [8, 16, 32], pairedSteps: 40)       // Llama: 32 + 3 + 40 > 64, no room
+        let llama = r.points(of: "gqa_linear_f32"), ssm = r.points(of: "fake-ssm")
+        #expect(llama.count == 3 && ssm.count == 3)
+        #expect(llama.allSatisfy { $0.paired == nil })
+        #expect(ssm.dropLast().allSatisfy { $0.paired == nil })
+        let p = try #require(ssm.last?.paired)
+        #expect(p.deepContext == 32 && p.shallowContext == 8 && p.steps == 40 && p.pairRatio.count == 40)
+        #expect(p.ratio == p.deepSeconds / p.shallowSeconds && p.pairRatio.min <= p.pairRatio.median && p.pairRatio.median <= p.pairRatio.max)
+
+        let roomy = Self.sweep(contexts: [8, 32], pairedSteps: 20)       // 32 + 3 + 20 ≤ 64
+        let q = try #require(roomy.points(of: "gqa_linear_f32").last?.paired)
+        #expect(q.deepContext == 32 && q.shallowContext == 8 && q.steps == 20 && q.deepSeconds > 0 && q.shallowSeconds > 0)
+        #expect(Self.sweep(contexts: [8, 32], pairedSteps: 0).points.allSatisfy { $0.paired == nil })
+
+        let a = BenchAnalysis(r)
+        #expect(a.flatness.first { $0.model == "fake-ssm" }?.paired == p)
+        #expect(a.flatness.first { $0.model == "gqa_linear_f32" }?.paired == nil)
+        let table = BenchReport.markdownFlatness(a)
+        #expect(table.contains("step for step in turn") && table.contains("(40) |") && table.contains("| – | – |"), "\(table)")
+        let out = BenchReport.fillTemplate("{{flatpaired:fake-ssm}} {{flatpairedpct:fake-ssm}} {{flatpaired:gqa_linear_f32}}",
+                                           results: r, command: "orochi bench", plots: [:])
+        #expect(out.range(of: "^[0-9]+\\.[0-9]{2} [+-][0-9]+\\.[0-9] % –$", options: .regularExpression) != nil, "\(out)")
+        let text = try BenchReport.json(r)
+        #expect(try BenchReport.decodeJSON(Data(text.utf8)).points == r.points)
+
+        var doc = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+        var results = try #require(doc["results"] as? [String: Any])
+        var points = try #require(results["points"] as? [[String: Any]])
+        let deepest = try #require(points.lastIndex { $0["model"] as? String == "fake-ssm" })
+        var paired = try #require(points[deepest]["paired"] as? [String: Any])
+        paired["shallowSeconds"] = 0
+        points[deepest]["paired"] = paired
+        results["points"] = points
+        doc["results"] = results
+        #expect(throws: BenchFileError.self) { try BenchReport.decodeJSON(try JSONSerialization.data(withJSONObject: doc)) }
     }
 
     @Test func breakdownNamesComponentsOfBothPasses() throws {
