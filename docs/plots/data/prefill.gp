@@ -15,8 +15,8 @@ plot 'data/llama-130m.dat' using 1:2:3:4 with yerrorlines title "llama-130m", \
   'data/orochi-ja-llama.dat' using 1:2:3:4 with yerrorlines title "orochi-ja-llama", \
   'data/orochi-ja-mamba.dat' using 1:2:3:4 with yerrorlines title "orochi-ja-mamba", \
   'data/orochi-ja-jamba.dat' using 1:2:3:4 with yerrorlines title "orochi-ja-jamba" , \
-  0.19116523599950597*(x/128.0) with lines dt 2 lc rgb 'gray50' title 'slope 1 (∝ n)', \
-  0.19116523599950597*(x/128.0)**2 with lines dt 3 lc rgb 'gray30' title 'slope 2 (∝ n²)'
+  0.22429660400666762*(x/128.0) with lines dt 2 lc rgb 'gray50' title 'slope 1 (∝ n)', \
+  0.22429660400666762*(x/128.0)**2 with lines dt 3 lc rgb 'gray30' title 'slope 2 (∝ n²)'
 unset output
 reset
 set terminal svg noenhanced size 1100,700 dynamic font 'DejaVu Sans,11'
@@ -35,7 +35,7 @@ plot 'data/llama-130m.dat' using 1:2:3:4 with yerrorlines title "llama-130m", \
   'data/orochi-ja-llama.dat' using 1:2:3:4 with yerrorlines title "orochi-ja-llama", \
   'data/orochi-ja-mamba.dat' using 1:2:3:4 with yerrorlines title "orochi-ja-mamba", \
   'data/orochi-ja-jamba.dat' using 1:2:3:4 with yerrorlines title "orochi-ja-jamba" , \
-  0.19116523599950597*(x/128.0) with lines dt 2 lc rgb 'gray50' title 'slope 1 (∝ n)', \
-  0.19116523599950597*(x/128.0)**2 with lines dt 3 lc rgb 'gray30' title 'slope 2 (∝ n²)'
+  0.22429660400666762*(x/128.0) with lines dt 2 lc rgb 'gray50' title 'slope 1 (∝ n)', \
+  0.22429660400666762*(x/128.0)**2 with lines dt 3 lc rgb 'gray30' title 'slope 2 (∝ n²)'
 unset output
 reset
