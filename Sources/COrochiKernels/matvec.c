@@ -180,7 +180,6 @@ T256 static void NAME(const void *w, long r0, long r1, long k, long ldw, const f
     }                                                                                                      \
 }
 ROWS256(rows256_f32, ld256_f32, OROCHI_F32)
-
 ROWS256(rows256_f16, ld256_f16, OROCHI_F16)
 ROWS256(rows256_bf16, ld256_bf16, OROCHI_BF16)
 #endif

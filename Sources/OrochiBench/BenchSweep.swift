@@ -306,6 +306,11 @@ public final class BenchRunner {
         return (0..<count).map { _ in Int(rng.next() % UInt64(vocab)) }
     }
 
+    /// The prompt of context n: the same ids wherever n is prefilled (its point, the paired depths).
+    static func contextIds(_ n: Int, vocab: Int, seed: UInt64) -> [Int] {
+        randomIds(count: n, vocab: vocab, seed: seed &+ UInt64(n))
+    }
+
     private func measure(_ subject: BenchSubject, context n: Int, label: String, breakdown: Bool = true)
         -> (BenchPoint, [BenchBreakdown], String?) {
         let steps = settings.decodeTokens
@@ -345,7 +350,7 @@ public final class BenchRunner {
             // An unbounded (recurrent) context takes any n: the token ids must still fit in memory.
             try Sizes.checkFits(try Sizes.product([n, steps > 0 ? 2 : 1, MemoryLayout<Int>.stride], "token ids"),
                                 "\(n) random token ids for context \(n)")
-            let ids = Self.randomIds(count: n, vocab: vocab, seed: settings.seed &+ UInt64(n))
+            let ids = Self.contextIds(n, vocab: vocab, seed: settings.seed)
             let next = Self.randomIds(count: steps, vocab: vocab, seed: settings.seed &+ 0x5eed &+ UInt64(n))
 
             // Warm-up: touches the weights, starts the BLAS threads; not recorded.
@@ -428,7 +433,7 @@ public final class BenchRunner {
         let deep = model.sequence
         let shallow = model.makeSequence()
         model.sequence = shallow
-        try model.prefill(randomIds(count: shallowContext, vocab: vocab, seed: seed &+ UInt64(shallowContext)))
+        try model.prefill(contextIds(shallowContext, vocab: vocab, seed: seed))
         let tokens = randomIds(count: steps, vocab: vocab, seed: seed &+ 0x9a1d &+ UInt64(deepContext))
         var deepTimes = [Double](repeating: 0, count: steps), shallowTimes = [Double](repeating: 0, count: steps)
         for i in 0..<steps {
