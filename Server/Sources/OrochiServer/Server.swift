@@ -26,6 +26,8 @@ public struct ServerLimits: Sendable {
     public var defaultCompletionTokens = 16
     /// `Retry-After` of a 429, in seconds.
     public var retryAfterSeconds = 1
+    /// Whether `GET /metrics` is answered without the API key (`--public-metrics`); `/health` always is.
+    public var publicMetrics = false
 
     public init() {}
 }
@@ -46,6 +48,7 @@ public final class OpenAIServer: @unchecked Sendable {
     public init(models: [ServedModel], limits: ServerLimits = ServerLimits(), apiKey: String? = nil,
                 metrics: ServerMetrics = ServerMetrics(), logger: Logger = Logger(label: "orochi-server")) {
         precondition(!models.isEmpty, "a server needs a model")
+        precondition(apiKey?.isEmpty != true, "an empty API key would let every request in")
         self.models = models
         self.limits = limits
         self.apiKey = apiKey.map { Array($0.utf8) }
@@ -586,10 +589,9 @@ struct APIMiddleware: RouterMiddleware {
         let path = request.uri.path
         var response: Response
         do {
-            if path.hasPrefix("/v1/"), let key = server.apiKey {
+            if let key = server.apiKey, !server.isPublic(request) {
                 let header = request.headers[.authorization] ?? ""
-                let given = header.hasPrefix("Bearer ") ? Array(header.utf8.dropFirst(7)) : []
-                guard constantTimeEqual(given, key) else {
+                guard constantTimeEqual(bearerToken(header), key) else {
                     throw APIError(.unauthorized, header.isEmpty ? "missing API key: send 'Authorization: Bearer <key>'" : "incorrect API key",
                                    code: "invalid_api_key")
                 }
@@ -619,6 +621,26 @@ struct APIMiddleware: RouterMiddleware {
         server.metrics.request(endpoint: path, status: response.status.code)
         return response
     }
+}
+
+extension OpenAIServer {
+    /// Whether a request is answered without the API key. Deny by default: only the exact
+    /// spellings of the allow-list pass, so that a path the router resolves to a guarded route
+    /// (repeated slashes, dot segments, percent-encoding, a trailing slash, another case, any
+    /// method) never passes the check on its way there.
+    func isPublic(_ request: Request) -> Bool {
+        guard request.method == .get || request.method == .head else { return false }
+        let path = request.uri.path
+        return path == "/health" || (limits.publicMetrics && path == "/metrics")
+    }
+}
+
+/// The token of `Authorization: Bearer <token>` (the scheme's case ignored, as RFC 9110 has it);
+/// empty for any other header.
+func bearerToken(_ header: String) -> [UInt8] {
+    let bytes = Array(header.utf8)
+    guard bytes.count > 7, String(decoding: bytes[0..<7], as: UTF8.self).lowercased() == "bearer " else { return [] }
+    return Array(bytes[7...])
 }
 
 /// Compares without stopping at the first difference (an API key must not leak by timing).

@@ -28,8 +28,11 @@ struct OrochiServerCommand: AsyncParsableCommand {
     @Option(name: .long, help: "TCP port, 0–65535 (0: any free port, printed at start).")
     var port = 8080
 
-    @Option(name: .long, help: "Require 'Authorization: Bearer KEY' on /v1/ (default: $OROCHI_API_KEY if set, else no key).")
+    @Option(name: .long, help: "Require 'Authorization: Bearer KEY' on every route but /health (default: $OROCHI_API_KEY if set, else no key).")
     var apiKey: String?
+
+    @Flag(name: .long, help: "Answer GET /metrics without the API key (for a scraper on a trusted network).")
+    var publicMetrics = false
 
     @Option(name: .long, help: "Most sequences each model's engine decodes together, 1–256.")
     var maxBatch = 8
@@ -110,6 +113,7 @@ struct OrochiServerCommand: AsyncParsableCommand {
         var limits = ServerLimits()
         limits.maxBodyBytes = maxBodyBytes
         limits.maxTokensLimit = maxTokensLimit
+        limits.publicMetrics = publicMetrics
         let server = OpenAIServer(models: served, limits: limits, apiKey: key, logger: logger)
         let host = self.host
         let ids = served.map(\.id).joined(separator: ", ")

@@ -233,9 +233,59 @@ struct HTTPTests {
             let wrong = try await client.post("/v1/completions", #"{"prompt": "p"}"#, headers: [.authorization: "Bearer sk-test-124"])
             #expect(wrong.status == .unauthorized && wrong.json.errorMessage.contains("incorrect"))
             #expect(try await client.get("/v1/models", headers: [.authorization: "sk-test-123"]).status == .unauthorized, "Bearer is required")
+            #expect(try await client.get("/v1/models", headers: [.authorization: "Bearer sk-test-12"]).status == .unauthorized, "a prefix of the key")
+            #expect(try await client.get("/v1/models", headers: [.authorization: "Bearer sk-test-1234"]).status == .unauthorized, "the key and more")
+            #expect(try await client.get("/v1/models", headers: [.authorization: "Bearer "]).status == .unauthorized)
             #expect(try await client.get("/v1/models", headers: [.authorization: "Bearer sk-test-123"]).status == .ok)
+            #expect(try await client.get("/v1/models", headers: [.authorization: "bearer sk-test-123"]).status == .ok, "the scheme's case is free")
             #expect(try await client.get("/health").status == .ok, "health needs no key")
-            #expect(try await client.get("/metrics").status == .ok, "metrics need no key")
+            #expect(try await client.execute(uri: "/health", method: .head).status != .unauthorized, "nor HEAD /health")
+            #expect(try await client.get("/metrics").status == .unauthorized, "metrics need the key unless --public-metrics")
+            #expect(try await client.get("/metrics", headers: [.authorization: "Bearer sk-test-123"]).status == .ok)
+            // An unknown route says nothing about what exists without the key.
+            #expect(try await client.get("/v1/nothing").status == .unauthorized)
+        }
+        var limits = ServerLimits()
+        limits.publicMetrics = true
+        let publicMetrics = try ServerFixtures.server(limits: limits, apiKey: "sk-test-123")
+        try await ServerFixtures.app(publicMetrics).test(.router) { client in
+            let metrics = try await client.get("/metrics"), models = try await client.get("/v1/models")
+            #expect(metrics.status == .ok, "--public-metrics")
+            #expect(models.status == .unauthorized)
+        }
+    }
+
+    /// Every spelling of a guarded route that the router might resolve to it needs the key:
+    /// repeated slashes, dot segments, percent-encoding, trailing slashes, case, HEAD and OPTIONS.
+    /// `//v1/models` and `POST //v1/completions` used to answer without one.
+    @Test func apiKeyGuardsEverySpellingOfEveryRoute() async throws {
+        let server = try ServerFixtures.server(apiKey: "sk-test-123")
+        let body = #"{"prompt": "p", "max_tokens": 2}"#
+        let spellings = ["//v1/models", "///v1/models", "/v1//models", "/v1/models/", "/./v1/models", "/v1/./models",
+                         "/x/../v1/models", "/v1/x/../models", "/%76%31/models", "/v1/%6Dodels", "/V1/MODELS", "/v1/Models",
+                         "/v1/models/orochi-ja-llama", "//v1/models/orochi-ja-llama", "/v1/models?x=1", "//v1/models?",
+                         "/health/../v1/models", "/health//../v1/models", "/metrics", "//metrics", "/metrics/", "//health",
+                         "/health/", "/%68ealth", "/HEALTH"]
+        let posts = ["/v1/completions", "//v1/completions", "/v1//completions", "/v1/completions/", "/./v1/completions",
+                     "/v1/chat/completions", "//v1/chat/completions", "/v1/chat//completions", "/v1/chat/./completions",
+                     "/%76%31/completions", "/health/../v1/completions", "/health"]
+        try await ServerFixtures.app(server).test(.router) { client in
+            for path in spellings {
+                for method: HTTPRequest.Method in [.get, .head, .options, .post, .put, .delete, .patch] {
+                    let r = try await client.execute(uri: path, method: method, headers: [.contentType: "application/json"],
+                                                     body: method == .post ? ByteBuffer(string: body) : nil)
+                    #expect(r.status == .unauthorized, "\(method) \(path) without a key: \(r.status)")
+                }
+            }
+            for path in posts {
+                let r = try await client.post(path, body)
+                #expect(r.status == .unauthorized, "POST \(path) without a key: \(r.status)")
+                let wrong = try await client.post(path, body, headers: [.authorization: "Bearer sk-test-12"])
+                #expect(wrong.status == .unauthorized, "POST \(path) with a wrong key: \(wrong.status)")
+            }
+            // With the key, the router's own resolution still answers (these are not refused as such).
+            let ok = try await client.get("//v1/models", headers: [.authorization: "Bearer sk-test-123"])
+            #expect(ok.status != .unauthorized)
         }
     }
 

@@ -44,6 +44,38 @@ struct LiveTests {
     }
 }
 
+/// The key check on a real socket, with request targets written byte for byte as an attacker
+/// sends them (no client library normalises them on the way).
+struct LiveAuthenticationTests {
+    @Test func everySpellingNeedsTheKeyOnTheWire() async throws {
+        let server = try ServerFixtures.server(apiKey: "sk-test-123")
+        try await ServerFixtures.app(server).test(.live) { client in
+            let port = try #require(client.port)
+            let body = #"{"prompt": "p", "max_tokens": 2}"#
+            let targets: [(String, String)] = [
+                ("GET", "//v1/models"), ("GET", "/v1//models"), ("GET", "/./v1/models"), ("GET", "/x/../v1/models"),
+                ("GET", "/%76%31/models"), ("GET", "/v1/models/"), ("HEAD", "//v1/models"), ("OPTIONS", "//v1/models"),
+                ("POST", "//v1/completions"), ("POST", "//v1/chat/completions"), ("POST", "/v1/chat//completions"),
+                ("POST", "/health/../v1/completions"), ("GET", "http://127.0.0.1//v1/models"), ("GET", "*"),
+                ("GET", "/metrics"),
+            ]
+            for (method, target) in targets {
+                let socket = try RawSocket(port: port)
+                defer { socket.close() }
+                let content = method == "POST" ? "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n" : ""
+                try socket.send("\(method) \(target) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\(content)\r\n"
+                                + (method == "POST" ? body : ""))
+                let head = try socket.receive(until: "\r\n", count: 1)
+                #expect(head.hasPrefix("HTTP/1.1 401") || head.hasPrefix("HTTP/1.1 400"), "\(method) \(target): \(head.prefix(40))")
+            }
+            let socket = try RawSocket(port: port)
+            defer { socket.close() }
+            try socket.send("GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            #expect(try socket.receive(until: "\r\n", count: 1).hasPrefix("HTTP/1.1 200"))
+        }
+    }
+}
+
 /// A blocking TCP client on 127.0.0.1, enough to send a request and hang up mid-response.
 final class RawSocket {
     let fd: Int32
