@@ -46,9 +46,9 @@ public enum BenchPresets {
         BenchPreset(name: "llama-6m", summary: "Llama, hidden 256, 6 layers, 8 heads (4 KV), MLP 688, vocab 8000, tied (the 6.4M shape of the peer comparison; the shipped Llama has 4 layers, MLP 640)",
                     build: { try llama(llama6m, capacity: $0, seed: $1, half: $2, kvCache: $3) }),
         BenchPreset(name: "mamba-130m", summary: "Mamba, hidden 768, 24 layers, state 16, expand 2, conv 4, vocab 32000, tied",
-                    build: { _, seed, half, _ in try MambaModel(config: MambaConfig(hidden_size: 768, num_hidden_layers: 24, vocab_size: 32000, state_size: 16, expand: 2, conv_kernel: 4), checkpoint: nil, configPath: "preset mamba-130m", randomSeed: seed, randomWeights: half ? .f16 : .f32) }),
+                    build: { _, seed, half, _ in try BlockModel(config: MambaConfig(hidden_size: 768, num_hidden_layers: 24, vocab_size: 32000, state_size: 16, expand: 2, conv_kernel: 4), checkpoint: nil, configPath: "preset mamba-130m", randomSeed: seed, randomWeights: half ? .f16 : .f32) }),
         BenchPreset(name: "mamba-6m", summary: "Mamba, hidden 256, 10 layers, state 16, expand 2, conv 4, vocab 8000, tied (the 6.4M shape of the peer comparison; the shipped Mamba has 6 layers)",
-                    build: { _, seed, half, _ in try MambaModel(config: MambaConfig(hidden_size: 256, num_hidden_layers: 10, vocab_size: 8000, state_size: 16, expand: 2, conv_kernel: 4), checkpoint: nil, configPath: "preset mamba-6m", randomSeed: seed, randomWeights: half ? .f16 : .f32) }),
+                    build: { _, seed, half, _ in try BlockModel(config: MambaConfig(hidden_size: 256, num_hidden_layers: 10, vocab_size: 8000, state_size: 16, expand: 2, conv_kernel: 4), checkpoint: nil, configPath: "preset mamba-6m", randomSeed: seed, randomWeights: half ? .f16 : .f32) }),
         BenchPreset(name: "jamba-130m", summary: "Jamba, hidden 768, 8 layers (Jamba's block: attention at layer 4, Mamba elsewhere), 12 heads (4 KV), 4 experts top-2 on every 2nd layer, MLP 1536, state 16, vocab 32000, tied",
                     build: { try jamba(jamba130m, capacity: $0, seed: $1, half: $2, kvCache: $3) }),
     ]
@@ -83,13 +83,13 @@ public enum BenchPresets {
 
     static func jamba(_ json: String, capacity: Int, seed: UInt64, half: Bool, kvCache: WeightType) throws -> any LanguageModel {
         let config = try JSONDecoder().decode(JambaConfig.self, from: Data(json.utf8))
-        return try JambaModel(config: config, checkpoint: nil, configPath: "preset", context: capacity, randomSeed: seed,
+        return try BlockModel(config: config, checkpoint: nil, configPath: "preset", context: capacity, randomSeed: seed,
                               randomWeights: half ? .f16 : .f32, kvCache: kvCache)
     }
 
     static func llama(_ json: String, capacity: Int, seed: UInt64, half: Bool, kvCache: WeightType) throws -> any LanguageModel {
         let config = try JSONDecoder().decode(LlamaConfig.self, from: Data(json.utf8))
-        return try LlamaModel(config: config, checkpoint: nil, configPath: "preset", context: capacity, randomSeed: seed,
+        return try BlockModel(config: config, checkpoint: nil, configPath: "preset", context: capacity, randomSeed: seed,
                               randomWeights: half ? .f16 : .f32, kvCache: kvCache)
     }
 }

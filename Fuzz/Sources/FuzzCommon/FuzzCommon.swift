@@ -75,11 +75,11 @@ public enum Fuzz {
     ]
 
     /// Tiny random-weight models for snapshot fuzzing (seeded: their fingerprints are stable).
-    public static let tinyLlama: LlamaModel = try! LlamaModel(
+    public static let tinyLlama: BlockModel = try! BlockModel(
         config: LlamaConfig(hidden_size: 16, intermediate_size: 32, num_hidden_layers: 2, num_attention_heads: 4,
                             num_key_value_heads: 2, vocab_size: 40, max_position_embeddings: 16),
         checkpoint: nil, configPath: "<fuzz>", context: 16, randomSeed: 7)
-    public static let tinyMamba: MambaModel = try! MambaModel(
+    public static let tinyMamba: BlockModel = try! BlockModel(
         config: MambaConfig(hidden_size: 16, num_hidden_layers: 2, vocab_size: 40, state_size: 4, expand: 2, conv_kernel: 3),
         checkpoint: nil, configPath: "<fuzz>", randomSeed: 7)
 

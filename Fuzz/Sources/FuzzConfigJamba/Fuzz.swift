@@ -24,7 +24,7 @@ public func fuzzConfigJamba(_ pointer: UnsafePointer<UInt8>?, _ size: Int) -> CI
           let total = Fuzz.sum(Fuzz.product(l, Fuzz.sum(mixer, attention, ffn) ?? Int.max), Fuzz.product(2, v, d)),
           total <= Fuzz.maxFloats
     else { return 0 }
-    guard let model = try? JambaModel(config: config, checkpoint: nil, configPath: "config.json",
+    guard let model = try? BlockModel(config: config, checkpoint: nil, configPath: "config.json",
                                       context: config.max_position_embeddings <= 64 ? nil : 64, randomSeed: 1) else { return 0 }
     precondition(model.contextCapacity > 0, "a model was built with a context of \(model.contextCapacity) tokens")
     try? model.prefill(Array([0, v - 1, v / 2].prefix(min(3, context))))

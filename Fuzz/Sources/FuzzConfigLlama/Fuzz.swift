@@ -25,7 +25,7 @@ public func fuzzConfigLlama(_ pointer: UnsafePointer<UInt8>?, _ size: Int) -> CI
           let total = Fuzz.sum(Fuzz.product(l, perLayer), Fuzz.product(2, v, d)),
           total <= Fuzz.maxFloats
     else { return 0 }
-    guard let model = try? LlamaModel(config: config, checkpoint: nil, configPath: "config.json", context: requested,
+    guard let model = try? BlockModel(config: config, checkpoint: nil, configPath: "config.json", context: requested,
                                       randomSeed: 1) else { return 0 }
     precondition(model.contextCapacity > 0, "a model was built with a context of \(model.contextCapacity) tokens")
     let tokens = [0, v - 1, v / 2].prefix(min(3, context))

@@ -19,7 +19,7 @@ public func fuzzConfigMamba(_ pointer: UnsafePointer<UInt8>?, _ size: Int) -> CI
           let total = Fuzz.sum(Fuzz.product(l, perLayer), Fuzz.product(2, v, d)),
           total <= Fuzz.maxFloats
     else { return 0 }
-    guard let model = try? MambaModel(config: config, checkpoint: nil, configPath: "config.json", randomSeed: 1) else { return 0 }
+    guard let model = try? BlockModel(config: config, checkpoint: nil, configPath: "config.json", randomSeed: 1) else { return 0 }
     try? model.prefill([0, v - 1, v / 2])
     try? model.decode(0)
     _ = Fuzz.checksum(model.lastLogits.baseAddress!, model.lastLogits.count)

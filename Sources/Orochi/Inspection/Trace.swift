@@ -151,41 +151,18 @@ enum TracePlan {
     }
 }
 
-extension LlamaModel: TracePlanning {
+extension BlockModel: TracePlanning {
     func decodePlan(position p: Int) -> [TraceStep] {
         var steps = [TracePlan.embedding(embedding)]
-        for (l, layer) in layers.enumerated() {
-            steps.append(TracePlan.norm(l, "input_layernorm", dim: dim))
-            steps += TracePlan.attention(l, layer.attention, position: p, cacheType: cacheType)
-            steps.append(TracePlan.norm(l, "post_attention_layernorm", dim: dim))
-            steps.append(TracePlan.swiGLU(l, layer.mlp))
-        }
-        return steps + [TracePlan.head(dim: dim, lmHead)]
-    }
-}
-
-extension MambaModel: TracePlanning {
-    func decodePlan(position: Int) -> [TraceStep] {
-        var steps = [TracePlan.embedding(embedding)]
-        for (l, layer) in layers.enumerated() {
-            steps.append(TracePlan.norm(l, "norm", dim: dim))
-            steps += TracePlan.mamba(l, layer.mixer)
-        }
-        return steps + [TracePlan.head(dim: dim, lmHead)]
-    }
-}
-
-extension JambaModel: TracePlanning {
-    func decodePlan(position p: Int) -> [TraceStep] {
-        var steps = [TracePlan.embedding(embedding)]
-        for (l, layer) in layers.enumerated() {
-            steps.append(TracePlan.norm(l, "input_layernorm", dim: dim))
-            switch layer.mixer {
+        for (l, block) in blocks.enumerated() {
+            steps.append(TracePlan.norm(l, block.mixerNorm.name, dim: dim))
+            switch block.mixer {
             case let .attention(a): steps += TracePlan.attention(l, a, position: p, cacheType: cacheType)
             case let .mamba(m): steps += TracePlan.mamba(l, m)
             }
-            steps.append(TracePlan.norm(l, "pre_ff_layernorm", dim: dim))
-            switch layer.feedForward {
+            guard let (norm, feedForward) = block.feedForward else { continue }
+            steps.append(TracePlan.norm(l, norm.name, dim: dim))
+            switch feedForward {
             case let .dense(f): steps.append(TracePlan.swiGLU(l, f))
             case let .experts(moe): steps.append(TracePlan.experts(l, moe))
             }

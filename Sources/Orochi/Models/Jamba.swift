@@ -24,7 +24,7 @@ import Foundation
 // X experts, k experts per token, E Mamba inner channels, N state size, R rank of Δ, K conv kernel.
 
 /// config.json of a Jamba model, with the Hugging Face key names and transformers' defaults.
-public struct JambaConfig: Decodable, Sendable {
+public struct JambaConfig: ModelConfiguration {
     public var model_type: String?
     public var vocab_size: Int
     public var hidden_size: Int
@@ -199,102 +199,41 @@ public struct JambaConfig: Decodable, Sendable {
     }
 }
 
-/// One Jamba layer: a mixer and a feed-forward block, each behind an RMSNorm and a residual add.
-struct JambaLayer {
-    enum Mixer {
-        case attention(AttentionMixer)    // weights (the KV cache is per sequence)
-        case mamba(MambaMixer)            // weights (the conv and SSM state are per sequence)
-    }
-    enum FeedForward {
-        case dense(SwiGLU)
-        case experts(MixtureOfExperts)
-    }
-    let inputNorm: UnsafePointer<Float>       // [D]
-    let mixer: Mixer
-    let preFeedForwardNorm: UnsafePointer<Float>  // [D]
-    let feedForward: FeedForward
-}
+/// Prefill is processed in chunks of at most this many tokens, bounding scratch memory.
+let jambaPrefillChunk = 256
 
-public final class JambaModel: LanguageModel, ChunkedForward {
-    public let config: JambaConfig
-    public let info: ModelInfo
-    /// Int.max when no layer has attention (the state is then fixed-size).
-    public let contextCapacity: Int
-    /// The sequence prefill and decode work on; `makeSequence()` makes more.
-    public var sequence: SequenceState {
-        willSet { precondition(newValue.owner == ObjectIdentifier(self), "a sequence of another model") }
-    }
-    public var position: Int { sequence.position }
-
-    let dim: Int, vocab: Int, eps: Float
-    /// Prefill is processed in chunks of at most this many tokens, bounding scratch memory.
-    static let prefillChunk = 256
-
-    // Weights (kept alive by `source` and `derived`); caches and states are in the sequences.
-    let source: WeightSource
-    private var derived: [FloatBuffer] = []
-    let embedding: WeightMatrix               // [V, D]
-    let layers: [JambaLayer]
-    let finalNorm: UnsafePointer<Float>       // [D]
-    let lmHead: Linear                        // [V, D] (the embedding when tied)
-    let widen: Widening
-    /// Bytes of every Mamba layer's state, and bytes each token adds to the attention layers' caches.
-    let fixedStateBytes: Int, bytesPerToken: Int
-    let cacheType: WeightType
-
-    // Scratch: one token (decode), allocated here; a prefill chunk, on first prefill; a batch of
-    // sequences and their logits [B, V], on the first batch of that size.
-    let decodeSpace: Workspace
-    var prefillSpace: Workspace?
-    let batchScratch = BatchScratch()
-
-    public convenience init(directory: URL, options: LoadOptions) throws {
-        let configURL = directory.appendingPathComponent("config.json")
-        let config = try readJSONConfig(JambaConfig.self, from: configURL)
-        try self.init(config: config, source: CheckpointWeights(try Checkpoint(directory: directory, memory: options.weightMemory), storage: options.weights),
-                      configPath: configURL.path, context: options.context, kvCache: options.kvCache)
-    }
-
-    /// From a checkpoint, or with seeded random weights when `checkpoint` is nil (benchmark presets).
-    public convenience init(config: JambaConfig, checkpoint: Checkpoint?, configPath: String, context: Int?,
-                            randomSeed: UInt64 = 0, randomWeights: WeightType = .f32, kvCache: WeightType = .f32) throws {
-        let source: WeightSource = checkpoint.map { CheckpointWeights($0, storage: .asStored) }
-            ?? RandomWeights(seed: randomSeed, storage: randomWeights)
-        try self.init(config: config, source: source, configPath: configPath, context: context, kvCache: kvCache)
-    }
-
-    init(config: JambaConfig, source: WeightSource, configPath: String, context: Int?, kvCache: WeightType) throws {
+extension JambaConfig: Architecture {
+    /// Each layer: RMSNorm → attention (no positions) or the Mamba mixer with inner norms →
+    /// RMSNorm → SwiGLU or a mixture of experts.
+    func blueprint(source: WeightSource, configPath: String, context: Int?, kvCache: WeightType) throws -> Blueprint {
+        let config = self
         try config.validate(path: configPath)
-        guard kvCache != .bf16 else { throw LoadError.badConfig(path: configPath, detail: "the KV cache can be f32 or f16, not bf16") }
-        self.config = config
         let dim = config.hidden_size, vocab = config.vocab_size, layerCount = config.num_hidden_layers
         let heads = config.num_attention_heads, kvHeads = config.num_key_value_heads, headDim = config.headDim
         let e = config.innerSize, n = config.mamba_d_state, r = config.dtRank, k = config.mamba_d_conv
-        self.dim = dim; self.vocab = vocab; eps = Float(config.rms_norm_eps)
+        let eps = Float(config.rms_norm_eps)
         let attentionLayers = config.attentionLayers
         let capacity = attentionLayers == 0 ? Int.max
             : try cacheCapacity(requested: context, maxContext: config.max_position_embeddings, path: configPath)
         try configSizes(configPath) {
             let bytes = try config.allocationBytes(capacity: attentionLayers == 0 ? 1 : capacity, randomWeights: source is RandomWeights,
-                                                   prefillChunk: Self.prefillChunk)
+                                                   prefillChunk: jambaPrefillChunk)
             try Sizes.checkFits(bytes, "the KV cache of the attention layers for a context of \(capacity) tokens (--context, or max_position_embeddings up to 4,096) with the Mamba states and scratch of this configuration")
         }
-        contextCapacity = capacity
 
         // The weight table: every tensor's name, shape and preset initialisation, once (each
         // block's own in its `load`).
-        self.source = source
         var derived: [FloatBuffer] = []
         let mambaShape = MambaMixerWeights.Shape(
             dim: dim, inner: e, stateSize: n, rank: r, kernel: k, convBias: config.mamba_conv_bias,
             projectionBias: config.mamba_proj_bias, innerNormEps: eps,
             keys: (state: "mamba_d_state", kernel: "mamba_d_conv", rank: "mamba_dt_rank"))
         func norm(_ name: String) throws -> UnsafePointer<Float> { try source.vector(name, shape: [dim], initial: .constant(1)) }
-        embedding = try source.matrix("model.embed_tokens.weight", rows: vocab, columns: dim, initial: .normal(std: 0.02))
-        layers = try (0..<layerCount).map { i in
+        let embedding = try source.matrix("model.embed_tokens.weight", rows: vocab, columns: dim, initial: .normal(std: 0.02))
+        let blocks = try (0..<layerCount).map { i in
             let p = "model.layers.\(i)."
             let inputNorm = try norm(p + "input_layernorm.weight")
-            let mixer: JambaLayer.Mixer = config.isAttention(i)
+            let mixer: Block.Mixer = config.isAttention(i)
                 ? .attention(AttentionMixer(
                     heads: heads, kvHeads: kvHeads, headDim: headDim, window: nil, rope: nil,
                     weights: try AttentionWeights.load(source, prefix: p + "self_attn.", dim: dim, heads: heads, kvHeads: kvHeads,
@@ -306,7 +245,7 @@ public final class JambaModel: LanguageModel, ChunkedForward {
                                                         configPath: configPath, derived: &derived),
                     layer: i))
             let preFeedForwardNorm = try norm(p + "pre_ff_layernorm.weight")
-            let feedForward: JambaLayer.FeedForward
+            let feedForward: Block.FeedForward
             do {
                 feedForward = config.hasExperts(i)
                     ? .experts(try MixtureOfExperts.load(source, prefix: p + "feed_forward.", dim: dim, ffn: config.intermediate_size,
@@ -316,188 +255,31 @@ public final class JambaModel: LanguageModel, ChunkedForward {
                 throw LoadError.badConfig(path: configPath, detail:
                     "tensor '\(tensor)' has shape \(found), expected \(expected): num_experts = \(config.num_experts) in config.json disagrees with the checkpoint")
             }
-            return JambaLayer(inputNorm: inputNorm, mixer: mixer, preFeedForwardNorm: preFeedForwardNorm, feedForward: feedForward)
+            return Block(mixerNorm: Block.Norm(weight: inputNorm, name: "input_layernorm"), mixer: mixer,
+                         feedForward: (Block.Norm(weight: preFeedForwardNorm, name: "pre_ff_layernorm"), feedForward))
         }
-        finalNorm = try norm("model.final_layernorm.weight")
-        lmHead = Linear(config.tie_word_embeddings ? embedding
-                        : try source.matrix("lm_head.weight", rows: vocab, columns: dim, initial: .normal(std: 0.02)))
-        self.derived = derived
-        var matrices = [embedding, lmHead.weight]
-        var fixed = 0, perToken = 0
-        for layer in layers {
-            switch layer.mixer {
-            case let .attention(a): matrices += a.weights.matrices; perToken += 2 * kvHeads * headDim * kvCache.byteSize
-            case let .mamba(m): matrices += m.weights.matrices; fixed += m.makeState().bytes
-            }
-            switch layer.feedForward {
-            case let .dense(mlp): matrices += mlp.matrices
-            case let .experts(moe): matrices += moe.matrices
-            }
-        }
-        fixedStateBytes = fixed; bytesPerToken = perToken
-        widen = Widening(matrices: matrices)
-        cacheType = kvCache
-        decodeSpace = Self.workspace(rows: 1, config: config)
-        sequence = Self.newSequence(layers, capacity: capacity, cacheType: kvCache, vocab: vocab)
-
-        // A decoded token reads every layer matrix once except the experts it is not routed to.
-        let expertBytes = layers.reduce(0) { total, layer in
-            guard case let .experts(moe) = layer.feedForward else { return total }
-            return total + moe.experts.dropFirst(moe.topK).reduce(0) { $0 + $1.matrices.reduce(0) { $0 + $1.bytes } }
-        }
+        let finalNorm = try norm("model.final_layernorm.weight")
+        let lmHead = Linear(config.tie_word_embeddings ? embedding
+                            : try source.matrix("lm_head.weight", rows: vocab, columns: dim, initial: .normal(std: 0.02)))
         let pattern = (0..<layerCount).map { (config.isAttention($0) ? "A" : "M") + (config.hasExperts($0) ? "+moe" : "") }
-        let details: [(String, String)] = [
-            ("layer pattern", "\(pattern.joined(separator: " ")) (A attention, M Mamba, +moe experts)"),
-            ("attention", "\(attentionLayers) layers, \(heads) query heads, \(kvHeads) key/value heads, head_dim \(headDim), no position encoding"),
-            ("mamba mixer", "\(layerCount - attentionLayers) layers, inner \(e) (expand \(config.mamba_expand)), state \(n), conv kernel \(k), Δ rank \(r), RMSNorm on Δ, B, C"),
-            ("feed-forward", config.num_experts > 1
-                ? "SwiGLU \(config.intermediate_size); experts: \(config.num_experts), top-\(config.num_experts_per_tok), every \(config.expert_layer_period) layers from \(config.expert_layer_offset)"
-                : "SwiGLU \(config.intermediate_size) in every layer"),
-            ("lm_head", config.tie_word_embeddings ? "tied to embed_tokens [\(vocab), \(dim)]" : "[\(vocab), \(dim)]"),
-            ("weights in memory", Set(matrices.map(\.type.rawValue)).sorted().joined(separator: ", ") + "; " + source.placement),
-            ("kv cache", attentionLayers == 0 ? "none" : "\(kvCache.rawValue), \(perToken) bytes per token (attention layers only)"),
-            ("bytes read per decoded token", "\(decodedWeightBytes(matrices: matrices, embedding: embedding, lmHead: lmHead) - expertBytes) of weights (the routed experts only) + \(fixed) of state + \(perToken) per token of context"),
-        ]
-        var printBytes = Array("jamba \(dim)/\(config.intermediate_size)/\(layerCount)/\(heads)/\(kvHeads)/\(headDim)/\(vocab)/\(e)/\(n)/\(r)/\(k)/\(pattern.joined())".utf8)
-        InputSide.fingerprintSample(embedding, into: &printBytes)
-        info = ModelInfo(
-            architecture: "JambaForCausalLM", modelType: config.model_type ?? "jamba",
-            vocabSize: vocab, hiddenSize: dim, layerCount: layerCount, parameterCount: source.parameterCount,
-            maxContext: attentionLayers == 0 ? Int.max : config.max_position_embeddings, fileDTypes: source.dtypeCounts,
-            details: details, fingerprint: fnv1a(printBytes),
-            decodeWeightBytes: decodedWeightBytes(matrices: matrices, embedding: embedding, lmHead: lmHead) - expertBytes)
-        sequence.owner = ObjectIdentifier(self)
-    }
-
-    static func workspace(rows: Int, config c: JambaConfig) -> Workspace {
-        let attention = c.attentionLayers > 0
-        let mamba = c.attentionLayers < c.num_hidden_layers
-        let experts = c.expertLayers > 0 ? c.num_experts : 0
-        return Workspace(
-            rows: rows, dim: c.hidden_size,
-            attention: attention ? AttentionScratch(rows: rows, heads: c.num_attention_heads, kvHeads: c.num_key_value_heads, headDim: c.headDim) : nil,
-            mamba: mamba ? MambaScratch(rows: rows, inner: c.innerSize, dbc: c.dtRank + 2 * c.mamba_d_state) : nil,
-            feedForward: FeedForwardScratch(rows: rows, dim: c.hidden_size, ffn: c.intermediate_size, experts: experts))
-    }
-
-    /// Per attention layer a KV cache of `capacity` tokens (none when no layer has attention),
-    /// per Mamba layer a conv and SSM state.
-    private static func newSequence(_ layers: [JambaLayer], capacity: Int, cacheType: WeightType, vocab: Int) -> SequenceState {
-        var caches: [KVCache?] = [], states: [MambaState?] = []
-        for layer in layers {
-            switch layer.mixer {
-            case let .attention(a): caches.append(a.makeCache(capacity: capacity, type: cacheType)); states.append(nil)
-            case let .mamba(m): caches.append(nil); states.append(m.makeState())
-            }
-        }
-        return SequenceState(caches: caches, states: states, vocab: vocab)
-    }
-
-    public func makeSequence() -> SequenceState {
-        let s = Self.newSequence(layers, capacity: contextCapacity, cacheType: cacheType, vocab: vocab)
-        s.owner = ObjectIdentifier(self)
-        return s
-    }
-
-    public var lastLogits: UnsafeBufferPointer<Float> { sequence.lastLogits }
-
-    public func reset() { sequence.reset() }
-
-    /// Fixed bytes (the Mamba layers' states) plus bytes per token (the attention layers' caches).
-    public func stateBytes(forTokens tokens: Int) -> Int { fixedStateBytes + bytesPerToken * tokens }
-    public var stateBytes: Int { stateBytes(forTokens: position) }
-
-    // MARK: The forward pass — one path for a decoded token and a prefill chunk (ChunkedForward
-    // checks, chunks and batches around it).
-
-    public func decode(_ token: Int) throws { try decodeOne(token) }
-
-    /// One token for each of several sequences: projections, MLPs and experts as matrix-matrix
-    /// products over the batch, attention, conv and scan per sequence.
-    public func decode(batch tokens: [Int], sequences: [SequenceState]) throws { try decodeBatch(tokens, sequences: sequences) }
-
-    public func prefill(_ tokens: [Int], allLogits: UnsafeMutablePointer<Float>?) throws { try prefillInChunks(tokens, allLogits: allLogits) }
-
-    /// T = tokens.count tokens (at most the workspace's rows): consecutive tokens of one sequence,
-    /// or one token of each sequence of a batch (`rows`).
-    func forward<C: Collection<Int>>(_ tokens: C, rows: Rows, in ws: Workspace, allLogits: UnsafeMutablePointer<Float>?) {
-        let t = tokens.count, x = ws.x.pointer, xb = ws.xb.pointer, ffScratch = ws.feedForward!
-        Profiler.time(.embedding) { InputSide.embed(tokens, table: embedding, into: x) }               // X[T, D]
-        for layer in layers {
-            Profiler.time(.norm) { Kernels.rmsNorm(rows: t, x, weight: layer.inputNorm, into: xb, count: dim, eps: eps) }
-            switch layer.mixer {                                                                       // X += Mixer(H)
-            case let .attention(a): a.forward(xb, rows: rows, addingTo: x, scratch: ws.attention!, widen: widen)
-            case let .mamba(m): m.forward(xb, rows: rows, addingTo: x, scratch: ws.mamba!, widen: widen)
-            }
-            Profiler.time(.norm) { Kernels.rmsNorm(rows: t, x, weight: layer.preFeedForwardNorm, into: xb, count: dim, eps: eps) }
-            Profiler.time(.mlp) {                                                                      // X += FFN(H)
-                switch layer.feedForward {
-                case let .dense(mlp):
-                    mlp.forward(xb, rows: t, into: x, accumulate: true, gateBuffer: ffScratch.gate.pointer,
-                                upBuffer: ffScratch.up.pointer, widen: widen)
-                case let .experts(moe): moe.forward(xb, rows: t, addingTo: x, scratch: ffScratch, widen: widen)
-                }
-            }
-        }
-        Profiler.time(.lmHead) {
-            OutputHead.logits(hidden: x, rows: t, dim: dim, finalNorm: finalNorm, eps: eps, lmHead: lmHead,
-                              scratch: xb, allLogits: allLogits, lastLogits: rows.sequence(t - 1).logits.pointer,
-                              widen: widen)                                                    // logits [T, V] or [V]
-        }
-        rows.advance()
-    }
-
-    // MARK: Snapshots — per layer in order: an attention layer's cache rows up to `position`, a
-    // Mamba layer's conv and SSM state; then the logits.
-
-    var identity: String {
-        "JambaForCausalLM \(layers.count)x\(dim) heads \(config.num_attention_heads)/\(config.num_key_value_heads) d \(config.headDim) inner \(config.innerSize) state \(config.mamba_d_state) conv \(config.mamba_d_conv) rank \(config.dtRank) vocab \(vocab)"
-    }
-
-    /// Snapshot bytes for `tokens` tokens (cache rows always float32).
-    private func payloadBytes(tokens: Int) -> Int {
-        layers.reduce(vocab * 4 + fixedStateBytes) { total, layer in
-            switch layer.mixer {
-            case let .attention(a): return total + 2 * a.kvHeads * a.headDim * 4 * tokens
-            case .mamba: return total
-            }
-        }
-    }
-
-    public func saveState() -> [UInt8] {
-        var payload: [UInt8] = []
-        payload.reserveCapacity(payloadBytes(tokens: position))
-        for (cache, state) in zip(sequence.caches, sequence.states) {
-            if let cache { cache.append(tokens: position, to: &payload) }
-            if let state {
-                payload.appendFloats(state.conv.pointer, count: state.conv.count)
-                state.appendSSM(to: &payload)
-            }
-        }
-        payload.appendFloats(sequence.logits.pointer, count: vocab)   // so that sampling can continue at once
-        return StateArchive(identity: identity, fingerprint: info.fingerprint, position: position, payload: payload).encoded()
-    }
-
-    public func loadState(_ bytes: [UInt8]) throws {
-        let archive = try StateArchive.decode(bytes, expecting: identity, fingerprint: info.fingerprint)
-        let n = archive.position
-        guard n <= min(contextCapacity, MambaConfig.maxPosition) else {
-            if contextCapacity == Int.max { throw SnapshotError.corrupt(detail: "position \(n) exceeds \(MambaConfig.maxPosition) tokens") }
-            throw SnapshotError.tooLong(tokens: n, capacity: contextCapacity)
-        }
-        let expected = payloadBytes(tokens: n)
-        guard archive.payload.count == expected else {
-            throw SnapshotError.corrupt(detail: "payload has \(archive.payload.count) bytes, \(n) tokens of this model's caches, its states and its logits need \(expected)")
-        }
-        var reader = ByteReader(archive.payload)
-        for (l, (cache, state)) in zip(sequence.caches, sequence.states).enumerated() {
-            if let cache { try cache.read(tokens: n, from: &reader, layer: l) }
-            if let state {
-                try reader.floats(into: state.conv.pointer, count: state.conv.count, "conv state of layer \(l)")
-                try state.readSSM(from: &reader, layer: l)
-            }
-        }
-        try reader.floats(into: sequence.logits.pointer, count: vocab, "logits")
-        sequence.position = n
+        return Blueprint(
+            architecture: "JambaForCausalLM", modelType: config.model_type ?? "jamba", derived: derived,
+            embedding: embedding, blocks: blocks, finalNorm: finalNorm, eps: eps, lmHead: lmHead,
+            contextCapacity: capacity, maxContext: attentionLayers == 0 ? Int.max : config.max_position_embeddings,
+            kvCache: kvCache, prefillChunk: jambaPrefillChunk,
+            identity: "JambaForCausalLM \(layerCount)x\(dim) heads \(heads)/\(kvHeads) d \(headDim) inner \(e) state \(n) conv \(k) rank \(r) vocab \(vocab)",
+            fingerprintText: "jamba \(dim)/\(config.intermediate_size)/\(layerCount)/\(heads)/\(kvHeads)/\(headDim)/\(vocab)/\(e)/\(n)/\(r)/\(k)/\(pattern.joined())",
+            details: { facts in [
+                ("layer pattern", "\(pattern.joined(separator: " ")) (A attention, M Mamba, +moe experts)"),
+                ("attention", "\(attentionLayers) layers, \(heads) query heads, \(kvHeads) key/value heads, head_dim \(headDim), no position encoding"),
+                ("mamba mixer", "\(layerCount - attentionLayers) layers, inner \(e) (expand \(config.mamba_expand)), state \(n), conv kernel \(k), Δ rank \(r), RMSNorm on Δ, B, C"),
+                ("feed-forward", config.num_experts > 1
+                    ? "SwiGLU \(config.intermediate_size); experts: \(config.num_experts), top-\(config.num_experts_per_tok), every \(config.expert_layer_period) layers from \(config.expert_layer_offset)"
+                    : "SwiGLU \(config.intermediate_size) in every layer"),
+                ("lm_head", config.tie_word_embeddings ? "tied to embed_tokens [\(vocab), \(dim)]" : "[\(vocab), \(dim)]"),
+                ("weights in memory", facts.storage),
+                ("kv cache", attentionLayers == 0 ? "none" : "\(kvCache.rawValue), \(facts.bytesPerToken) bytes per token (attention layers only)"),
+                ("bytes read per decoded token", "\(facts.decodeWeightBytes) of weights (the routed experts only) + \(facts.fixedStateBytes) of state + \(facts.bytesPerToken) per token of context"),
+            ] })
     }
 }

@@ -22,7 +22,7 @@ import Foundation
 // inputs) and an SSM state [E, N], so decode costs the same at any depth.
 
 /// config.json of a Mamba model, with the Hugging Face key names and transformers' defaults.
-public struct MambaConfig: Decodable, Sendable {
+public struct MambaConfig: ModelConfiguration {
     /// `time_step_rank`: an integer, or "auto" = ⌈D/16⌉.
     public enum TimeStepRank: Decodable, Sendable, Equatable {
         case auto
@@ -123,209 +123,55 @@ public struct MambaConfig: Decodable, Sendable {
     }
 }
 
-/// One residual block: RMSNorm, then the mixer, added to the residual stream.
-struct MambaBlock {
-    let norm: UnsafePointer<Float>          // [D]
-    let mixer: MambaMixer                   // its weights (the conv and SSM state are per sequence)
-}
+/// Prefill runs in chunks of at most this many tokens, bounding scratch memory (about 16 MiB at
+/// mamba-130m's size). 512 rather than 256: the multi-token kernel packs each panel of weights
+/// once per chunk (mamba-130m's 512-token prefill ran 7 % faster).
+let mambaPrefillChunk = 512
 
-public final class MambaModel: LanguageModel, ChunkedForward {
-    public let config: MambaConfig
-    public let info: ModelInfo
-    /// The state is fixed-size: any number of tokens fits.
-    public let contextCapacity = Int.max
-    /// The sequence prefill and decode work on; `makeSequence()` makes more.
-    public var sequence: SequenceState {
-        willSet { precondition(newValue.owner == ObjectIdentifier(self), "a sequence of another model") }
-    }
-    public var position: Int { sequence.position }
-
-    let dim: Int, inner: Int, stateSize: Int, rank: Int, kernel: Int, vocab: Int
-    let eps: Float
-    /// Prefill runs in chunks of at most this many tokens, bounding scratch memory (about 16 MiB at
-    /// mamba-130m's size). 512 rather than 256: the multi-token kernel packs each panel of weights
-    /// once per chunk, and mamba-130m's 512-token prefill ran 7 % faster (paired medians of 10 and
-    /// 6 interleaved runs); mamba-6m's the same.
-    static let prefillChunk = 512
-
-    // Weights (kept alive by `source` and `derived`); the states are in the sequences.
-    let source: WeightSource
-    private var derived: [FloatBuffer] = []
-    let embedding: WeightMatrix             // [V, D]
-    let layers: [MambaBlock]
-    let finalNorm: UnsafePointer<Float>     // [D]
-    let lmHead: Linear                      // [V, D] (the embedding when tied)
-    let widen: Widening
-
-    // Scratch: one token (decode), allocated here; a prefill chunk, on first prefill; a batch of
-    // sequences and their logits [B, V], on the first batch of that size.
-    let decodeSpace: Workspace
-    var prefillSpace: Workspace?
-    let batchScratch = BatchScratch()
-
-    /// Loads a Hugging Face MambaForCausalLM directory. `context` is accepted for the common
-    /// interface; the state does not depend on it.
-    public convenience init(directory: URL, context: Int? = nil) throws {
-        try self.init(directory: directory, options: LoadOptions(context: context))
-    }
-
-    public convenience init(directory: URL, options: LoadOptions) throws {
-        let configURL = directory.appendingPathComponent("config.json")
-        let config = try readJSONConfig(MambaConfig.self, from: configURL)
-        if let context = options.context, context <= 0 {
-            throw LoadError.badConfig(path: configURL.path, detail: "context must be positive, got \(context)")
-        }
-        try self.init(config: config, source: CheckpointWeights(try Checkpoint(directory: directory, memory: options.weightMemory), storage: options.weights),
-                      configPath: configURL.path)
-    }
-
-    /// From a checkpoint, or with seeded random weights when `checkpoint` is nil (benchmark presets;
-    /// `randomWeights` f16 narrows their matrices to half precision).
-    public convenience init(config: MambaConfig, checkpoint: Checkpoint?, configPath: String, randomSeed: UInt64 = 0,
-                            randomWeights: WeightType = .f32) throws {
-        let source: WeightSource = checkpoint.map { CheckpointWeights($0, storage: .asStored) }
-            ?? RandomWeights(seed: randomSeed, storage: randomWeights)
-        try self.init(config: config, source: source, configPath: configPath)
-    }
-
-    init(config: MambaConfig, source: WeightSource, configPath: String) throws {
-        try config.validate(path: configPath)
-        self.config = config
-        let dim = config.hidden_size, e = config.innerSize, n = config.state_size, r = config.dtRank
-        let k = config.conv_kernel, layerCount = config.num_hidden_layers, vocab = config.vocab_size
-        self.dim = dim; inner = e; stateSize = n; rank = r; kernel = k; self.vocab = vocab
-        eps = Float(config.layer_norm_epsilon)
+extension MambaConfig: Architecture {
+    /// Each layer: RMSNorm → the Mamba mixer, added to the residual stream; no feed-forward.
+    func blueprint(source: WeightSource, configPath: String, context: Int?, kvCache: WeightType) throws -> Blueprint {
+        try validate(path: configPath)
+        let dim = hidden_size, e = innerSize, n = state_size, r = dtRank
+        let k = conv_kernel, layerCount = num_hidden_layers, vocab = vocab_size
 
         // The weight table: every tensor's name, shape and preset initialisation, once (the
         // mixer's own in MambaMixerWeights.load).
-        self.source = source
         var derived: [FloatBuffer] = []
         let shape = MambaMixerWeights.Shape(dim: dim, inner: e, stateSize: n, rank: r, kernel: k,
-                                            convBias: config.use_conv_bias, projectionBias: config.use_bias, innerNormEps: nil,
+                                            convBias: use_conv_bias, projectionBias: use_bias, innerNormEps: nil,
                                             keys: (state: "state_size", kernel: "conv_kernel", rank: "time_step_rank"))
-        embedding = try source.matrix("backbone.embeddings.weight", rows: vocab, columns: dim, initial: .normal(std: 0.02))
-        layers = try (0..<layerCount).map { l in
+        let embedding = try source.matrix("backbone.embeddings.weight", rows: vocab, columns: dim, initial: .normal(std: 0.02))
+        let blocks = try (0..<layerCount).map { l in
             let p = "backbone.layers.\(l)."
-            return MambaBlock(
-                norm: try source.vector(p + "norm.weight", shape: [dim], initial: .constant(1)),
-                mixer: MambaMixer(inner: e, stateSize: n, rank: r, kernel: k,
-                                  weights: try MambaMixerWeights.load(source, prefix: p + "mixer.", shape: shape, layers: layerCount,
-                                                                      configPath: configPath, derived: &derived),
-                                  layer: l))
+            return Block(
+                mixerNorm: Block.Norm(weight: try source.vector(p + "norm.weight", shape: [dim], initial: .constant(1)), name: "norm"),
+                mixer: .mamba(MambaMixer(inner: e, stateSize: n, rank: r, kernel: k,
+                                         weights: try MambaMixerWeights.load(source, prefix: p + "mixer.", shape: shape, layers: layerCount,
+                                                                             configPath: configPath, derived: &derived),
+                                         layer: l)),
+                feedForward: nil)
         }
-        finalNorm = try source.vector("backbone.norm_f.weight", shape: [dim], initial: .constant(1))
+        let finalNorm = try source.vector("backbone.norm_f.weight", shape: [dim], initial: .constant(1))
         // lm_head falls back to the embedding when the checkpoint has none (tied weights).
-        lmHead = Linear(!config.tie_word_embeddings && source.has("lm_head.weight", configured: false)
-                        ? try source.matrix("lm_head.weight", rows: vocab, columns: dim, initial: .normal(std: 0.02)) : embedding)
-        self.derived = derived
-        let matrices = [embedding, lmHead.weight] + layers.flatMap(\.mixer.weights.matrices)
-        widen = Widening(matrices: matrices)
-        decodeSpace = Self.workspace(rows: 1, config: config)
-        sequence = Self.newSequence(layers, vocab: vocab)
-
-        let stateBytes = sequence.states.reduce(0) { $0 + $1!.bytes }
+        let lmHead = Linear(!tie_word_embeddings && source.has("lm_head.weight", configured: false)
+                            ? try source.matrix("lm_head.weight", rows: vocab, columns: dim, initial: .normal(std: 0.02)) : embedding)
         let tied = lmHead.weight.raw == embedding.raw
-        let details: [(String, String)] = [
-            ("mixer", "inner \(e) (expand \(config.expand)), state \(n), conv kernel \(k), Δ rank \(r)"),
-            ("projections in / x / dt / out", "[\(2 * e), \(dim)] / [\(r + 2 * n), \(e)] / [\(e), \(r)] / [\(dim), \(e)]"),
-            ("biases", "conv \(config.use_conv_bias ? "yes" : "no"), in/out projections \(config.use_bias ? "yes" : "no")"),
-            ("lm_head", tied ? "tied to embeddings [\(vocab), \(dim)]" : "[\(vocab), \(dim)]"),
-            ("weights in memory", Set(matrices.map(\.type.rawValue)).sorted().joined(separator: ", ") + "; " + source.placement),
-            ("ssm state", "per layer conv [\(k - 1), \(e)] + ssm [\(e), \(n)] f32, \(stateBytes) bytes in all"),
-            ("bytes read per decoded token", "\(decodedWeightBytes(matrices: matrices, embedding: embedding, lmHead: lmHead) + layerCount * (k * e + 3 * e + 2 * e * n) * 4) (weights, one embedding row, filters, state), at any depth"),
-        ]
-        var printBytes = Array("mamba \(dim)/\(e)/\(n)/\(r)/\(k)/\(layerCount)/\(vocab)".utf8)
-        InputSide.fingerprintSample(embedding, into: &printBytes)
-        info = ModelInfo(
-            architecture: "MambaForCausalLM", modelType: config.model_type ?? "mamba",
-            vocabSize: vocab, hiddenSize: dim, layerCount: layerCount, parameterCount: source.parameterCount,
-            maxContext: Int.max, fileDTypes: source.dtypeCounts, details: details, fingerprint: fnv1a(printBytes),
-            decodeWeightBytes: decodedWeightBytes(matrices: matrices, embedding: embedding, lmHead: lmHead))
-        sequence.owner = ObjectIdentifier(self)
-    }
-
-    /// Per layer a conv and SSM state, zero.
-    private static func newSequence(_ layers: [MambaBlock], vocab: Int) -> SequenceState {
-        SequenceState(caches: Array(repeating: nil, count: layers.count), states: layers.map { $0.mixer.makeState() }, vocab: vocab)
-    }
-
-    public func makeSequence() -> SequenceState {
-        let s = Self.newSequence(layers, vocab: vocab)
-        s.owner = ObjectIdentifier(self)
-        return s
-    }
-
-    static func workspace(rows: Int, config c: MambaConfig) -> Workspace {
-        Workspace(rows: rows, dim: c.hidden_size,
-                  mamba: MambaScratch(rows: rows, inner: c.innerSize, dbc: c.dtRank + 2 * c.state_size))
-    }
-
-    public var lastLogits: UnsafeBufferPointer<Float> { sequence.lastLogits }
-
-    public func reset() { sequence.reset() }
-
-    /// The same at any context length: per layer (K−1)·E conv inputs and E·N SSM values, f32.
-    public func stateBytes(forTokens tokens: Int) -> Int { layers.count * ((kernel - 1) * inner + inner * stateSize) * 4 }
-    public var stateBytes: Int { stateBytes(forTokens: position) }
-
-    // MARK: The forward pass — one path for a decoded token and a prefill chunk; O(1) per token
-    // at any depth.
-
-    /// Decodes one token: matrix-vector products and one scan step, no allocation.
-    public func decode(_ token: Int) throws { try decodeOne(token) }
-
-    /// One token for each of several sequences: the projections as matrix-matrix products over
-    /// the batch, conv and scan per sequence on its own state.
-    public func decode(batch tokens: [Int], sequences: [SequenceState]) throws { try decodeBatch(tokens, sequences: sequences) }
-
-    /// Prefills in chunks: projections through sgemm, conv and scan as loops over time.
-    public func prefill(_ tokens: [Int], allLogits: UnsafeMutablePointer<Float>?) throws { try prefillInChunks(tokens, allLogits: allLogits) }
-
-    /// L = tokens.count tokens (at most the workspace's rows): consecutive tokens of one sequence,
-    /// or one token of each sequence of a batch (`rows`), each continuing from its state.
-    func forward<C: Collection<Int>>(_ tokens: C, rows: Rows, in ws: Workspace, allLogits: UnsafeMutablePointer<Float>?) {
-        let t = tokens.count, x = ws.x.pointer, xb = ws.xb.pointer, scratch = ws.mamba!
-        Profiler.time(.embedding) { InputSide.embed(tokens, table: embedding, into: x) }           // X[L, D]
-        for layer in layers {
-            Profiler.time(.norm) { Kernels.rmsNorm(rows: t, x, weight: layer.norm, into: xb, count: dim, eps: eps) }
-            layer.mixer.forward(xb, rows: rows, addingTo: x, scratch: scratch, widen: widen)         // X += Mixer
-        }
-        Profiler.time(.lmHead) {
-            OutputHead.logits(hidden: x, rows: t, dim: dim, finalNorm: finalNorm, eps: eps, lmHead: lmHead,
-                              scratch: xb, allLogits: allLogits, lastLogits: rows.sequence(t - 1).logits.pointer,
-                              widen: widen)                                                   // logits [L, V] or [V]
-        }
-        rows.advance()
-    }
-
-    // MARK: Snapshots — the conv and SSM states of every layer, a fixed size at any position.
-
-    var identity: String { "MambaForCausalLM \(layers.count)x\(dim) inner \(inner) state \(stateSize) conv \(kernel) rank \(rank) vocab \(vocab)" }
-
-    public func saveState() -> [UInt8] {
-        var payload: [UInt8] = []
-        payload.reserveCapacity(stateBytes + vocab * 4)
-        let states = sequence.states.map { $0! }
-        for state in states { payload.appendFloats(state.conv.pointer, count: state.conv.count) }
-        for state in states { state.appendSSM(to: &payload) }                  // each layer's [E, N]
-        payload.appendFloats(sequence.logits.pointer, count: vocab)   // so that sampling can continue at once
-        return StateArchive(identity: identity, fingerprint: info.fingerprint, position: position, payload: payload).encoded()
-    }
-
-    public func loadState(_ bytes: [UInt8]) throws {
-        let archive = try StateArchive.decode(bytes, expecting: identity, fingerprint: info.fingerprint)
-        guard archive.position <= MambaConfig.maxPosition else {
-            throw SnapshotError.corrupt(detail: "position \(archive.position) exceeds \(MambaConfig.maxPosition) tokens")
-        }
-        let expected = stateBytes + vocab * 4
-        guard archive.payload.count == expected else {
-            throw SnapshotError.corrupt(detail: "payload has \(archive.payload.count) bytes, this model's state and logits need \(expected)")
-        }
-        var reader = ByteReader(archive.payload)
-        let states = sequence.states.map { $0! }
-        for state in states { try reader.floats(into: state.conv.pointer, count: state.conv.count, "conv state") }
-        for (l, state) in states.enumerated() { try state.readSSM(from: &reader, layer: l) }
-        try reader.floats(into: sequence.logits.pointer, count: vocab, "logits")
-        sequence.position = archive.position
+        return Blueprint(
+            architecture: "MambaForCausalLM", modelType: model_type ?? "mamba", derived: derived,
+            embedding: embedding, blocks: blocks, finalNorm: finalNorm, eps: Float(layer_norm_epsilon), lmHead: lmHead,
+            contextCapacity: Int.max, maxContext: Int.max, kvCache: kvCache, prefillChunk: mambaPrefillChunk,
+            identity: "MambaForCausalLM \(layerCount)x\(dim) inner \(e) state \(n) conv \(k) rank \(r) vocab \(vocab)",
+            snapshotLayout: .convsThenStates,
+            fingerprintText: "mamba \(dim)/\(e)/\(n)/\(r)/\(k)/\(layerCount)/\(vocab)",
+            details: { [expand, use_conv_bias, use_bias] facts in [
+                ("mixer", "inner \(e) (expand \(expand)), state \(n), conv kernel \(k), Δ rank \(r)"),
+                ("projections in / x / dt / out", "[\(2 * e), \(dim)] / [\(r + 2 * n), \(e)] / [\(e), \(r)] / [\(dim), \(e)]"),
+                ("biases", "conv \(use_conv_bias ? "yes" : "no"), in/out projections \(use_bias ? "yes" : "no")"),
+                ("lm_head", tied ? "tied to embeddings [\(vocab), \(dim)]" : "[\(vocab), \(dim)]"),
+                ("weights in memory", facts.storage),
+                ("ssm state", "per layer conv [\(k - 1), \(e)] + ssm [\(e), \(n)] f32, \(facts.fixedStateBytes) bytes in all"),
+                ("bytes read per decoded token", "\(facts.decodeWeightBytes + layerCount * (k * e + 3 * e + 2 * e * n) * 4) (weights, one embedding row, filters, state), at any depth"),
+            ] })
     }
 }

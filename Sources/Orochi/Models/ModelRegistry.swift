@@ -5,11 +5,16 @@ import Foundation
 public enum ModelRegistry {
     public typealias Loader = (_ directory: URL, _ options: LoadOptions) throws -> any LanguageModel
 
-    static let loaders: [(types: [String], load: Loader)] = [
-        (["llama", "mistral", "qwen2"], { try LlamaModel(directory: $0, options: $1) }),
-        (["mamba"], { try MambaModel(directory: $0, options: $1) }),
-        (["jamba"], { try JambaModel(directory: $0, options: $1) }),
+    /// One line per architecture: its config.json's model types and its config type.
+    static let architectures: [(types: [String], config: any Architecture.Type)] = [
+        (["llama", "mistral", "qwen2"], LlamaConfig.self),
+        (["mamba"], MambaConfig.self),
+        (["jamba"], JambaConfig.self),
     ]
+
+    static let loaders: [(types: [String], load: Loader)] = architectures.map { entry in
+        (entry.types, { try BlockModel.load(entry.config, directory: $0, options: $1) })
+    }
 
     public static var supportedTypes: [String] { loaders.flatMap(\.types) }
 

@@ -65,7 +65,7 @@ extension LlamaConfig {
         guard capacity > 0 else { throw LoadError.badConfig(path: path, detail: "the context must hold at least one token, got \(capacity)") }
         try configSizes(path) {
             let bytes = try allocationBytes(capacity: capacity, randomWeights: randomWeights,
-                                            prefillChunk: LlamaModel.prefillChunk, queryBlock: AttentionMixer.queryBlock)
+                                            prefillChunk: llamaPrefillChunk, queryBlock: AttentionMixer.queryBlock)
             try Sizes.checkFits(bytes, "the KV cache for a context of \(capacity) tokens (--context, or max_position_embeddings up to 4,096) with the activations and scratch of this configuration")
         }
     }
@@ -97,7 +97,7 @@ extension MambaConfig {
             _ = try Sizes.product([e, dtRank], "dt_proj: inner size × time_step_rank")
             _ = try Sizes.product([e, state_size], "A_log: inner size × state_size")
             _ = try Sizes.product([conv_kernel, e], "conv1d: conv_kernel × inner size")
-            let bytes = try allocationBytes(randomWeights: false, prefillChunk: MambaModel.prefillChunk)
+            let bytes = try allocationBytes(randomWeights: false, prefillChunk: mambaPrefillChunk)
             try Sizes.checkFits(bytes, "the state and scratch of this Mamba configuration")
         }
     }

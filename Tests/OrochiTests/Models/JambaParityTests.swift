@@ -111,8 +111,8 @@ struct JambaParityTests {
     @Test func randomWeightsRunAndAreSeeded() throws {
         let config = JambaConfig(vocab_size: 50, hidden_size: 64, intermediate_size: 96, num_hidden_layers: 4, num_attention_heads: 4,
                                  num_key_value_heads: 2, num_experts: 4, num_experts_per_tok: 2, attn_layer_period: 2, attn_layer_offset: 1)
-        let a = try JambaModel(config: config, checkpoint: nil, configPath: "<preset>", context: 16, randomSeed: 7)
-        let b = try JambaModel(config: config, checkpoint: nil, configPath: "<preset>", context: 16, randomSeed: 7)
+        let a = try BlockModel(config: config, checkpoint: nil, configPath: "<preset>", context: 16, randomSeed: 7)
+        let b = try BlockModel(config: config, checkpoint: nil, configPath: "<preset>", context: 16, randomSeed: 7)
         #expect(a.info.fingerprint == b.info.fingerprint)
         try a.prefill([1, 2, 3, 4]); try a.decode(5)
         try b.prefill([1, 2, 3, 4, 5])

@@ -16,8 +16,8 @@ struct LongPrefillTests {
         let n = 700
         var rng = SplitMix64(seed: 11)
         let ids = (0..<n).map { _ in Int(rng.next() % 50) }
-        let prefilled = try LlamaModel(config: config, checkpoint: nil, configPath: "test", context: 1024, randomSeed: 5, kvCache: cache)
-        let decoded = try LlamaModel(config: config, checkpoint: nil, configPath: "test", context: 1024, randomSeed: 5, kvCache: cache)
+        let prefilled = try BlockModel(config: config, checkpoint: nil, configPath: "test", context: 1024, randomSeed: 5, kvCache: cache)
+        let decoded = try BlockModel(config: config, checkpoint: nil, configPath: "test", context: 1024, randomSeed: 5, kvCache: cache)
         var all = [Float](repeating: .nan, count: n * 50)
         try all.withUnsafeMutableBufferPointer { try prefilled.prefill(ids, allLogits: $0.baseAddress!) }
         for (i, id) in ids.enumerated() {

@@ -68,9 +68,9 @@ struct MambaParityTests {
     /// The benchmark preset's path: random weights, no checkpoint.
     @Test func randomWeightsRunAndAreSeeded() throws {
         let config = MambaConfig(hidden_size: 64, num_hidden_layers: 2, vocab_size: 50, state_size: 16, expand: 2, conv_kernel: 4)
-        let a = try MambaModel(config: config, checkpoint: nil, configPath: "<preset>", randomSeed: 7)
-        let b = try MambaModel(config: config, checkpoint: nil, configPath: "<preset>", randomSeed: 7)
-        let c = try MambaModel(config: config, checkpoint: nil, configPath: "<preset>", randomSeed: 8)
+        let a = try BlockModel(config: config, checkpoint: nil, configPath: "<preset>", randomSeed: 7)
+        let b = try BlockModel(config: config, checkpoint: nil, configPath: "<preset>", randomSeed: 7)
+        let c = try BlockModel(config: config, checkpoint: nil, configPath: "<preset>", randomSeed: 8)
         #expect(a.info.fingerprint == b.info.fingerprint && a.info.fingerprint != c.info.fingerprint)
         try a.prefill([1, 2, 3, 4]); try a.decode(5)
         try b.prefill([1, 2, 3, 4, 5])
@@ -85,7 +85,7 @@ struct PresetConfigTests {
     @Test func llamaConfigInCode() throws {
         let config = LlamaConfig(hidden_size: 64, intermediate_size: 96, num_hidden_layers: 2, num_attention_heads: 4,
                                  num_key_value_heads: 2, vocab_size: 50)
-        let model = try LlamaModel(config: config, checkpoint: nil, configPath: "<preset>", context: 32, randomSeed: 3)
+        let model = try BlockModel(config: config, checkpoint: nil, configPath: "<preset>", context: 32, randomSeed: 3)
         try model.prefill([1, 2, 3])
         #expect(model.info.architecture == "LlamaForCausalLM" && model.position == 3)
     }

@@ -70,12 +70,12 @@ struct ShippedModelTests {
         let configURL = dir.appendingPathComponent("config.json")
         let random: any LanguageModel
         if name.contains("mamba") {
-            random = try MambaModel(config: readJSONConfig(MambaConfig.self, from: configURL), checkpoint: nil, configPath: configURL.path, randomSeed: 1)
+            random = try BlockModel(config: readJSONConfig(MambaConfig.self, from: configURL), checkpoint: nil, configPath: configURL.path, randomSeed: 1)
         } else if name.contains("jamba") {
-            random = try JambaModel(config: readJSONConfig(JambaConfig.self, from: configURL), checkpoint: nil, configPath: configURL.path,
+            random = try BlockModel(config: readJSONConfig(JambaConfig.self, from: configURL), checkpoint: nil, configPath: configURL.path,
                                     context: reference.context, randomSeed: 1)
         } else {
-            random = try LlamaModel(config: readJSONConfig(LlamaConfig.self, from: configURL), checkpoint: nil, configPath: configURL.path,
+            random = try BlockModel(config: readJSONConfig(LlamaConfig.self, from: configURL), checkpoint: nil, configPath: configURL.path,
                                     context: reference.context, randomSeed: 1)
         }
         let result = try perplexity(random, try loadTokenizer(modelDirectory: dir), text, reference)

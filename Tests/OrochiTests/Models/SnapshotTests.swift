@@ -59,8 +59,8 @@ struct SnapshotTests {
         }
         // Same shapes, other weights: the fingerprint differs.
         let config = MambaConfig(hidden_size: 32, num_hidden_layers: 2, vocab_size: 40)
-        let a = try MambaModel(config: config, checkpoint: nil, configPath: "<test>", randomSeed: 1)
-        let b = try MambaModel(config: config, checkpoint: nil, configPath: "<test>", randomSeed: 2)
+        let a = try BlockModel(config: config, checkpoint: nil, configPath: "<test>", randomSeed: 1)
+        let b = try BlockModel(config: config, checkpoint: nil, configPath: "<test>", randomSeed: 2)
         try a.prefill([1, 2, 3])
         #expect(throws: SnapshotError.self) { try b.loadState(a.saveState()) }
         do { try b.loadState(a.saveState()) } catch let error as SnapshotError {
@@ -108,5 +108,23 @@ struct SnapshotTests {
         let llamaModel = try Self.load(llama)
         let perToken = llamaModel.stateBytes(forTokens: 1)
         #expect(try size(llama, tokens: 40) - size(llama, tokens: 3) == 37 * perToken)
+    }
+
+    /// Snapshots written by the code before the shared block model (commit 4a0489c, `orochi
+    /// generate --prompt-ids "1 5 9 12 7" --max-tokens 0 --save-state`, a debug build) still load:
+    /// the same size as a save of the same prompt today (the payload's layout), the same logits.
+    @Test(arguments: [("llama", "gqa_linear_f32"), ("mamba", "k4_auto_tied_f32"), ("jamba", "attn2_moe4top2_tied_f16")])
+    func snapshotsOfEarlierVersionsLoad(_ fixture: (String, String)) throws {
+        let old = try [UInt8](Data(contentsOf: Fixtures.root.appendingPathComponent("snapshots/\(fixture.1).state")))
+        let loaded = try Self.load(fixture)
+        try loaded.loadState(old)
+        #expect(loaded.position == 5)
+        let fresh = try Self.load(fixture)
+        try fresh.prefill([1, 5, 9, 12, 7])
+        let saved = fresh.saveState()
+        #expect(saved.count == old.count, "\(fixture): the layout of the payload changed")
+        #expect(relativeError(loaded.lastLogits, ArraySlice(Array(fresh.lastLogits))) < 1e-5)
+        try loaded.decode(3); try fresh.decode(3)
+        #expect(relativeError(loaded.lastLogits, ArraySlice(Array(fresh.lastLogits))) < 1e-5, "\(fixture)")
     }
 }
