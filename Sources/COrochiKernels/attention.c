@@ -6,6 +6,7 @@
 #include "orochi_kernels.h"
 #include "vecmath.h"
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -105,13 +106,23 @@ T256 static inline float expsum_256(float *s, int n, float m) {
 T256 static inline float expf_256(float x) { return expf(x); }
 #endif
 
-// One key/value head and up to MAX_GROUP of its query heads: one pass over rows [first, first + n).
+// Query heads of one key/value head taken in one pass: MAX_GROUP, fewer when their outputs would
+// not fit the stack's MAX_GROUP × MAX_DIM floats (head sizes above MAX_DIM).
+static inline int heads_per_pass(int d) {
+    int fit = (MAX_GROUP * MAX_DIM) / d;
+    return fit >= MAX_GROUP ? MAX_GROUP : fit < 1 ? 1 : fit;
+}
+
+// One key/value head and up to heads_per_pass(d) of its query heads: one pass over rows [first, first + n).
+// A head larger than MAX_GROUP × MAX_DIM floats accumulates on the heap (no model this size runs hot).
 #define ATTEND_GROUP(NAME, ATTR, DOT, AXPY, EXPSUM, EXPF)                                                  \
 ATTR static void NAME(const float *q, int gh, int d, const char *keys, const char *values, int f16,        \
                       long first, long n, float scale, float *out) {                                       \
     const long rowBytes = (long)d * (f16 ? 2 : 4);                                                         \
-    float acc[MAX_GROUP][MAX_DIM], s[MAX_GROUP][BLOCK], m[MAX_GROUP], l[MAX_GROUP];                        \
-    for (int h = 0; h < gh; h++) { m[h] = -INFINITY; l[h] = 0; memset(acc[h], 0, (size_t)d * 4); }         \
+    float stack[MAX_GROUP * MAX_DIM], s[MAX_GROUP][BLOCK], m[MAX_GROUP], l[MAX_GROUP];                     \
+    float *acc = (long)gh * d <= MAX_GROUP * MAX_DIM ? stack : malloc((size_t)gh * (size_t)d * 4);         \
+    if (!acc) { for (long i = 0; i < (long)gh * d; i++) out[i] = NAN; return; }                            \
+    for (int h = 0; h < gh; h++) { m[h] = -INFINITY; l[h] = 0; memset(acc + (long)h * d, 0, (size_t)d * 4); } \
     for (long j0 = 0; j0 < n; j0 += BLOCK) {                                                               \
         int nb = n - j0 < BLOCK ? (int)(n - j0) : BLOCK;                                                   \
         const char *kb = keys + (first + j0) * rowBytes, *vb = values + (first + j0) * rowBytes;           \
@@ -123,18 +134,19 @@ ATTR static void NAME(const float *q, int gh, int d, const char *keys, const cha
             if (bm > m[h]) {                                                                               \
                 float corr = m[h] == -INFINITY ? 0 : EXPF(m[h] - bm);                                      \
                 l[h] *= corr;                                                                              \
-                for (int i = 0; i < d; i++) acc[h][i] *= corr;                                             \
+                for (int i = 0; i < d; i++) acc[(long)h * d + i] *= corr;                                  \
                 m[h] = bm;                                                                                 \
             }                                                                                              \
             l[h] += EXPSUM(s[h], nb, m[h]);                                                                \
         }                                                                                                  \
         for (int j = 0; j < nb; j++)                                                                       \
-            for (int h = 0; h < gh; h++) AXPY(acc[h], s[h][j], vb + j * rowBytes, f16, d);                  \
+            for (int h = 0; h < gh; h++) AXPY(acc + (long)h * d, s[h][j], vb + j * rowBytes, f16, d);       \
     }                                                                                                      \
     for (int h = 0; h < gh; h++) {                                                                         \
         float inv = 1 / l[h];                                                                              \
-        for (int i = 0; i < d; i++) out[h * d + i] = acc[h][i] * inv;                                      \
+        for (int i = 0; i < d; i++) out[(long)h * d + i] = acc[(long)h * d + i] * inv;                     \
     }                                                                                                      \
+    if (acc != stack) free(acc);                                                                           \
 }
 ATTEND_GROUP(group_portable, , dot_p, axpy_p, expsum_p, expf_p)
 #if defined(__x86_64__)
@@ -198,14 +210,14 @@ typedef struct {
 
 static void attention_part(void *ctx, int index, int count) {
     const attention_job *j = ctx;
-    int group = j->heads / j->kv_heads;
-    int chunks = (group + MAX_GROUP - 1) / MAX_GROUP;      // query heads per pass over the cache
+    int group = j->heads / j->kv_heads, per = heads_per_pass(j->d);
+    int chunks = (group + per - 1) / per;      // passes over the cache per key/value head
     int tasks = j->kv_heads * chunks;   // one per pool chunk
     int isa = orochi_isa();
     long headBytes = j->capacity * j->d * (j->f16 ? 2 : 4);
     for (int t = (int)((long)tasks * index / count); t < (int)((long)tasks * (index + 1) / count); t++) {
-        int g = t / chunks, h0 = g * group + (t % chunks) * MAX_GROUP;
-        int gh = group - (t % chunks) * MAX_GROUP; if (gh > MAX_GROUP) gh = MAX_GROUP;
+        int g = t / chunks, h0 = g * group + (t % chunks) * per;
+        int gh = group - (t % chunks) * per; if (gh > per) gh = per;
         const char *k = j->keys + g * headBytes, *v = j->values + g * headBytes;
         const float *q = j->q + (long)h0 * j->d;
         float *out = j->out + (long)h0 * j->d;
@@ -232,7 +244,7 @@ void orochi_attention_decode(const float *q, int heads, int kv_heads, int head_d
     attention_job job = {q, heads, kv_heads, head_dim, keys, values, kv_dtype == OROCHI_F16, capacity, first, n, scale, out};
     // Short contexts: the whole cache is a few kilobytes, threads would cost more than they save.
     if ((long)kv_heads * n * head_dim < 16384 || orochi_pool_threads() == 1) attention_part(&job, 0, 1);
-    else orochi_pool_run_chunks(attention_part, &job, kv_heads * ((heads / kv_heads + MAX_GROUP - 1) / MAX_GROUP));
+    else orochi_pool_run_chunks(attention_part, &job, kv_heads * ((heads / kv_heads + heads_per_pass(head_dim) - 1) / heads_per_pass(head_dim)));
 }
 
 // ---------- prefill: one tile of the online softmax ----------

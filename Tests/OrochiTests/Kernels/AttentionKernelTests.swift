@@ -7,7 +7,9 @@ import Testing
 /// without a specialised kernel, grouped and ungrouped heads, windows that start past row 0,
 /// f32 and f16 caches, every kernel family this CPU has, on one thread and two.
 struct AttentionKernelTests {
-    @Test(arguments: [(1, 1, 8), (4, 4, 32), (8, 2, 64), (6, 3, 128), (2, 1, 80), (9, 1, 64)])
+    @Test(arguments: [(1, 1, 8), (4, 4, 32), (8, 2, 64), (6, 3, 128), (2, 1, 80), (9, 1, 64),
+                      // Head sizes past the kernels' 512-float rows (fewer heads a pass; the last on the heap).
+                      (16, 2, 513), (4, 1, 576), (2, 1, 1024), (2, 2, 4096), (1, 1, 5000)])
     func matchesNaiveAttention(_ shape: (Int, Int, Int)) {
         let (heads, kvHeads, d) = shape
         let capacity = 300, first = 7, n = 280, group = heads / kvHeads

@@ -29,3 +29,40 @@ struct LongPrefillTests {
         }
     }
 }
+
+/// Head sizes past 512 (the decode kernel kept 512 floats a head on its stack: wrong output from
+/// 513, a crash from about 2,048): decode token by token equals the tiled prefill, for Llama
+/// (RoPE, so even sizes) and Jamba's attention (no positions, so 513 too). The kernel itself is
+/// held to a double-precision reference at these sizes in AttentionKernelTests.
+struct LargeHeadTests {
+    @Test(arguments: [576, 1024, 4096])
+    func llamaDecodeEqualsPrefill(_ headDim: Int) throws {
+        let config = LlamaConfig(hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4,
+                                 num_key_value_heads: 2, head_dim: headDim, vocab_size: 40, max_position_embeddings: 256)
+        try Self.compare(try BlockModel(config: config, checkpoint: nil, configPath: "test", context: 64, randomSeed: 3),
+                         try BlockModel(config: config, checkpoint: nil, configPath: "test", context: 64, randomSeed: 3), "llama d \(headDim)")
+    }
+
+    @Test(arguments: [513, 1024])
+    func jambaDecodeEqualsPrefill(_ headDim: Int) throws {
+        let config = JambaConfig(vocab_size: 40, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 8,
+                                 num_key_value_heads: 1, head_dim: headDim, max_position_embeddings: 256, num_experts: 1, num_experts_per_tok: 1,
+                                 attn_layer_period: 2, attn_layer_offset: 1)
+        try Self.compare(try BlockModel(config: config, checkpoint: nil, configPath: "test", context: 64, randomSeed: 3),
+                         try BlockModel(config: config, checkpoint: nil, configPath: "test", context: 64, randomSeed: 3), "jamba d \(headDim)")
+    }
+
+    static func compare(_ prefilled: BlockModel, _ decoded: BlockModel, _ what: String) throws {
+        let n = 40, vocab = prefilled.info.vocabSize
+        var rng = SplitMix64(seed: 9)
+        let ids = (0..<n).map { _ in Int(rng.next() % UInt64(vocab)) }
+        var all = [Float](repeating: .nan, count: n * vocab)
+        try all.withUnsafeMutableBufferPointer { try prefilled.prefill(ids, allLogits: $0.baseAddress!) }
+        for (i, id) in ids.enumerated() {
+            try decoded.decode(id)
+            let error = relativeError(decoded.lastLogits, all[(i * vocab)..<((i + 1) * vocab)])
+            #expect(error < 1e-4, "\(what): position \(i) relative error \(error)")
+            #expect(decoded.lastLogits.allSatisfy { $0.isFinite }, "\(what): position \(i)")
+        }
+    }
+}
