@@ -16,6 +16,7 @@ public enum LoadError: Error, CustomStringConvertible, Equatable {
     case badConfig(path: String, detail: String)
     case unsupportedModelType(path: String, modelType: String)
     case missingFile(path: String, detail: String)
+    case nonFinite(tensor: String, count: Int)
 
     public var description: String {
         switch self {
@@ -45,6 +46,8 @@ public enum LoadError: Error, CustomStringConvertible, Equatable {
             return "\(path): unsupported model_type '\(modelType)' (supported: \(ModelRegistry.supportedTypes.joined(separator: ", ")))"
         case let .missingFile(path, detail):
             return "\(path): \(detail)"
+        case let .nonFinite(tensor, count):
+            return "tensor '\(tensor)' holds \(count) NaN or infinite value\(count == 1 ? "" : "s"): the checkpoint is damaged"
         }
     }
 }

@@ -39,8 +39,14 @@ final class CheckpointWeights: WeightSource {
         parameterCount += m.count
         return m
     }
+    /// A vector (a norm, a bias, a filter, an SSM parameter) with a NaN or an infinity is refused
+    /// here, by name: it is small enough to check at every load, and one such value can leave the
+    /// logits finite but wrong (A_log = +∞ zeroes a state rather than poisoning it).
     func vector(_ name: String, shape: [Int], initial: RandomInit) throws -> UnsafePointer<Float> {
         let t = try checkpoint.tensor(name, shape: shape)
+        var bad = 0
+        for i in 0..<t.count where !t.data[i].isFinite { bad += 1 }
+        guard bad == 0 else { throw LoadError.nonFinite(tensor: name, count: bad) }
         parameterCount += t.count
         return t.data
     }

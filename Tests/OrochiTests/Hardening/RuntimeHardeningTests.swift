@@ -67,7 +67,10 @@ struct RuntimeHardeningTests {
     }
 
     @Test(arguments: [("llama", "mha_tied_f32", "model.layers.1.mlp.up_proj.weight"),
-                      ("mamba", "k4_auto_tied_f32", "backbone.layers.1.mixer.out_proj.weight")])
+                      ("mamba", "k4_auto_tied_f32", "backbone.layers.1.mixer.out_proj.weight"),
+                      // Jamba's weights were not scanned: its NaN was blamed on overflowing activations.
+                      ("jamba", "attn2_dense_tied_f32", "model.layers.1.feed_forward.up_proj.weight"),
+                      ("jamba", "attn2_dense_tied_f32", "model.layers.1.self_attn.v_proj.weight")])
     func nonFiniteWeightsStopGenerationAndForward(_ family: String, _ fixture: String, _ tensor: String) throws {
         let dir = try poisonedCopy(family, fixture, tensor: tensor)
         let model = try ModelRegistry.load(directory: dir.url)
@@ -84,6 +87,28 @@ struct RuntimeHardeningTests {
         // Perplexity: the first window's logits are checked.
         #expect(throws: ModelError.self) {
             _ = try Perplexity.evaluate(model: model, tokens: [1, 2, 3, 4], characters: 4, context: 4, stride: 2)
+        }
+    }
+
+    /// A non-finite value in a vector (norm, bias, filter, SSM parameter) of any architecture is
+    /// refused at load, naming the tensor: A_log = +∞ used to generate, its state zeroed each step.
+    @Test(arguments: [("mamba", "k4_auto_tied_f32", "backbone.layers.1.mixer.A_log", Float.infinity),
+                      ("mamba", "k4_auto_tied_f32", "backbone.layers.0.mixer.A_log", -Float.infinity),
+                      ("mamba", "k4_auto_tied_f32", "backbone.layers.0.mixer.D", Float.nan),
+                      ("mamba", "k4_auto_tied_f32", "backbone.layers.1.mixer.dt_proj.bias", Float.infinity),
+                      ("mamba", "k4_auto_tied_f32", "backbone.layers.0.mixer.conv1d.weight", Float.nan),
+                      ("jamba", "attn2_dense_tied_f32", "model.layers.0.mamba.A_log", Float.infinity),
+                      ("jamba", "attn2_dense_tied_f32", "model.layers.2.mamba.dt_layernorm.weight", Float.nan),
+                      ("jamba", "attn2_dense_tied_f32", "model.final_layernorm.weight", Float.infinity),
+                      ("llama", "mha_tied_f32", "model.layers.0.input_layernorm.weight", Float.nan)])
+    func nonFiniteVectorsAreRefusedAtLoad(_ family: String, _ fixture: String, _ tensor: String, _ value: Float) throws {
+        let dir = try poisonedCopy(family, fixture, tensor: tensor, value: value)
+        do {
+            _ = try ModelRegistry.load(directory: dir.url)
+            Issue.record("\(tensor) = \(value) loaded")
+        } catch let error as LoadError {
+            #expect(error == .nonFinite(tensor: tensor, count: 3) || "\(error)".contains(tensor), "\(error)")
+            #expect("\(error)".contains("NaN or infinite"), "\(error)")
         }
     }
 }
