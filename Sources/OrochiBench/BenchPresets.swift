@@ -49,6 +49,8 @@ public enum BenchPresets {
                     build: { _, seed, half, _ in try BlockModel(config: MambaConfig(hidden_size: 768, num_hidden_layers: 24, vocab_size: 32000, state_size: 16, expand: 2, conv_kernel: 4), checkpoint: nil, configPath: "preset mamba-130m", randomSeed: seed, randomWeights: half ? .f16 : .f32) }),
         BenchPreset(name: "mamba-6m", summary: "Mamba, hidden 256, 10 layers, state 16, expand 2, conv 4, vocab 8000, tied (the 6.4M shape of the peer comparison; the shipped Mamba has 6 layers)",
                     build: { _, seed, half, _ in try BlockModel(config: MambaConfig(hidden_size: 256, num_hidden_layers: 10, vocab_size: 8000, state_size: 16, expand: 2, conv_kernel: 4), checkpoint: nil, configPath: "preset mamba-6m", randomSeed: seed, randomWeights: half ? .f16 : .f32) }),
+        BenchPreset(name: "qwen3-6m", summary: "Qwen3, hidden 256, 6 layers, 8 heads (4 KV) of head_dim 64 with q/k norms, MLP 688, vocab 8000, tied",
+                    build: { try model(Qwen3Config.self, qwen3_6m, capacity: $0, seed: $1, half: $2, kvCache: $3) }),
         BenchPreset(name: "jamba-130m", summary: "Jamba, hidden 768, 8 layers (Jamba's block: attention at layer 4, Mamba elsewhere), 12 heads (4 KV), 4 experts top-2 on every 2nd layer, MLP 1536, state 16, vocab 32000, tied",
                     build: { try jamba(jamba130m, capacity: $0, seed: $1, half: $2, kvCache: $3) }),
     ]
@@ -69,6 +71,13 @@ public enum BenchPresets {
          "max_position_embeddings": 65536, "rope_theta": 10000.0, "tie_word_embeddings": true, "hidden_act": "silu"}
         """
 
+    static let qwen3_6m = """
+        {"model_type": "qwen3", "hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 6,
+         "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 64, "vocab_size": 8000, "rms_norm_eps": 1e-6,
+         "max_position_embeddings": 65536, "rope_theta": 1000000.0, "tie_word_embeddings": true, "hidden_act": "silu",
+         "use_sliding_window": false}
+        """
+
     /// Jamba's published layout (one attention layer in 8, at offset 4; experts on every other
     /// layer; GQA), one block of 8 layers at hidden 768: 123M parameters, 4 of the 16 experts
     /// Jamba has (top-2, as published), so that it sits beside the 130M pair.
@@ -85,6 +94,12 @@ public enum BenchPresets {
         let config = try JSONDecoder().decode(JambaConfig.self, from: Data(json.utf8))
         return try BlockModel(config: config, checkpoint: nil, configPath: "preset", context: capacity, randomSeed: seed,
                               randomWeights: half ? .f16 : .f32, kvCache: kvCache)
+    }
+
+    static func model<C: ModelConfiguration>(_ type: C.Type, _ json: String, capacity: Int, seed: UInt64, half: Bool,
+                                             kvCache: WeightType) throws -> any LanguageModel {
+        try BlockModel(config: try JSONDecoder().decode(C.self, from: Data(json.utf8)), checkpoint: nil, configPath: "preset",
+                       context: capacity, randomSeed: seed, randomWeights: half ? .f16 : .f32, kvCache: kvCache)
     }
 
     static func llama(_ json: String, capacity: Int, seed: UInt64, half: Bool, kvCache: WeightType) throws -> any LanguageModel {

@@ -5,6 +5,7 @@ import OrochiKernels
 // Jamba's attention layers. For T new tokens at positions p0..<p0+T:
 //
 //   Q, K, V = H·Wqᵀ, H·Wkᵀ, H·Wvᵀ              [T, H·d], [T, G·d], [T, G·d]
+//   RMSNorm each head of Q and K                only where the model has it (Qwen3)
 //   rotate Q, K by position (RoPE)              only where the model has it (Jamba has none)
 //   append K, V to this layer's cache           cache [G, C, d] ×2
 //   A = softmax(Q·Kᵀ/√d)·V per query head       causal: row p sees keys 0…p (or its window)
@@ -150,6 +151,13 @@ struct AttentionMixer {
     let weights: AttentionWeights
     /// This layer's index: its cache in each sequence is `caches[layer]`.
     let layer: Int
+    /// Qwen3: an RMSNorm over each head's d values of Q and of K, before RoPE.
+    var headNorms: HeadNorms? = nil
+
+    struct HeadNorms {
+        let q, k: UnsafePointer<Float>      // [d] each
+        let eps: Float
+    }
 
     /// A sequence's cache for this layer.
     func makeCache(capacity: Int, type: WeightType) -> KVCache {
@@ -166,6 +174,10 @@ struct AttentionMixer {
             Linear.together(h, rows: t, (weights.q, q), (weights.k, k), (weights.v, v), widen: widen)
         }
         Profiler.time(.rope) {
+            if let n = headNorms {
+                Kernels.rmsNorm(rows: t * heads, q, weight: n.q, into: q, count: headDim, eps: n.eps)
+                Kernels.rmsNorm(rows: t * kvHeads, k, weight: n.k, into: k, count: headDim, eps: n.eps)
+            }
             for i in 0..<t {
                 let p = rows.position(i), cache = rows.sequence(i).caches[layer]!
                 if let rope {

@@ -118,8 +118,16 @@ public struct LlamaConfig: ModelConfiguration {
 let llamaPrefillChunk = 512
 
 extension LlamaConfig: Architecture {
-    /// Each layer: RMSNorm → attention with RoPE (and a sliding window, if set) → RMSNorm → SwiGLU.
     func blueprint(source: WeightSource, configPath: String, context: Int?, kvCache: WeightType) throws -> Blueprint {
+        try decoderBlueprint(source: source, configPath: configPath, context: context, kvCache: kvCache,
+                             architecture: "LlamaForCausalLM", headNorms: false)
+    }
+
+    /// The Llama-style decoder, shared with the families that vary it (Qwen3): each layer RMSNorm →
+    /// attention with RoPE (a per-head RMSNorm on Q and K first with `headNorms`; a sliding window
+    /// if set) → RMSNorm → SwiGLU.
+    func decoderBlueprint(source: WeightSource, configPath: String, context: Int?, kvCache: WeightType,
+                          architecture: String, headNorms: Bool) throws -> Blueprint {
         try validate(path: configPath)
         let dim = hidden_size, ffn = intermediate_size, layerCount = num_hidden_layers
         let heads = num_attention_heads, kvHeads = self.kvHeads, headDim = self.headDim, vocab = vocab_size
@@ -137,25 +145,28 @@ extension LlamaConfig: Architecture {
         let embedding = try source.matrix("model.embed_tokens.weight", rows: vocab, columns: dim, initial: .normal(std: 0.02))
         let blocks = try (0..<layerCount).map { l in
             let p = "model.layers.\(l)."
+            let mixerNorm = try norm(p + "input_layernorm.weight")
+            let weights = try AttentionWeights.load(source, prefix: p + "self_attn.", dim: dim, heads: heads, kvHeads: kvHeads,
+                                                    headDim: headDim, bias: attention_bias ?? false)
+            let norms = headNorms ? AttentionMixer.HeadNorms(
+                q: try source.vector(p + "self_attn.q_norm.weight", shape: [headDim], initial: .constant(1)),
+                k: try source.vector(p + "self_attn.k_norm.weight", shape: [headDim], initial: .constant(1)), eps: eps) : nil
             return Block(
-                mixerNorm: try norm(p + "input_layernorm.weight"),
-                mixer: .attention(AttentionMixer(
-                    heads: heads, kvHeads: kvHeads, headDim: headDim, window: window, rope: rope,
-                    weights: try AttentionWeights.load(source, prefix: p + "self_attn.", dim: dim, heads: heads, kvHeads: kvHeads,
-                                                       headDim: headDim, bias: attention_bias ?? false),
-                    layer: l)),
+                mixerNorm: mixerNorm,
+                mixer: .attention(AttentionMixer(heads: heads, kvHeads: kvHeads, headDim: headDim, window: window, rope: rope,
+                                                 weights: weights, layer: l, headNorms: norms)),
                 feedForward: (try norm(p + "post_attention_layernorm.weight"),
                               .dense(try SwiGLU.load(source, prefix: p + "mlp.", dim: dim, ffn: ffn, bias: mlp_bias ?? false))))
         }
         let lmHead = Linear(tiedEmbeddings ? embedding
                             : try source.matrix("lm_head.weight", rows: vocab, columns: dim, initial: .normal(std: 0.02)))
         let qDim = heads * headDim, kvDim = kvHeads * headDim
-        let printed = "\(hidden_size)/\(intermediate_size)/\(num_hidden_layers)/\(num_attention_heads)/\(kvHeads)/\(headDim)/\(vocab_size)"
+        let printed = (headNorms ? "qk-norm " : "") + "\(hidden_size)/\(intermediate_size)/\(num_hidden_layers)/\(num_attention_heads)/\(kvHeads)/\(headDim)/\(vocab_size)"
         return Blueprint(
-            architecture: "LlamaForCausalLM", modelType: model_type ?? "llama",
+            architecture: architecture, modelType: model_type ?? "llama",
             embedding: embedding, blocks: blocks, finalNorm: try norm("model.norm.weight").weight, eps: eps, lmHead: lmHead,
             contextCapacity: capacity, maxContext: maxContext, kvCache: kvCache, prefillChunk: llamaPrefillChunk,
-            identity: "LlamaForCausalLM \(layerCount)x\(dim) heads \(heads)/\(kvHeads) d \(headDim) vocab \(vocab)",
+            identity: "\(architecture) \(layerCount)x\(dim) heads \(heads)/\(kvHeads) d \(headDim) vocab \(vocab)",
             fingerprintText: printed,
             details: { [tiedEmbeddings, window] facts in
                 var details: [(String, String)] = [
@@ -168,6 +179,7 @@ extension LlamaConfig: Architecture {
                     ("kv cache", "\(kvCache.rawValue), \(facts.bytesPerToken) bytes per token"),
                     ("bytes read per decoded token", "\(facts.decodeWeightBytes) of weights (the lm_head whole, one embedding row) + \(facts.bytesPerToken) per token of context"),
                 ]
+                if headNorms { details.insert(("q/k norm", "RMSNorm over each head's \(headDim) values of Q and K, before RoPE"), at: 1) }
                 if let window { details.append(("sliding window", "\(window) tokens")) }
                 return details
             })

@@ -10,6 +10,7 @@ public enum ModelRegistry {
         (["llama", "mistral", "qwen2"], LlamaConfig.self),
         (["mamba"], MambaConfig.self),
         (["jamba"], JambaConfig.self),
+        (["qwen3"], Qwen3Config.self),
     ]
 
     static let loaders: [(types: [String], load: Loader)] = architectures.map { entry in
