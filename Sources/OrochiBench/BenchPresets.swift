@@ -51,6 +51,8 @@ public enum BenchPresets {
                     build: { _, seed, half, _ in try BlockModel(config: MambaConfig(hidden_size: 256, num_hidden_layers: 10, vocab_size: 8000, state_size: 16, expand: 2, conv_kernel: 4), checkpoint: nil, configPath: "preset mamba-6m", randomSeed: seed, randomWeights: half ? .f16 : .f32) }),
         BenchPreset(name: "qwen3-6m", summary: "Qwen3, hidden 256, 6 layers, 8 heads (4 KV) of head_dim 64 with q/k norms, MLP 688, vocab 8000, tied",
                     build: { try model(Qwen3Config.self, qwen3_6m, capacity: $0, seed: $1, half: $2, kvCache: $3) }),
+        BenchPreset(name: "gpt2-124m", summary: "GPT-2, hidden 768, 12 layers, 12 heads, MLP 3072 (GELU), 1,024 learned positions, vocab 50257, tied (its Conv1D weights are f32 whatever the preset's precision)",
+                    build: { try model(GPT2Config.self, gpt2_124m, capacity: $0, seed: $1, half: $2, kvCache: $3) }),
         BenchPreset(name: "jamba-130m", summary: "Jamba, hidden 768, 8 layers (Jamba's block: attention at layer 4, Mamba elsewhere), 12 heads (4 KV), 4 experts top-2 on every 2nd layer, MLP 1536, state 16, vocab 32000, tied",
                     build: { try jamba(jamba130m, capacity: $0, seed: $1, half: $2, kvCache: $3) }),
     ]
@@ -76,6 +78,11 @@ public enum BenchPresets {
          "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 64, "vocab_size": 8000, "rms_norm_eps": 1e-6,
          "max_position_embeddings": 65536, "rope_theta": 1000000.0, "tie_word_embeddings": true, "hidden_act": "silu",
          "use_sliding_window": false}
+        """
+
+    static let gpt2_124m = """
+        {"model_type": "gpt2", "vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12,
+         "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5, "tie_word_embeddings": true}
         """
 
     /// Jamba's published layout (one attention layer in 8, at offset 4; experts on every other

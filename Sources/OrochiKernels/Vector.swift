@@ -24,6 +24,43 @@ public enum Kernels {
         for i in 0..<n { y[i] = (x[i] * scale) * w[i] }
     }
 
+    /// LayerNorm of one row: y = (x − mean) / √(variance + ε) · w + b, the variance over n (biased),
+    /// as torch.nn.LayerNorm. Two passes over x: the mean first, then the centred squares.
+    public static func layerNorm(_ x: UnsafePointer<Float>, weight w: UnsafePointer<Float>, bias b: UnsafePointer<Float>,
+                                 into y: UnsafeMutablePointer<Float>, count n: Int, eps: Float) {
+        var sum: Float = 0
+        for i in 0..<n { sum += x[i] }
+        let mean = sum / Float(n)
+        var squares: Float = 0
+        for i in 0..<n { let c = x[i] - mean; squares += c * c }
+        let scale = 1 / (squares / Float(n) + eps).squareRoot()
+        for i in 0..<n { y[i] = (x[i] - mean) * scale * w[i] + b[i] }
+    }
+
+    /// LayerNorm over `rows` rows of `n`, split over the pool's threads as `rmsNorm(rows:)`.
+    public static func layerNorm(rows: Int, _ x: UnsafePointer<Float>, weight w: UnsafePointer<Float>, bias b: UnsafePointer<Float>,
+                                 into y: UnsafeMutablePointer<Float>, count n: Int, eps: Float) {
+        let parts = rows * n >= parallelElements ? min(BLAS.threads, rows) : 1
+        Parallel.run(parts: parts) { part, parts in
+            for r in rows * part / parts..<rows * (part + 1) / parts {
+                layerNorm(x + r * n, weight: w, bias: b, into: y + r * n, count: n, eps: eps)
+            }
+        }
+    }
+
+    /// GELU in place over n values: the tanh form (GPT-2's "gelu_new", "gelu_pytorch_tanh"),
+    /// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), or the exact one with erf.
+    public static func gelu(_ x: UnsafeMutablePointer<Float>, count n: Int, tanhForm: Bool) {
+        let parts = n >= parallelElements ? BLAS.threads : 1
+        Parallel.run(parts: parts) { part, parts in
+            let c: Float = 0.7978845608028654, invSqrt2: Float = 0.7071067811865476
+            for i in n * part / parts..<n * (part + 1) / parts {
+                let v = x[i]
+                x[i] = tanhForm ? 0.5 * v * (1 + tanhf(c * (v + 0.044715 * v * v * v))) : 0.5 * v * (1 + erff(v * invSqrt2))
+            }
+        }
+    }
+
     /// Work below this many elements stays on the calling thread: waking the pool costs more.
     static let parallelElements = 1 << 15
 

@@ -84,8 +84,8 @@ enum TracePlan {
              weights: e.columns * e.type.byteSize)
     }
 
-    static func norm(_ layer: Int?, _ name: String, dim: Int) -> TraceStep {
-        step(layer, .norm, name + " (RMSNorm)", "[\(dim)]", macs: 2 * dim, other: 4 * dim)
+    static func norm(_ layer: Int?, _ norm: Norm, dim: Int) -> TraceStep {
+        step(layer, .norm, norm.name + " (\(norm.kind))", "[\(dim)]", macs: 2 * dim, other: (norm.bias == nil ? 4 : 8) * dim)
     }
 
     static func linear(_ layer: Int?, _ name: String, _ ls: [Linear]) -> TraceStep {
@@ -155,16 +155,20 @@ extension BlockModel: TracePlanning {
     func decodePlan(position p: Int) -> [TraceStep] {
         var steps = [TracePlan.embedding(embedding)]
         for (l, block) in blocks.enumerated() {
-            steps.append(TracePlan.norm(l, block.mixerNorm.name, dim: dim))
+            steps.append(TracePlan.norm(l, block.mixerNorm, dim: dim))
             switch block.mixer {
             case let .attention(a): steps += TracePlan.attention(l, a, position: p, cacheType: cacheType)
             case let .mamba(m): steps += TracePlan.mamba(l, m)
             }
             guard let (norm, feedForward) = block.feedForward else { continue }
-            steps.append(TracePlan.norm(l, norm.name, dim: dim))
+            steps.append(TracePlan.norm(l, norm, dim: dim))
             switch feedForward {
             case let .dense(f): steps.append(TracePlan.swiGLU(l, f))
             case let .experts(moe): steps.append(TracePlan.experts(l, moe))
+            case let .gelu(f):
+                var s = TracePlan.linear(l, "MLP: c_proj(GELU(c_fc·x)) (+ residual)", [f.up, f.down])
+                s.component = ProfileComponent.mlp.description
+                steps.append(s)
             }
         }
         return steps + [TracePlan.head(dim: dim, lmHead)]

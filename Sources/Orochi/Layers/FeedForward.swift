@@ -3,6 +3,7 @@ import OrochiKernels
 
 // The position-wise feed-forward blocks:
 //
+//   GELU MLP (GPT-2):                             X += GELU(H·Wupᵀ + b)·Wdownᵀ + b
 //   SwiGLU (Llama's MLP, Jamba's dense layers):   X += (SiLU(H·Wgateᵀ) ⊙ H·Wupᵀ)·Wdownᵀ
 //   Mixture of experts (Jamba's expert layers):   p = softmax(H·Wrouterᵀ) over the X experts;
 //       each token goes through its k most probable experts, each a SwiGLU of its own, and
@@ -34,6 +35,25 @@ struct SwiGLU {
         Linear.together(h, rows: t, (gate, g), (up, u), widen: widen)   // G[T, F], U[T, F]
         Kernels.swiglu(g, u, count: t * ffn)                     // G = SiLU(G) ⊙ U
         down(g, rows: t, into: y, accumulate: accumulate, widen: widen)
+    }
+}
+
+/// GPT-2's MLP: X += GELU(H·Wupᵀ + b_up)·Wdownᵀ + b_down, no gate.
+struct GELUMLP {
+    let up: Linear                        // [F, D] (+ [F])
+    let down: Linear                      // [D, F] (+ [D])
+    /// GELU's tanh form (GPT-2's "gelu_new"), else the exact one with erf.
+    let tanhForm: Bool
+
+    var ffn: Int { up.outputs }
+    var matrices: [WeightMatrix] { [up, down].map(\.weight) }
+
+    /// X[T, D] += MLP(H[T, D]); `buffer` holds [T, F].
+    func forward(_ h: UnsafePointer<Float>, rows t: Int, addingTo x: UnsafeMutablePointer<Float>,
+                 buffer u: UnsafeMutablePointer<Float>, widen: Widening) {
+        up(h, rows: t, into: u, widen: widen)                    // U[T, F]
+        Kernels.gelu(u, count: t * ffn, tanhForm: tanhForm)
+        down(u, rows: t, into: x, accumulate: true, widen: widen)
     }
 }
 

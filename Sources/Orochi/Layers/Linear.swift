@@ -78,16 +78,16 @@ enum OutputHead {
     /// [rows, V] when given, else of the last row only. Either way `lastLogits` [V] ends up
     /// holding the last row's logits.
     static func logits(hidden x: UnsafePointer<Float>, rows t: Int, dim: Int,
-                       finalNorm: UnsafePointer<Float>, eps: Float, lmHead: Linear,
+                       finalNorm: Norm, eps: Float, lmHead: Linear,
                        scratch xb: UnsafeMutablePointer<Float>,        // [rows, D]
                        allLogits: UnsafeMutablePointer<Float>?, lastLogits: UnsafeMutablePointer<Float>, widen: Widening) {
         let vocab = lmHead.outputs
         if let allLogits {
-            Kernels.rmsNorm(rows: t, x, weight: finalNorm, into: xb, count: dim, eps: eps)
+            finalNorm(rows: t, x, into: xb, count: dim, eps: eps)
             lmHead(xb, rows: t, into: allLogits, widen: widen)
             lastLogits.update(from: allLogits + (t - 1) * vocab, count: vocab)
         } else {
-            Kernels.rmsNorm(x + (t - 1) * dim, weight: finalNorm, into: xb, count: dim, eps: eps)
+            finalNorm(rows: 1, x + (t - 1) * dim, into: xb, count: dim, eps: eps)
             lmHead(xb, rows: 1, into: lastLogits, widen: widen)
         }
     }

@@ -25,11 +25,7 @@ struct Block {
     enum FeedForward {
         case dense(SwiGLU)
         case experts(MixtureOfExperts)
-    }
-    /// An RMSNorm's weight [D] and its tensor's short name (for traces).
-    struct Norm {
-        let weight: UnsafePointer<Float>
-        let name: String
+        case gelu(GELUMLP)
     }
     let mixerNorm: Norm
     let mixer: Mixer
@@ -52,8 +48,10 @@ struct Blueprint {
     var derived: [FloatBuffer] = []         // weights computed at load (conv filters, A), kept alive here
     var embedding: WeightMatrix             // [V, D]
     var blocks: [Block]
-    var finalNorm: UnsafePointer<Float>     // [D]
+    var finalNorm: Norm
     var eps: Float
+    /// GPT-2: learned absolute positions [P, D], added to the token's embedding; P bounds the context.
+    var positions: UnsafePointer<Float>? = nil
     var lmHead: Linear                      // [V, D] (the embedding when tied)
     /// Tokens a sequence holds; Int.max when no block has attention.
     var contextCapacity: Int
@@ -106,7 +104,8 @@ public final class BlockModel: LanguageModel {
     private let derived: [FloatBuffer]
     let embedding: WeightMatrix             // [V, D]
     let blocks: [Block]
-    let finalNorm: UnsafePointer<Float>     // [D]
+    let finalNorm: Norm
+    let positions: UnsafePointer<Float>?    // [P, D]
     let lmHead: Linear                      // [V, D]
     let widen: Widening
     let cacheType: WeightType
@@ -139,6 +138,7 @@ public final class BlockModel: LanguageModel {
         self.source = source
         derived = plan.derived
         embedding = plan.embedding; blocks = plan.blocks; finalNorm = plan.finalNorm; lmHead = plan.lmHead
+        positions = plan.positions
         dim = plan.embedding.columns; vocab = plan.embedding.rows; eps = plan.eps
         contextCapacity = plan.contextCapacity
         prefillChunk = plan.prefillChunk
@@ -155,6 +155,7 @@ public final class BlockModel: LanguageModel {
             }
             switch block.feedForward?.block {
             case let .dense(mlp)?: matrices += mlp.matrices
+            case let .gelu(mlp)?: matrices += mlp.matrices
             case let .experts(moe)?:
                 matrices += moe.matrices
                 // A decoded token reads only the experts it is routed to.
@@ -223,6 +224,7 @@ public final class BlockModel: LanguageModel {
             }
             switch block.feedForward?.block {
             case let .dense(mlp)?: ffn = max(ffn, mlp.ffn)
+            case let .gelu(mlp)?: ffn = max(ffn, mlp.ffn)
             case let .experts(moe)?: ffn = max(ffn, moe.experts[0].ffn); experts = max(experts, moe.experts.count)
             case nil: break
             }
@@ -283,22 +285,28 @@ public final class BlockModel: LanguageModel {
     /// logits go there; the last row's always go to its sequence.
     func forward<C: Collection<Int>>(_ tokens: C, rows: Rows, in ws: Workspace, allLogits: UnsafeMutablePointer<Float>?) {
         let t = tokens.count, x = ws.x.pointer, xb = ws.xb.pointer
-        Profiler.time(.embedding) { InputSide.embed(tokens, table: embedding, into: x) }               // X[T, D]
+        Profiler.time(.embedding) {
+            InputSide.embed(tokens, table: embedding, into: x)                                          // X[T, D]
+            if let positions {                                                                          // X += P[position]
+                for i in 0..<t { Kernels.add(positions + rows.position(i) * dim, into: x + i * dim, count: dim) }
+            }
+        }
         for block in blocks {
-            Profiler.time(.norm) { Kernels.rmsNorm(rows: t, x, weight: block.mixerNorm.weight, into: xb, count: dim, eps: eps) }
+            Profiler.time(.norm) { block.mixerNorm(rows: t, x, into: xb, count: dim, eps: eps) }
             switch block.mixer {                                                                       // X += Mixer(H)
             case let .attention(a): a.forward(xb, rows: rows, addingTo: x, scratch: ws.attention!, widen: widen)
             case let .mamba(m): m.forward(xb, rows: rows, addingTo: x, scratch: ws.mamba!, widen: widen)
             }
             guard let (norm, feedForward) = block.feedForward else { continue }
             let scratch = ws.feedForward!
-            Profiler.time(.norm) { Kernels.rmsNorm(rows: t, x, weight: norm.weight, into: xb, count: dim, eps: eps) }
+            Profiler.time(.norm) { norm(rows: t, x, into: xb, count: dim, eps: eps) }
             Profiler.time(.mlp) {                                                                      // X += FFN(H)
                 switch feedForward {
                 case let .dense(mlp):
                     mlp.forward(xb, rows: t, into: x, accumulate: true, gateBuffer: scratch.gate.pointer,
                                 upBuffer: scratch.up.pointer, widen: widen)
                 case let .experts(moe): moe.forward(xb, rows: t, addingTo: x, scratch: scratch, widen: widen)
+                case let .gelu(mlp): mlp.forward(xb, rows: t, addingTo: x, buffer: scratch.gate.pointer, widen: widen)
                 }
             }
         }

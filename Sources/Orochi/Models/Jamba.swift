@@ -255,10 +255,10 @@ extension JambaConfig: Architecture {
                 throw LoadError.badConfig(path: configPath, detail:
                     "tensor '\(tensor)' has shape \(found), expected \(expected): num_experts = \(config.num_experts) in config.json disagrees with the checkpoint")
             }
-            return Block(mixerNorm: Block.Norm(weight: inputNorm, name: "input_layernorm"), mixer: mixer,
-                         feedForward: (Block.Norm(weight: preFeedForwardNorm, name: "pre_ff_layernorm"), feedForward))
+            return Block(mixerNorm: Norm(weight: inputNorm, name: "input_layernorm"), mixer: mixer,
+                         feedForward: (Norm(weight: preFeedForwardNorm, name: "pre_ff_layernorm"), feedForward))
         }
-        let finalNorm = try norm("model.final_layernorm.weight")
+        let finalNorm = Norm(weight: try norm("model.final_layernorm.weight"), name: "final_layernorm")
         let lmHead = Linear(config.tie_word_embeddings ? embedding
                             : try source.matrix("lm_head.weight", rows: vocab, columns: dim, initial: .normal(std: 0.02)))
         let pattern = (0..<layerCount).map { (config.isAttention($0) ? "A" : "M") + (config.hasExperts($0) ? "+moe" : "") }

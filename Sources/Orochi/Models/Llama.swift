@@ -139,8 +139,8 @@ extension LlamaConfig: Architecture {
                                    headDim: headDim, capacity: capacity)
 
         // The weight table: every tensor's name, shape and preset initialisation, once.
-        func norm(_ name: String) throws -> Block.Norm {
-            Block.Norm(weight: try source.vector(name, shape: [dim], initial: .constant(1)), name: String(name.split(separator: ".").dropLast().last!))
+        func norm(_ name: String) throws -> Norm {
+            Norm(weight: try source.vector(name, shape: [dim], initial: .constant(1)), name: String(name.split(separator: ".").dropLast().last!))
         }
         let embedding = try source.matrix("model.embed_tokens.weight", rows: vocab, columns: dim, initial: .normal(std: 0.02))
         let blocks = try (0..<layerCount).map { l in
@@ -164,7 +164,7 @@ extension LlamaConfig: Architecture {
         let printed = (headNorms ? "qk-norm " : "") + "\(hidden_size)/\(intermediate_size)/\(num_hidden_layers)/\(num_attention_heads)/\(kvHeads)/\(headDim)/\(vocab_size)"
         return Blueprint(
             architecture: architecture, modelType: model_type ?? "llama",
-            embedding: embedding, blocks: blocks, finalNorm: try norm("model.norm.weight").weight, eps: eps, lmHead: lmHead,
+            embedding: embedding, blocks: blocks, finalNorm: try norm("model.norm.weight"), eps: eps, lmHead: lmHead,
             contextCapacity: capacity, maxContext: maxContext, kvCache: kvCache, prefillChunk: llamaPrefillChunk,
             identity: "\(architecture) \(layerCount)x\(dim) heads \(heads)/\(kvHeads) d \(headDim) vocab \(vocab)",
             fingerprintText: printed,

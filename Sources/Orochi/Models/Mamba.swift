@@ -145,14 +145,14 @@ extension MambaConfig: Architecture {
         let blocks = try (0..<layerCount).map { l in
             let p = "backbone.layers.\(l)."
             return Block(
-                mixerNorm: Block.Norm(weight: try source.vector(p + "norm.weight", shape: [dim], initial: .constant(1)), name: "norm"),
+                mixerNorm: Norm(weight: try source.vector(p + "norm.weight", shape: [dim], initial: .constant(1)), name: "norm"),
                 mixer: .mamba(MambaMixer(inner: e, stateSize: n, rank: r, kernel: k,
                                          weights: try MambaMixerWeights.load(source, prefix: p + "mixer.", shape: shape, layers: layerCount,
                                                                              configPath: configPath, derived: &derived),
                                          layer: l)),
                 feedForward: nil)
         }
-        let finalNorm = try source.vector("backbone.norm_f.weight", shape: [dim], initial: .constant(1))
+        let finalNorm = Norm(weight: try source.vector("backbone.norm_f.weight", shape: [dim], initial: .constant(1)), name: "norm_f")
         // lm_head falls back to the embedding when the checkpoint has none (tied weights).
         let lmHead = Linear(!tie_word_embeddings && source.has("lm_head.weight", configured: false)
                             ? try source.matrix("lm_head.weight", rows: vocab, columns: dim, initial: .normal(std: 0.02)) : embedding)

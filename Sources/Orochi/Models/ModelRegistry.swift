@@ -11,6 +11,7 @@ public enum ModelRegistry {
         (["mamba"], MambaConfig.self),
         (["jamba"], JambaConfig.self),
         (["qwen3"], Qwen3Config.self),
+        (["gpt2"], GPT2Config.self),
     ]
 
     static let loaders: [(types: [String], load: Loader)] = architectures.map { entry in

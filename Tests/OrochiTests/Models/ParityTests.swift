@@ -22,7 +22,7 @@ struct ParityTests {
 
     /// Every fixture as stored; half-precision files also widened to f32; attention models also
     /// with an f16 KV cache.
-    static let fixtures: [Fixture] = llamaFixtures + mambaFixtures + jambaFixtures + qwen3Fixtures
+    static let fixtures: [Fixture] = llamaFixtures + mambaFixtures + jambaFixtures + qwen3Fixtures + gpt2Fixtures
     static let llamaFixtures: [Fixture] = LlamaParityTests.cases.flatMap { name -> [Fixture] in
         [Fixture(family: "llama", name: name), Fixture(family: "llama", name: name, kvCache: .f16)]
             + (name.hasSuffix("f16") ? [Fixture(family: "llama", name: name, weights: .f32)] : [])
@@ -33,6 +33,9 @@ struct ParityTests {
     static let qwen3Fixtures: [Fixture] = Qwen3ParityTests.cases.flatMap { name -> [Fixture] in
         [Fixture(family: "qwen3", name: name), Fixture(family: "qwen3", name: name, kvCache: .f16)]
             + (name.hasSuffix("f32") ? [] : [Fixture(family: "qwen3", name: name, weights: .f32)])
+    }
+    static let gpt2Fixtures: [Fixture] = GPT2ParityTests.cases.flatMap { name -> [Fixture] in
+        [Fixture(family: "gpt2", name: name), Fixture(family: "gpt2", name: name, kvCache: .f16)]
     }
     static let jambaFixtures: [Fixture] = JambaParityTests.cases.flatMap { name -> [Fixture] in
         [Fixture(family: "jamba", name: name), Fixture(family: "jamba", name: name, kvCache: .f16)]
