@@ -22,7 +22,7 @@ import sys
 
 def run(binary, a, env):
     """One `orochi bench` process: (prefill tok/s, decode tok/s) of its single point."""
-    cmd = [binary, "bench", "--model", a.model, "--contexts", str(a.contexts), "--decode-tokens", str(a.decode_tokens),
+    cmd = [binary, "bench", *(["--preset", a.preset] if a.preset else ["--model", a.model]), "--contexts", str(a.contexts), "--decode-tokens", str(a.decode_tokens),
            "--repetitions", str(a.repetitions), "--threads", str(a.threads), "--no-bandwidth",
            "--breakdown-contexts", "none", "--format", "json"] + (["--kernels", a.kernels] if a.kernels else [])
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -39,7 +39,9 @@ def spread(values):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("builds", nargs="+", help="orochi binaries; the first is the reference")
-    ap.add_argument("--model", required=True, help="a model directory")
+    source = ap.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="a model directory")
+    source.add_argument("--preset", help="an orochi bench preset (random weights of a published shape)")
     ap.add_argument("--contexts", type=int, default=512, help="prefill length, and the decode depth (default 512)")
     ap.add_argument("--decode-tokens", type=int, default=32, help="decode steps per run (default 32)")
     ap.add_argument("--repetitions", type=int, default=3, help="orochi bench repetitions per run (default 3)")
@@ -58,7 +60,7 @@ def main():
             prefill[b].append(p)
             decode[b].append(d)
         print(f"round {i + 1}/{a.pairs} done", file=sys.stderr)
-    print(f"{a.model}, n = {a.contexts}, {a.pairs} rounds; tok/s medians, then paired ratios to {a.builds[0]}")
+    print(f"{a.model or a.preset}, n = {a.contexts}, {a.pairs} rounds; tok/s medians, then paired ratios to {a.builds[0]}")
     for b in a.builds:
         print(f"  {b}: prefill {statistics.median(prefill[b]):,.0f}, decode {statistics.median(decode[b]):,.1f}")
     ref = a.builds[0]

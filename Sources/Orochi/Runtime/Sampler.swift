@@ -56,15 +56,21 @@ public final class Sampler {
         if settings.repetitionPenalty != 1, !history.isEmpty {
             // Each distinct recent token once: positive logits divided, negative multiplied.
             seen.removeAll(keepingCapacity: true)
+            // Clamped to the finite range: a tiny penalty (1e-40) would make a positive logit +∞.
+            let limit = Float.greatestFiniteMagnitude
             for t in history.suffix(settings.repetitionWindow) where t >= 0 && t < vocab && seen.insert(t).inserted {
-                p[t] = p[t] > 0 ? p[t] / settings.repetitionPenalty : p[t] * settings.repetitionPenalty
+                p[t] = min(max(p[t] > 0 ? p[t] / settings.repetitionPenalty : p[t] * settings.repetitionPenalty, -limit), limit)
             }
         }
         let invT = 1 / settings.temperature
         // Greedy at temperature 0, and when 1/T is not finite (a denormal temperature).
         if settings.temperature <= 0 || !invT.isFinite { return Kernels.argmax(p, count: vocab) }
 
-        for i in 0..<vocab { p[i] *= invT }
+        // The maximum subtracted before scaling: every scaled logit is then ≤ 0, so a tiny
+        // temperature (1e-38) drives the others towards −∞ (probability 0) instead of overflowing
+        // to +∞ and a NaN distribution; T → 0 tends to greedy, as it should.
+        let top = p[Kernels.argmax(p, count: vocab)]
+        for i in 0..<vocab { p[i] = (p[i] - top) * invT }
         Kernels.softmax(p, count: vocab)
 
         // Candidates: the top k by probability (a bounded selection), else every token.

@@ -111,4 +111,30 @@ struct RuntimeHardeningTests {
             #expect("\(error)".contains("NaN or infinite"), "\(error)")
         }
     }
+
+    /// Sampling settings at their limits: a temperature so small that logits/T overflowed gave a
+    /// NaN distribution and a fixed garbage token; a repeat penalty of 1e-40 made a recent
+    /// positive logit +∞. The limits now act as limits: greedy, and the recent token preferred.
+    @Test func samplerLimitsActAsLimits() {
+        let vocab = 40
+        var rng = SplitMix64(seed: 3)
+        for round in 0..<20 {
+            let logits: [Float] = (0..<vocab).map { _ in (rng.nextUnitFloat() * 2 - 1) * 30 }
+            let best = logits.indices.max { logits[$0] < logits[$1] }!
+            for t: Float in [1e-38, 1e-30, 1e-20, Float.leastNormalMagnitude] {
+                let sampler = Sampler(settings: .init(temperature: t, topK: 0, topP: 1, seed: UInt64(round)), vocabSize: vocab)
+                let ids = logits.withUnsafeBufferPointer { buf in (0..<10).map { _ in sampler.sample(buf) } }
+                #expect(ids.allSatisfy { $0 == best }, "T \(t): \(ids), greedy \(best)")
+                let topK = Sampler(settings: .init(temperature: t, topK: 5, topP: 0.9, seed: 1), vocabSize: vocab)
+                #expect(logits.withUnsafeBufferPointer { topK.sample($0) } == best)
+            }
+            // A penalty of 1e-40 on the recent tokens: the likeliest recent token with a positive logit wins.
+            let recent = [5, 17, 33]
+            let penalised = Sampler(settings: .init(temperature: 0.5, topK: 0, topP: 1, repetitionPenalty: 1e-40, seed: 2), vocabSize: vocab)
+            let pick = logits.withUnsafeBufferPointer { penalised.sample($0, history: recent) }
+            let positive = recent.filter { logits[$0] > 0 }
+            if positive.isEmpty { #expect(pick >= 0 && pick < vocab) }
+            else { #expect(positive.contains(pick), "penalty 1e-40: \(pick), recent \(recent)") }
+        }
+    }
 }
