@@ -72,55 +72,36 @@ public final class Checkpoint {
     public func has(_ name: String) -> Bool { fileForTensor[name] != nil }
 
     /// Tensor count per checkpoint dtype, e.g. ["BF16": 57].
-    public var dtypeCounts: [String: Int] {
-        var counts: [String: Int] = [:]
-        for (name, file) in fileForTensor { counts[file.entries[name]!.dtype.rawValue, default: 0] += 1 }
-        return counts
-    }
+    public var dtypeCounts: [String: Int] { formatCounts }
 
     /// The named weight as float32, checked against the shape the architecture expects.
     public func tensor(_ name: String, shape: [Int]) throws -> Tensor {
-        try tensor(name, shape: shape, convert: true)!
-    }
-
-    /// Checks the shape; converts to float32 only when `convert` (else returns nil after the check).
-    private func tensor(_ name: String, shape: [Int], convert: Bool) throws -> Tensor? {
-        guard let file = fileForTensor[name] else {
-            throw LoadError.missingTensor(name: name, directory: directory.path)
-        }
-        let found = file.entries[name]!.shape
-        // A vector may be stored as [n] or [1, n]; the element count and layout are what matter.
-        guard found == shape || (found.filter { $0 != 1 } == shape.filter { $0 != 1 } && found.reduce(1, *) == shape.reduce(1, *)) else {
-            throw LoadError.shapeMismatch(tensor: name, expected: shape, found: found)
-        }
-        return convert ? try file.tensor(name) : nil
-    }
-
-    /// A weight matrix [rows, columns], checked against that shape: in the checkpoint's own type
-    /// (f16 and bf16 stay half precision, mapped from the file) or widened to float32 when asked.
-    public func matrix(_ name: String, rows: Int, columns: Int, storage: WeightStorage) throws -> WeightMatrix {
-        let t = try tensor(name, shape: [rows, columns], convert: storage == .f32)
-        if let t { return WeightMatrix(t.data, rows: rows, columns: columns) }
-        return try fileForTensor[name]!.matrix(name, rows: rows, columns: columns)
-    }
-
-    /// Tensors holding NaN or infinite values, with how many, in name order (float tensors only).
-    public func nonFiniteCounts() throws -> [(tensor: String, count: Int)] {
-        var result: [(tensor: String, count: Int)] = []
-        for name in tensorNames {
-            let file = fileForTensor[name]!
-            guard [.f32, .f16, .bf16].contains(file.entries[name]!.dtype) else { continue }
-            let t = try file.tensor(name)
-            var n = 0
-            for i in 0..<t.count where !t.data[i].isFinite { n += 1 }
-            if n > 0 { result.append((name, n)) }
-        }
-        return result
+        try checkedShape(name, expected: shape)
+        return try floats(name)
     }
 
     public func tensorIfPresent(_ name: String, shape: [Int]) throws -> Tensor? {
         has(name) ? try tensor(name, shape: shape) : nil
     }
+}
+
+extension Checkpoint: TensorSource {
+    public func shape(of name: String) -> [Int]? { fileForTensor[name]?.entries[name]?.shape }
+    public func format(of name: String) -> String? { fileForTensor[name]?.entries[name]?.dtype.rawValue }
+    public func holdsReals(_ name: String) -> Bool {
+        guard let dtype = fileForTensor[name]?.entries[name]?.dtype else { return false }
+        return [.f32, .f16, .bf16].contains(dtype)
+    }
+    public func floats(_ name: String) throws -> Tensor {
+        guard let file = fileForTensor[name] else { throw LoadError.missingTensor(name: name, directory: directory.path) }
+        return try file.tensor(name)
+    }
+    /// F16 and BF16 stay half precision, views into the file; F32 is already what the kernels read.
+    public func storedMatrix(_ name: String, rows: Int, columns: Int) throws -> WeightMatrix? {
+        guard let file = fileForTensor[name] else { throw LoadError.missingTensor(name: name, directory: directory.path) }
+        return try file.matrix(name, rows: rows, columns: columns)
+    }
+    public var location: String { directory.path }
 }
 
 /// How weight matrices are kept in memory: as the checkpoint stores them (the default; f16 and

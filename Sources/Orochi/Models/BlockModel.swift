@@ -128,7 +128,7 @@ public final class BlockModel: LanguageModel {
             throw LoadError.badConfig(path: configURL.path, detail: "context must be positive, got \(context)")
         }
         let checkpoint = try Checkpoint(directory: directory, memory: options.weightMemory)
-        return try BlockModel(config: config, source: CheckpointWeights(checkpoint, storage: options.weights),
+        return try BlockModel(config: config, source: SourceWeights(checkpoint, storage: options.weights),
                               configPath: configURL.path, context: options.context, kvCache: options.kvCache)
     }
 
@@ -186,7 +186,7 @@ public final class BlockModel: LanguageModel {
     public convenience init(config: some ModelConfiguration, checkpoint: Checkpoint?, configPath: String, context: Int? = nil,
                             randomSeed: UInt64 = 0, randomWeights: WeightType = .f32, kvCache: WeightType = .f32) throws {
         guard let config = config as? any Architecture else { throw ModelError.unsupported("\(type(of: config)) builds no model") }
-        let source: WeightSource = checkpoint.map { CheckpointWeights($0, storage: .asStored) }
+        let source: WeightSource = checkpoint.map { SourceWeights($0, storage: .asStored) }
             ?? RandomWeights(seed: randomSeed, storage: randomWeights)
         try self.init(config: config, source: source, configPath: configPath, context: context, kvCache: kvCache)
     }

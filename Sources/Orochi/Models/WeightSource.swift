@@ -27,32 +27,46 @@ enum RandomInit {
     case logRange(n: Int)
 }
 
-/// A checkpoint as a weight source; matrices stay in their stored type unless `storage` is f32.
-final class CheckpointWeights: WeightSource {
-    let checkpoint: Checkpoint
+/// A file's tensors (`TensorSource`) as a model's weights: the architecture's names mapped onto
+/// the file's, shapes checked, vectors widened to float32 and refused when not finite, matrices
+/// in their stored type unless `storage` is f32. Written once for every file format.
+final class SourceWeights: WeightSource {
+    let tensors: any TensorSource
     let storage: WeightStorage
+    /// The architecture's tensor name → the file's (GGUF names its tensors its own way).
+    let fileName: (String) -> String
     private(set) var parameterCount = 0
-    init(_ checkpoint: Checkpoint, storage: WeightStorage) { self.checkpoint = checkpoint; self.storage = storage }
+
+    init(_ tensors: any TensorSource, storage: WeightStorage, fileName: @escaping (String) -> String = { $0 }) {
+        self.tensors = tensors; self.storage = storage; self.fileName = fileName
+    }
 
     func matrix(_ name: String, rows: Int, columns: Int, initial: RandomInit) throws -> WeightMatrix {
-        let m = try checkpoint.matrix(name, rows: rows, columns: columns, storage: storage)
+        let file = fileName(name)
+        try tensors.checkedShape(file, expected: [rows, columns])
+        let m = try (storage == .asStored ? tensors.storedMatrix(file, rows: rows, columns: columns) : nil)
+            ?? WeightMatrix(try tensors.floats(file).data, rows: rows, columns: columns)
         parameterCount += m.count
         return m
     }
+
     /// A vector (a norm, a bias, a filter, an SSM parameter) with a NaN or an infinity is refused
     /// here, by name: it is small enough to check at every load, and one such value can leave the
     /// logits finite but wrong (A_log = +∞ zeroes a state rather than poisoning it).
     func vector(_ name: String, shape: [Int], initial: RandomInit) throws -> UnsafePointer<Float> {
-        let t = try checkpoint.tensor(name, shape: shape)
+        let file = fileName(name)
+        try tensors.checkedShape(file, expected: shape)
+        let t = try tensors.floats(file)
         var bad = 0
         for i in 0..<t.count where !t.data[i].isFinite { bad += 1 }
-        guard bad == 0 else { throw LoadError.nonFinite(tensor: name, count: bad) }
+        guard bad == 0 else { throw LoadError.nonFinite(tensor: file, count: bad) }
         parameterCount += t.count
         return t.data
     }
-    func has(_ name: String, configured: Bool) -> Bool { configured || checkpoint.has(name) }
-    var dtypeCounts: [String: Int] { checkpoint.dtypeCounts }
-    var placement: String { checkpoint.placement }
+
+    func has(_ name: String, configured: Bool) -> Bool { configured || tensors.shape(of: fileName(name)) != nil }
+    var dtypeCounts: [String: Int] { tensors.formatCounts }
+    var placement: String { tensors.placement }
 }
 
 /// Seeded random weights for benchmark presets: realistic shapes without a download. Matrices

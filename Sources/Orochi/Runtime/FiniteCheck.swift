@@ -52,6 +52,6 @@ public enum FiniteCheck {
 /// Non-finite values per weight tensor of a loaded model (empty for random-weight presets).
 public func nonFiniteWeights(_ model: any LanguageModel) throws -> [(tensor: String, count: Int)] {
     let source = (model as? BlockModel)?.source
-    guard let checkpoint = (source as? CheckpointWeights)?.checkpoint else { return [] }
-    return try checkpoint.nonFiniteCounts()
+    guard let tensors = (source as? SourceWeights)?.tensors else { return [] }
+    return try tensors.nonFiniteCounts()
 }

@@ -21,7 +21,7 @@ struct Qwen3ParityTests {
         let dir = Fixtures.directory("qwen3", "tied_headdim24_f32")
         let withNorms = try ModelRegistry.load(directory: dir)
         let config = try readJSONConfig(Qwen3Config.self, from: dir.appendingPathComponent("config.json"))
-        let source = CheckpointWeights(try Checkpoint(directory: dir), storage: .asStored)
+        let source = SourceWeights(try Checkpoint(directory: dir), storage: .asStored)
         let without = try BlockModel(config: config.base, source: source, configPath: dir.path, context: nil, kvCache: .f32)
         let ids = try Fixtures.reference(dir).ids
         try withNorms.prefill(ids); try without.prefill(ids)
