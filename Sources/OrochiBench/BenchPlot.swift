@@ -47,7 +47,7 @@ public enum BenchPlot {
                 guard let pre = p.prefill, let dec = p.decode else { continue }
                 text += "\(p.context) \(pre.median) \(pre.min) \(pre.max) \(dec.median * 1e3) \(dec.min * 1e3) \(dec.max * 1e3) \(p.stateBytes) \(p.peakResidentBytes ?? 0)\n"
             }
-            try text.write(to: dataDir.appendingPathComponent(slug(model) + ".dat"), atomically: true, encoding: .utf8)
+            try FileOutput.write(text, to: dataDir.appendingPathComponent(slug(model) + ".dat").path)
         }
         // Component shares (%), one row per profiled pass.
         let names = ProfileComponent.allCases.map(\.description) + ["other"]
@@ -60,7 +60,7 @@ public enum BenchPlot {
             }
             bd += quoted(label) + " " + cells.joined(separator: " ") + "\n"
         }
-        try bd.write(to: dataDir.appendingPathComponent("breakdown.dat"), atomically: true, encoding: .utf8)
+        try FileOutput.write(bd, to: dataDir.appendingPathComponent("breakdown.dat").path)
 
         let who = models.joined(separator: ", ")
         let machine = results.machine.label
@@ -126,7 +126,7 @@ public enum BenchPlot {
         var images: [String] = []
         guard let exe = findExecutable(gnuplot) else {
             for (name, body) in scripts {
-                try body.write(to: dataDir.appendingPathComponent(name + ".gp"), atomically: true, encoding: .utf8)
+                try FileOutput.write(body, to: dataDir.appendingPathComponent(name + ".gp").path)
             }
             throw PlotError.gnuplotMissing
         }
@@ -142,7 +142,7 @@ public enum BenchPlot {
                 full += "\(term)\nset output '\(name).\(ext)'\n\(body)\nunset output\nreset\n"
             }
             let scriptURL = dataDir.appendingPathComponent(name + ".gp")
-            try full.write(to: scriptURL, atomically: true, encoding: .utf8)
+            try FileOutput.write(full, to: scriptURL.path)
             try runGnuplot(script: "data/\(name).gp", in: directory, gnuplot: exe.path)
             images += ["\(name).png", "\(name).svg"]
         }

@@ -180,7 +180,7 @@ struct Bench: ParsableCommand {
             let (rows, reuse) = try BatchBench.run(subjects: subjects, batchSizes: batches, depth: ns[0], steps: decodeTokens,
                                                    repetitions: repetitions, threads: threads, seed: seed, progress: { printError($0) })
             let text = BatchBench.table(rows, reuse)
-            if let out { try text.write(toFile: out, atomically: true, encoding: .utf8) } else { emit(text) }
+            if let out { try FileOutput.write(text, to: out) } else { emit(text) }
             return
         }
         // Ctrl-C sets a flag the sweep checks between measurements; a second Ctrl-C kills at once.
@@ -204,15 +204,15 @@ struct Bench: ParsableCommand {
 
         let text = try BenchReport.render(results, format: format)
         if let out {
-            try text.write(toFile: out, atomically: true, encoding: .utf8)
+            try FileOutput.write(text, to: out)
             printError("wrote \(out)")
         } else {
             emit(text)
         }
         if let prefix = saveAll {
-            try BenchReport.csv(results).write(toFile: prefix + ".csv", atomically: true, encoding: .utf8)
-            try BenchReport.json(results).write(toFile: prefix + ".json", atomically: true, encoding: .utf8)
-            try BenchReport.table(results).write(toFile: prefix + ".txt", atomically: true, encoding: .utf8)
+            try FileOutput.write(BenchReport.csv(results), to: prefix + ".csv")
+            try FileOutput.write(BenchReport.json(results), to: prefix + ".json")
+            try FileOutput.write(BenchReport.table(results), to: prefix + ".txt")
             printError("wrote \(prefix).csv, .json, .txt")
         }
         var images: [String: String] = [:]
@@ -229,8 +229,7 @@ struct Bench: ParsableCommand {
         if let docTemplate, let doc {
             let template = try String(contentsOfFile: docTemplate, encoding: .utf8)
             let command = results.command ?? (["orochi"] + CommandLine.arguments.dropFirst()).joined(separator: " ")
-            try BenchReport.fillTemplate(template, results: results, command: command, plots: images)
-                .write(toFile: doc, atomically: true, encoding: .utf8)
+            try FileOutput.write(BenchReport.fillTemplate(template, results: results, command: command, plots: images), to: doc)
             printError("wrote \(doc)")
         }
         if results.interrupted { throw ExitCode(130) }

@@ -35,6 +35,6 @@ struct Forward: ParsableCommand {
             try FiniteCheck.checkRows($0.baseAddress!, rows: tokens.count, vocab: vocab, firstPosition: 0, model: model)
         }
         let data = logits.withUnsafeBufferPointer { NPY.encode(float32: $0, shape: [tokens.count, model.info.vocabSize]) }
-        try data.write(to: URL(fileURLWithPath: out))
+        try FileOutput.write(data, to: out)
     }
 }

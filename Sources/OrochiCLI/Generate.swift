@@ -94,7 +94,7 @@ struct Generate: ParsableCommand {
             afterPrompt: { model in
                 guard let saveState else { return }
                 let bytes = model.saveState()
-                try Data(bytes).write(to: URL(fileURLWithPath: saveState))
+                try FileOutput.write(bytes, to: saveState)
                 printError("saved state after \(model.position) tokens to \(saveState): \(formatBytes(bytes.count))")
             },
             onToken: { id in

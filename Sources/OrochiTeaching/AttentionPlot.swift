@@ -23,11 +23,11 @@ public enum AttentionPlot {
         for layer in layers {
             for (h, map) in layer.maps.enumerated() where layer.kind == .ssm || heads?.contains(h) ?? true {
                 let name = layer.kind == .ssm ? "layer\(layer.layer)_ssm" : "layer\(layer.layer)_head\(h)"
-                try map.withUnsafeBufferPointer { NPY.encode(float32: $0, shape: [t, t]) }
-                    .write(to: directory.appendingPathComponent(name + ".npy"))
+                try FileOutput.write(map.withUnsafeBufferPointer { NPY.encode(float32: $0, shape: [t, t]) },
+                                     to: directory.appendingPathComponent(name + ".npy").path)
                 var text = ""
                 for i in 0..<t { text += map[(i * t)..<(i * t + t)].map { String(format: "%.6g", $0) }.joined(separator: " ") + "\n" }
-                try text.write(to: data.appendingPathComponent(name + ".dat"), atomically: true, encoding: .utf8)
+                try FileOutput.write(text, to: data.appendingPathComponent(name + ".dat").path)
                 let what = layer.kind == .ssm
                     ? "Mamba layer \(layer.layer): hidden attention, channels averaged (reach \(String(format: "%.1f", layer.meanReach)) tokens)"
                     : "layer \(layer.layer), head \(h): attention (reach \(String(format: "%.1f", layer.reach[h])) tokens)"
@@ -52,8 +52,8 @@ public enum AttentionPlot {
         // Reach per layer.
         var table = "layer\tkind\treach\n"
         for l in layers { table += "\(l.layer)\t\(l.kind.rawValue)\t\(String(format: "%.3f", l.meanReach))\n" }
-        try table.write(to: directory.appendingPathComponent("reach.tsv"), atomically: true, encoding: .utf8)
-        try String(table.drop { $0 != "\n" }.dropFirst()).write(to: data.appendingPathComponent("reach.dat"), atomically: true, encoding: .utf8)
+        try FileOutput.write(table, to: directory.appendingPathComponent("reach.tsv").path)
+        try FileOutput.write(String(table.drop { $0 != "\n" }.dropFirst()), to: data.appendingPathComponent("reach.dat").path)
         try script(name: "reach", body: """
             set title "\(escape(title))\\nhow far back each layer reaches (mean distance with weight ≥ 1 % of the current token's)"
             set style fill solid 0.8
@@ -82,7 +82,7 @@ public enum AttentionPlot {
             full += "set terminal \(term)\nset output '\(name).\(ext)'\n\(body)\nunset output\nreset\n"
         }
         let url = directory.appendingPathComponent("data/\(name).gp")
-        try full.write(to: url, atomically: true, encoding: .utf8)
+        try FileOutput.write(full, to: url.path)
         try BenchPlot.runGnuplot(script: "data/\(name).gp", in: directory)
     }
 }

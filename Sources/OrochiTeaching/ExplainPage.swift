@@ -104,7 +104,7 @@ public enum ExplainPage {
             </body></html>
 
             """
-        try html.write(to: page, atomically: true, encoding: .utf8)
+        try FileOutput.write(html, to: page.path)
     }
 
     /// An SVG file's element, without its XML declaration and doctype, for inlining.
