@@ -14,7 +14,7 @@ public enum SizeError: Error, CustomStringConvertible, Equatable {
         case let .overflow(what, factors):
             return "\(what) = \(factors.map(String.init).joined(separator: " × ")) is too large (the product overflows a 64-bit integer)"
         case let .exceedsMemory(what, bytes, available):
-            return "\(what) needs \(formatBytes(bytes)) (\(bytes) bytes), more than this machine's \(formatBytes(available)) of physical memory"
+            return "\(what) needs \(formatBytes(bytes)) (\(bytes) bytes), more than the \(formatBytes(available)) this process may allocate (the least of physical memory, available memory and the address-space limit)"
         }
     }
 }
@@ -62,8 +62,30 @@ public enum Sizes {
         return Int.max
     }()
 
-    /// Refuses an allocation plan of `bytes` that exceeds physical memory.
-    public static func checkFits(_ bytes: Int, _ what: String, available: Int = Sizes.physicalMemory) throws {
+    /// What this process may still allocate now: the least of physical memory, the memory the
+    /// kernel reports available (MemAvailable: free and reclaimable), and what is left under the
+    /// address-space limit (`ulimit -v`, RLIMIT_AS) above the process's current size. Checked
+    /// before a size from a flag, a file or a request is allocated, so that the answer is an
+    /// error rather than a fatal out-of-memory when the limit is lower than the machine.
+    public static func allocatable() -> Int {
+        var result = physicalMemory
+        let meminfo = (try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8)) ?? ""
+        if let line = meminfo.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }),
+           let kib = Int(line.split(separator: " ").dropFirst().first ?? ""), kib >= 0 {
+            result = min(result, kib.multipliedReportingOverflow(by: 1024).overflow ? Int.max : kib * 1024)
+        }
+        var limit = rlimit()
+        if getrlimit(Int32(RLIMIT_AS.rawValue), &limit) == 0, limit.rlim_cur < UInt64(Int.max) {   // RLIM_INFINITY is UInt64.max
+            let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+            let used = status.split(separator: "\n").first(where: { $0.hasPrefix("VmSize:") })
+                .flatMap { Int($0.split(separator: " ").dropFirst().first ?? "") }.map { $0 * 1024 } ?? 0
+            result = min(result, max(0, Int(limit.rlim_cur) - used))
+        }
+        return result
+    }
+
+    /// Refuses an allocation plan of `bytes` that exceeds what this process may allocate.
+    public static func checkFits(_ bytes: Int, _ what: String, available: Int = Sizes.allocatable()) throws {
         guard bytes >= 0, bytes <= available else {
             throw SizeError.exceedsMemory(what: what, bytes: bytes, available: available)
         }

@@ -42,26 +42,34 @@ public enum Perplexity {
         guard context > 1, stride > 0, stride <= context else { throw PerplexityError.badWindow(context: context, stride: stride) }
         let vocab = model.info.vocabSize
         let total = tokens.count
-        // [window, V]: the window is bounded by the text, the product checked against memory.
-        let logitCount = try Sizes.product([min(context, total), vocab], "window × vocab_size logits")
-        try Sizes.checkFits(try Sizes.floatBytes(logitCount, "the logits"), "the logits of a \(min(context, total))-token window")
-        var logits = [Float](repeating: 0, count: logitCount)   // [window, V]
+        // A window goes in pieces of at most `piece` tokens, each scored as it comes: the logits
+        // held are [piece, V] whatever --context is (a 200,000-token window would need 6 GiB).
+        let piece = min(context, total, piecePositions)
+        let logitCount = try Sizes.product([piece, vocab], "piece × vocab_size logits")
+        try Sizes.checkFits(try Sizes.floatBytes(logitCount, "the logits"), "the logits of \(piece) positions")
+        var logits = [Float](repeating: 0, count: logitCount)   // [piece, V]
         var nll = 0.0
         var scored = 0
         var previousEnd = 0
         var begin = 0
         while begin < total {
             let end = min(begin + context, total)
-            let window = Array(tokens[begin..<end])
+            let firstTarget = max(begin + 1, previousEnd)
             model.reset()
-            try logits.withUnsafeMutableBufferPointer {
-                try model.prefill(window, allLogits: $0.baseAddress!)
-                try FiniteCheck.checkRows($0.baseAddress!, rows: window.count, vocab: vocab, firstPosition: begin, model: model)
-            }
-            for t in max(begin + 1, previousEnd)..<end {
-                let row = (t - 1 - begin) * vocab
-                nll += logits.withUnsafeBufferPointer { negativeLogProbability(of: tokens[t], in: $0.baseAddress! + row, count: vocab) }
-                scored += 1
+            var p = begin
+            while p < end {
+                let q = min(p + piece, end)
+                try logits.withUnsafeMutableBufferPointer {
+                    try model.prefill(Array(tokens[p..<q]), allLogits: $0.baseAddress!)
+                    try FiniteCheck.checkRows($0.baseAddress!, rows: q - p, vocab: vocab, firstPosition: p, model: model)
+                }
+                // Row r holds position p + r's logits, the prediction of token p + r + 1.
+                for t in Swift.stride(from: max(firstTarget, p + 1), to: min(q + 1, end), by: 1) {
+                    let row = (t - 1 - p) * vocab
+                    nll += logits.withUnsafeBufferPointer { negativeLogProbability(of: tokens[t], in: $0.baseAddress! + row, count: vocab) }
+                    scored += 1
+                }
+                p = q
             }
             previousEnd = end
             progress(scored, total - 1)
@@ -70,6 +78,9 @@ public enum Perplexity {
         }
         return PerplexityResult(negativeLogLikelihood: nll, scoredTokens: scored, characters: characters)
     }
+
+    /// Positions a window is prefilled in at a time (a multiple of every model's prefill chunk).
+    static let piecePositions = 512
 
     /// −log softmax(logits)[token], in double precision.
     static func negativeLogProbability(of token: Int, in logits: UnsafePointer<Float>, count: Int) -> Double {

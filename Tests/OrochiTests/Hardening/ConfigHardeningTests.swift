@@ -105,3 +105,38 @@ struct ConfigHardeningTests {
         }
     }
 }
+
+/// Sizes from flags are checked against what the process may allocate, not only physical memory
+/// (hardening issue, class 7): under `ulimit -v` a context that fits the machine but not the
+/// limit was a fatal out-of-memory in FloatBuffer; it is now refused by name.
+struct AddressSpaceLimitTests {
+    @Test func allocatableIsBoundedByTheMachine() {
+        let a = Sizes.allocatable()
+        #expect(a > 0 && a <= Sizes.physicalMemory)
+    }
+
+    @Test func aContextPastTheAddressSpaceLimitIsRefused() throws {
+        // A child process under a 1.5 GiB address-space limit asks for a Mamba-free Llama cache of
+        // 4M tokens (2 layers × 2 × 2 KV heads × 8 × 4 bytes × 4M = 1 GiB of cache on a 24-GiB machine:
+        // it fits the machine, not the limit once the process itself is counted).
+        let dir = TemporaryDirectory()
+        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: Fixtures.directory("llama", "gqa_linear_f32")
+            .appendingPathComponent("config.json"))) as! [String: Any]
+        config.removeValue(forKey: "max_position_embeddings")
+        _ = dir.write("config.json", try JSONSerialization.data(withJSONObject: config))
+        try FileManager.default.createSymbolicLink(at: dir.url.appendingPathComponent("model.safetensors"),
+            withDestinationURL: Fixtures.directory("llama", "gqa_linear_f32").appendingPathComponent("model.safetensors"))
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", "ulimit -v 1572864; exec \"$0\" generate --model \"$1\" --prompt-ids '1 2' --max-tokens 1 --context 16000000",
+                             OrochiProcess.executable.path, dir.url.path]
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 1, "status \(process.terminationStatus): \(text)")
+        #expect(text.contains("address-space limit") && text.contains("16000000 tokens"), "\(text)")
+    }
+}

@@ -54,4 +54,35 @@ struct PerplexityTests {
             try Perplexity.evaluate(model: model, tokens: [1, 2, 3], characters: 1, context: 8, stride: 9)
         }
     }
+
+    /// Windows longer than the pieces they are prefilled in (512 positions): the same NLL as one
+    /// prefill of each whole window with all its logits, which --context 200,000 could not hold
+    /// (hardening issue, class 7). Windows of 1,300 with strides of 650 and of 1,300 over 2,000
+    /// tokens of a state-space model, whose context has no limit.
+    @Test(arguments: [650, 1300])
+    func longWindowsScoreLikeOnePrefill(_ stride: Int) throws {
+        let model = try ModelRegistry.load(directory: Fixtures.directory("mamba", "k4_auto_tied_f32"))
+        let vocab = model.info.vocabSize, context = 1300
+        var rng = SplitMix64(seed: 21)
+        let tokens = (0..<2000).map { _ in Int(rng.next() % UInt64(vocab)) }
+        var expected = 0.0, scored = 0, previousEnd = 0, begin = 0
+        while begin < tokens.count {
+            let end = min(begin + context, tokens.count)
+            var logits = [Float](repeating: 0, count: (end - begin) * vocab)
+            model.reset()
+            try logits.withUnsafeMutableBufferPointer { try model.prefill(Array(tokens[begin..<end]), allLogits: $0.baseAddress!) }
+            for t in max(begin + 1, previousEnd)..<end {
+                expected += logits.withUnsafeBufferPointer {
+                    Perplexity.negativeLogProbability(of: tokens[t], in: $0.baseAddress! + (t - 1 - begin) * vocab, count: vocab)
+                }
+                scored += 1
+            }
+            previousEnd = end
+            if end == tokens.count { break }
+            begin += stride
+        }
+        let result = try Perplexity.evaluate(model: model, tokens: tokens, characters: 1, context: context, stride: stride)
+        #expect(result.scoredTokens == scored)
+        #expect(abs(result.negativeLogLikelihood - expected) / expected < 1e-9, "\(result.negativeLogLikelihood) against \(expected)")
+    }
 }
