@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import NIOHTTP1
 import Orochi
 import ServiceLifecycle
 
@@ -173,7 +174,14 @@ public final class OpenAIServer: @unchecked Sendable {
                                 code: "request_too_large")
         if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limits.maxBodyBytes { throw tooLarge }
         let buffer: ByteBuffer
-        do { buffer = try await request.body.collect(upTo: limits.maxBodyBytes) } catch is NIOTooManyBytesError { throw tooLarge }
+        do {
+            buffer = try await request.body.collect(upTo: limits.maxBodyBytes)
+        } catch is NIOTooManyBytesError {
+            throw tooLarge
+        } catch let error as HTTPParserError {
+            // A malformed chunked body (a bad chunk size, one of 2^64 bytes) is the client's fault.
+            throw APIError(.badRequest, "the request body is malformed: \(error)", code: "invalid_request_body")
+        }
         do {
             return try JSON.parse(Array(buffer.readableBytesView))
         } catch let error as JSONSyntaxError {
@@ -614,6 +622,8 @@ struct APIMiddleware: RouterMiddleware {
         } catch is CancellationError {
             server.metrics.request(endpoint: path, status: 499)
             throw CancellationError()
+        } catch let error as HTTPParserError {
+            response = APIError(.badRequest, "the request is malformed: \(error)", code: "invalid_request").response
         } catch {
             server.logger.error("\(request.method) \(path): \(error)")
             response = APIError(.internalServerError, "internal error: \(error)").response
