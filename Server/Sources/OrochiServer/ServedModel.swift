@@ -153,25 +153,27 @@ public final class ServedModel: @unchecked Sendable {
     func encodeChat(_ messages: [ChatMessage]) throws -> [Int] {
         let text = try chat.render(messages)
         guard case .template = chat.format else { return encodeCompletion(text) }
+        // One pass, left to right, the longest special token first at each byte: linear in the text
+        // for any mix of special tokens (searching the rest for each token at every cut was
+        // quadratic: 60,000 × "<s>" in a message took minutes).
+        let bytes = Array(text.utf8)
+        let specials = specialTokens.map { (Array($0.0.utf8), $0.1) }
         var ids: [Int] = []
-        var rest = Substring(text)
-        while !rest.isEmpty {
-            var cut: (Range<Substring.Index>, Int)? = nil
-            for (token, id) in specialTokens {
-                if let range = rest.range(of: token), cut.map({ range.lowerBound < $0.0.lowerBound }) ?? true {
-                    cut = (range, id)
-                }
-            }
-            guard let (range, id) = cut else {
-                ids += tokenizer.encode(String(rest), addSpecialTokens: false)
-                break
-            }
-            if range.lowerBound > rest.startIndex {
-                ids += tokenizer.encode(String(rest[..<range.lowerBound]), addSpecialTokens: false)
-            }
-            ids.append(id)
-            rest = rest[range.upperBound...]
+        var segment = 0, i = 0
+        func flush(_ end: Int) {
+            if segment < end { ids += tokenizer.encode(String(decoding: bytes[segment..<end], as: UTF8.self), addSpecialTokens: false) }
         }
+        while i < bytes.count {
+            guard let (token, id) = specials.first(where: { bytes.count - i >= $0.0.count && bytes[i..<(i + $0.0.count)].elementsEqual($0.0) }) else {
+                i += 1
+                continue
+            }
+            flush(i)
+            ids.append(id)
+            i += token.count
+            segment = i
+        }
+        flush(bytes.count)
         return ids
     }
 }

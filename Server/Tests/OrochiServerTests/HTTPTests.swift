@@ -441,6 +441,18 @@ struct ChatTemplateServingTests {
         let expected = [tokenizer.bosTokenId!] + tokenizer.encode("[user] こんにちは", addSpecialTokens: false) + [tokenizer.eosTokenId!]
             + tokenizer.encode("[assistant] ", addSpecialTokens: false)
         #expect(try served.encodeChat([ChatMessage(role: "user", content: "こんにちは")]) == expected)
+        // Special tokens in a message are cut in one pass (hardening issue, class 3): 60,000 × <s>
+        // and 100,000 × </s>, and the two interleaved with text, which the search of the rest for
+        // every token at every cut made quadratic (no answer in 20 s). The bound below catches a hang,
+        // it measures nothing.
+        let started = Date()
+        for (content, count) in [(String(repeating: "<s>", count: 60_000), 60_000), (String(repeating: "</s>", count: 100_000), 100_000),
+                                 (String(repeating: "a<s>b</s>", count: 30_000), 60_000)] {
+            let ids = try served.encodeChat([ChatMessage(role: "user", content: content)])
+            let specials = ids.filter { $0 == tokenizer.bosTokenId! || $0 == tokenizer.eosTokenId! }.count
+            #expect(specials == count + 2, "\(count): \(specials) special ids")     // with the template's own BOS and EOS
+        }
+        #expect(Date().timeIntervalSince(started) < 60, "special tokens cut in \(Date().timeIntervalSince(started)) s")
         try await ServerFixtures.app(server).test(.router) { client in
             let r = try await client.post("/v1/chat/completions", #"{"model": "templated", "messages": [{"role": "user", "content": "こんにちは"}], "max_tokens": 4}"#)
             #expect(r.status == .ok && r.json["usage"]?["prompt_tokens"] == .int(expected.count), "\(r.text)")
