@@ -336,6 +336,21 @@ struct TemplateLexer {
 struct TemplateParser {
     let tokens: [TemplateToken]
     var k = 0
+    /// Nesting (blocks, parentheses, `not`, unary minus, conditionals) and the nodes of one tag's
+    /// expression are bounded, so that neither parsing nor rendering (both recursive) can run out
+    /// of stack on a hostile template: 50,000 nested parentheses or a 50,000-term `~` chain.
+    static let maxNesting = 64, maxNodes = 512
+    var nesting = 0, parts = 0
+
+    mutating func nest() throws {
+        nesting += 1
+        guard nesting <= Self.maxNesting else { throw ChatTemplateError("the template nests deeper than \(Self.maxNesting) levels") }
+    }
+
+    mutating func grow() throws {
+        parts += 1
+        guard parts <= Self.maxNodes else { throw ChatTemplateError("an expression of the template has more than \(Self.maxNodes) parts") }
+    }
 
     init(tokens: [TemplateToken]) { self.tokens = tokens }
 
@@ -349,8 +364,10 @@ struct TemplateParser {
 
     /// Nodes up to a block tag named in `until` (returned, the tag's name consumed) or the end.
     mutating func parseBody(until: Set<String>) throws -> ([TemplateNode], String?) {
+        try nest(); defer { nesting -= 1 }
         var nodes: [TemplateNode] = []
         while let token = current {
+            parts = 0                       // each tag's expression is counted on its own
             switch token {
             case let .text(t):
                 nodes.append(.text(t)); k += 1
@@ -414,6 +431,7 @@ struct TemplateParser {
             branches.append((condition, body))
             switch end {
             case "elif":
+                parts = 0
                 condition = try expression()
                 try expect(.blockClose, "%}")
             case "else":
@@ -456,6 +474,7 @@ struct TemplateParser {
     // in, not in), + -, ~, * %, unary -, then postfix (attribute, subscript, call), filters, tests.
 
     mutating func expression(allowConditional: Bool = true) throws -> TemplateExpr {
+        try nest(); defer { nesting -= 1 }
         let e = try orExpr()
         if allowConditional, current == .name("if") {
             k += 1
@@ -469,24 +488,28 @@ struct TemplateParser {
 
     mutating func orExpr() throws -> TemplateExpr {
         var e = try andExpr()
-        while current == .name("or") { k += 1; e = .or(e, try andExpr()) }
+        while current == .name("or") { k += 1; try grow(); e = .or(e, try andExpr()) }
         return e
     }
 
     mutating func andExpr() throws -> TemplateExpr {
         var e = try notExpr()
-        while current == .name("and") { k += 1; e = .and(e, try notExpr()) }
+        while current == .name("and") { k += 1; try grow(); e = .and(e, try notExpr()) }
         return e
     }
 
     mutating func notExpr() throws -> TemplateExpr {
-        if current == .name("not") { k += 1; return .not(try notExpr()) }
+        if current == .name("not") {
+            k += 1; try nest(); try grow(); defer { nesting -= 1 }
+            return .not(try notExpr())
+        }
         return try comparison()
     }
 
     mutating func comparison() throws -> TemplateExpr {
         var e = try additive()
         while true {
+            try grow()
             if case let .op(o) = current, ["==", "!=", "<", ">", "<=", ">="].contains(o) {
                 k += 1; e = .binary(o, e, try additive())
             } else if current == .name("in") {
@@ -501,13 +524,13 @@ struct TemplateParser {
 
     mutating func additive() throws -> TemplateExpr {
         var e = try concat()
-        while case let .op(o) = current, o == "+" || o == "-" { k += 1; e = .binary(o, e, try concat()) }
+        while case let .op(o) = current, o == "+" || o == "-" { k += 1; try grow(); e = .binary(o, e, try concat()) }
         return e
     }
 
     mutating func concat() throws -> TemplateExpr {
         var e = try multiplicative()
-        while current == .op("~") { k += 1; e = .binary("~", e, try multiplicative()) }
+        while current == .op("~") { k += 1; try grow(); e = .binary("~", e, try multiplicative()) }
         return e
     }
 
@@ -515,17 +538,18 @@ struct TemplateParser {
         var e = try unary()
         while case let .op(o) = current, ["*", "%", "/", "//", "**"].contains(o) {
             guard o == "*" || o == "%" else { throw ChatTemplateError("unsupported construct: operator '\(o)'") }
-            k += 1; e = .binary(o, e, try unary())
+            k += 1; try grow(); e = .binary(o, e, try unary())
         }
         return e
     }
 
     mutating func unary(withFilters: Bool = true) throws -> TemplateExpr {
         var e: TemplateExpr
-        if current == .op("-") {
-            k += 1; e = .negate(try unary(withFilters: false))
-        } else if current == .op("+") {
-            k += 1; e = try unary(withFilters: false)
+        if current == .op("-") || current == .op("+") {
+            let minus = current == .op("-")
+            k += 1; try nest(); try grow(); defer { nesting -= 1 }
+            let operand = try unary(withFilters: false)
+            e = minus ? .negate(operand) : operand
         } else {
             e = try postfix(try primary())
         }
@@ -536,6 +560,7 @@ struct TemplateParser {
                 guard case let .name(name) = current else { throw ChatTemplateError("expected a filter name after '|'") }
                 k += 1
                 guard ChatTemplate.filters.contains(name) else { throw ChatTemplateError("unsupported construct: filter '\(name)'") }
+                try grow()
                 if current == .op("(") { throw ChatTemplateError("unsupported construct: arguments to filter '\(name)'") }
                 e = .filter(e, name)
             } else if current == .name("is") {
@@ -545,6 +570,7 @@ struct TemplateParser {
                 guard case let .name(name) = current else { throw ChatTemplateError("expected a test name after 'is'") }
                 k += 1
                 guard ChatTemplate.tests.contains(name) else { throw ChatTemplateError("unsupported construct: test '\(name)'") }
+                try grow()
                 e = .test(e, name, negated: negated)
             } else {
                 break
@@ -555,6 +581,7 @@ struct TemplateParser {
 
     mutating func primary() throws -> TemplateExpr {
         guard let token = current else { throw ChatTemplateError("unexpected end of the template in an expression") }
+        try grow()
         k += 1
         switch token {
         case let .string(s):
@@ -599,6 +626,7 @@ struct TemplateParser {
     mutating func postfix(_ base: TemplateExpr) throws -> TemplateExpr {
         var e = base
         while true {
+            if current == .op(".") || current == .op("[") { try grow() }
             if current == .op(".") {
                 k += 1
                 guard case let .name(name) = current else { throw ChatTemplateError("expected a name after '.'") }
@@ -651,8 +679,24 @@ struct TemplateParser {
 struct TemplateContext {
     var scopes: [[String: TemplateValue]]
     /// Output longer than this is an error: a template looping over its own output cannot
-    /// exhaust memory.
+    /// exhaust memory. No value may be larger either (a string doubled 40 times).
     static let maxOutput = 16 << 20
+    /// Evaluation steps (expressions evaluated, loop iterations) per render: three nested loops
+    /// over 1,000 messages, or two over a 200,000-character message, stop with an error.
+    static let maxSteps = 1_000_000
+    final class Budget { var steps = 0 }
+    let budget = Budget()
+
+    @inline(__always)
+    func step() throws {
+        budget.steps += 1
+        guard budget.steps <= Self.maxSteps else { throw ChatTemplateError("the template ran more than \(Self.maxSteps) steps") }
+    }
+
+    /// A string or list result must stay within maxOutput (bytes, or elements of a list).
+    static func checkSize(_ size: Int, _ what: String) throws {
+        guard size <= maxOutput else { throw ChatTemplateError("\(what) would exceed \(maxOutput) bytes") }
+    }
 
     func get(_ name: String) -> TemplateValue {
         for scope in scopes.reversed() { if let v = scope[name] { return v } }
@@ -680,6 +724,7 @@ struct TemplateContext {
                 case let other: throw ChatTemplateError("cannot loop over a value of type \(other.typeName)")
                 }
                 for (index, item) in items.enumerated() {
+                    try step()
                     let loop: TemplateValue = .dict([
                         ("index", .int(index + 1)), ("index0", .int(index)),
                         ("revindex", .int(items.count - index)), ("revindex0", .int(items.count - index - 1)),
@@ -702,6 +747,7 @@ struct TemplateContext {
     }
 
     func eval(_ e: TemplateExpr) throws -> TemplateValue {
+        try step()
         switch e {
         case let .literal(v): return v
         case let .list(items): return .list(try items.map(eval))
@@ -767,6 +813,10 @@ struct TemplateContext {
             case "endswith": return .bool(s.hasSuffix(try stringArg(0) ?? ""))
             case "replace":
                 guard let old = try stringArg(0), let new = try stringArg(1) else { throw ChatTemplateError("replace() needs two strings") }
+                if !old.isEmpty, new.utf8.count > old.utf8.count {     // at most len(s)/len(old) replacements
+                    let (grown, o) = (s.utf8.count / old.utf8.count).multipliedReportingOverflow(by: new.utf8.count)
+                    try Self.checkSize(o ? Int.max : grown + s.utf8.count, "replace()")
+                }
                 return .string(old.isEmpty ? s : s.replacingOccurrences(of: old, with: new))
             default: throw ChatTemplateError("unsupported construct: method '\(name)()'")
             }
@@ -807,7 +857,9 @@ struct TemplateContext {
         case let .not(x): return .bool(!(try eval(x).truthy))
         case let .negate(x):
             guard case let .int(i) = try eval(x) else { throw ChatTemplateError("unary minus needs an integer") }
-            return .int(-i)
+            let (r, o) = 0.subtractingReportingOverflow(i)
+            guard !o else { throw ChatTemplateError("integer overflow in unary '-'") }
+            return .int(r)
         case let .and(x, y):
             let a = try eval(x)
             return a.truthy ? try eval(y) : a
@@ -826,7 +878,10 @@ struct TemplateContext {
         switch op {
         case "==": return .bool(a.equals(b))
         case "!=": return .bool(!a.equals(b))
-        case "~": return .string(a.rendered + b.rendered)
+        case "~":
+            let (x, y) = (a.rendered, b.rendered)
+            try Self.checkSize(x.utf8.count + y.utf8.count, "'~'")
+            return .string(x + y)
         case "in":
             switch b {
             case let .string(s):
@@ -858,14 +913,19 @@ struct TemplateContext {
                 let (r, overflow) = x.addingReportingOverflow(y)
                 guard !overflow else { throw ChatTemplateError("integer overflow in '+'") }
                 return .int(r)
-            case let (.string(x), .string(y)): return .string(x + y)
-            case let (.list(x), .list(y)): return .list(x + y)
+            case let (.string(x), .string(y)):
+                try Self.checkSize(x.utf8.count + y.utf8.count, "'+'")
+                return .string(x + y)
+            case let (.list(x), .list(y)):
+                try Self.checkSize(x.count + y.count, "'+' of lists")
+                return .list(x + y)
             default: throw ChatTemplateError("cannot add \(a.typeName) and \(b.typeName) with '+' (use '~' to join as text)")
             }
         case "-", "*", "%":
             guard case let .int(x) = a, case let .int(y) = b else {
                 if op == "*", case let .string(s) = a, case let .int(n) = b {
                     guard n <= 10_000 else { throw ChatTemplateError("string repetition of \(n) is too large") }
+                    try Self.checkSize(s.utf8.count * max(0, n), "string repetition")
                     return .string(String(repeating: s, count: max(0, n)))
                 }
                 throw ChatTemplateError("'\(op)' needs integers, got \(a.typeName) and \(b.typeName)")
@@ -881,8 +941,9 @@ struct TemplateContext {
                 return .int(r)
             default:
                 guard y != 0 else { throw ChatTemplateError("modulo by zero") }
-                // Python's %: the result has the sign of the divisor.
-                let r = x % y
+                // Python's %: the result has the sign of the divisor. Int.min % -1 is 0 (it traps in Swift).
+                let (r, o) = x.remainderReportingOverflow(dividingBy: y)
+                if o { return .int(0) }
                 return .int(r != 0 && (r < 0) != (y < 0) ? r + y : r)
             }
         default:
