@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import Orochi
 @testable import OrochiServer
 
 /// The renderer against jinja2 as transformers configures it, on published templates written

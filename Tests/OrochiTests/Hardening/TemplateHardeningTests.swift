@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import OrochiServer
+@testable import Orochi
 
 /// Chat templates are untrusted code (they come with downloaded models): arithmetic that traps,
 /// nesting that overflows the stack, loops that never end and values that double until memory
