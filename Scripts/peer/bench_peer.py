@@ -654,6 +654,9 @@ DOC_HEADER = """# Performance against llama.cpp
 `llama-bench` from the vendored llama.cpp of the PyPI sdist `llama-cpp-python==0.3.36` (CPU backend,
 `GGML_NATIVE=ON`, Release), into `build/peer/`. Neither runs in CI or `make test`.
 
+Between builds of Orochi itself (a refactor, a kernel change) the check is paired and interleaved
+(`Scripts/peer/ab_builds.py`, no peer involved): those runs are in [bench/ab-builds.md](bench/ab-builds.md).
+
 ```sh
 make peer                              # llama-bench (cmake, g++ via apt when missing; 2 build jobs)
 make bench-peer                        # checkpoints, both engines interleaved, this page (~20 min)
