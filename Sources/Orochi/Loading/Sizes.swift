@@ -70,18 +70,23 @@ public enum Sizes {
     public static func allocatable() -> Int {
         var result = physicalMemory
         let meminfo = (try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8)) ?? ""
-        if let line = meminfo.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }),
-           let kib = Int(line.split(separator: " ").dropFirst().first ?? ""), kib >= 0 {
+        if let kib = procField(meminfo, "MemAvailable:"), kib >= 0 {
             result = min(result, kib.multipliedReportingOverflow(by: 1024).overflow ? Int.max : kib * 1024)
         }
         var limit = rlimit()
         if getrlimit(Int32(RLIMIT_AS.rawValue), &limit) == 0, limit.rlim_cur < UInt64(Int.max) {   // RLIM_INFINITY is UInt64.max
             let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
-            let used = status.split(separator: "\n").first(where: { $0.hasPrefix("VmSize:") })
-                .flatMap { Int($0.split(separator: " ").dropFirst().first ?? "") }.map { $0 * 1024 } ?? 0
+            let used = procField(status, "VmSize:").map { $0.multipliedReportingOverflow(by: 1024).overflow ? Int.max : $0 * 1024 } ?? 0
             result = min(result, max(0, Int(limit.rlim_cur) - used))
         }
         return result
+    }
+
+    /// The number of a "Key:  value kB" line of a /proc file ("VmSize:\t21474836480 kB": a tab,
+    /// and no space at all once the number fills its field).
+    public static func procField(_ text: String, _ key: String) -> Int? {
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(key) }) else { return nil }
+        return Int(line.dropFirst(key.count).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "")
     }
 
     /// Refuses an allocation plan of `bytes` that exceeds what this process may allocate.

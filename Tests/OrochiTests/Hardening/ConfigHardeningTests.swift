@@ -113,6 +113,11 @@ struct AddressSpaceLimitTests {
     @Test func allocatableIsBoundedByTheMachine() {
         let a = Sizes.allocatable()
         #expect(a > 0 && a <= Sizes.physicalMemory)
+        // /proc's number after a tab, with or without spaces (an AddressSanitizer build's VmSize fills the field).
+        #expect(Sizes.procField("Name:\tx\nVmSize:\t21474836480 kB\n", "VmSize:") == 21_474_836_480)
+        #expect(Sizes.procField("VmSize:\t  123456 kB", "VmSize:") == 123_456)
+        #expect(Sizes.procField("MemAvailable:   22000000 kB", "MemAvailable:") == 22_000_000)
+        #expect(Sizes.procField("VmRSS:\t1 kB", "VmSize:") == nil)
     }
 
     /// This process under an address-space limit 1 GiB above its current size (set and restored
@@ -126,8 +131,7 @@ struct AddressSpaceLimitTests {
         var saved = rlimit()
         try #require(getrlimit(Int32(RLIMIT_AS.rawValue), &saved) == 0)
         let status = try String(contentsOfFile: "/proc/self/status", encoding: .utf8)
-        let used = try #require(status.split(separator: "\n").first { $0.hasPrefix("VmSize:") }
-            .flatMap { Int($0.split(separator: " ").dropFirst().first ?? "") }) * 1024
+        let used = try #require(Sizes.procField(status, "VmSize:")) * 1024
         var lowered = saved
         lowered.rlim_cur = rlim_t(used + (1 << 30))
         try #require(setrlimit(Int32(RLIMIT_AS.rawValue), &lowered) == 0)

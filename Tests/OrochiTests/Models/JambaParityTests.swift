@@ -86,7 +86,7 @@ struct JambaParityTests {
             ("num_experts", 0, "'num_experts' must be positive"),
             ("mamba_dt_rank", "wide", "'mamba_dt_rank' must be an integer or \"auto\""),
             // The layer count comes from the file: counted, never enumerated (make hostile found an abort).
-            ("num_hidden_layers", 2_147_483_648, "more than this machine's"),
+            ("num_hidden_layers", 2_147_483_648, "this process may allocate"),
         ]
         for (key, value, expected) in cases {
             let message = try Self.loadError(config: { $0[key] = value })
