@@ -116,7 +116,9 @@ final class MambaState {
     }
 
     /// (K−1)·E conv inputs and E·N SSM values, float32.
-    var bytes: Int { ((kernel - 1) * inner + inner * stateSize) * 4 }
+    var bytes: Int { Self.bytes(inner: inner, stateSize: stateSize, kernel: kernel) }
+    /// Conv inputs [K−1, E] and SSM values [E, N], float32.
+    static func bytes(inner: Int, stateSize: Int, kernel: Int) -> Int { ((kernel - 1) * inner + inner * stateSize) * 4 }
 
     func reset() { conv.zero(); ssm.zero() }
 
@@ -155,6 +157,9 @@ struct MambaMixer {
     let layer: Int
 
     /// A sequence's state for this layer, zero.
+    /// Bytes of one sequence's state of this layer, without making one.
+    var stateBytes: Int { MambaState.bytes(inner: inner, stateSize: stateSize, kernel: kernel) }
+
     func makeState() -> MambaState { MambaState(inner: inner, stateSize: stateSize, kernel: kernel) }
 
     /// X[L, D] += Mixer(H[L, D]) for the L tokens of `rows`, each continuing from its sequence's

@@ -54,10 +54,8 @@ public enum Sizes {
             let (bytes, overflow) = pages.multipliedReportingOverflow(by: pageSize)
             if !overflow { return bytes }
         }
-        if let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
-           let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemTotal:") }),
-           let kib = Int(line.split(separator: " ").dropFirst().first ?? "") {
-            return kib * 1024
+        if let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8), let kib = procField(text, "MemTotal:") {
+            return kib.multipliedReportingOverflow(by: 1024).overflow ? Int.max : kib * 1024
         }
         return Int.max
     }()

@@ -151,7 +151,7 @@ public final class BlockModel: LanguageModel {
         for block in blocks {
             switch block.mixer {
             case let .attention(a): matrices += a.weights.matrices; perToken += 2 * a.kvHeads * a.headDim * kvCache.byteSize
-            case let .mamba(m): matrices += m.weights.matrices; fixed += m.makeState().bytes
+            case let .mamba(m): matrices += m.weights.matrices; fixed += m.stateBytes
             }
             switch block.feedForward?.block {
             case let .dense(mlp)?: matrices += mlp.matrices
