@@ -1,8 +1,10 @@
-// Matrix-vector products for one token, with weights in their stored type (f32, f16 or bf16):
+// Matrix-vector products for one token, with weights in their stored type (f32, f16 or bf16;
+// GGUF's quantized formats are handed to quant.c's kernels at each entry point):
 // half-precision rows are widened in registers, so decode reads 2 bytes per weight, not 4.
 // Three builds of each kernel — AVX-512, AVX2 + FMA + F16C, portable C — chosen at run time.
 #include "orochi_kernels.h"
 #include "vecmath.h"
+#include <stdlib.h>
 #include <string.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -184,7 +186,29 @@ ROWS256(rows256_f16, ld256_f16, OROCHI_F16)
 ROWS256(rows256_bf16, ld256_bf16, OROCHI_BF16)
 #endif
 
+/// One of this thread's buffers for quantized inputs (kept between calls, grown on demand).
+static void *quant_input(int slot, size_t bytes) {
+    static _Thread_local void *buffers[3];
+    static _Thread_local size_t capacity[3];
+    if (bytes > capacity[slot]) {
+        free(buffers[slot]);
+        size_t rounded = (bytes + 4095) & ~(size_t)4095;
+        buffers[slot] = aligned_alloc(64, rounded);
+        capacity[slot] = buffers[slot] ? rounded : 0;
+        if (!buffers[slot]) abort();
+    }
+    return buffers[slot];
+}
+
+/// A quantized format's rows on the calling thread: x quantized into this thread's buffer first.
+static void quant_rows(int dtype, const void *w, long r0, long r1, long k, const float *x, float *y, int acc) {
+    void *xq = quant_input(0, orochi_quant_activation_bytes(dtype, k));
+    orochi_quantize_activation(dtype, x, xq, k);
+    orochi_qmatvec_rows(dtype, w, r0, r1, k, xq, y, acc);
+}
+
 void orochi_matvec_rows(int dtype, const void *w, long r0, long r1, long k, long ldw, const float *x, float *y, int acc) {
+    if (orochi_quant_is_quantized(dtype)) { quant_rows(dtype, w, r0, r1, k, x, y, acc); return; }
 #if defined(__x86_64__)
     switch (orochi_isa()) {
     case OROCHI_ISA_AVX512:
@@ -230,6 +254,11 @@ void orochi_matvec(int dtype, const void *w, long n, long k, long ldw, const flo
 
 void orochi_matvec_then(int dtype, const void *w, long n, long k, long ldw, const float *x, float *y, int acc,
                         void (*then)(void *ctx, long r0, long r1), void *ctx) {
+    if (orochi_quant_is_quantized(dtype)) {        // rows are whole blocks, k the row's weights (ldw = k)
+        orochi_qmatvec(dtype, w, n, k, x, y, acc);
+        if (then) then(ctx, 0, n);
+        return;
+    }
     if (n * k < PARALLEL_MIN_WEIGHTS || n < 32 || orochi_pool_threads() == 1) {
         orochi_matvec_rows(dtype, w, 0, n, k, ldw, x, y, acc);
         if (then) then(ctx, 0, n);
@@ -492,6 +521,7 @@ static void multi_part(void *ctx, int index, int count) {
 
 void orochi_matvec_multi(int dtype, const void *w, long n, long k, long ldw, const float *x, long ldx, long m,
                          float *y, long ldy, int acc) {
+    if (orochi_quant_is_quantized(dtype)) { orochi_qmatvec_multi(dtype, w, n, k, x, ldx, m, y, ldy, acc); return; }
     if (n * k < PARALLEL_MIN_WEIGHTS || n < 32 || orochi_pool_threads() == 1) {
         multi_rows(dtype, w, n, 0, n, k, ldw, x, ldx, m, y, ldy, acc);
         return;
@@ -535,7 +565,56 @@ static group_job make_group(const orochi_group_product *products, int count, lon
     return job;
 }
 
+/// Whether a group holds a quantized product: those go one by one through quant.c's kernels.
+static int group_quantized(const orochi_group_product *products, int count) {
+    for (int i = 0; i < count; i++) if (orochi_quant_is_quantized(products[i].dtype)) return 1;
+    return 0;
+}
+
+/// A group whose products are all quantized: x quantized once per format, then every product's
+/// rows, 16 at a time, as one job for the threads (one hand-off for q, k and v, not three).
+typedef struct { const orochi_group_product *p; int count; long k; const void *xq[3]; int acc; long units; } qgroup_job;
+
+static void qgroup_part(void *ctx, int index, int count) {
+    const qgroup_job *j = ctx;
+    long u0 = orochi_pool_guided_start(j->units, index, count), u1 = orochi_pool_guided_start(j->units, index + 1, count), first = 0;
+    for (int i = 0; i < j->count && first < u1; i++) {
+        const orochi_group_product *p = j->p + i;
+        long units = (p->n + 15) / 16;
+        long s = u0 > first ? u0 - first : 0, e = u1 - first < units ? u1 - first : units;
+        if (s < e) orochi_qmatvec_rows(p->dtype, p->w, s * 16, e * 16 < p->n ? e * 16 : p->n, j->k, j->xq[i], p->y, j->acc);
+        first += units;
+    }
+}
+
+static int all_quantized(const orochi_group_product *products, int count) {
+    for (int i = 0; i < count; i++) if (!orochi_quant_is_quantized(products[i].dtype)) return 0;
+    return 1;
+}
+
 void orochi_matvec_group(const orochi_group_product *products, int count, long k, const float *x, int acc) {
+    if (count <= 3 && all_quantized(products, count)) {
+        qgroup_job job = {products, count, k, {0}, acc, 0};
+        for (int i = 0; i < count; i++) {
+            int same = -1;
+            for (int q = 0; q < i; q++) if (products[q].dtype == products[i].dtype) { same = q; break; }
+            if (same >= 0) { job.xq[i] = job.xq[same]; }
+            else {
+                void *xq = quant_input(i, orochi_quant_activation_bytes(products[i].dtype, k));
+                orochi_quantize_activation(products[i].dtype, x, xq, k);
+                job.xq[i] = xq;
+            }
+            job.units += (products[i].n + 15) / 16;
+        }
+        if (orochi_pool_threads() == 1 || job.units < 2) { qgroup_part(&job, 0, 1); return; }
+        int chunks = OROCHI_POOL_HOME_CHUNKS * orochi_pool_threads();
+        orochi_pool_run_chunks(qgroup_part, &job, job.units < chunks ? (int)job.units : chunks);
+        return;
+    }
+    if (group_quantized(products, count)) {
+        for (int i = 0; i < count; i++) orochi_matvec(products[i].dtype, products[i].w, products[i].n, k, products[i].ldw, x, products[i].y, acc);
+        return;
+    }
     group_job job = make_group(products, count, k, x, k, 1, acc);
     long weights = 0;
     for (int i = 0; i < count; i++) weights += products[i].n * k;
@@ -546,6 +625,11 @@ void orochi_matvec_group(const orochi_group_product *products, int count, long k
 
 void orochi_matvec_multi_group(const orochi_group_product *products, int count, long k, const float *x, long ldx,
                                long m, int acc) {
+    if (group_quantized(products, count)) {
+        for (int i = 0; i < count; i++)
+            orochi_matvec_multi(products[i].dtype, products[i].w, products[i].n, k, products[i].ldw, x, ldx, m, products[i].y, products[i].n, acc);
+        return;
+    }
     group_job job = make_group(products, count, k, x, ldx, m, acc);
     if (job.units < 2 || orochi_pool_threads() == 1) { group_part(&job, 0, 1); return; }
     // One unit per chunk (as orochi_matvec_multi's panels), so that the threads share them evenly.
@@ -596,6 +680,7 @@ static uint16_t float_to_half(float f) {   // round to nearest even
 }
 
 void orochi_to_f32(int dtype, const void *src, float *dst, long count) {
+    if (orochi_quant_is_quantized(dtype)) { orochi_dequantize(dtype, src, dst, count); return; }
     if (dtype == OROCHI_F32) { memcpy(dst, src, (size_t)count * 4); return; }
 #if defined(__x86_64__)
     if (orochi_isa() == OROCHI_ISA_AVX512) { to_f32_512(dtype, src, dst, count); return; }

@@ -1,17 +1,66 @@
 import COrochiKernels
 
-/// How a weight is held in memory: as the checkpoint stores it, or widened to float32.
+/// How a weight is held in memory: as the file stores it, or widened to float32. Floats are
+/// f32, f16, bf16 (also the KV cache's element types); the rest are GGUF's block-quantized
+/// formats, rows of blocks of 32 or 256 weights that share scales. Every kernel reads a format
+/// through its code: the block size and bytes below are all the rest of the code needs to know.
 public enum WeightType: String, Sendable, CaseIterable {
     case f32, f16, bf16
+    case q8_0, q4_0, q4_1, q5_0, q5_1, q2_K = "q2_k", q3_K = "q3_k", q4_K = "q4_k", q5_K = "q5_k", q6_K = "q6_k"
 
-    var code: Int32 {
+    public var code: Int32 {
         switch self {
         case .f32: return Int32(OROCHI_F32)
         case .f16: return Int32(OROCHI_F16)
         case .bf16: return Int32(OROCHI_BF16)
+        case .q8_0: return Int32(OROCHI_Q8_0)
+        case .q4_0: return Int32(OROCHI_Q4_0)
+        case .q4_1: return Int32(OROCHI_Q4_1)
+        case .q5_0: return Int32(OROCHI_Q5_0)
+        case .q5_1: return Int32(OROCHI_Q5_1)
+        case .q2_K: return Int32(OROCHI_Q2_K)
+        case .q3_K: return Int32(OROCHI_Q3_K)
+        case .q4_K: return Int32(OROCHI_Q4_K)
+        case .q5_K: return Int32(OROCHI_Q5_K)
+        case .q6_K: return Int32(OROCHI_Q6_K)
         }
     }
-    public var byteSize: Int { self == .f32 ? 4 : 2 }
+    /// The element types of floats: what tests of the float kernels go through.
+    public static let floats: [WeightType] = [.f32, .f16, .bf16]
+    public var isQuantized: Bool { blockValues > 1 }
+    /// Weights per block (1 for the float types) and bytes per block.
+    public var blockValues: Int {
+        switch self {
+        case .f32, .f16, .bf16: return 1
+        case .q8_0, .q4_0, .q4_1, .q5_0, .q5_1: return 32
+        case .q2_K, .q3_K, .q4_K, .q5_K, .q6_K: return 256
+        }
+    }
+    public var blockBytes: Int {
+        switch self {
+        case .f32: return 4
+        case .f16, .bf16: return 2
+        case .q8_0: return 34
+        case .q4_0: return 18
+        case .q4_1: return 20
+        case .q5_0: return 22
+        case .q5_1: return 24
+        case .q2_K: return 84
+        case .q3_K: return 110
+        case .q4_K: return 144
+        case .q5_K: return 176
+        case .q6_K: return 210
+        }
+    }
+    /// Bytes of one element of a float type (the KV cache's types); quantized formats have none.
+    public var byteSize: Int {
+        precondition(!isQuantized, "a quantized format has no per-element size: use rowBytes")
+        return blockBytes
+    }
+    /// Bytes of a row of `columns` weights (a whole number of blocks: checked at load).
+    public func rowBytes(_ columns: Int) -> Int { columns / blockValues * blockBytes }
+    /// Bits per weight, for reports: 4.5 for Q4_0, 8.5 for Q8_0.
+    public var bitsPerWeight: Double { Double(blockBytes * 8) / Double(blockValues) }
 }
 
 /// A weight matrix W[rows, columns], row-major, in its stored type: a view into the mapped
@@ -32,7 +81,9 @@ public struct WeightMatrix: @unchecked Sendable {
     }
 
     public var count: Int { rows * columns }
-    public var bytes: Int { count * type.byteSize }
+    public var bytes: Int { rows * rowBytes }
+    /// Bytes of one row.
+    public var rowBytes: Int { type.rowBytes(columns) }
 
     /// y[rows] = W · x[columns] (or y += …): one token.
     @inline(__always)
@@ -96,7 +147,7 @@ public struct WeightMatrix: @unchecked Sendable {
         var r0 = 0
         while r0 < rows {
             let r1 = min(rows, r0 + block)
-            orochi_to_f32(type.code, raw + r0 * columns * type.byteSize, scratch, (r1 - r0) * columns)
+            orochi_to_f32(type.code, raw + r0 * rowBytes, scratch, (r1 - r0) * columns)
             BLAS.matmul(x, rows: m, inner: columns, ldx: ldx, weight: scratch, outputs: r1 - r0,
                         into: y + r0, ldy: ldy, accumulate: accumulate)
             r0 = r1
@@ -106,12 +157,17 @@ public struct WeightMatrix: @unchecked Sendable {
     /// Row `r` as float32 into `out` [columns] (an embedding lookup).
     @inline(__always)
     public func row(_ r: Int, into out: UnsafeMutablePointer<Float>) {
-        orochi_to_f32(type.code, raw + r * columns * type.byteSize, out, columns)
+        orochi_to_f32(type.code, raw + r * rowBytes, out, columns)
     }
 
     /// The `i`-th value in row-major order, as float32.
     public func element(_ i: Int, into out: UnsafeMutablePointer<Float>) {
-        orochi_to_f32(type.code, raw + i * type.byteSize, out, 1)
+        guard type.isQuantized else { orochi_to_f32(type.code, raw + i * type.blockBytes, out, 1); return }
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: type.blockValues) { block in
+            let b = i / type.blockValues
+            orochi_to_f32(type.code, raw + b * type.blockBytes, block.baseAddress!, type.blockValues)
+            out.pointee = block[i % type.blockValues]
+        }
     }
 
     /// Every value as float32 into `out` [count].

@@ -231,4 +231,5 @@ void *orochi_alloc_huge_pages(size_t bytes);
 #ifdef __cplusplus
 }
 #endif
+#include "orochi_quant.h"
 #endif

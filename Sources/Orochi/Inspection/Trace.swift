@@ -81,7 +81,7 @@ enum TracePlan {
 
     static func embedding(_ e: WeightMatrix) -> TraceStep {
         step(nil, .embedding, "embedding row of the token", "[\(e.columns)] of [\(e.rows), \(e.columns)]", macs: 0,
-             weights: e.columns * e.type.byteSize)
+             weights: e.rowBytes)
     }
 
     static func norm(_ layer: Int?, _ norm: Norm, dim: Int) -> TraceStep {

@@ -50,5 +50,5 @@ func cacheCapacity(requested: Int?, maxContext: Int, path: String) throws -> Int
 /// Weight bytes a decoded token reads: every layer matrix and the lm_head once, one row of the
 /// embedding (`matrices` starts with the embedding and the lm_head, as every model lists them).
 func decodedWeightBytes(matrices: [WeightMatrix], embedding: WeightMatrix, lmHead: Linear) -> Int {
-    matrices.dropFirst(2).reduce(lmHead.weight.bytes) { $0 + $1.bytes } + embedding.columns * embedding.type.byteSize
+    matrices.dropFirst(2).reduce(lmHead.weight.bytes) { $0 + $1.bytes } + embedding.rowBytes
 }

@@ -17,11 +17,12 @@ struct MatvecTests {
         let wb16 = w32.map { UInt16($0.bitPattern >> 16) }          // bf16 by truncation
         let threadsBefore = BLAS.threads
         defer { BLAS.threads = threadsBefore; KernelInfo.force(nil) }
-        for type in WeightType.allCases {
+        for type in WeightType.floats {
             let rounded: [Float] = switch type {
             case .f32: w32
             case .f16: w16.map { Float(Float16(bitPattern: $0)) }
             case .bf16: wb16.map { Float(bitPattern: UInt32($0) << 16) }
+            default: fatalError("float types only")
             }
             let expected = (0..<n).map { i in (0..<k).reduce(0.0) { $0 + Double(rounded[i * k + $1]) * Double(x[$1]) } }
             for family in ["portable", "avx2", "avx512"] where KernelInfo.force(family) == family {
@@ -36,6 +37,7 @@ struct MatvecTests {
                         case .f32: w32.withUnsafeBytes { run($0.baseAddress!) }
                         case .f16: w16.withUnsafeBytes { run($0.baseAddress!) }
                         case .bf16: wb16.withUnsafeBytes { run($0.baseAddress!) }
+                        default: fatalError("float types only")
                         }
                         for i in 0..<n {
                             let want = expected[i] + (accumulate ? Double(start[i]) : 0)
@@ -58,7 +60,7 @@ struct MatvecTests {
         let ldx = k + 3, ldy = n + 5
         let threadsBefore = BLAS.threads
         defer { BLAS.threads = threadsBefore; KernelInfo.force(nil) }
-        for type in WeightType.allCases {
+        for type in WeightType.floats {
             func withWeights(_ body: (WeightMatrix) -> Void) { weights.with(type, body) }
             for family in ["portable", "avx2", "avx512"] where KernelInfo.force(family) == family {
                 for threads in [1, 2] {
@@ -198,7 +200,7 @@ struct MatvecTests {
         let scratch = FloatBuffer(count: 1 << 16)
         defer { BLAS.setGEMM(.automatic); KernelInfo.force(nil) }
         guard KernelInfo.force("avx512") == "avx512" else { return }     // the kernel is AVX-512's
-        for type in WeightType.allCases {
+        for type in WeightType.floats {
             func withWeights(_ body: (WeightMatrix) -> Void) { weights.with(type, body) }
             for m in [17, 70, 131] {
                 let x = (0..<(m * k)).map { _ in rng.nextUnitFloat() - 0.5 }
@@ -305,6 +307,7 @@ struct RandomWeights {
         case .f32: f32.withUnsafeBytes { run($0.baseAddress!) }
         case .f16: f16.withUnsafeBytes { run($0.baseAddress!) }
         case .bf16: bf16.withUnsafeBytes { run($0.baseAddress!) }
+        default: fatalError("float types only")
         }
     }
 }
