@@ -4,6 +4,7 @@
 Each family module in Scripts/fixtures/ (llama.py, mamba.py, ...) builds small random checkpoints
 with transformers, saves them with save_pretrained, and records what transformers computes for
 them: logits at every position (float32 .npy) and a greedy continuation. Run by `make fixtures`.
+The families of EXPLICIT run only when --only names them (`make smollm2-fixtures`).
 """
 import argparse
 import importlib
@@ -11,6 +12,9 @@ import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
+
+# Families that need a download (`make smollm2`, 98 MB) and llama.cpp's peer build.
+EXPLICIT = {"smollm2"}
 
 
 def main():
@@ -21,6 +25,8 @@ def main():
     families = sorted(p.stem for p in (pathlib.Path(__file__).parent / "fixtures").glob("*.py") if p.stem != "common")
     for family in families:
         if args.only and family not in args.only:
+            continue
+        if family in EXPLICIT and not args.only:
             continue
         module = importlib.import_module(f"fixtures.{family}")
         module.generate(pathlib.Path(args.out) / family)

@@ -17,6 +17,7 @@ public enum LoadError: Error, CustomStringConvertible, Equatable {
     case unsupportedModelType(path: String, modelType: String)
     case missingFile(path: String, detail: String)
     case nonFinite(tensor: String, count: Int)
+    case badGGUF(path: String, detail: String)
 
     public var description: String {
         switch self {
@@ -46,6 +47,8 @@ public enum LoadError: Error, CustomStringConvertible, Equatable {
             return "\(path): unsupported model_type '\(modelType)' (supported: \(ModelRegistry.supportedTypes.joined(separator: ", ")))"
         case let .missingFile(path, detail):
             return "\(path): \(detail)"
+        case let .badGGUF(path, detail):
+            return "\(path): invalid GGUF file: \(detail)"
         case let .nonFinite(tensor, count):
             return "tensor '\(tensor)' holds \(count) NaN or infinite value\(count == 1 ? "" : "s"): the checkpoint is damaged"
         }

@@ -26,11 +26,16 @@ public enum ModelRegistry {
     }
 
     /// Loads with explicit options: context, weight storage (as stored or f32) and KV cache type.
+    /// `directory` may also be a GGUF file.
     public static func load(directory: URL, options: LoadOptions) throws -> any LanguageModel {
+        if GGUFFile.isGGUF(directory.path) { return try GGUFModels.load(path: directory.path, options: options) }
         let configURL = directory.appendingPathComponent("config.json")
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+        guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory) else {
             throw LoadError.missingFile(path: directory.path, detail: "model directory does not exist")
+        }
+        guard isDirectory.boolValue else {
+            throw LoadError.missingFile(path: directory.path, detail: "neither a model directory nor a GGUF file (it does not start with 'GGUF')")
         }
         guard FileManager.default.fileExists(atPath: configURL.path) else {
             throw LoadError.missingFile(path: configURL.path, detail: "no config.json in the model directory")
@@ -47,6 +52,11 @@ public enum ModelRegistry {
 
     /// End-of-sequence ids: generation_config.json first, then config.json.
     public static func eosTokenIds(directory: URL) -> [Int] {
+        if GGUFFile.isGGUF(directory.path) {
+            guard let file = try? GGUFFile(path: directory.path) else { return [] }
+            let ids = ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"].compactMap { try? file.integer($0) }
+            return Array(Set(ids)).sorted()
+        }
         let gen = directory.appendingPathComponent("generation_config.json")
         if let g = try? readJSONConfig(GenerationConfig.self, from: gen), let ids = g.eos_token_id?.ids, !ids.isEmpty {
             return ids

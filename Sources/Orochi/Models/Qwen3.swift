@@ -19,6 +19,8 @@ public struct Qwen3Config: ModelConfiguration {
 
     enum CodingKeys: String, CodingKey { case use_sliding_window }
 
+    public init(base: LlamaConfig) { self.base = base; use_sliding_window = nil }
+
     public init(from decoder: Decoder) throws {
         base = try LlamaConfig(from: decoder)
         use_sliding_window = try decoder.container(keyedBy: CodingKeys.self).decodeIfPresent(Bool.self, forKey: .use_sliding_window)

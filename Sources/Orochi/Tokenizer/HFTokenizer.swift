@@ -37,11 +37,16 @@ public final class HFTokenizer: Tokenizer {
         try self.init(bytes: [UInt8](data), path: url.path)
     }
 
-    public init(bytes: [UInt8], path: String = "<memory>") throws {
+    public convenience init(bytes: [UInt8], path: String = "<memory>") throws {
         let object: Any
         do { object = try StrictJSON.parse(bytes) } catch let error as StrictJSON.SyntaxError {
             throw TokenizerError.jsonSyntax(path: path, line: error.line, column: error.column, expected: error.detail)
         }
+        try self.init(object: object, path: path)
+    }
+
+    /// A tokenizer.json already parsed (as StrictJSON parses it), or built in memory (a GGUF's tokenizer).
+    init(object: Any, path: String) throws {
         let root = HFJSON(value: object, path: "", file: path)
         guard root.object != nil else { throw root.error("a JSON object") }
         guard !root["model"].isNull else { throw root["model"].error("the tokenizer model object") }

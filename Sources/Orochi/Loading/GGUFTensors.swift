@@ -1,0 +1,89 @@
+import Foundation
+import OrochiKernels
+
+/// A GGUF file's tensors (by their GGUF names; `SourceWeights.fileName` maps an architecture's
+/// Hugging Face names onto them). Quantized matrices stay in their blocks, views into the mapped
+/// file; vectors and widened matrices are dequantized once.
+///
+/// llama.cpp's converter stores a `llama` model's query and key rows reordered for its
+/// interleaved rotary embedding (convert_hf_to_gguf.py's `permute`): those matrices are put back
+/// in Hugging Face's order here, a row copy that works on blocks as on floats.
+final class GGUFTensors: TensorSource {
+    let file: GGUFFile
+    private let byName: [String: GGUFTensorInfo]
+    /// Matrices whose rows come in heads of interleaved halves, and their head count.
+    private let interleavedHeads: [String: Int]
+    private var converted: [String: FloatBuffer] = [:]
+    private var reordered: [String: UnsafeMutableRawPointer] = [:]
+    private let lock = NSLock()
+
+    init(file: GGUFFile, interleavedHeads: [String: Int] = [:]) {
+        self.file = file
+        byName = file.tensorByName
+        self.interleavedHeads = interleavedHeads
+    }
+
+    deinit { for p in reordered.values { free(p) } }
+
+    var tensorNames: [String] { byName.keys.sorted() }
+    func shape(of name: String) -> [Int]? { byName[name]?.shape }
+    func format(of name: String) -> String? { byName[name]?.type.name }
+    func holdsReals(_ name: String) -> Bool { byName[name]?.type.weightType != nil }
+    var placement: String { "mapped from the file (4 KiB pages)" }
+    var location: String { file.path }
+
+    private func info(_ name: String) throws -> (GGUFTensorInfo, WeightType) {
+        guard let t = byName[name] else { throw LoadError.missingTensor(name: name, directory: file.path) }
+        guard let type = t.type.weightType else {
+            throw LoadError.badGGUF(path: file.path, detail: "tensor '\(t.name)' is \(t.type.name), a type Orochi does not compute with (it reads F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K–Q6_K)")
+        }
+        return (t, type)
+    }
+
+    /// The tensor's bytes in Hugging Face's row order: in place, or a reordered copy kept here.
+    private func bytes(_ name: String, _ t: GGUFTensorInfo, _ type: WeightType) throws -> UnsafeRawPointer {
+        let raw = file.data(of: t)
+        guard let heads = interleavedHeads[name] else { return raw }
+        lock.lock(); defer { lock.unlock() }
+        if let done = reordered[name] { return UnsafeRawPointer(done) }
+        let columns = t.dimensions[0], rows = t.valueCount / max(columns, 1)
+        guard heads > 0, rows % (2 * heads) == 0 else {
+            throw LoadError.badGGUF(path: file.path, detail: "tensor '\(t.name)': \(rows) rows are not \(heads) heads of an even size")
+        }
+        let rowBytes = type.rowBytes(columns), headRows = rows / heads, half = headRows / 2
+        guard let copy = malloc(max(t.byteCount, 1)) else { throw FloatBuffer.AllocationError.outOfMemory(bytes: t.byteCount) }
+        // Hugging Face's row (head h, half s, i) is the file's row (h, i, s).
+        for h in 0..<heads {
+            for s in 0..<2 {
+                for i in 0..<half {
+                    let to = h * headRows + s * half + i, from = h * headRows + 2 * i + s
+                    memcpy(copy + to * rowBytes, raw + from * rowBytes, rowBytes)
+                }
+            }
+        }
+        reordered[name] = copy
+        return UnsafeRawPointer(copy)
+    }
+
+    func floats(_ name: String) throws -> Tensor {
+        let (t, type) = try info(name)
+        let raw = try bytes(name, t, type)
+        if type == .f32 && Int(bitPattern: raw) % MemoryLayout<Float>.alignment == 0 {
+            return Tensor(name: name, shape: t.shape, data: raw.assumingMemoryBound(to: Float.self))
+        }
+        lock.lock(); defer { lock.unlock() }
+        if let done = converted[name] { return Tensor(name: name, shape: t.shape, data: done.pointer) }
+        let out = try FloatBuffer(checkedCount: t.valueCount, hugePages: true)
+        let columns = t.dimensions[0]
+        WeightMatrix(raw: raw, type: type, rows: t.valueCount / max(columns, 1), columns: columns).widen(into: out.pointer)
+        converted[name] = out
+        return Tensor(name: name, shape: t.shape, data: out.pointer)
+    }
+
+    func storedMatrix(_ name: String, rows: Int, columns: Int) throws -> WeightMatrix? {
+        let (t, type) = try info(name)
+        let raw = try bytes(name, t, type)
+        if type == .f32 && Int(bitPattern: raw) % MemoryLayout<Float>.alignment != 0 { return nil }
+        return WeightMatrix(raw: raw, type: type, rows: rows, columns: columns)
+    }
+}

@@ -1,0 +1,110 @@
+import Foundation
+
+// GGUF files as models. An architecture's hyperparameters come from the file's metadata into the
+// config its Hugging Face directory would decode, and its Hugging Face tensor names map onto
+// llama.cpp's (src/llama-arch.cpp), so that the same blueprint builds the same blocks from
+// either format:
+//
+//   model.embed_tokens.weight        token_embd.weight
+//   model.layers.N.input_layernorm   blk.N.attn_norm          self_attn.{q,k,v,o}_proj   blk.N.attn_{q,k,v,output}
+//   model.layers.N.post_attention_layernorm   blk.N.ffn_norm  mlp.{gate,up,down}_proj    blk.N.ffn_{gate,up,down}
+//   model.norm.weight                output_norm.weight       lm_head.weight             output.weight (absent: tied)
+
+enum GGUFModels {
+    /// general.architecture values Orochi builds, and the config each becomes.
+    static let architectures = ["llama", "qwen2", "qwen3"]
+
+    static func load(path: String, options: LoadOptions) throws -> BlockModel {
+        let file = try GGUFFile(path: path)
+        guard let arch = try file.string("general.architecture") else {
+            throw LoadError.badGGUF(path: path, detail: "missing metadata 'general.architecture'")
+        }
+        guard architectures.contains(arch) else {
+            throw LoadError.badGGUF(path: path, detail: "architecture '\(arch)' is not supported (supported: \(architectures.joined(separator: ", ")))")
+        }
+        if let context = options.context, context <= 0 {
+            throw LoadError.badConfig(path: path, detail: "context must be positive, got \(context)")
+        }
+        let config = try llamaConfig(file, arch: arch)
+        // llama.cpp's converter interleaves the halves of each query and key head for `llama` only.
+        var interleaved: [String: Int] = [:]
+        if arch == "llama" {
+            for l in 0..<config.num_hidden_layers {
+                interleaved["blk.\(l).attn_q.weight"] = config.num_attention_heads
+                interleaved["blk.\(l).attn_k.weight"] = config.kvHeads
+            }
+        }
+        let source = SourceWeights(GGUFTensors(file: file, interleavedHeads: interleaved), storage: options.weights,
+                                   fileName: ggufName)
+        let architecture: any Architecture = arch == "qwen3" ? Qwen3Config(base: config) : config
+        return try BlockModel(config: architecture, source: source, configPath: path, context: options.context,
+                              kvCache: options.kvCache)
+    }
+
+    /// A Llama-family config (llama, qwen2, qwen3) from `<arch>.*` metadata and the tensor table.
+    static func llamaConfig(_ file: GGUFFile, arch: String) throws -> LlamaConfig {
+        func required(_ key: String) throws -> Int { try file.requiredInteger("\(arch).\(key)") }
+        guard let embedding = file.tensorByName["token_embd.weight"], embedding.dimensions.count == 2 else {
+            throw LoadError.badGGUF(path: file.path, detail: "missing the 2-dimensional tensor 'token_embd.weight'")
+        }
+        if file.value("\(arch).attention.head_count_kv")?.array != nil {
+            throw LoadError.badGGUF(path: file.path, detail: "'\(arch).attention.head_count_kv' per layer is not supported (expected one integer)")
+        }
+        var config = LlamaConfig(
+            hidden_size: try required("embedding_length"), intermediate_size: try required("feed_forward_length"),
+            num_hidden_layers: try required("block_count"), num_attention_heads: try required("attention.head_count"),
+            num_key_value_heads: try file.integer("\(arch).attention.head_count_kv"),
+            head_dim: try file.integer("\(arch).attention.key_length"), vocab_size: embedding.dimensions[1],
+            rms_norm_eps: try file.real("\(arch).attention.layer_norm_rms_epsilon") ?? 1e-5,
+            max_position_embeddings: try file.integer("\(arch).context_length"),
+            rope_theta: try file.real("\(arch).rope.freq_base") ?? 10000,
+            tie_word_embeddings: file.tensorByName["output.weight"] == nil, model_type: arch)
+        if let valueLength = try file.integer("\(arch).attention.value_length"), valueLength != config.headDim {
+            throw LoadError.badGGUF(path: file.path, detail: "'\(arch).attention.value_length' \(valueLength) differs from the key length \(config.headDim): not supported")
+        }
+        if let rotary = try file.integer("\(arch).rope.dimension_count"), rotary != config.headDim {
+            throw LoadError.badGGUF(path: file.path, detail: "'\(arch).rope.dimension_count' \(rotary) rotates part of a head of \(config.headDim): not supported")
+        }
+        if file.tensorByName["rope_freqs.weight"] != nil {
+            throw LoadError.badGGUF(path: file.path, detail: "tensor 'rope_freqs.weight' (Llama 3.1's rope scaling) is not supported yet")
+        }
+        switch try file.string("\(arch).rope.scaling.type") ?? "none" {
+        case "none": break
+        case "linear":
+            guard let factor = try file.real("\(arch).rope.scaling.factor") else {
+                throw LoadError.badGGUF(path: file.path, detail: "'\(arch).rope.scaling.type' linear needs '\(arch).rope.scaling.factor'")
+            }
+            config.rope_scaling = .init(rope_type: "linear", type: nil, rope_theta: nil, factor: factor, low_freq_factor: nil,
+                                        high_freq_factor: nil, original_max_position_embeddings: nil)
+        case let other:
+            throw LoadError.badGGUF(path: file.path, detail: "'\(arch).rope.scaling.type' \(other) is not supported (none, linear)")
+        }
+        config.attention_bias = file.tensorByName["blk.0.attn_q.bias"] != nil
+        if let tokens = try file.strings("tokenizer.ggml.tokens"), tokens.count != config.vocab_size {
+            throw LoadError.badGGUF(path: file.path, detail: "'tokenizer.ggml.tokens' has \(tokens.count) tokens, but 'token_embd.weight' has \(config.vocab_size) rows")
+        }
+        return config
+    }
+
+    /// Hugging Face's name of a Llama-family tensor → llama.cpp's.
+    static func ggufName(_ name: String) -> String {
+        switch name {
+        case "model.embed_tokens.weight": return "token_embd.weight"
+        case "model.norm.weight": return "output_norm.weight"
+        case "lm_head.weight": return "output.weight"
+        default: break
+        }
+        let parts = name.split(separator: ".")
+        guard parts.count >= 5, parts[0] == "model", parts[1] == "layers" else { return name }
+        let part = parts[3..<(parts.count - 1)].joined(separator: ".")
+        guard let mapped = layerParts[part] else { return name }
+        return "blk.\(parts[2]).\(mapped).\(parts.last!)"
+    }
+
+    static let layerParts = [
+        "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
+        "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
+        "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm",
+        "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
+    ]
+}
