@@ -11,6 +11,7 @@ struct OrochiCommand: ParsableCommand {
         version: Orochi.version,
         subcommands: [
             Generate.self,
+            Chat.self,
             Forward.self,
             Inspect.self,
             Tokenize.self,

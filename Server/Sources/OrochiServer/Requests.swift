@@ -1,17 +1,6 @@
 import Foundation
 import Orochi
 
-/// One chat message as the template sees it.
-public struct ChatMessage: Equatable, Sendable {
-    public var role: String
-    public var content: String
-    public var name: String?
-
-    public init(role: String, content: String, name: String? = nil) {
-        self.role = role; self.content = content; self.name = name
-    }
-}
-
 /// What a completion or chat request asks for, checked: every field of the wrong type or out of
 /// range is refused naming it; fields this server does not know are ignored.
 public struct GenerationRequest: Sendable {

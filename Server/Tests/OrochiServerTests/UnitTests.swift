@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Orochi
 @testable import OrochiServer
 
 struct JSONTests {
