@@ -14,7 +14,7 @@ let orochi = Target.Dependency.product(name: "Orochi", package: rootIdentity)
 
 // One executable per input family; the name after "Fuzz" (lower-cased, dashed) is the corpus folder.
 let fuzzers = ["FuzzSafetensors", "FuzzConfigLlama", "FuzzConfigMamba", "FuzzConfigJamba", "FuzzSentencePiece",
-               "FuzzHFTokenizer", "FuzzSnapshot", "FuzzCLIParsers", "FuzzChatTemplate"]
+               "FuzzHFTokenizer", "FuzzSnapshot", "FuzzCLIParsers", "FuzzChatTemplate", "FuzzGGUF"]
 
 let package = Package(
     name: "OrochiFuzz",

@@ -385,14 +385,19 @@ struct GGUFReader {
             guard dims[0] % type.blockValues == 0 else {
                 throw fail("tensor '\(name)': its rows of \(dims[0]) values are not whole \(type.name) blocks of \(type.blockValues)")
             }
-            var bytes = dims[0] / type.blockValues * type.blockBytes
-            for d in dims.dropFirst() {
-                let (p, overflow) = bytes.multipliedReportingOverflow(by: d)
-                guard !overflow else { throw fail("tensor '\(name)': dimensions \(dims) are too large (the byte count overflows)") }
-                bytes = p
+            // Values and bytes, each product checked (a dimension of 0 makes both 0).
+            func product(_ factors: [Int]) -> Int? {
+                if factors.contains(0) { return 0 }
+                var p = 1
+                for f in factors {
+                    let (q, overflow) = p.multipliedReportingOverflow(by: f)
+                    if overflow { return nil }
+                    p = q
+                }
+                return p
             }
-            guard dims.dropFirst().reduce(dims[0], { $0.multipliedReportingOverflow(by: $1).overflow ? -1 : $0 * $1 }) >= 0 else {
-                throw fail("tensor '\(name)': dimensions \(dims) are too large (the value count overflows)")
+            guard product(dims) != nil, let bytes = product([dims[0] / type.blockValues, type.blockBytes] + dims.dropFirst()) else {
+                throw fail("tensor '\(name)': dimensions \(dims) are too large (the size overflows)")
             }
             raw.append(Raw(name: name, dims: dims, type: type, offset: offset, bytes: bytes))
         }

@@ -280,7 +280,10 @@ final class GGUFBadInputTests: XCTestCase {
         refused(w.encoded(), "has 5 dimensions")
         w = valid()
         w.tensors[0].shape = [1 << 40, 1 << 40]
-        refused(w.encoded(), "are too large")
+        refused(w.encoded(), "are too large (the size overflows)")
+        w = valid()
+        w.tensors[0].shape = [1, 1 << 62]                     // 2^62 values fit an Int, their 2^64 bytes do not
+        refused(w.encoded(), "are too large (the size overflows)")
         w = valid()
         w.tensors[0].type = GGMLType.of(.q8_0)
         w.tensors[0].shape = [2, 33]
