@@ -22,29 +22,14 @@ struct Chat: ParsableCommand {
     @Option(name: .long, help: "Most tokens per reply, ≥ 1.")
     var maxTokens: Int = 512
 
-    @Option(name: .long, help: "Sampling temperature, ≥ 0; 0 is greedy.")
-    var temperature: Float = 0.7
-
-    @Option(name: .long, help: "Keep only the K most likely tokens, K ≥ 0 (0: off).")
-    var topK: Int = 40
-
-    @Option(name: .long, help: "Keep the smallest set of tokens whose probability reaches P, in (0, 1] (1: off).")
-    var topP: Float = 0.95
-
-    @Option(name: .long, help: "Penalty for tokens among the last 64, > 0: above 1 discourages them (1: off).")
-    var repeatPenalty: Float = 1.1
-
-    @Option(name: .long, help: "Random seed (default: from the clock).")
-    var seed: UInt64?
+    @OptionGroup var sampling: SamplingOptions
 
     func validate() throws {
         guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be ≥ 1") }
-        do { try settings(seed: 0).validate() } catch { throw ValidationError("\(error)") }
+        _ = try settings()
     }
 
-    func settings(seed: UInt64) -> Sampler.Settings {
-        Sampler.Settings(temperature: temperature, topK: topK, topP: topP, repetitionPenalty: repeatPenalty, seed: seed)
-    }
+    func settings() throws -> Sampler.Settings { try sampling.settings(temperature: 0.7, repeatPenalty: 1.1) }
 
     func run() throws {
         let model = try options.load()
@@ -54,7 +39,7 @@ struct Chat: ParsableCommand {
         var stops = Set(ModelRegistry.eosTokenIds(directory: options.directory))
         if let eos = tokenizer.eosTokenId { stops.insert(eos) }
         let session = ChatSession(model: model, tokenizer: tokenizer, chat: chat, stopTokens: stops,
-                                  sampler: Sampler(settings: settings(seed: seed ?? UInt64(Clock.now() * 1e6)), vocabSize: model.info.vocabSize),
+                                  sampler: Sampler(settings: try settings(), vocabSize: model.info.vocabSize),
                                   maxReplyTokens: maxTokens)
         session.system = system
         if case .plain = chat.format { printError("(this model has no chat template: plain \"role: content\" lines)") }

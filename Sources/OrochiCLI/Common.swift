@@ -36,6 +36,33 @@ struct ModelOptions: ParsableArguments {
     }
 }
 
+/// The sampling flags of `generate` and `chat`; each command gives its own defaults for the
+/// temperature and the repeat penalty (a chat's replies are longer, and small models loop).
+struct SamplingOptions: ParsableArguments {
+    @Option(name: .long, help: "Sampling temperature, ≥ 0; 0 is greedy (default: generate 0.8, chat 0.7).")
+    var temperature: Float?
+
+    @Option(name: .long, help: "Keep only the K most likely tokens, K ≥ 0 (0: off).")
+    var topK: Int = 40
+
+    @Option(name: .long, help: "Keep the smallest set of tokens whose probability reaches P, in (0, 1] (1: off).")
+    var topP: Float = 0.95
+
+    @Option(name: .long, help: "Penalty for tokens among the last 64, > 0: above 1 discourages them, 1 is off (default: generate 1, chat 1.1).")
+    var repeatPenalty: Float?
+
+    @Option(name: .long, help: "Random seed (default: from the clock).")
+    var seed: UInt64?
+
+    /// The settings, with the command's defaults where a flag is not given; checked.
+    func settings(temperature defaultTemperature: Float, repeatPenalty defaultPenalty: Float) throws -> Sampler.Settings {
+        let settings = Sampler.Settings(temperature: temperature ?? defaultTemperature, topK: topK, topP: topP,
+                                        repetitionPenalty: repeatPenalty ?? defaultPenalty, seed: seed ?? UInt64(Clock.now() * 1e6))
+        do { try settings.validate() } catch { throw ValidationError("\(error)") }
+        return settings
+    }
+}
+
 extension WeightStorage: ExpressibleByArgument {}
 extension WeightMemory: ExpressibleByArgument {}
 

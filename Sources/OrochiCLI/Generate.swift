@@ -18,20 +18,7 @@ struct Generate: ParsableCommand {
     @Option(name: .long, help: "Most tokens to generate, ≥ 0.")
     var maxTokens: Int = 128
 
-    @Option(name: .long, help: "Sampling temperature, ≥ 0; 0 is greedy.")
-    var temperature: Float = 0.8
-
-    @Option(name: .long, help: "Keep only the K most likely tokens, K ≥ 0 (0: off).")
-    var topK: Int = 40
-
-    @Option(name: .long, help: "Keep the smallest set of tokens whose probability reaches P, in (0, 1] (1: off).")
-    var topP: Float = 0.95
-
-    @Option(name: .long, help: "Penalty for tokens among the last 64, > 0: above 1 discourages them (1: off).")
-    var repeatPenalty: Float = 1.0
-
-    @Option(name: .long, help: "Random seed (default: from the clock).")
-    var seed: UInt64?
+    @OptionGroup var sampling: SamplingOptions
 
     @Flag(name: .long, help: "Print the generated token ids, space-separated on one line, instead of text.")
     var outputIds = false
@@ -50,7 +37,7 @@ struct Generate: ParsableCommand {
 
     func validate() throws {
         guard maxTokens >= 0 else { throw ValidationError("--max-tokens must be ≥ 0") }
-        do { try settings(seed: 0).validate() } catch { throw ValidationError("\(error)") }
+        _ = try settings()
         if let promptIds { _ = try parseIdsOption(promptIds, flag: "--prompt-ids") }
         guard prompt == nil || promptIds == nil else { throw ValidationError("give --prompt or --prompt-ids, not both") }
         guard prompt != nil || promptIds != nil || loadState != nil else {
@@ -58,9 +45,7 @@ struct Generate: ParsableCommand {
         }
     }
 
-    func settings(seed: UInt64) -> Sampler.Settings {
-        Sampler.Settings(temperature: temperature, topK: topK, topP: topP, repetitionPenalty: repeatPenalty, seed: seed)
-    }
+    func settings() throws -> Sampler.Settings { try sampling.settings(temperature: 0.8, repeatPenalty: 1) }
 
     func run() throws {
         let model = try options.load()
@@ -79,7 +64,7 @@ struct Generate: ParsableCommand {
             }
             return [UInt8](data)
         }
-        let settings = settings(seed: seed ?? UInt64(Clock.now() * 1e6))
+        let settings = try settings()
         var stopTokens = Set(ModelRegistry.eosTokenIds(directory: options.directory))
         if let eos = tokenizer?.eosTokenId { stopTokens.insert(eos) }
         let generator = Generator(

@@ -140,13 +140,8 @@ public final class GGUFFile {
 
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw LoadError.cannotOpen(path: path, reason: String(cString: strerror(errno))) }
+        let (fd, size) = try openWeightFile(path)
         defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw LoadError.cannotOpen(path: path, reason: String(cString: strerror(errno))) }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw LoadError.cannotOpen(path: path, reason: "not a regular file") }
-        let size = Int(st.st_size)
         guard size >= 24 else { throw LoadError.badGGUF(path: path, detail: "\(size) bytes, fewer than the 24-byte header") }
         guard let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), mapped != MAP_FAILED else {
             throw LoadError.cannotOpen(path: path, reason: "mmap failed: \(String(cString: strerror(errno)))")

@@ -74,12 +74,8 @@ public final class SafetensorsFile {
     /// would leave 2 MiB pages mostly empty; tests read the small fixtures too, through both paths).
     init(path: String, memory wanted: WeightMemory, hugePageMinimum: Int) throws {
         self.path = path
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw LoadError.cannotOpen(path: path, reason: String(cString: strerror(errno))) }
+        let (fd, size) = try openWeightFile(path)
         defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw LoadError.cannotOpen(path: path, reason: String(cString: strerror(errno))) }
-        let size = Int(st.st_size)
         guard size >= 8 else {
             throw LoadError.truncated(path: path, detail: "\(size) bytes, fewer than the 8-byte header length")
         }

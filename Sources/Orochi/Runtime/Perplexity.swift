@@ -79,6 +79,39 @@ public enum Perplexity {
         return PerplexityResult(negativeLogLikelihood: nll, scoredTokens: scored, characters: characters)
     }
 
+    /// llama.cpp's protocol (llama-perplexity): the tokens cut into ⌊L / context⌋ chunks of
+    /// `context`, each from an empty cache, its first token replaced by `bos` when given (a
+    /// tokenizer that adds BOS), and only the second half of each scored: the targets j + 1 for
+    /// j in context/2 ..< context − 1, each with at least half a context of history. The same
+    /// figure as its "Final estimate: PPL".
+    public static func llamaCpp(model: any LanguageModel, tokens: [Int], characters: Int, context: Int, bos: Int?,
+                                progress: (Int, Int) -> Void = { _, _ in }) throws -> PerplexityResult {
+        guard context >= 4 else { throw PerplexityError.badWindow(context: context, stride: context) }
+        let chunks = tokens.count / context
+        guard chunks >= 1 else { throw PerplexityError.tooShort(tokens: tokens.count) }
+        let vocab = model.info.vocabSize
+        let logitCount = try Sizes.product([context, vocab], "context × vocab_size logits")
+        try Sizes.checkFits(try Sizes.floatBytes(logitCount, "the logits"), "the logits of \(context) positions")
+        var logits = [Float](repeating: 0, count: logitCount)   // [context, V]
+        var nll = 0.0, scored = 0
+        let first = context / 2
+        for chunk in 0..<chunks {
+            var window = Array(tokens[(chunk * context)..<((chunk + 1) * context)])
+            if let bos { window[0] = bos }
+            model.reset()
+            try logits.withUnsafeMutableBufferPointer {
+                try model.prefill(window, allLogits: $0.baseAddress!)
+                try FiniteCheck.checkRows($0.baseAddress!, rows: context, vocab: vocab, firstPosition: 0, model: model)
+            }
+            for j in first..<(context - 1) {
+                nll += logits.withUnsafeBufferPointer { negativeLogProbability(of: window[j + 1], in: $0.baseAddress! + j * vocab, count: vocab) }
+                scored += 1
+            }
+            progress(chunk + 1, chunks)
+        }
+        return PerplexityResult(negativeLogLikelihood: nll, scoredTokens: scored, characters: characters)
+    }
+
     /// Positions a window is prefilled in at a time (a multiple of every model's prefill chunk).
     static let piecePositions = 512
 

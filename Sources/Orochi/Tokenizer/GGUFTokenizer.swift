@@ -21,7 +21,7 @@ enum GGUFTokenizer {
     static func preTokenizer(_ name: String) -> PreTokenizer? {
         switch name {
         case "default": return PreTokenizer(patterns: [#"[\p{P}\$\+<=>\^~\|]+"#, gpt2, #"\p{N}+"#, "[0-9][0-9][0-9]"])
-        case "gpt2", "mpt", "olmo", "jais", "trillion": return PreTokenizer(patterns: [gpt2])
+        case "gpt-2", "phi-2", "roberta-bpe", "mpt", "olmo", "jais", "trillion": return PreTokenizer(patterns: [gpt2])
         case "smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva":
             return PreTokenizer(patterns: [#"\p{N}"#, gpt2])
         case "llama3", "llama-v3", "llama-bpe", "falcon3", "pixtral":
@@ -30,7 +30,7 @@ enum GGUFTokenizer {
         default: return nil
         }
     }
-    static let supportedPre = ["default", "gpt2", "smollm", "starcoder", "llama-bpe", "llama3", "qwen2", "stablelm2"]
+    static let supportedPre = ["default", "gpt-2", "smollm", "starcoder", "llama-bpe", "llama3", "qwen2", "stablelm2"]
 
     static func load(_ file: GGUFFile) throws -> any Tokenizer {
         guard let model = try file.string("tokenizer.ggml.model") else {
