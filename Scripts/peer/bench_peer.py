@@ -657,6 +657,11 @@ DOC_HEADER = """# Performance against llama.cpp
 Between builds of Orochi itself (a refactor, a kernel change) the check is paired and interleaved
 (`Scripts/peer/ab_builds.py`, no peer involved): those runs are in [bench/ab-builds.md](bench/ab-builds.md).
 
+A real model in llama.cpp's own formats — SmolLM2-135M-Instruct as a GGUF in Q4_1 (as shipped), Q8_0,
+Q4_K_M and Q4_0 — is measured against `llama-bench` in [gguf.md](gguf.md#speed-against-llamacpp)
+(2026-12-07, AMD EPYC with AVX2, 2 threads, one run: decode at depth 512 1.3–1.75× llama.cpp's,
+prefill of 512 tokens 1.1–2.4×); this page's script does not measure it yet.
+
 ```sh
 make peer                              # llama-bench (cmake, g++ via apt when missing; 2 build jobs)
 make bench-peer                        # checkpoints, both engines interleaved, this page (~20 min)
