@@ -186,23 +186,9 @@ ROWS256(rows256_f16, ld256_f16, OROCHI_F16)
 ROWS256(rows256_bf16, ld256_bf16, OROCHI_BF16)
 #endif
 
-/// One of this thread's buffers for quantized inputs (kept between calls, grown on demand).
-static void *quant_input(int slot, size_t bytes) {
-    static _Thread_local void *buffers[3];
-    static _Thread_local size_t capacity[3];
-    if (bytes > capacity[slot]) {
-        free(buffers[slot]);
-        size_t rounded = (bytes + 4095) & ~(size_t)4095;
-        buffers[slot] = aligned_alloc(64, rounded);
-        capacity[slot] = buffers[slot] ? rounded : 0;
-        if (!buffers[slot]) abort();
-    }
-    return buffers[slot];
-}
-
 /// A quantized format's rows on the calling thread: x quantized into this thread's buffer first.
 static void quant_rows(int dtype, const void *w, long r0, long r1, long k, const float *x, float *y, int acc) {
-    void *xq = quant_input(0, orochi_quant_activation_bytes(dtype, k));
+    void *xq = orochi_quant_input(0, orochi_quant_activation_bytes(dtype, k));
     orochi_quantize_activation(dtype, x, xq, k);
     orochi_qmatvec_rows(dtype, w, r0, r1, k, xq, y, acc);
 }
@@ -600,7 +586,7 @@ void orochi_matvec_group(const orochi_group_product *products, int count, long k
             for (int q = 0; q < i; q++) if (products[q].dtype == products[i].dtype) { same = q; break; }
             if (same >= 0) { job.xq[i] = job.xq[same]; }
             else {
-                void *xq = quant_input(i, orochi_quant_activation_bytes(products[i].dtype, k));
+                void *xq = orochi_quant_input(i, orochi_quant_activation_bytes(products[i].dtype, k));
                 orochi_quantize_activation(products[i].dtype, x, xq, k);
                 job.xq[i] = xq;
             }

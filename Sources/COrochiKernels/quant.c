@@ -12,6 +12,7 @@
 #include "orochi_kernels.h"
 #include "vecmath.h"
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #if defined(__x86_64__)
@@ -526,17 +527,18 @@ void orochi_qmatvec_rows(int dtype, const void *w, long r0, long r1, long k, con
 }
 
 // ---------- threaded ----------
-/// This thread's quantized inputs (kept between calls, grown on demand, never freed: as matvec.c's panels).
-static uint8_t *input_scratch(size_t bytes) {
-    static _Thread_local uint8_t *buffer = NULL;
-    static _Thread_local size_t capacity = 0;
-    if (bytes > capacity) {
-        free(buffer);
+void *orochi_quant_input(int slot, size_t bytes) {
+    static _Thread_local void *buffers[3];
+    static _Thread_local size_t capacity[3];
+    if (bytes > capacity[slot]) {
+        free(buffers[slot]);
         size_t rounded = (bytes + 4095) & ~(size_t)4095;
-        buffer = aligned_alloc(64, rounded);
-        capacity = buffer ? rounded : 0;
+        buffers[slot] = aligned_alloc(64, rounded);
+        capacity[slot] = buffers[slot] ? rounded : 0;
+        // A product without its input has no result to give: stop rather than leave y unwritten.
+        if (!buffers[slot]) { fprintf(stderr, "orochi: out of memory for %zu bytes of quantized input\n", bytes); abort(); }
     }
-    return buffer;
+    return buffers[slot];
 }
 
 typedef struct { int dtype; const uint8_t *w; long n, k; const uint8_t *xq; long stride, m; float *y; long ldy; int acc; } qjob;
@@ -567,8 +569,7 @@ enum { QPARALLEL_MIN_WEIGHTS = 1 << 13 };   // as matvec.c's PARALLEL_MIN_WEIGHT
 void orochi_qmatvec_multi(int dtype, const void *w, long n, long k, const float *x, long ldx, long m,
                           float *y, long ldy, int acc) {
     long stride = (long)orochi_quant_activation_bytes(dtype, k);
-    uint8_t *xq = input_scratch((size_t)(stride * m));
-    if (!xq) return;   // out of memory for a few KiB: nothing sensible left to do
+    uint8_t *xq = orochi_quant_input(0, (size_t)(stride * m));
     for (long i = 0; i < m; i++) orochi_quantize_activation(dtype, x + i * ldx, xq + i * stride, k);
     qjob job = {dtype, w, n, k, xq, stride, m, y, ldy, acc};
     if (n * k < QPARALLEL_MIN_WEIGHTS || n < 32 || orochi_pool_threads() == 1) { qrows_multi(&job, 0, n); return; }

@@ -47,6 +47,10 @@ void orochi_quantize_activation(int dtype, const float *x, void *xq, long k);
 /// y[r] (+)= row r of W · x for r in r0..<r1 on the calling thread, x quantized by
 /// orochi_quantize_activation. Row r starts at w + r · (k / block_weights) · block_bytes.
 void orochi_qmatvec_rows(int dtype, const void *w, long r0, long r1, long k, const void *xq, float *y, int accumulate);
+/// This thread's buffer `slot` (0–2) for quantized inputs, of at least `bytes`: kept between calls,
+/// grown on demand, never freed (a product's input, or each format's in a group). Aborts when
+/// memory for it cannot be had.
+void *orochi_quant_input(int slot, size_t bytes);
 /// y[n] (+)= W[n, k] · x[k]: x quantized once on the calling thread (into a buffer of its own, kept
 /// between calls), rows split over the pool's threads when the matrix is large enough to pay for it.
 void orochi_qmatvec(int dtype, const void *w, long n, long k, const float *x, float *y, int accumulate);

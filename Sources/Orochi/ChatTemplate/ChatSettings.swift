@@ -39,11 +39,11 @@ public struct ChatSettings {
         var bos = "", eos = ""
         if GGUFFile.isGGUF(directory.path) {
             let file: GGUFFile
-            do { file = try GGUFFile(path: directory.path) } catch { throw ChatTemplateError("\(error)") }
-            let tokens = (try? file.strings("tokenizer.ggml.tokens")) ?? []
+            do { file = try GGUFFile.open(directory.path) } catch { throw ChatTemplateError("\(error)") }
+            let tokens = file.value("tokenizer.ggml.tokens")?.array ?? []
             func token(_ key: String) -> String {
                 guard let id = (try? file.integer(key)) ?? nil, id >= 0, id < tokens.count else { return "" }
-                return tokens[id]
+                return tokens[id].string ?? ""
             }
             bos = token("tokenizer.ggml.bos_token_id")
             eos = token("tokenizer.ggml.eos_token_id")

@@ -15,7 +15,7 @@ enum GGUFModels {
     static let architectures = ["llama", "qwen2", "qwen3"]
 
     static func load(path: String, options: LoadOptions) throws -> BlockModel {
-        let file = try GGUFFile(path: path)
+        let file = try GGUFFile.open(path)
         guard let arch = try file.string("general.architecture") else {
             throw LoadError.badGGUF(path: path, detail: "missing metadata 'general.architecture'")
         }
@@ -80,7 +80,7 @@ enum GGUFModels {
             throw LoadError.badGGUF(path: file.path, detail: "'\(arch).rope.scaling.type' \(other) is not supported (none, linear)")
         }
         config.attention_bias = file.tensorByName["blk.0.attn_q.bias"] != nil
-        if let tokens = try file.strings("tokenizer.ggml.tokens"), tokens.count != config.vocab_size {
+        if let tokens = file.value("tokenizer.ggml.tokens")?.array, tokens.count != config.vocab_size {
             throw LoadError.badGGUF(path: file.path, detail: "'tokenizer.ggml.tokens' has \(tokens.count) tokens, but 'token_embd.weight' has \(config.vocab_size) rows")
         }
         return config

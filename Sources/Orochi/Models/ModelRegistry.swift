@@ -53,7 +53,7 @@ public enum ModelRegistry {
     /// End-of-sequence ids: generation_config.json first, then config.json.
     public static func eosTokenIds(directory: URL) -> [Int] {
         if GGUFFile.isGGUF(directory.path) {
-            guard let file = try? GGUFFile(path: directory.path) else { return [] }
+            guard let file = try? GGUFFile.open(directory.path) else { return [] }
             let ids = ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"].compactMap { try? file.integer($0) }
             return Array(Set(ids)).sorted()
         }

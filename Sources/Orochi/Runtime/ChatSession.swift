@@ -78,13 +78,11 @@ public final class ChatSession {
         var ids: [Int] = [], text = ""
         let budget = min(maxReplyTokens, model.contextCapacity - model.position)
         let genStart = Clock.now()
-        var history = held
         while ids.count < budget {
             try FiniteCheck.checkLastLogits(model)
-            let next = sampler.sample(model.lastLogits, history: history)
+            let next = sampler.sample(model.lastLogits, history: held)   // what the model holds: the repetition window's past
             if stopTokens.contains(next) { break }
             ids.append(next)
-            history.append(next)
             let piece = stream.append(next)
             text += piece
             onText(piece)

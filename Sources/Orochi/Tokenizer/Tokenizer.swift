@@ -19,7 +19,7 @@ public protocol Tokenizer: AnyObject {
 /// tokenizer_config.json when present; otherwise a SentencePiece model adds BOS and no EOS
 /// (as Hugging Face's LlamaTokenizer does) and a tokenizer.json follows its post-processor.
 public func loadTokenizer(modelDirectory: URL) throws -> any Tokenizer {
-    if GGUFFile.isGGUF(modelDirectory.path) { return try GGUFTokenizer.load(try GGUFFile(path: modelDirectory.path)) }
+    if GGUFFile.isGGUF(modelDirectory.path) { return try GGUFTokenizer.load(try GGUFFile.open(modelDirectory.path)) }
     let fileManager = FileManager.default
     let model = modelDirectory.appendingPathComponent("tokenizer.model")
     let json = modelDirectory.appendingPathComponent("tokenizer.json")
@@ -42,7 +42,7 @@ public func loadTokenizer(modelDirectory: URL) throws -> any Tokenizer {
 /// A tokenizer file: a GGUF file's tokenizer (by its magic), `.model` → SentencePiece, `.json` →
 /// Hugging Face; other names by content (a JSON object starts with "{").
 public func loadTokenizer(file: URL) throws -> any Tokenizer {
-    if GGUFFile.isGGUF(file.path) { return try GGUFTokenizer.load(try GGUFFile(path: file.path)) }
+    if GGUFFile.isGGUF(file.path) { return try GGUFTokenizer.load(try GGUFFile.open(file.path)) }
     guard let data = FileManager.default.contents(atPath: file.path) else {
         throw TokenizerError.fileNotFound(path: file.path)
     }
