@@ -13,8 +13,8 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
-# Families that need a download (`make smollm2`, 98 MB) and llama.cpp's peer build.
-EXPLICIT = {"smollm2"}
+# Families that need llama.cpp's peer build (`make peer`), and smollm2 a download (`make smollm2`, 98 MB).
+EXPLICIT = {"smollm2", "quantize"}
 
 
 def main():

@@ -647,24 +647,6 @@ T256 static void f32_to_f16_256(const float *src, uint16_t *dst, long count) {
 }
 #endif
 
-static uint16_t float_to_half(float f) {   // round to nearest even
-    uint32_t x; memcpy(&x, &f, 4);
-    uint32_t sign = (x >> 16) & 0x8000, absx = x & 0x7fffffff;
-    if (absx >= 0x7f800000) return (uint16_t)(sign | 0x7c00 | (absx > 0x7f800000 ? 0x200 : 0));
-    if (absx >= 0x477ff000) return (uint16_t)(sign | 0x7c00);                  // overflows to inf
-    if (absx < 0x38800000) {                                                   // subnormal or zero
-        if (absx < 0x33000000) return (uint16_t)sign;
-        uint32_t mant = (absx & 0x7fffff) | 0x800000;
-        int shift = 126 - (int)(absx >> 23);
-        uint32_t half = mant >> (shift + 1), rem = mant & ((1u << (shift + 1)) - 1), mid = 1u << shift;
-        if (rem > mid || (rem == mid && (half & 1))) half++;
-        return (uint16_t)(sign | half);
-    }
-    uint32_t half = ((absx - 0x38000000) >> 13), rem = absx & 0x1fff;
-    if (rem > 0x1000 || (rem == 0x1000 && (half & 1))) half++;
-    return (uint16_t)(sign | half);
-}
-
 void orochi_to_f32(int dtype, const void *src, float *dst, long count) {
     if (orochi_quant_is_quantized(dtype)) { orochi_dequantize(dtype, src, dst, count); return; }
     if (dtype == OROCHI_F32) { memcpy(dst, src, (size_t)count * 4); return; }

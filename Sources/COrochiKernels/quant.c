@@ -1,7 +1,8 @@
-// GGUF's block-quantized weights: dequantization equal bit for bit to gguf-py's, and products with
-// an 8-bit quantized input as llama.cpp computes them (integer dot products per block, one float
-// scale per block). Two builds of the products — AVX2 (also taken on AVX-512 CPUs) and portable C,
-// the same integer arithmetic — chosen at run time.
+// GGUF's block-quantized weights: quantization equal bit for bit to ggml's reference (at the end),
+// dequantization equal bit for bit to gguf-py's, and products with an 8-bit quantized input as
+// llama.cpp computes them (integer dot products per block, one float scale per block). Two builds
+// of the products — AVX2 (also taken on AVX-512 CPUs) and portable C, the same integer arithmetic —
+// chosen at run time.
 //
 // Two forms of quantized input (orochi_quantize_activation), each one row of k values:
 //   per 32 (Q4_0 … Q8_0):  int8 q[k] | float d[k/32] | float s[k/32]   (x ≈ d·q, s = d·Σq)
@@ -11,6 +12,7 @@
 // (maddubs), and Q4_0's −8 or Q6_K's −32 cost nothing per weight.
 #include "orochi_kernels.h"
 #include "vecmath.h"
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -580,4 +582,328 @@ void orochi_qmatvec_multi(int dtype, const void *w, long n, long k, const float 
 
 void orochi_qmatvec(int dtype, const void *w, long n, long k, const float *x, float *y, int acc) {
     orochi_qmatvec_multi(dtype, w, n, k, x, k, 1, y, n, acc);
+}
+
+// ---------- weight quantization ----------
+// ggml's reference quantizers without an importance matrix (quantize_row_*_ref, what llama-quantize
+// writes then), equal bit for bit: the same float operations in the same order, each rounded on its
+// own as ggml-base computes them (built without FMA), so contraction is off from here to the end.
+#pragma STDC FP_CONTRACT OFF
+#pragma clang fp contract(off)
+
+static inline void put_half(uint8_t *p, float f) { uint16_t h = float_to_half(f); memcpy(p, &h, 2); }
+static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+// ggml's nearest_int: x + 1.5·2²³ leaves round-half-even(x) in the low mantissa bits (|x| < 2²²).
+static inline int nearest_int(float x) {
+    float v = x + 12582912.f; int i; memcpy(&i, &v, 4);
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+// float → int8 as ggml-base's x86 code converts (C leaves it undefined out of range): truncated to
+// int32, NaN and out of range to INT_MIN, and the low byte kept. Matters for blocks so small that
+// 1/d is infinite.
+static inline int trunc8(float v) { return v > -2147483904.f && v < 2147483648.f ? (int8_t)(int32_t)v : 0; }
+
+// One 32-weight block. Q4_0/Q5_0: d = the value of largest magnitude / −8 (−16), which so maps to 0;
+// q = trunc(x/d + offset + ½). Q4_1/Q5_1: d = (max − min) / 15 (31) above m = min. Q8_0: d = max|x|
+// / 127, q = roundf(x/d) (half away from zero).
+static void quantize32(int dtype, const float *x, uint8_t *b) {
+    float d, id;
+    uint8_t u[32];
+    if (dtype == OROCHI_Q8_0) {
+        float amax = 0;
+        for (int j = 0; j < 32; j++) amax = amax > fabsf(x[j]) ? amax : fabsf(x[j]);
+        d = amax / 127; id = d ? 1.0f / d : 0.0f;
+        put_half(b, d);
+        for (int j = 0; j < 32; j++) b[2 + j] = (uint8_t)trunc8(roundf(x[j] * id));
+        return;
+    }
+    int nmax = dtype == OROCHI_Q4_0 || dtype == OROCHI_Q4_1 ? 15 : 31;
+    if (dtype == OROCHI_Q4_0 || dtype == OROCHI_Q5_0) {
+        float amax = 0, max = 0;
+        for (int j = 0; j < 32; j++) if (amax < fabsf(x[j])) { amax = fabsf(x[j]); max = x[j]; }
+        int offset = (nmax + 1) / 2;
+        d = max / -offset; id = d ? 1.0f / d : 0.0f;
+        for (int j = 0; j < 32; j++) { int q = trunc8(x[j] * id + (offset + 0.5f)); u[j] = (uint8_t)(q < nmax ? q : nmax); }
+        put_half(b, d);
+    } else {
+        float min = FLT_MAX, max = -FLT_MAX;
+        for (int j = 0; j < 32; j++) { if (x[j] < min) min = x[j]; if (x[j] > max) max = x[j]; }
+        d = (max - min) / nmax; id = d ? 1.0f / d : 0.0f;
+        for (int j = 0; j < 32; j++) { int q = trunc8((x[j] - min) * id + 0.5f); u[j] = (uint8_t)(q < nmax ? q : nmax); }
+        put_half(b, d); put_half(b + 2, min);
+    }
+    // The layouts unpack32 reads: qh (bit i: weight i's fifth bit) after the halves, then nibbles.
+    uint8_t *qs = b + (dtype == OROCHI_Q4_0 ? 2 : dtype == OROCHI_Q5_1 ? 8 : dtype == OROCHI_Q5_0 ? 6 : 4);
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; j++) {
+        if (nmax == 15) { qs[j] = (uint8_t)(u[j] | u[j + 16] << 4); continue; }
+        qs[j] = (uint8_t)((u[j] & 15) | (u[j + 16] & 15) << 4);
+        qh |= (uint32_t)((u[j] >> 4) & 1) << j | (uint32_t)((u[j + 16] >> 4) & 1) << (j + 16);
+    }
+    if (nmax == 31) memcpy(qs - 4, &qh, 4);
+}
+
+// ggml's make_qkx2_quants: x ≈ scale·L − the_min (L in 0…nmax) minimizing the weighted error
+// (absolute with use_mad, else squared) over nstep + 1 trial scales, each refit by least squares.
+static float make_qkx2_quants(int n, int nmax, const float *x, const float *w, uint8_t *L, float *the_min, uint8_t *Laux,
+                              float rmin, float rdelta, int nstep, int use_mad) {
+    float min = x[0], max = x[0], sum_w = w[0], sum_x = sum_w * x[0];
+    for (int i = 1; i < n; i++) {
+        if (x[i] < min) min = x[i];
+        if (x[i] > max) max = x[i];
+        sum_w += w[i]; sum_x += w[i] * x[i];
+    }
+    if (min > 0) min = 0;
+    if (max == min) { memset(L, 0, (size_t)n); *the_min = -min; return 0.f; }
+    float iscale = nmax / (max - min), scale = 1 / iscale, best_error = 0;
+    for (int i = 0; i < n; i++) {
+        L[i] = (uint8_t)clampi(nearest_int(iscale * (x[i] - min)), 0, nmax);
+        float diff = scale * L[i] + min - x[i];
+        best_error += w[i] * (use_mad ? fabsf(diff) : diff * diff);
+    }
+    for (int is = 0; is <= nstep; is++) {
+        iscale = (rmin + rdelta * is + nmax) / (max - min);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        for (int i = 0; i < n; i++) {
+            int l = clampi(nearest_int(iscale * (x[i] - min)), 0, nmax);
+            Laux[i] = (uint8_t)l;
+            sum_l += w[i] * l; sum_l2 += w[i] * l * l; sum_xl += w[i] * l * x[i];
+        }
+        float D = sum_w * sum_l2 - sum_l * sum_l;
+        if (D <= 0) continue;
+        float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D, this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+        if (this_min > 0) { this_min = 0; this_scale = sum_xl / sum_l2; }
+        float cur_error = 0;
+        for (int i = 0; i < n; i++) {
+            float diff = this_scale * Laux[i] + this_min - x[i];
+            cur_error += w[i] * (use_mad ? fabsf(diff) : diff * diff);
+        }
+        if (cur_error < best_error) { memcpy(L, Laux, (size_t)n); best_error = cur_error; scale = this_scale; min = this_min; }
+    }
+    *the_min = -min;
+    return scale;
+}
+
+// ggml's make_qx_quants with rmse_type 1 (weights x²) and no importance: L − nmax in −nmax…nmax−1,
+// the scale refit by least squares over 19 trial scales. Returns the (signed) scale.
+static float make_qx_quants(int n, int nmax, const float *x, int8_t *L) {
+    float max = 0, amax = 0;
+    for (int i = 0; i < n; i++) if (fabsf(x[i]) > amax) { amax = fabsf(x[i]); max = x[i]; }
+    if (amax < 1e-15f) { memset(L, 0, (size_t)n); return 0.f; }
+    float iscale = -nmax / max, sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; i++) {
+        int l = clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+        L[i] = (int8_t)(l + nmax);
+        float w = x[i] * x[i];
+        sumlx += w * x[i] * l; suml2 += w * l * l;
+    }
+    float scale = suml2 ? sumlx / suml2 : 0.0f, best = scale * sumlx;
+    for (int is = -9; is <= 9; is++) {
+        if (is == 0) continue;
+        iscale = -(nmax + 0.1f * is) / max;
+        sumlx = suml2 = 0;
+        for (int i = 0; i < n; i++) {
+            int l = clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+            float w = x[i] * x[i];
+            sumlx += w * x[i] * l; suml2 += w * l * l;
+        }
+        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+            for (int i = 0; i < n; i++) L[i] = (int8_t)(nmax + clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1));
+            scale = sumlx / suml2; best = scale * sumlx;
+        }
+    }
+    return scale;
+}
+
+// ggml's make_q3_quants with do_rmse: a first rounding, then up to 5 passes moving single values
+// where that lowers the x²-weighted error. L − nmax in −nmax…nmax−1 (all 0 for a zero group).
+static float make_q3_quants(int n, int nmax, const float *x, int8_t *L) {
+    float max = 0, amax = 0;
+    for (int i = 0; i < n; i++) if (fabsf(x[i]) > amax) { amax = fabsf(x[i]); max = x[i]; }
+    if (amax < 1e-15f) { memset(L, 0, (size_t)n); return 0.f; }
+    float iscale = -nmax / max, sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; i++) {
+        int l = clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+        L[i] = (int8_t)l;
+        float w = x[i] * x[i];
+        sumlx += w * x[i] * l; suml2 += w * l * l;
+    }
+    for (int itry = 0, changed = 1; itry < 5 && changed; itry++) {
+        changed = 0;
+        for (int i = 0; i < n; i++) {
+            float w = x[i] * x[i], slx = sumlx - w * x[i] * L[i];
+            if (slx <= 0) continue;
+            float sl2 = suml2 - w * L[i] * L[i];
+            int l = clampi(nearest_int(x[i] * sl2 / slx), -nmax, nmax - 1);
+            if (l == L[i]) continue;
+            slx += w * x[i] * l; sl2 += w * l * l;
+            if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) { L[i] = (int8_t)l; sumlx = slx; suml2 = sl2; changed = 1; }
+        }
+    }
+    for (int i = 0; i < n; i++) L[i] = (int8_t)(L[i] + nmax);
+    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+// 256 values of 0–3 → Q2_K/Q3_K's qs: weight 32g + l at bits 2(g % 4) of byte 32(g / 4) + l.
+static void pack2(const uint8_t *L, uint8_t *qs) {
+    for (int h = 0; h < 2; h++)
+        for (int l = 0; l < 32; l++) {
+            const uint8_t *q = L + 128 * h + l;
+            qs[32 * h + l] = (uint8_t)(q[0] | q[32] << 2 | q[64] << 4 | q[96] << 6);
+        }
+}
+
+// Q2_K (scales[16] qs[64] d dmin): per 16 weights a fitted scale and minimum (absolute error,
+// weights |x|), both quantized to 4 bits against the largest; then the weights requantized.
+static void quantize_q2_k(const float *x, uint8_t *b) {
+    uint8_t L[256], Laux[16], *sc = b;
+    float w[16], mins[16], scales[16], max_scale = 0, max_min = 0;
+    for (int j = 0; j < 16; j++) {
+        for (int l = 0; l < 16; l++) w[l] = fabsf(x[16 * j + l]);
+        scales[j] = make_qkx2_quants(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, 1);
+        if (scales[j] > max_scale) max_scale = scales[j];
+        if (mins[j] > max_min) max_min = mins[j];
+    }
+    memset(sc, 0, 16);
+    if (max_scale > 0) {
+        float iscale = 15.f / max_scale;
+        for (int j = 0; j < 16; j++) sc[j] = (uint8_t)nearest_int(iscale * scales[j]);
+    }
+    put_half(b + 80, max_scale > 0 ? max_scale / 15.f : 0.f);
+    if (max_min > 0) {
+        float iscale = 15.f / max_min;
+        for (int j = 0; j < 16; j++) sc[j] = (uint8_t)(sc[j] | nearest_int(iscale * mins[j]) << 4);
+    }
+    put_half(b + 82, max_min > 0 ? max_min / 15.f : 0.f);
+    float d0 = half_at(b + 80), m0 = half_at(b + 82);
+    for (int j = 0; j < 16; j++) {
+        float d = d0 * (sc[j] & 15);
+        if (!d) continue;
+        float dm = m0 * (sc[j] >> 4);
+        for (int i = 0; i < 16; i++) L[16 * j + i] = (uint8_t)clampi(nearest_int((x[16 * j + i] + dm) / d), 0, 3);
+    }
+    pack2(L, b + 16);
+}
+
+// Q3_K (hmask[32] qs[64] scales[12] d): per 16 weights a signed scale, quantized to 6 bits against
+// the one of largest magnitude; values −4…3 stored as 2 low bits and a high bit.
+static void quantize_q3_k(const float *x, uint8_t *b) {
+    int8_t L[256];
+    float scales[16], max_scale = 0, amax = 0;
+    uint8_t *s = b + 96;
+    for (int j = 0; j < 16; j++) {
+        scales[j] = make_q3_quants(16, 4, x + 16 * j, L + 16 * j);
+        if (fabsf(scales[j]) > amax) { amax = fabsf(scales[j]); max_scale = scales[j]; }
+    }
+    memset(s, 0, 12);
+    if (max_scale) {
+        float iscale = -32.f / max_scale;
+        for (int j = 0; j < 16; j++) {
+            int8_t l = (int8_t)nearest_int(iscale * scales[j]);   // ggml keeps it in an int8_t first
+            l = (int8_t)(clampi(l, -32, 31) + 32);
+            if (j < 8) s[j] = l & 15; else s[j - 8] |= (uint8_t)((l & 15) << 4);
+            s[8 + j % 4] |= (uint8_t)((l >> 4) << (2 * (j / 4)));
+        }
+        put_half(b + 108, 1 / iscale);
+    } else put_half(b + 108, 0.f);
+    float d0 = half_at(b + 108);
+    for (int j = 0; j < 16; j++) {
+        int8_t sc = (int8_t)(j < 8 ? s[j] & 15 : s[j - 8] >> 4);
+        sc = (int8_t)((sc | ((s[8 + j % 4] >> (2 * (j / 4))) & 3) << 4) - 32);
+        float d = d0 * sc;
+        if (!d) continue;
+        for (int i = 0; i < 16; i++) L[16 * j + i] = (int8_t)(clampi(nearest_int(x[16 * j + i] / d), -4, 3) + 4);
+    }
+    memset(b, 0, 32);
+    for (int j = 0; j < 256; j++) if (L[j] > 3) { b[j % 32] |= (uint8_t)(1 << (j / 32)); L[j] -= 4; }
+    pack2((const uint8_t *)L, b + 32);
+}
+
+// Q4_K / Q5_K (d dmin scales[12] [qh[32]] qs[128]): per 32 weights a scale and minimum fitted with
+// weights √mean(x²) + |x| (squared error), both quantized to 6 bits; then the weights requantized.
+static void quantize_q45_k(int dtype, const float *x, uint8_t *b) {
+    int q4 = dtype == OROCHI_Q4_K, nmax = q4 ? 15 : 31;
+    uint8_t L[256], Laux[32], *s = b + 4;
+    float w[32], mins[8], scales[8], max_scale = 0, max_min = 0;
+    for (int j = 0; j < 8; j++) {
+        const float *xj = x + 32 * j;
+        float sum_x2 = 0;
+        for (int l = 0; l < 32; l++) sum_x2 += xj[l] * xj[l];
+        float av_x = sqrtf(sum_x2 / 32);
+        for (int l = 0; l < 32; l++) w[l] = av_x + fabsf(xj[l]);
+        scales[j] = make_qkx2_quants(32, nmax, xj, w, L + 32 * j, &mins[j], Laux, q4 ? -1.f : -0.5f, 0.1f, q4 ? 20 : 15, 0);
+        if (scales[j] > max_scale) max_scale = scales[j];
+        if (mins[j] > max_min) max_min = mins[j];
+    }
+    float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f, inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+    for (int j = 0; j < 8; j++) {   // k_scales' layout: 6 bits each, the high two of 4–7 atop bytes 0–7
+        uint8_t ls = (uint8_t)nearest_int(inv_scale * scales[j]), lm = (uint8_t)nearest_int(inv_min * mins[j]);
+        ls = ls < 63 ? ls : 63; lm = lm < 63 ? lm : 63;
+        if (j < 4) { s[j] = ls; s[j + 4] = lm; }
+        else { s[j + 4] = (uint8_t)((ls & 15) | (lm & 15) << 4); s[j - 4] |= (uint8_t)((ls >> 4) << 6); s[j] |= (uint8_t)((lm >> 4) << 6); }
+    }
+    put_half(b, max_scale / 63.f); put_half(b + 2, max_min / 63.f);
+    float d0 = half_at(b), m0 = half_at(b + 2);
+    for (int j = 0; j < 8; j++) {
+        int sc = j < 4 ? s[j] & 63 : (s[j + 4] & 15) | (s[j - 4] >> 6) << 4;
+        int mn = j < 4 ? s[j + 4] & 63 : (s[j + 4] >> 4) | (s[j] >> 6) << 4;
+        float d = d0 * sc;
+        if (!d) continue;
+        float dm = m0 * mn;
+        for (int i = 0; i < 32; i++) L[32 * j + i] = (uint8_t)clampi(nearest_int((x[32 * j + i] + dm) / d), 0, nmax);
+    }
+    uint8_t *qh = b + 16, *qs = b + (q4 ? 16 : 48);   // unpack_k's layout
+    memset(b + 16, 0, q4 ? 128 : 160);
+    for (int g = 0; g < 8; g++)
+        for (int l = 0; l < 32; l++) {
+            int v = L[32 * g + l];
+            qs[32 * (g / 2) + l] |= (uint8_t)((v & 15) << (4 * (g & 1)));
+            if (!q4) qh[l] |= (uint8_t)((v >> 4) << g);
+        }
+}
+
+// Q6_K (ql[128] qh[64] scales[16] d): per 16 weights a signed scale (make_qx_quants), quantized to
+// int8 against the one of largest magnitude (−128); values −32…31 as 4 low and 2 high bits.
+static void quantize_q6_k(const float *x, uint8_t *b) {
+    int8_t L[256], *sc = (int8_t *)(b + 192);
+    float scales[16], max_scale = 0, max_abs_scale = 0;
+    for (int j = 0; j < 16; j++) {
+        scales[j] = make_qx_quants(16, 32, x + 16 * j, L + 16 * j);
+        if (fabsf(scales[j]) > max_abs_scale) { max_abs_scale = fabsf(scales[j]); max_scale = scales[j]; }
+    }
+    memset(b, 0, 210);
+    if (max_abs_scale < 1e-15f) return;   // ggml writes an all-zero block
+    float iscale = -128.f / max_scale;
+    put_half(b + 208, 1 / iscale);
+    for (int j = 0; j < 16; j++) { int l = nearest_int(iscale * scales[j]); sc[j] = (int8_t)(l < 127 ? l : 127); }
+    float d0 = half_at(b + 208);
+    for (int j = 0; j < 16; j++) {
+        float d = d0 * sc[j];
+        if (!d) continue;
+        for (int i = 0; i < 16; i++) L[16 * j + i] = (int8_t)(clampi(nearest_int(x[16 * j + i] / d), -32, 31) + 32);
+    }
+    for (int g = 0; g < 8; g++)
+        for (int l = 0; l < 32; l++) {
+            int h = g / 4, j = g % 4, v = L[32 * g + l];
+            b[64 * h + 32 * (j & 1) + l] |= (uint8_t)((v & 15) << (4 * (j >> 1)));
+            b[128 + 32 * h + l] |= (uint8_t)((v >> 4) << (2 * j));
+        }
+}
+
+int orochi_quantize_rows(int dtype, const float *src, void *dst, long rows, long k) {
+    long bw = orochi_quant_block_weights(dtype), bb = orochi_quant_block_bytes(dtype);
+    if (!bw) return -1;
+    uint8_t *b = dst;
+    for (long i = 0; i < rows * (k / bw); i++, src += bw, b += bb) {
+        switch (dtype) {
+        case OROCHI_Q2_K: quantize_q2_k(src, b); break;
+        case OROCHI_Q3_K: quantize_q3_k(src, b); break;
+        case OROCHI_Q4_K: case OROCHI_Q5_K: quantize_q45_k(dtype, src, b); break;
+        case OROCHI_Q6_K: quantize_q6_k(src, b); break;
+        default: quantize32(dtype, src, b);
+        }
+    }
+    return 0;
 }

@@ -17,6 +17,26 @@ static inline float half_to_float(uint16_t h) {
     float f; memcpy(&f, &bits, 4); return f;
 }
 
+/// float → IEEE half, rounded to nearest even (NaN → the quiet NaN 0x7e00 with its sign), as ggml's
+/// ggml_fp32_to_fp16 for all 2³² inputs: the portable build, and the quantizers' block scales.
+static inline uint16_t float_to_half(float f) {
+    uint32_t x; memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000, absx = x & 0x7fffffff;
+    if (absx > 0x7f800000) return (uint16_t)(sign | 0x7e00);
+    if (absx >= 0x477ff000) return (uint16_t)(sign | 0x7c00);                  // ±inf, or rounds to it
+    if (absx < 0x38800000) {   // a subnormal half: the 24-bit significand × 2^(e − 126) in units of 2⁻²⁴
+        if (absx < 0x33000000) return (uint16_t)sign;
+        uint32_t mant = (absx & 0x7fffff) | 0x800000;
+        int shift = 125 - (int)(absx >> 23);
+        uint32_t half = mant >> (shift + 1), rem = mant & ((1u << (shift + 1)) - 1), mid = 1u << shift;
+        if (rem > mid || (rem == mid && (half & 1))) half++;
+        return (uint16_t)(sign | half);
+    }
+    uint32_t half = ((absx - 0x38000000) >> 13), rem = absx & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (half & 1))) half++;
+    return (uint16_t)(sign | half);
+}
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))

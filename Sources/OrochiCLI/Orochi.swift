@@ -14,6 +14,7 @@ struct OrochiCommand: ParsableCommand {
             Chat.self,
             Forward.self,
             Inspect.self,
+            Quantize.self,
             Tokenize.self,
             Detokenize.self,
             PerplexityCommand.self,

@@ -227,3 +227,12 @@ public func attentionValues(_ p: UnsafePointer<Float>, rows: Int, keys n: Int, d
                             headDim: Int, into o: UnsafeMutablePointer<Float>, outStride: Int) {
     orochi_attention_values(p, Int32(rows), Int32(n), diagonal ?? n, v, Int32(headDim), o, outStride)
 }
+
+/// Float32 rows → `type`'s blocks as llama.cpp's reference quantizers write them (no importance
+/// matrix): `rows` × `columns` values, `columns` a multiple of the block size; dst holds
+/// rows · type.rowBytes(columns) bytes. False for a type with no quantizer.
+public func quantizeRows(_ type: WeightType, _ src: UnsafePointer<Float>, into dst: UnsafeMutableRawPointer,
+                         rows: Int, columns: Int) -> Bool {
+    precondition(type.isQuantized && columns % type.blockValues == 0, "quantizeRows: \(columns) columns of \(type)")
+    return orochi_quantize_rows(type.code, src, dst, rows, columns) == 0
+}

@@ -1,6 +1,7 @@
 // GGUF's block-quantized weights (ggml's Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and the K-quants Q2_K–Q6_K):
-// dequantization and one-token products (quant.c). Blocks are laid out exactly as ggml stores them
-// (ggml-common.h); a row of k weights is k / orochi_quant_block_weights blocks, back to back.
+// quantization, dequantization and one-token products (quant.c). Blocks are laid out exactly as
+// ggml stores them (ggml-common.h); a row of k weights is k / orochi_quant_block_weights blocks,
+// back to back.
 //
 // Products follow llama.cpp's scheme: the input is quantized once to 8 bits (per 32 values for the
 // 32-weight formats, per 256 for the K-quants, with block sums where the format has an offset), and
@@ -37,6 +38,12 @@ void orochi_dequantize(int dtype, const void *src, float *dst, long count);
 /// Rows r0..<r1 of a [n, k] matrix of `dtype` into dst [(r1 − r0), k] (prefill widens blocks of rows
 /// for sgemm; the embedding table reads one row).
 void orochi_dequantize_rows(int dtype, const void *w, long r0, long r1, long k, float *dst);
+
+/// Quantizes rows × k floats (row-major, k a multiple of the block size) into dtype's blocks, as
+/// ggml's quantize_row_<type>_ref does with no importance matrix: llama-quantize's bytes, bit for bit.
+/// Every type above (Q2_K and Q3_K included). Returns 0, or -1 for a type it cannot quantize.
+/// Allocates nothing; one thread.
+int orochi_quantize_rows(int dtype, const float *src, void *dst, long rows, long k);
 
 /// Bytes of one row of k activations quantized for dtype's products (a multiple of 64).
 size_t orochi_quant_activation_bytes(int dtype, long k);

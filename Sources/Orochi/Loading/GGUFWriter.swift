@@ -35,6 +35,24 @@ public struct GGUFWriter {
 
     /// The file's bytes.
     public func encoded() -> [UInt8] {
+        var out = header(sizes: tensors.map { ($0.name, $0.shape, $0.type, $0.bytes.count) })
+        let dataStart = out.count
+        for (t, o) in zip(tensors, offsets(tensors.map(\.bytes.count))) {
+            out += [UInt8](repeating: 0, count: dataStart + o - out.count)
+            out += t.bytes
+        }
+        return out
+    }
+
+    /// Each tensor's offset in the data section: its predecessors' bytes, each padded to the alignment.
+    func offsets(_ sizes: [Int]) -> [Int] {
+        var offset = 0
+        return sizes.map { size in defer { offset = (offset + size + alignment - 1) / alignment * alignment }; return offset }
+    }
+
+    /// Everything before the tensor data, padded to the alignment, for tensors of the given sizes
+    /// (the metadata above; the tensors' own bytes come after, from `encoded` or `write`).
+    public func header(sizes: [(name: String, shape: [Int], type: GGMLType, bytes: Int)]) -> [UInt8] {
         var out: [UInt8] = []
         func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
         func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
@@ -77,16 +95,10 @@ public struct GGUFWriter {
         }
         out += Array("GGUF".utf8)
         u32(version)
-        u64(UInt64(tensors.count))
+        u64(UInt64(sizes.count))
         u64(UInt64(metadata.count))
         for (key, v) in metadata { string(key); u32(typeCode(v)); value(v) }
-        var offset = 0
-        var offsets: [Int] = []
-        for t in tensors {
-            offsets.append(offset)
-            offset = (offset + t.bytes.count + alignment - 1) / alignment * alignment
-        }
-        for (t, o) in zip(tensors, offsets) {
+        for (t, o) in zip(sizes, offsets(sizes.map(\.bytes))) {
             string(t.name)
             u32(UInt32(t.shape.count))
             for d in t.shape.reversed() { u64(UInt64(d)) }
@@ -94,11 +106,6 @@ public struct GGUFWriter {
             u64(UInt64(o))
         }
         out += [UInt8](repeating: 0, count: (alignment - out.count % alignment) % alignment)
-        let dataStart = out.count
-        for (t, o) in zip(tensors, offsets) {
-            out += [UInt8](repeating: 0, count: dataStart + o - out.count)
-            out += t.bytes
-        }
         return out
     }
 }
