@@ -181,29 +181,66 @@ public enum GGUFExport {
 
     // MARK: - From a Hugging Face directory
 
+    /// How one architecture's directory becomes GGUF: its metadata, and each Hugging Face tensor's
+    /// GGUF name and the change its values need (nil: skipped).
+    struct DirectoryLayout {
+        var metadata: [(String, GGUFValue)]
+        var tensor: (_ name: String, _ shape: [Int]) throws -> (name: String, shape: [Int], change: (([Float]) throws -> [Float])?)?
+    }
+
     static func fromDirectory(_ path: String) throws -> ([(String, GGUFValue)], [SourceTensor]) {
         let directory = URL(fileURLWithPath: path)
         let configURL = directory.appendingPathComponent("config.json")
         guard FileManager.default.fileExists(atPath: configURL.path) else {
             throw LoadError.missingFile(path: configURL.path, detail: "neither a GGUF file nor a model directory with config.json")
         }
-        let config = try readJSONConfig(LlamaConfig.self, from: configURL)
-        guard config.model_type == "llama" || config.model_type == "mistral" else {
-            throw ExportError.unsupported(path: configURL.path, detail: "model_type '\(config.model_type ?? "?")': orochi quantize converts Llama directories (llama, mistral) and any GGUF file; convert others with llama.cpp's convert_hf_to_gguf.py and quantize the GGUF")
+        let modelType = try readJSONConfig(ConfigHeader.self, from: configURL).model_type ?? "?"
+        var layout: DirectoryLayout
+        switch modelType {
+        case "llama", "mistral": layout = try llamaLayout(try readJSONConfig(LlamaConfig.self, from: configURL), directory: directory, configPath: configURL.path)
+        case "mamba": layout = try mambaLayout(try readJSONConfig(MambaConfig.self, from: configURL), directory: directory, configPath: configURL.path)
+        default:
+            throw ExportError.unsupported(path: configURL.path, detail: "model_type '\(modelType)': orochi quantize converts Llama (llama, mistral) and Mamba directories and any GGUF file; convert others with llama.cpp's convert_hf_to_gguf.py and quantize the GGUF")
         }
-        try config.validate(path: configURL.path)
-        let (theta, scaling) = try config.rope(path: configURL.path)
+        let vocabSize = layout.metadata.first { $0.0.hasSuffix(".vocab_size") }?.1.integer
+        layout.metadata += try sentencePieceMetadata(directory, vocabSize: vocabSize ?? 0)
+
+        let checkpoint = try Checkpoint(directory: directory, memory: .mapped)
+        var tensors: [SourceTensor] = []
+        var seen: [String: String] = [:]
+        for name in checkpoint.tensorNames {
+            guard let shape = checkpoint.shape(of: name), let (mapped, newShape, change) = try layout.tensor(name, shape) else { continue }
+            guard mapped != name else {
+                throw ExportError.unsupported(path: checkpoint.location, detail: "tensor '\(name)' has no GGUF name in a \(modelType) model")
+            }
+            if let other = seen[mapped] {
+                throw ExportError.unsupported(path: checkpoint.location, detail: "tensors '\(other)' and '\(name)' both map to '\(mapped)'")
+            }
+            seen[mapped] = name
+            tensors.append(SourceTensor(name: mapped, shape: newShape, stored: nil) {
+                let t = try checkpoint.floats(name)
+                let values = Array(UnsafeBufferPointer(start: t.data, count: t.count))
+                return try change?(values) ?? values
+            })
+        }
+        return (layout.metadata, tensors)
+    }
+
+    /// Llama as convert_hf_to_gguf.py's LlamaModel writes it, query and key rows interleaved.
+    static func llamaLayout(_ config: LlamaConfig, directory: URL, configPath: String) throws -> DirectoryLayout {
+        try config.validate(path: configPath)
+        let (theta, scaling) = try config.rope(path: configPath)
         guard case .none = scaling else {
-            throw ExportError.unsupported(path: configURL.path, detail: "rope scaling is not written to GGUF yet")
+            throw ExportError.unsupported(path: configPath, detail: "rope scaling is not written to GGUF yet")
         }
         if config.attention_bias == true || config.mlp_bias == true {
-            throw ExportError.unsupported(path: configURL.path, detail: "attention or MLP biases are not written to GGUF yet")
+            throw ExportError.unsupported(path: configPath, detail: "attention or MLP biases are not written to GGUF yet")
         }
         if config.window != nil {
-            throw ExportError.unsupported(path: configURL.path, detail: "a sliding window is not written to GGUF yet")
+            throw ExportError.unsupported(path: configPath, detail: "a sliding window is not written to GGUF yet")
         }
         let arch = "llama"
-        var metadata: [(String, GGUFValue)] = [
+        let metadata: [(String, GGUFValue)] = [
             ("general.architecture", .string(arch)), ("general.type", .string("model")),
             ("general.name", .string(directory.standardizedFileURL.lastPathComponent)),
             ("\(arch).block_count", .uint32(UInt32(config.num_hidden_layers))),
@@ -214,39 +251,52 @@ public enum GGUFExport {
             ("\(arch).attention.head_count_kv", .uint32(UInt32(config.kvHeads))),
             ("\(arch).rope.freq_base", .float32(Float(theta))),
             ("\(arch).attention.layer_norm_rms_epsilon", .float32(config.eps)),
+            ("\(arch).attention.key_length", .uint32(UInt32(config.headDim))),
+            ("\(arch).attention.value_length", .uint32(UInt32(config.headDim))),
+            ("\(arch).vocab_size", .uint32(UInt32(config.vocab_size))),
+            ("\(arch).rope.dimension_count", .uint32(UInt32(config.headDim))),
         ]
-        metadata += [("\(arch).attention.key_length", .uint32(UInt32(config.headDim))),
-                     ("\(arch).attention.value_length", .uint32(UInt32(config.headDim)))]
-        metadata += [("\(arch).vocab_size", .uint32(UInt32(config.vocab_size))),
-                     ("\(arch).rope.dimension_count", .uint32(UInt32(config.headDim)))]
-        metadata += try sentencePieceMetadata(directory, vocabSize: config.vocab_size)
-
-        let checkpoint = try Checkpoint(directory: directory, memory: .mapped)
-        var tensors: [SourceTensor] = []
-        var seen: [String: String] = [:]
-        for name in checkpoint.tensorNames {
-            if name == "lm_head.weight" && config.tiedEmbeddings { continue }
-            if name.hasSuffix("rotary_emb.inv_freq") { continue }
-            let mapped = GGUFModels.ggufName(name)
-            guard mapped != name else {
-                throw ExportError.unsupported(path: checkpoint.location, detail: "tensor '\(name)' has no GGUF name in a Llama model")
-            }
-            if let other = seen[mapped] {
-                throw ExportError.unsupported(path: checkpoint.location, detail: "tensors '\(other)' and '\(name)' both map to '\(mapped)'")
-            }
-            seen[mapped] = name
-            guard let shape = checkpoint.shape(of: name) else { continue }
+        return DirectoryLayout(metadata: metadata) { name, shape in
+            if name == "lm_head.weight" && config.tiedEmbeddings { return nil }
+            if name.hasSuffix("rotary_emb.inv_freq") { return nil }
             // llama.cpp rotates interleaved pairs: each head's query and key rows are reordered so.
             let heads = name.hasSuffix("self_attn.q_proj.weight") ? config.num_attention_heads
                 : name.hasSuffix("self_attn.k_proj.weight") ? config.kvHeads : nil
-            tensors.append(SourceTensor(name: mapped, shape: shape, stored: nil) {
-                let t = try checkpoint.floats(name)
-                let values = Array(UnsafeBufferPointer(start: t.data, count: t.count))
-                guard let heads else { return values }
-                return try interleave(values, rows: shape[0], columns: shape.count > 1 ? shape[1] : 1, heads: heads, name: name)
-            })
+            guard let heads else { return (GGUFModels.ggufName(name), shape, nil) }
+            return (GGUFModels.ggufName(name), shape, { try interleave($0, rows: shape[0], columns: shape.count > 1 ? shape[1] : 1, heads: heads, name: name) })
         }
-        return (metadata, tensors)
+    }
+
+    /// Mamba as convert_hf_to_gguf.py's MambaModel writes it: A stored as −exp(A_log), the conv
+    /// filter [E, 1, K] as [E, K].
+    static func mambaLayout(_ config: MambaConfig, directory: URL, configPath: String) throws -> DirectoryLayout {
+        try config.validate(path: configPath)
+        let arch = "mamba"
+        let metadata: [(String, GGUFValue)] = [
+            ("general.architecture", .string(arch)), ("general.type", .string("model")),
+            ("general.name", .string(directory.standardizedFileURL.lastPathComponent)),
+            ("\(arch).context_length", .uint32(1 << 20)),
+            ("\(arch).embedding_length", .uint32(UInt32(config.hidden_size))),
+            ("\(arch).feed_forward_length", .uint32(0)),
+            ("\(arch).attention.head_count", .uint32(0)),
+            ("\(arch).block_count", .uint32(UInt32(config.num_hidden_layers))),
+            ("\(arch).ssm.conv_kernel", .uint32(UInt32(config.conv_kernel))),
+            ("\(arch).ssm.inner_size", .uint32(UInt32(config.innerSize))),
+            ("\(arch).ssm.state_size", .uint32(UInt32(config.state_size))),
+            ("\(arch).ssm.time_step_rank", .uint32(UInt32(config.dtRank))),
+            ("\(arch).attention.layer_norm_rms_epsilon", .float32(Float(config.layer_norm_epsilon))),
+            ("\(arch).ssm.dt_b_c_rms", .bool(false)),
+            ("\(arch).vocab_size", .uint32(UInt32(config.vocab_size))),
+        ]
+        return DirectoryLayout(metadata: metadata) { name, shape in
+            if name == "lm_head.weight" && config.tie_word_embeddings { return nil }
+            let mapped = GGUFModels.ggufMambaName(name)
+            if mapped.hasSuffix(".ssm_a_log") {
+                return (String(mapped.dropLast(4)), shape, { $0.map { -expf($0) } })
+            }
+            if mapped.hasSuffix(".ssm_conv1d.weight") { return (mapped, shape.filter { $0 != 1 }, nil) }
+            return (mapped, shape, nil)
+        }
     }
 
     /// Hugging Face's query/key rows (head h, half s, i) → llama.cpp's (h, i, s).
@@ -272,15 +322,16 @@ public enum GGUFExport {
     /// tokens; BOS/EOS policy from tokenizer_config.json), with one change: a unigram model is
     /// written as model `t5` (llama.cpp's unigram tokenizer) with its normalization map, not as
     /// `llama`, whose merge-by-score reading tokenizes most lines differently from sentencepiece.
-    static func sentencePieceMetadata(_ directory: URL, vocabSize: Int) throws -> [(String, GGUFValue)] {
+    static func sentencePieceMetadata(_ directory: URL, vocabSize wanted: Int) throws -> [(String, GGUFValue)] {
         let modelURL = directory.appendingPathComponent("tokenizer.model")
         guard FileManager.default.fileExists(atPath: modelURL.path) else {
             throw ExportError.unsupported(path: directory.path, detail: "no tokenizer.model: orochi quantize writes SentencePiece tokenizers (a tokenizer.json directory: use llama.cpp's convert_hf_to_gguf.py)")
         }
         let tokenizer = try SentencePieceTokenizer(contentsOf: modelURL)
         let proto = tokenizer.proto
-        guard proto.pieces.count <= vocabSize else {
-            throw ExportError.unsupported(path: modelURL.path, detail: "\(proto.pieces.count) pieces for a vocabulary of \(vocabSize)")
+        let vocabSize = max(wanted, proto.pieces.count)
+        guard proto.pieces.count <= wanted else {
+            throw ExportError.unsupported(path: modelURL.path, detail: "\(proto.pieces.count) pieces for a vocabulary of \(wanted)")
         }
         var tokens: [GGUFValue] = [], scores: [GGUFValue] = [], types: [GGUFValue] = []
         for piece in proto.pieces {

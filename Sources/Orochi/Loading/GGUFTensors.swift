@@ -13,22 +13,27 @@ final class GGUFTensors: TensorSource {
     private let byName: [String: GGUFTensorInfo]
     /// Matrices whose rows come in heads of interleaved halves, and their head count.
     private let interleavedHeads: [String: Int]
+    /// Tensors computed from another value by value, by the name they are asked for (Mamba's
+    /// A_log = log(−A): llama.cpp stores A itself).
+    private let computed: [String: (source: String, transform: (Float) -> Float)]
     private var converted: [String: FloatBuffer] = [:]
     private var reordered: [String: UnsafeMutableRawPointer] = [:]
     private let lock = NSLock()
 
-    init(file: GGUFFile, interleavedHeads: [String: Int] = [:]) {
+    init(file: GGUFFile, interleavedHeads: [String: Int] = [:],
+         computed: [String: (source: String, transform: (Float) -> Float)] = [:]) {
         self.file = file
         byName = file.tensorByName
         self.interleavedHeads = interleavedHeads
+        self.computed = computed
     }
 
     deinit { for p in reordered.values { free(p) } }
 
     var tensorNames: [String] { byName.keys.sorted() }
-    func shape(of name: String) -> [Int]? { byName[name]?.shape }
-    func format(of name: String) -> String? { byName[name]?.type.name }
-    func holdsReals(_ name: String) -> Bool { byName[name]?.type.weightType != nil }
+    func shape(of name: String) -> [Int]? { byName[computed[name]?.source ?? name]?.shape }
+    func format(of name: String) -> String? { byName[computed[name]?.source ?? name]?.type.name }
+    func holdsReals(_ name: String) -> Bool { byName[computed[name]?.source ?? name]?.type.weightType != nil }
     var placement: String { "mapped from the file (4 KiB pages)" }
     var location: String { file.path }
 
@@ -66,6 +71,15 @@ final class GGUFTensors: TensorSource {
     }
 
     func floats(_ name: String) throws -> Tensor {
+        if let (source, transform) = computed[name] {
+            let values = try floats(source)
+            lock.lock(); defer { lock.unlock() }
+            if let done = converted[name] { return Tensor(name: name, shape: values.shape, data: done.pointer) }
+            let out = try FloatBuffer(checkedCount: values.count, hugePages: false)
+            for i in 0..<values.count { out[i] = transform(values.data[i]) }
+            converted[name] = out
+            return Tensor(name: name, shape: values.shape, data: out.pointer)
+        }
         let (t, type) = try info(name)
         let raw = try bytes(name, t, type)
         if type == .f32 && Int(bitPattern: raw) % MemoryLayout<Float>.alignment == 0 {
@@ -81,6 +95,7 @@ final class GGUFTensors: TensorSource {
     }
 
     func storedMatrix(_ name: String, rows: Int, columns: Int) throws -> WeightMatrix? {
+        if computed[name] != nil { return nil }
         let (t, type) = try info(name)
         let raw = try bytes(name, t, type)
         if type == .f32 && Int(bitPattern: raw) % MemoryLayout<Float>.alignment != 0 { return nil }

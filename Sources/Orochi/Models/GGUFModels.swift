@@ -12,7 +12,7 @@ import Foundation
 
 enum GGUFModels {
     /// general.architecture values Orochi builds, and the config each becomes.
-    static let architectures = ["llama", "qwen2", "qwen3"]
+    static let architectures = ["llama", "qwen2", "qwen3", "mamba"]
 
     static func load(path: String, options: LoadOptions) throws -> BlockModel {
         let file = try GGUFFile.open(path)
@@ -25,6 +25,7 @@ enum GGUFModels {
         if let context = options.context, context <= 0 {
             throw LoadError.badConfig(path: path, detail: "context must be positive, got \(context)")
         }
+        if arch == "mamba" { return try mamba(file, options: options) }
         let config = try llamaConfig(file, arch: arch)
         // llama.cpp's converter interleaves the halves of each query and key head for `llama` only.
         var interleaved: [String: Int] = [:]
@@ -85,6 +86,58 @@ enum GGUFModels {
         }
         return config
     }
+
+    /// Mamba (llama.cpp's `mamba`): `mamba.ssm.*` metadata into the config of a Hugging Face
+    /// directory. llama.cpp stores A = −exp(A_log) (`ssm_a`); the mixer asks for A_log, so it is
+    /// computed back as log(−A), which the mixer turns into the same A to within a rounding.
+    static func mamba(_ file: GGUFFile, options: LoadOptions) throws -> BlockModel {
+        func required(_ key: String) throws -> Int { try file.requiredInteger("mamba.\(key)") }
+        guard let embedding = file.tensorByName["token_embd.weight"], embedding.dimensions.count == 2 else {
+            throw LoadError.badGGUF(path: file.path, detail: "missing the 2-dimensional tensor 'token_embd.weight'")
+        }
+        if try file.bool("mamba.ssm.dt_b_c_rms") == true {
+            throw LoadError.badGGUF(path: file.path, detail: "'mamba.ssm.dt_b_c_rms' (Falcon-Mamba's norms on Δ, B and C) is not supported")
+        }
+        let dim = try required("embedding_length"), inner = try required("ssm.inner_size")
+        var config = MambaConfig(
+            hidden_size: dim, num_hidden_layers: try required("block_count"), vocab_size: embedding.dimensions[1],
+            state_size: try required("ssm.state_size"), expand: max(1, inner / max(dim, 1)), conv_kernel: try required("ssm.conv_kernel"),
+            time_step_rank: .value(try required("ssm.time_step_rank")), intermediate_size: inner,
+            use_conv_bias: file.tensorByName["blk.0.ssm_conv1d.bias"] != nil, use_bias: file.tensorByName["blk.0.ssm_in.bias"] != nil,
+            layer_norm_epsilon: try file.real("mamba.attention.layer_norm_rms_epsilon") ?? 1e-5,
+            tie_word_embeddings: file.tensorByName["output.weight"] == nil)
+        config.model_type = "mamba"
+        if let tokens = file.value("tokenizer.ggml.tokens")?.array, tokens.count != config.vocab_size {
+            throw LoadError.badGGUF(path: file.path, detail: "'tokenizer.ggml.tokens' has \(tokens.count) tokens, but 'token_embd.weight' has \(config.vocab_size) rows")
+        }
+        var computed: [String: (source: String, transform: (Float) -> Float)] = [:]
+        for l in 0..<config.num_hidden_layers { computed["blk.\(l).ssm_a_log"] = ("blk.\(l).ssm_a", { logf(-$0) }) }
+        let source = SourceWeights(GGUFTensors(file: file, computed: computed), storage: options.weights, fileName: ggufMambaName)
+        return try BlockModel(config: config, source: source, configPath: file.path, context: options.context, kvCache: options.kvCache)
+    }
+
+    /// Hugging Face's name of a Mamba tensor → llama.cpp's (A_log → the computed `ssm_a_log`).
+    static func ggufMambaName(_ name: String) -> String {
+        switch name {
+        case "backbone.embeddings.weight": return "token_embd.weight"
+        case "backbone.norm_f.weight": return "output_norm.weight"
+        case "lm_head.weight": return "output.weight"
+        default: break
+        }
+        let parts = name.split(separator: ".")
+        guard parts.count >= 4, parts[0] == "backbone", parts[1] == "layers" else { return name }
+        let rest = parts[3...].joined(separator: ".")
+        if rest == "norm.weight" { return "blk.\(parts[2]).attn_norm.weight" }
+        guard rest.hasPrefix("mixer."), let mapped = mambaParts[String(rest.dropFirst(6))] else { return name }
+        return "blk.\(parts[2]).\(mapped)"
+    }
+
+    static let mambaParts = [
+        "in_proj.weight": "ssm_in.weight", "in_proj.bias": "ssm_in.bias", "conv1d.weight": "ssm_conv1d.weight",
+        "conv1d.bias": "ssm_conv1d.bias", "x_proj.weight": "ssm_x.weight", "dt_proj.weight": "ssm_dt.weight",
+        "dt_proj.bias": "ssm_dt.bias", "A_log": "ssm_a_log", "D": "ssm_d", "out_proj.weight": "ssm_out.weight",
+        "out_proj.bias": "ssm_out.bias",
+    ]
 
     /// Hugging Face's name of a Llama-family tensor → llama.cpp's.
     static func ggufName(_ name: String) -> String {
