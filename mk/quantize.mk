@@ -1,5 +1,5 @@
 # `orochi quantize` and llama.cpp's tools on the same files. Not part of `make build`, `run`, `test` or CI.
-#   make gguf-models       Models/orochi-ja-{llama,mamba}.Q8_0.gguf, the shipped Japanese models as Q8_0
+#   make gguf-models       Models/orochi-ja-{llama,mamba,jamba}.Q8_0.gguf, the shipped Japanese models as Q8_0
 #                          (what the committed files are; ShippedGGUFTests checks they equal a fresh conversion)
 #   make quantize-check    builds llama.cpp's tools (`make peer-tools`), then: SmolLM2 requantized to Q4_K_M by orochi quantize and by
 #                          llama-quantize (the tensor types and bytes compared by cmp), and llama.cpp's
@@ -19,6 +19,7 @@ peer-tools: peer
 gguf-models: build
 	$(RELEASE) quantize --model Models/orochi-ja-llama --type Q8_0 --out Models/orochi-ja-llama.Q8_0.gguf
 	$(RELEASE) quantize --model Models/orochi-ja-mamba --type Q8_0 --out Models/orochi-ja-mamba.Q8_0.gguf
+	$(RELEASE) quantize --model Models/orochi-ja-jamba --type Q8_0 --out Models/orochi-ja-jamba.Q8_0.gguf
 
 quantize-check: build peer-tools smollm2
 	@mkdir -p $(QUANTIZE_DIR)

@@ -35,6 +35,9 @@ struct Quantize: ParsableCommand {
         let counts = Dictionary(summary.types.map { ($0.type, 1) }, uniquingKeysWith: +).sorted { $0.key < $1.key }
         print("\(out): \(target.rawValue), \(summary.types.count) tensors (\(counts.map { "\($0.value) \($0.key)" }.joined(separator: ", "))), "
               + String(format: "%.1f MB in %.1f s", Double(summary.bytes) / 1e6, Date().timeIntervalSince(started)))
+        if !summary.hasTokenizer {
+            printError("warning: \(model) has no tokenizer.model: \(out) holds no tokenizer (Orochi computes with it; llama.cpp will not load it)")
+        }
         if summary.requantized > 0 {
             printError("note: \(summary.requantized) tensors were already quantized and were requantized: quality drops twice")
         }

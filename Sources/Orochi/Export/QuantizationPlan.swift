@@ -4,12 +4,13 @@ import OrochiKernels
 /// What `orochi quantize` writes: one of llama.cpp's file types (`llama_ftype`), by the name
 /// `llama-quantize` gives it.
 public enum QuantizationTarget: String, CaseIterable, Sendable {
-    case f16 = "F16", q8_0 = "Q8_0", q4_0 = "Q4_0", q4_1 = "Q4_1", q5_0 = "Q5_0", q5_1 = "Q5_1"
+    case f32 = "F32", f16 = "F16", q8_0 = "Q8_0", q4_0 = "Q4_0", q4_1 = "Q4_1", q5_0 = "Q5_0", q5_1 = "Q5_1"
     case q4_K_M = "Q4_K_M", q5_K_M = "Q5_K_M", q6_K = "Q6_K"
 
     /// `general.file_type`: llama.cpp's LLAMA_FTYPE_MOSTLY_* number.
     public var fileType: UInt32 {
         switch self {
+        case .f32: return 0
         case .f16: return 1
         case .q4_0: return 2
         case .q4_1: return 3
@@ -25,6 +26,7 @@ public enum QuantizationTarget: String, CaseIterable, Sendable {
     /// The type of every weight matrix the mixture does not single out.
     public var baseType: WeightType {
         switch self {
+        case .f32: return .f32
         case .f16: return .f16
         case .q8_0: return .q8_0
         case .q4_0: return .q4_0

@@ -16,21 +16,34 @@ final class GGUFTensors: TensorSource {
     /// Tensors computed from another value by value, by the name they are asked for (Mamba's
     /// A_log = log(−A): llama.cpp stores A itself).
     private let computed: [String: (source: String, transform: (Float) -> Float)]
+    /// Matrices that are one slice of a 3-dimensional tensor, by the name they are asked for:
+    /// expert `index` of llama.cpp's stacked experts ([X, F, D] holds each expert's [F, D]).
+    private let slices: [String: (source: String, index: Int)]
     private var converted: [String: FloatBuffer] = [:]
     private var reordered: [String: UnsafeMutableRawPointer] = [:]
     private let lock = NSLock()
 
     init(file: GGUFFile, interleavedHeads: [String: Int] = [:],
-         computed: [String: (source: String, transform: (Float) -> Float)] = [:]) {
+         computed: [String: (source: String, transform: (Float) -> Float)] = [:],
+         slices: [String: (source: String, index: Int)] = [:]) {
         self.file = file
-        byName = file.tensorByName
+        var byName = file.tensorByName
+        // A slice is described as a tensor of its own, inside the stacked one's bytes.
+        for (name, (source, index)) in slices {
+            guard let t = byName[source], t.dimensions.count == 3, index >= 0, index < t.dimensions[2] else { continue }
+            let bytes = t.byteCount / t.dimensions[2]
+            byName[name] = GGUFTensorInfo(name: name, dimensions: Array(t.dimensions.prefix(2)), type: t.type,
+                                          offset: t.offset + index * bytes, byteCount: bytes)
+        }
+        self.byName = byName
         self.interleavedHeads = interleavedHeads
         self.computed = computed
+        self.slices = slices
     }
 
     deinit { for p in reordered.values { free(p) } }
 
-    var tensorNames: [String] { byName.keys.sorted() }
+    var tensorNames: [String] { byName.keys.filter { slices[$0] == nil }.sorted() }
     func shape(of name: String) -> [Int]? { byName[computed[name]?.source ?? name]?.shape }
     func format(of name: String) -> String? { byName[computed[name]?.source ?? name]?.type.name }
     func holdsReals(_ name: String) -> Bool { byName[computed[name]?.source ?? name]?.type.weightType != nil }

@@ -12,7 +12,7 @@ import Foundation
 
 enum GGUFModels {
     /// general.architecture values Orochi builds, and the config each becomes.
-    static let architectures = ["llama", "qwen2", "qwen3", "mamba"]
+    static let architectures = ["llama", "qwen2", "qwen3", "mamba", "jamba"]
 
     static func load(path: String, options: LoadOptions) throws -> BlockModel {
         let file = try GGUFFile.open(path)
@@ -26,6 +26,7 @@ enum GGUFModels {
             throw LoadError.badConfig(path: path, detail: "context must be positive, got \(context)")
         }
         if arch == "mamba" { return try mamba(file, options: options) }
+        if arch == "jamba" { return try jamba(file, options: options) }
         let config = try llamaConfig(file, arch: arch)
         // llama.cpp's converter interleaves the halves of each query and key head for `llama` only.
         var interleaved: [String: Int] = [:]
@@ -115,6 +116,99 @@ enum GGUFModels {
         let source = SourceWeights(GGUFTensors(file: file, computed: computed), storage: options.weights, fileName: ggufMambaName)
         return try BlockModel(config: config, source: source, configPath: file.path, context: options.context, kvCache: options.kvCache)
     }
+
+    /// Jamba (llama.cpp's `jamba`): which layers attend is read from the per-layer KV head counts
+    /// (0 for a Mamba layer), which have experts from the routers present; both must repeat with a
+    /// period, as Jamba's config says them. Stacked experts are read as one matrix per expert.
+    static func jamba(_ file: GGUFFile, options: LoadOptions) throws -> BlockModel {
+        let arch = "jamba"
+        func required(_ key: String) throws -> Int { try file.requiredInteger("\(arch).\(key)") }
+        guard let embedding = file.tensorByName["token_embd.weight"], embedding.dimensions.count == 2 else {
+            throw LoadError.badGGUF(path: file.path, detail: "missing the 2-dimensional tensor 'token_embd.weight'")
+        }
+        let layers = try required("block_count"), dim = try required("embedding_length"), inner = try required("ssm.inner_size")
+        guard layers > 0, layers <= 4096 else { throw LoadError.badGGUF(path: file.path, detail: "'\(arch).block_count' \(layers) is not in 1…4096") }
+        let kvKey = "\(arch).attention.head_count_kv"
+        let kv = try file.integers(kvKey) ?? [Int](repeating: try required("attention.head_count_kv"), count: layers)
+        guard kv.count == layers else { throw LoadError.badGGUF(path: file.path, detail: "'\(kvKey)' has \(kv.count) entries for \(layers) layers") }
+        let kvHeads = Set(kv.filter { $0 > 0 })
+        guard kvHeads.count == 1 else { throw LoadError.badGGUF(path: file.path, detail: "'\(kvKey)' \(kv): expected one KV head count for the attention layers and 0 for the Mamba layers") }
+        func periodic(_ indices: [Int], _ what: String) throws -> (offset: Int, period: Int) {
+            guard let offset = indices.first else { throw LoadError.badGGUF(path: file.path, detail: "no \(what) layers: not supported") }
+            let period = indices.count > 1 ? indices[1] - offset : layers
+            guard period > offset, (0..<layers).filter({ $0 % period == offset }) == indices else {
+                throw LoadError.badGGUF(path: file.path, detail: "\(what) layers \(indices) do not repeat with a period (as Jamba's config needs)")
+            }
+            return (offset, period)
+        }
+        let attention = try periodic((0..<layers).filter { kv[$0] > 0 }, "attention")
+        let expertCount = try file.integer("\(arch).expert_count") ?? 1
+        let experts: (offset: Int, period: Int) = expertCount > 1
+            ? try periodic((0..<layers).filter { file.tensorByName["blk.\($0).ffn_gate_inp.weight"] != nil }, "expert") : (0, 1)
+        guard inner % max(dim, 1) == 0 else { throw LoadError.badGGUF(path: file.path, detail: "'\(arch).ssm.inner_size' \(inner) is not a multiple of the embedding length \(dim)") }
+        let firstMamba = (0..<layers).first { kv[$0] == 0 } ?? 0
+        var config = JambaConfig(
+            vocab_size: embedding.dimensions[1], hidden_size: dim, intermediate_size: try required("feed_forward_length"),
+            num_hidden_layers: layers, num_attention_heads: try required("attention.head_count"), num_key_value_heads: kvHeads.first!,
+            head_dim: try file.integer("\(arch).attention.key_length"),
+            rms_norm_eps: try file.real("\(arch).attention.layer_norm_rms_epsilon") ?? 1e-6,
+            max_position_embeddings: try required("context_length"), tie_word_embeddings: file.tensorByName["output.weight"] == nil,
+            num_experts: expertCount, num_experts_per_tok: try file.integer("\(arch).expert_used_count") ?? 1,
+            expert_layer_period: experts.period, expert_layer_offset: experts.offset,
+            attn_layer_period: attention.period, attn_layer_offset: attention.offset,
+            mamba_d_state: try required("ssm.state_size"), mamba_d_conv: try required("ssm.conv_kernel"), mamba_expand: inner / dim,
+            mamba_dt_rank: .value(try required("ssm.time_step_rank")),
+            mamba_conv_bias: file.tensorByName["blk.\(firstMamba).ssm_conv1d.bias"] != nil,
+            mamba_proj_bias: file.tensorByName["blk.\(firstMamba).ssm_in.bias"] != nil)
+        config.model_type = "jamba"
+        if let tokens = file.value("tokenizer.ggml.tokens")?.array, tokens.count != config.vocab_size {
+            throw LoadError.badGGUF(path: file.path, detail: "'tokenizer.ggml.tokens' has \(tokens.count) tokens, but 'token_embd.weight' has \(config.vocab_size) rows")
+        }
+        var computed: [String: (source: String, transform: (Float) -> Float)] = [:]
+        var slices: [String: (source: String, index: Int)] = [:]
+        for l in 0..<layers {
+            computed["blk.\(l).ssm_a_log"] = ("blk.\(l).ssm_a", { logf(-$0) })
+            if config.hasExperts(l) {
+                for part in ["gate", "up", "down"] {
+                    for e in 0..<expertCount { slices["blk.\(l).ffn_\(part)_exps.\(e)"] = ("blk.\(l).ffn_\(part)_exps.weight", e) }
+                }
+            }
+        }
+        let source = SourceWeights(GGUFTensors(file: file, computed: computed, slices: slices), storage: options.weights, fileName: ggufJambaName)
+        return try BlockModel(config: config, source: source, configPath: file.path, context: options.context, kvCache: options.kvCache)
+    }
+
+    /// Hugging Face's name of a Jamba tensor → llama.cpp's (an expert's matrix → its slice).
+    static func ggufJambaName(_ name: String) -> String {
+        switch name {
+        case "model.embed_tokens.weight": return "token_embd.weight"
+        case "model.final_layernorm.weight": return "output_norm.weight"
+        case "lm_head.weight": return "output.weight"
+        default: break
+        }
+        let parts = name.split(separator: ".").map(String.init)
+        guard parts.count >= 4, parts[0] == "model", parts[1] == "layers" else { return name }
+        let layer = parts[2], rest = parts[3...].joined(separator: ".")
+        if rest.hasPrefix("mamba."), let mapped = mambaParts[String(rest.dropFirst(6))] ?? jambaMambaNorms[String(rest.dropFirst(6))] {
+            return "blk.\(layer).\(mapped)"
+        }
+        if parts.count == 8, parts[3] == "feed_forward", parts[4] == "experts", let e = Int(parts[5]), parts[7] == "weight",
+           ["gate_proj", "up_proj", "down_proj"].contains(parts[6]) {
+            return "blk.\(layer).ffn_\(parts[6].dropLast(5))_exps.\(e)"
+        }
+        guard let mapped = jambaParts[rest] else { return name }
+        return "blk.\(layer).\(mapped)"
+    }
+
+    static let jambaMambaNorms = ["dt_layernorm.weight": "ssm_dt_norm.weight", "b_layernorm.weight": "ssm_b_norm.weight",
+                                  "c_layernorm.weight": "ssm_c_norm.weight"]
+    static let jambaParts = [
+        "input_layernorm.weight": "attn_norm.weight", "pre_ff_layernorm.weight": "ffn_norm.weight",
+        "self_attn.q_proj.weight": "attn_q.weight", "self_attn.k_proj.weight": "attn_k.weight",
+        "self_attn.v_proj.weight": "attn_v.weight", "self_attn.o_proj.weight": "attn_output.weight",
+        "feed_forward.router.weight": "ffn_gate_inp.weight", "feed_forward.gate_proj.weight": "ffn_gate.weight",
+        "feed_forward.up_proj.weight": "ffn_up.weight", "feed_forward.down_proj.weight": "ffn_down.weight",
+    ]
 
     /// Hugging Face's name of a Mamba tensor → llama.cpp's (A_log → the computed `ssm_a_log`).
     static func ggufMambaName(_ name: String) -> String {

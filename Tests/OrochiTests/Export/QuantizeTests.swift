@@ -109,6 +109,59 @@ final class QuantizeTests: XCTestCase {
         XCTAssertLessThan(zip(reference, ours).map { abs($0 - $1) }.max()!, 1e-3)
     }
 
+    static let japaneseJamba = japaneseLlama.deletingLastPathComponent().appendingPathComponent("orochi-ja-jamba")
+
+    lazy var convertedJambaF16: String = {
+        let path = temporary("ja-jamba-f16.gguf")
+        try! GGUFExport.quantize(input: Self.japaneseJamba.path, output: path, target: .f16)
+        return path
+    }()
+
+    /// Jamba from a directory: convert_hf_to_gguf.py's tensors and metadata (KV heads per layer,
+    /// 0 for the Mamba layers).
+    func testJambaConversion() throws {
+        let converted = Self.record["converted_jamba"] as! [String: Any]
+        assertSame(try written(convertedJambaF16), Self.expected(converted["tensors"]), "jamba F16", ordered: false)
+        let file = try GGUFFile(path: convertedJambaF16)
+        var compared = 0
+        for (key, value) in converted["metadata"] as! [String: Any] where key.hasPrefix("jamba.") {
+            guard let ours = file.value(key) else { XCTFail("\(key) missing"); continue }
+            if let object = value as? [String: Any] { XCTAssertEqual(ours.array?.count, object["count"] as? Int, key) }
+            else { XCTAssertEqual(ours.real, (value as? NSNumber)?.doubleValue, key) }
+            compared += 1
+        }
+        XCTAssertGreaterThan(compared, 10)
+        XCTAssertEqual(try file.integers("jamba.attention.head_count_kv"), [0, 0, 4, 0])
+    }
+
+    /// Every Mamba and Jamba fixture (dense and mixture-of-experts, tied and untied, f32/f16/bf16)
+    /// written as an F32 GGUF computes transformers' logits, as its directory does: the names,
+    /// A, the conv filter, the stacked experts and the layer pattern survive the round trip.
+    func testFixtureModelsThroughGGUF() throws {
+        var checked = 0
+        for family in ["mamba", "jamba"] {
+            let root = Fixtures.root.appendingPathComponent(family)
+            for name in try FileManager.default.contentsOfDirectory(atPath: root.path).sorted() {
+                let dir = root.appendingPathComponent(name)
+                guard FileManager.default.fileExists(atPath: dir.appendingPathComponent("logits.npy").path) else { continue }
+                let out = temporary("\(family)-\(name).gguf")
+                try GGUFExport.quantize(input: dir.path, output: out, target: .f32)
+                let reference = try Fixtures.reference(dir)
+                let (expected, _) = try Fixtures.logits(dir)
+                let model = try ModelRegistry.load(directory: URL(fileURLWithPath: out))
+                let vocab = model.info.vocabSize
+                var logits = [Float](repeating: .nan, count: reference.ids.count * vocab)
+                try logits.withUnsafeMutableBufferPointer { try model.prefill(reference.ids, allLogits: $0.baseAddress!) }
+                for t in 0..<reference.ids.count {
+                    let error = logits.withUnsafeBufferPointer { relativeError(UnsafeBufferPointer(rebasing: $0[t * vocab..<(t + 1) * vocab]), expected[t * vocab..<(t + 1) * vocab]) }
+                    XCTAssertLessThanOrEqual(error, 1e-4, "\(family)/\(name) position \(t)")
+                }
+                checked += 1
+            }
+        }
+        XCTAssertEqual(checked, 9)
+    }
+
     lazy var convertedF16: String = {
         let path = temporary("ja-llama-f16.gguf")
         try! GGUFExport.quantize(input: Self.japaneseLlama.path, output: path, target: .f16)
@@ -144,7 +197,7 @@ final class QuantizeTests: XCTestCase {
 
     func testEveryFileTypeEqualsLlamaQuantize() throws {
         let quantized = Self.record["quantized"] as! [String: [String: Any]]
-        let sources = ["ja-llama-f16": convertedF16, "ja-mamba-f16": convertedMambaF16,
+        let sources = ["ja-llama-f16": convertedF16, "ja-mamba-f16": convertedMambaF16, "ja-jamba-f16": convertedJambaF16,
                        "tiny-f16": Fixtures.root.appendingPathComponent("gguf/tiny-f16.gguf").path]
         XCTAssertEqual(Set(quantized.keys), Set(sources.keys))
         for (name, source) in sources.sorted(by: { $0.key < $1.key }) {
@@ -285,11 +338,11 @@ private extension String {
     func leftPadded(to width: Int) -> String { count >= width ? self : String(repeating: "0", count: width - count) + self }
 }
 
-/// The Japanese Llama and Mamba shipped as Q8_0 GGUF are what `orochi quantize` makes of the
+/// The Japanese Llama, Mamba and Jamba shipped as Q8_0 GGUF are what `orochi quantize` makes of the
 /// shipped directories now (`make gguf-models` writes them).
 final class ShippedGGUFTests: XCTestCase {
     func testShippedQ8_0IsCurrent() throws {
-        for name in ["orochi-ja-llama", "orochi-ja-mamba"] {
+        for name in ["orochi-ja-llama", "orochi-ja-mamba", "orochi-ja-jamba"] {
             let models = QuantizeTests.japaneseLlama.deletingLastPathComponent()
             let shipped = models.appendingPathComponent("\(name).Q8_0.gguf")
             let fresh = FileManager.default.temporaryDirectory.appendingPathComponent("orochi-shipped-\(getpid())-\(name).gguf")
