@@ -43,6 +43,16 @@ enum GGUFModels {
                               kvCache: options.kvCache)
     }
 
+    /// `<arch>.block_count`, checked before anything is sized from it: every layer has tensors, so
+    /// a file cannot have more layers than tensors.
+    static func layerCount(_ file: GGUFFile, arch: String) throws -> Int {
+        let layers = try file.requiredInteger("\(arch).block_count")
+        guard layers > 0, layers <= file.tensors.count else {
+            throw LoadError.badGGUF(path: file.path, detail: "'\(arch).block_count' \(layers) is not in 1…\(file.tensors.count) (the file's tensor count)")
+        }
+        return layers
+    }
+
     /// A Llama-family config (llama, qwen2, qwen3) from `<arch>.*` metadata and the tensor table.
     static func llamaConfig(_ file: GGUFFile, arch: String) throws -> LlamaConfig {
         func required(_ key: String) throws -> Int { try file.requiredInteger("\(arch).\(key)") }
@@ -54,7 +64,7 @@ enum GGUFModels {
         }
         var config = LlamaConfig(
             hidden_size: try required("embedding_length"), intermediate_size: try required("feed_forward_length"),
-            num_hidden_layers: try required("block_count"), num_attention_heads: try required("attention.head_count"),
+            num_hidden_layers: try layerCount(file, arch: arch), num_attention_heads: try required("attention.head_count"),
             num_key_value_heads: try file.integer("\(arch).attention.head_count_kv"),
             head_dim: try file.integer("\(arch).attention.key_length"), vocab_size: embedding.dimensions[1],
             rms_norm_eps: try file.real("\(arch).attention.layer_norm_rms_epsilon") ?? 1e-5,
@@ -101,7 +111,7 @@ enum GGUFModels {
         }
         let dim = try required("embedding_length"), inner = try required("ssm.inner_size")
         var config = MambaConfig(
-            hidden_size: dim, num_hidden_layers: try required("block_count"), vocab_size: embedding.dimensions[1],
+            hidden_size: dim, num_hidden_layers: try layerCount(file, arch: "mamba"), vocab_size: embedding.dimensions[1],
             state_size: try required("ssm.state_size"), expand: max(1, inner / max(dim, 1)), conv_kernel: try required("ssm.conv_kernel"),
             time_step_rank: .value(try required("ssm.time_step_rank")), intermediate_size: inner,
             use_conv_bias: file.tensorByName["blk.0.ssm_conv1d.bias"] != nil, use_bias: file.tensorByName["blk.0.ssm_in.bias"] != nil,
@@ -126,8 +136,7 @@ enum GGUFModels {
         guard let embedding = file.tensorByName["token_embd.weight"], embedding.dimensions.count == 2 else {
             throw LoadError.badGGUF(path: file.path, detail: "missing the 2-dimensional tensor 'token_embd.weight'")
         }
-        let layers = try required("block_count"), dim = try required("embedding_length"), inner = try required("ssm.inner_size")
-        guard layers > 0, layers <= 4096 else { throw LoadError.badGGUF(path: file.path, detail: "'\(arch).block_count' \(layers) is not in 1…4096") }
+        let layers = try layerCount(file, arch: arch), dim = try required("embedding_length"), inner = try required("ssm.inner_size")
         let kvKey = "\(arch).attention.head_count_kv"
         let kv = try file.integers(kvKey) ?? [Int](repeating: try required("attention.head_count_kv"), count: layers)
         guard kv.count == layers else { throw LoadError.badGGUF(path: file.path, detail: "'\(kvKey)' has \(kv.count) entries for \(layers) layers") }

@@ -363,6 +363,65 @@ final class GGUFBadInputTests: XCTestCase {
         XCTAssertTrue("\(tokenizer { $0.metadata[2] = ("tokenizer.ggml.tokens", .uint32(3)) }!)".contains("should be an array of strings"))
     }
 
+    /// SentencePiece vocabularies (`llama`, `t5`): scores and types checked against the tokens.
+    func testSentencePieceTokenizerMetadata() throws {
+        let dir = TemporaryDirectory()
+        func tokenizer(_ model: String, _ edit: (inout GGUFWriter) -> Void) -> Error? {
+            var w = GGUFWriter()
+            w.add("tokenizer.ggml.model", .string(model))
+            w.add("tokenizer.ggml.tokens", .array(elementType: 8, ["<unk>", "<s>", "</s>", "▁a", "b"].map { .string($0) }))
+            w.add("tokenizer.ggml.scores", .array(elementType: 6, [0, 0, 0, -1, -2].map { .float32($0) }))
+            w.add("tokenizer.ggml.token_type", .array(elementType: 5, [2, 3, 3, 1, 1].map { .int32($0) }))
+            w.add("tokenizer.ggml.unknown_token_id", .uint32(0))
+            edit(&w)
+            do { _ = try loadTokenizer(file: dir.write("t.gguf", Data(w.encoded()))); return nil } catch { return error }
+        }
+        for model in ["llama", "t5"] {
+            XCTAssertNil(tokenizer(model) { _ in }, model)
+            XCTAssertTrue("\(tokenizer(model) { $0.metadata.remove(at: 2) }!)".contains("missing metadata 'tokenizer.ggml.scores'"), model)
+            XCTAssertTrue("\(tokenizer(model) { $0.metadata[2].1 = .array(elementType: 6, [.float32(0)]) }!)".contains("'tokenizer.ggml.scores' should be an array of 5 numbers"), model)
+            XCTAssertTrue("\(tokenizer(model) { $0.metadata[2].1 = .array(elementType: 8, (0..<5).map { _ in .string("x") }) }!)".contains("'tokenizer.ggml.scores'[0] should be a number"), model)
+            XCTAssertTrue("\(tokenizer(model) { $0.metadata[3].1 = .array(elementType: 5, [2, 3, 3, 1, 9].map { .int32($0) }) }!)".contains("'tokenizer.ggml.token_type'[4] is 9"), model)
+            XCTAssertTrue("\(tokenizer(model) { $0.add("tokenizer.ggml.bos_token_id", .uint32(5)) }!)".contains("'tokenizer.ggml.bos_token_id' 5 is not a token id"), model)
+        }
+        XCTAssertTrue("\(tokenizer("t5") { $0.add("tokenizer.ggml.precompiled_charsmap", .string("x")) }!)".contains("'tokenizer.ggml.precompiled_charsmap' should be an array of bytes"))
+        let corrupt = tokenizer("t5") { $0.add("tokenizer.ggml.precompiled_charsmap", .array(elementType: 0, [255, 255, 255, 127, 1].map { .uint8($0) })) }
+        XCTAssertTrue("\(corrupt.map { "\($0)" } ?? "accepted")".contains("t5 tokenizer is not a valid SentencePiece model"), "\(String(describing: corrupt))")
+        XCTAssertTrue("\(tokenizer("bert") { _ in }!)".contains("'tokenizer.ggml.model' bert is not supported yet (supported: gpt2, llama, t5)"))
+    }
+
+    /// Mamba and Jamba metadata: missing keys named, layer counts bounded by the tensor table
+    /// before anything is sized from them, Jamba's layer pattern required to be periodic.
+    func testMambaAndJambaMetadata() throws {
+        let dir = TemporaryDirectory()
+        func model(_ arch: String, _ edit: (inout GGUFWriter) -> Void) -> String {
+            var w = GGUFWriter()
+            w.add("general.architecture", .string(arch))
+            for (key, value) in [("block_count", 4), ("embedding_length", 32), ("feed_forward_length", 64), ("attention.head_count", 4),
+                                 ("ssm.inner_size", 64), ("ssm.state_size", 4), ("ssm.conv_kernel", 4), ("ssm.time_step_rank", 2),
+                                 ("context_length", 64)] {
+                w.add("\(arch).\(key)", .uint32(UInt32(value)))
+            }
+            w.add("\(arch).attention.head_count_kv", .array(elementType: 5, [0, 0, 2, 0].map { .int32($0) }))
+            w.add(tensor: "token_embd.weight", shape: [8, 32], floats: [Float](repeating: 0, count: 256))
+            for l in 0..<4 { w.add(tensor: "blk.\(l).attn_norm.weight", shape: [32], floats: [Float](repeating: 1, count: 32)) }
+            edit(&w)
+            do { _ = try ModelRegistry.load(directory: dir.write("m.gguf", Data(w.encoded()))); return "loaded" } catch { return "\(error)" }
+        }
+        for arch in ["mamba", "jamba"] {
+            XCTAssertTrue(model(arch) { $0.metadata[1].1 = .uint64(1 << 40) }.contains("'\(arch).block_count' 1099511627776 is not in 1…5"), arch)
+            XCTAssertTrue(model(arch) { $0.metadata.removeAll { $0.0 == "\(arch).ssm.inner_size" } }.contains("missing metadata '\(arch).ssm.inner_size'"), arch)
+            XCTAssertTrue(model(arch) { _ in }.contains("missing tensor") || model(arch) { _ in }.contains("blk.0"), "\(arch): \(model(arch) { _ in })")
+        }
+        XCTAssertTrue(model("mamba") { $0.add("mamba.ssm.dt_b_c_rms", .bool(true)) }.contains("Falcon-Mamba"))
+        XCTAssertTrue(model("jamba") { $0.metadata.removeAll { $0.0 == "jamba.attention.head_count_kv" }
+            $0.add("jamba.attention.head_count_kv", .array(elementType: 5, [0, 2, 2, 0].map { .int32($0) })) }.contains("attention layers [1, 2] do not repeat with a period"))
+        XCTAssertTrue(model("jamba") { $0.metadata.removeAll { $0.0 == "jamba.attention.head_count_kv" }
+            $0.add("jamba.attention.head_count_kv", .array(elementType: 5, [0, 2, 4, 0].map { .int32($0) })) }.contains("expected one KV head count"))
+        XCTAssertTrue(model("jamba") { $0.metadata.removeAll { $0.0 == "jamba.attention.head_count_kv" }
+            $0.add("jamba.attention.head_count_kv", .array(elementType: 5, [0, 2].map { .int32($0) })) }.contains("has 2 entries for 4 layers"))
+    }
+
     /// A model whose vocabulary is not its embedding's length is refused.
     func testVocabularyOfTheWrongLength() throws {
         let source = GGUFTests.folder.appendingPathComponent("tiny-f16.gguf")
