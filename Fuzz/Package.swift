@@ -14,7 +14,8 @@ let orochi = Target.Dependency.product(name: "Orochi", package: rootIdentity)
 
 // One executable per input family; the name after "Fuzz" (lower-cased, dashed) is the corpus folder.
 let fuzzers = ["FuzzSafetensors", "FuzzConfigLlama", "FuzzConfigMamba", "FuzzConfigJamba", "FuzzSentencePiece",
-               "FuzzHFTokenizer", "FuzzSnapshot", "FuzzCLIParsers", "FuzzChatTemplate", "FuzzGGUF"]
+               "FuzzHFTokenizer", "FuzzSnapshot", "FuzzCLIParsers", "FuzzChatTemplate", "FuzzGGUF",
+               "FuzzQuantBlocks"]
 
 let package = Package(
     name: "OrochiFuzz",

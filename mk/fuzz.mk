@@ -12,7 +12,7 @@ FUZZ_SECONDS       ?= 600
 FUZZ_SMOKE_SECONDS ?= 60
 # Runs per target in fuzz-smoke (the same inputs everywhere; the seconds above only cap a slow machine).
 FUZZ_SMOKE_RUNS ?= 10000
-FUZZ_TARGETS       ?= safetensors config-llama config-mamba config-jamba sentencepiece hf-tokenizer snapshot cli-parsers chat-template gguf
+FUZZ_TARGETS       ?= safetensors config-llama config-mamba config-jamba sentencepiece hf-tokenizer snapshot cli-parsers chat-template gguf quant-blocks
 FUZZ_RSS_MB        ?= 2048
 FUZZ_TIMEOUT       ?= 10
 HOSTILE_SEED       ?= 1

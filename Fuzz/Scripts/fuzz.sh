@@ -24,7 +24,7 @@ WORK=${FUZZ_WORK:-$ROOT/.build-fuzz}
 RSS=${FUZZ_RSS_MB:-2048}
 TIMEOUT=${FUZZ_TIMEOUT:-10}
 NICE=${FUZZ_NICE:-10}
-ALL="safetensors config-llama config-mamba config-jamba sentencepiece hf-tokenizer snapshot cli-parsers chat-template gguf"
+ALL="safetensors config-llama config-mamba config-jamba sentencepiece hf-tokenizer snapshot cli-parsers chat-template gguf quant-blocks"
 TARGETS=${FUZZ_TARGETS:-$ALL}
 CONFIG=${FUZZ_CONFIG:-release}
 BIN=$ROOT/Fuzz/.build/$CONFIG
@@ -33,7 +33,8 @@ binary() {
   case $1 in
     safetensors) echo FuzzSafetensors ;; config-llama) echo FuzzConfigLlama ;; config-mamba) echo FuzzConfigMamba ;; config-jamba) echo FuzzConfigJamba ;;
     sentencepiece) echo FuzzSentencePiece ;; hf-tokenizer) echo FuzzHFTokenizer ;; snapshot) echo FuzzSnapshot ;;
-    cli-parsers) echo FuzzCLIParsers ;; chat-template) echo FuzzChatTemplate ;; gguf) echo FuzzGGUF ;; *) echo "unknown fuzz target '$1' (known: $ALL)" >&2; exit 2 ;;
+    cli-parsers) echo FuzzCLIParsers ;; chat-template) echo FuzzChatTemplate ;; gguf) echo FuzzGGUF ;;
+    quant-blocks) echo FuzzQuantBlocks ;; *) echo "unknown fuzz target '$1' (known: $ALL)" >&2; exit 2 ;;
   esac
 }
 

@@ -180,7 +180,8 @@ static void quantize_portable(const float *x, uint8_t *xq, long k, int size) {
         const float *xb = x + b * size;
         float amax = 0;
         for (int i = 0; i < size; i++) amax = fabsf(xb[i]) > amax ? fabsf(xb[i]) : amax;
-        float id = amax != 0 ? 127.f / amax : 0.f;
+        // A block so small that 127 / amax overflows quantizes to zeros, the same in every family.
+        float id = amax != 0 && 127.f / amax < INFINITY ? 127.f / amax : 0.f;
         d[b] = amax / 127.f;
         int sum = 0;
         for (int i = 0; i < size; i++) {
@@ -216,7 +217,7 @@ T256 static void quantize_avx2(const float *x, uint8_t *xq, long k, int size) {
         __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
         m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
         float amax = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
-        float id = amax != 0 ? 127.f / amax : 0.f;
+        float id = amax != 0 && 127.f / amax < INFINITY ? 127.f / amax : 0.f;   // as the portable family
         d[b] = amax / 127.f;
         __m256 vid = _mm256_set1_ps(id);
         __m256i sum = _mm256_setzero_si256();
