@@ -96,3 +96,5 @@ bench-peer: build peer peer-models $(CEILINGS)
 	python3 Scripts/peer/bench_peer.py --orochi $(RELEASE) --llama-bench $(PEER_BENCH) --ceilings $(CEILINGS) --models $(PEER_MODELS) \
 	  --shapes "$(PEER_SHAPES)" --threads $(THREADS) --nice $(PEER_NICE) $(if $(PEER_QUICK),--quick) $(if $(PEER_APPEND),--append) \
 	  --out-dir docs/bench/peer --doc docs/performance.md $(PEER_ARGS)
+	@if [ -f $(SMOLLM2_GGUF) ]; then $(MAKE) --no-print-directory bench-peer-gguf; \
+	else echo "no GGUF table: make smollm2 first (a 98 MB download), then make bench-peer-gguf"; fi

@@ -4,13 +4,23 @@
 #   make quantize-check    builds llama.cpp's tools (`make peer-tools`), then: SmolLM2 requantized to Q4_K_M by orochi quantize and by
 #                          llama-quantize (the tensor types and bytes compared by cmp), and llama.cpp's
 #                          llama-perplexity and llama-bench loading Orochi's files
+#   make bench-peer-gguf   SmolLM2 as shipped (Q4_1) and requantized by orochi quantize to Q8_0, Q4_K_M and
+#                          Q4_0 (the bytes llama-quantize writes), Orochi against llama-bench in one run:
+#                          the table in docs/gguf.md (Scripts/peer/bench_gguf.py)
 #   make quantize-fixtures Tests/OrochiTests/Fixtures/quantize (convert_hf_to_gguf.py, llama-quantize,
 #                          llama-tokenize: Scripts/fixtures/quantize.py)
 
 QUANTIZE_DIR := build/quantize
 PEER_TOOLS   := llama-quantize llama-tokenize llama-perplexity
 
-.PHONY: gguf-models quantize-check quantize-fixtures peer-tools
+.PHONY: gguf-models quantize-check quantize-fixtures peer-tools bench-peer-gguf
+
+GGUF_BENCH_TYPES := Q8_0 Q4_K_M Q4_0
+bench-peer-gguf: build peer smollm2
+	@mkdir -p $(QUANTIZE_DIR)
+	for t in $(GGUF_BENCH_TYPES); do $(RELEASE) quantize --model $(SMOLLM2_GGUF) --type $$t --out $(QUANTIZE_DIR)/SmolLM2-135M-Instruct.$$t.gguf || exit 1; done
+	python3 Scripts/peer/bench_gguf.py --orochi $(RELEASE) --llama-bench $(PEER_BENCH) --threads $(THREADS) \
+	  --files $(SMOLLM2_GGUF) $(foreach t,$(GGUF_BENCH_TYPES),$(QUANTIZE_DIR)/SmolLM2-135M-Instruct.$(t).gguf)
 
 # llama.cpp's tools beside llama-bench, from the same build directory as `make peer`.
 peer-tools: peer
