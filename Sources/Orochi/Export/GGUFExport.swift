@@ -1,8 +1,8 @@
 import Foundation
 import OrochiKernels
 
-/// `orochi quantize`: a model (a GGUF file, or a Hugging Face Llama directory with a SentencePiece
-/// tokenizer) → a GGUF file in one of llama.cpp's file types, with the metadata and tokenizer
+/// `orochi quantize`: a model (a GGUF file, or a Hugging Face Llama, Mamba or Jamba directory with
+/// a SentencePiece tokenizer or none) → a GGUF file in one of llama.cpp's file types, with the metadata and tokenizer
 /// llama.cpp reads. From a GGUF file every metadata key is copied, as `llama-quantize` does; from
 /// a directory they are written as llama.cpp's convert_hf_to_gguf.py writes them. Weights are
 /// quantized by llama.cpp's reference algorithms (`quantizeRows`) into llama.cpp's mixture
@@ -107,7 +107,8 @@ public enum GGUFExport {
         return summary
     }
 
-    /// A tensor's bytes in `type`: copied when it is stored so, else from its float32 values.
+    /// A tensor's bytes in `type`: copied when it is stored so, else from its float32 values. (A
+    /// BF16 tensor is only ever kept as stored: no target writes BF16.)
     static func encode(_ tensor: SourceTensor, as type: WeightType) throws -> [UInt8] {
         let columns = tensor.shape.last ?? 1, rows = tensor.shape.dropLast().reduce(1, *)
         if let stored = tensor.stored, stored.type == type {
@@ -122,14 +123,8 @@ public enum GGUFExport {
             var half = [UInt16](repeating: 0, count: values.count)
             values.withUnsafeBufferPointer { src in half.withUnsafeMutableBufferPointer { narrowToHalf(src.baseAddress!, into: $0.baseAddress!, count: values.count) } }
             return half.withUnsafeBytes { Array($0) }
-        case .bf16:
-            // Round to nearest even on the upper 16 bits (NaN kept quiet), as ggml_fp32_to_bf16.
-            return values.flatMap { v -> [UInt8] in
-                let bits = v.bitPattern
-                let h: UInt16 = v.isNaN ? UInt16(bits >> 16) | 64 : UInt16((bits &+ (0x7FFF &+ ((bits >> 16) & 1))) >> 16)
-                return [UInt8(h & 0xFF), UInt8(h >> 8)]
-            }
         default:
+            guard type.isQuantized else { throw ExportError.unsupported(path: tensor.name, detail: "cannot write \(type) from floats") }
             // Rows are independent: split over the cores (the K-quants' search costs ~0.1 µs a weight).
             var out = [UInt8](repeating: 0, count: rows * type.rowBytes(columns))
             let chunks = min(rows, 4 * ProcessInfo.processInfo.activeProcessorCount)

@@ -60,8 +60,9 @@ final class GGUFSentencePiece: Tokenizer {
                 ids.append(id)
                 previousWasSpecial = true
             case let .text(bytes):
-                var escaped: [UInt8] = addSpacePrefix && previousWasSpecial ? [0xE2, 0x96, 0x81] : []
-                for b in bytes { if b == 0x20 { escaped += [0xE2, 0x96, 0x81] } else { escaped.append(b) } }
+                let space = SentencePieceNormalizer.spaceSymbol
+                var escaped: [UInt8] = addSpacePrefix && previousWasSpecial ? space : []
+                for b in bytes { if b == 0x20 { escaped += space } else { escaped.append(b) } }
                 merge(escaped, into: &ids)
                 previousWasSpecial = false
             }

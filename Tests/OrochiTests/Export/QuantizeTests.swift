@@ -38,6 +38,13 @@ final class QuantizeTests: XCTestCase {
         return String(h, radix: 16).leftPadded(to: 16) + "-\(bytes.count)"
     }
 
+    /// Orochi's F16 conversion of a shipped directory, written once per test case into `name`.
+    func f16File(of directory: URL, _ name: String) -> String {
+        let path = temporary(name)
+        try! GGUFExport.quantize(input: directory.path, output: path, target: .f16)
+        return path
+    }
+
     func temporary(_ name: String) -> String {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("orochi-quantize-\(getpid())")
         try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -73,11 +80,7 @@ final class QuantizeTests: XCTestCase {
 
     static let japaneseMamba = japaneseLlama.deletingLastPathComponent().appendingPathComponent("orochi-ja-mamba")
 
-    lazy var convertedMambaF16: String = {
-        let path = temporary("ja-mamba-f16.gguf")
-        try! GGUFExport.quantize(input: Self.japaneseMamba.path, output: path, target: .f16)
-        return path
-    }()
+    lazy var convertedMambaF16 = f16File(of: Self.japaneseMamba, "ja-mamba-f16.gguf")
 
     /// Mamba from a directory: convert_hf_to_gguf.py's tensors and metadata; A = −exp(A_log) to
     /// within a rounding of each exp; and the file computes what the directory computes.
@@ -111,11 +114,7 @@ final class QuantizeTests: XCTestCase {
 
     static let japaneseJamba = japaneseLlama.deletingLastPathComponent().appendingPathComponent("orochi-ja-jamba")
 
-    lazy var convertedJambaF16: String = {
-        let path = temporary("ja-jamba-f16.gguf")
-        try! GGUFExport.quantize(input: Self.japaneseJamba.path, output: path, target: .f16)
-        return path
-    }()
+    lazy var convertedJambaF16 = f16File(of: Self.japaneseJamba, "ja-jamba-f16.gguf")
 
     /// Jamba from a directory: convert_hf_to_gguf.py's tensors and metadata (KV heads per layer,
     /// 0 for the Mamba layers).
@@ -162,11 +161,7 @@ final class QuantizeTests: XCTestCase {
         XCTAssertEqual(checked, 9)
     }
 
-    lazy var convertedF16: String = {
-        let path = temporary("ja-llama-f16.gguf")
-        try! GGUFExport.quantize(input: Self.japaneseLlama.path, output: path, target: .f16)
-        return path
-    }()
+    lazy var convertedF16 = f16File(of: Self.japaneseLlama, "ja-llama-f16.gguf")
 
     func testDirectoryConversionEqualsConvertHfToGguf() throws {
         let converted = Self.record["converted"] as! [String: Any]
