@@ -28,9 +28,11 @@ public enum AttentionPlot {
                 var text = ""
                 for i in 0..<t { text += map[(i * t)..<(i * t + t)].map { String(format: "%.6g", $0) }.joined(separator: " ") + "\n" }
                 try FileOutput.write(text, to: data.appendingPathComponent(name + ".dat").path)
-                let what = layer.kind == .ssm
-                    ? "Mamba layer \(layer.layer): hidden attention, channels averaged (reach \(String(format: "%.1f", layer.meanReach)) tokens)"
-                    : "layer \(layer.layer), head \(h): attention (reach \(String(format: "%.1f", layer.reach[h])) tokens)"
+                let what = switch layer.kind {
+                case .ssm: "Mamba layer \(layer.layer): hidden attention, channels averaged (reach \(String(format: "%.1f", layer.meanReach)) tokens)"
+                case .ssd: "Mamba-2 layer \(layer.layer), head \(h): SSD matrix L∘(C·Bᵀ)·Δ, |rows| to 1 (reach \(String(format: "%.1f", layer.reach[h])) tokens)"
+                case .attention: "layer \(layer.layer), head \(h): attention (reach \(String(format: "%.1f", layer.reach[h])) tokens)"
+                }
                 scripts.append(name)
                 try script(name: name, body: """
                     set title "\(escape(title))\\n\(escape(what))"

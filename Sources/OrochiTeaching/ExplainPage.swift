@@ -57,14 +57,14 @@ public enum ExplainPage {
             """
         for (i, s) in subjects.enumerated() {
             let kinds = Set(s.layers.map(\.kind))
-            let kind = kinds.count == 2 ? "hybrid" : kinds.contains(.attention) ? "attention" : "ssm"
+            let kind = kinds.count > 1 && kinds.contains(.attention) ? "hybrid" : kinds.contains(.attention) ? "attention" : "ssm"
             let dir = work.appendingPathComponent("model\(i)")
             // One picture per layer: attention heads averaged.
             let perLayer = s.layers.map(\.headsAveraged)
             try AttentionPlot.write(perLayer, labels: s.labels, title: s.name, into: dir, heads: [0])
             html += "<section class=\"model \(kind)\" id=\"model-\(i)\"><h2>\(escape(s.name))</h2>\n"
             html += "<p>\(escape(s.info.architecture)), \(s.info.layerCount) layers, \(s.info.parameterCount) parameters; "
-                + "layers: " + s.layers.map { $0.kind == .attention ? "attention" : "Mamba" }.joined(separator: ", ") + ".</p>\n"
+                + "layers: " + s.layers.map { $0.kind == .attention ? "attention" : $0.kind == .ssd ? "Mamba-2" : "Mamba" }.joined(separator: ", ") + ".</p>\n"
             for l in perLayer {
                 let file = l.kind == .ssm ? "layer\(l.layer)_ssm.svg" : "layer\(l.layer)_head0.svg"
                 html += "<figure class=\"map\" data-layer=\"\(l.layer)\" data-kind=\"\(l.kind.rawValue)\">"

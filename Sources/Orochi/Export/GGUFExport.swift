@@ -199,9 +199,10 @@ public enum GGUFExport {
         switch modelType {
         case "llama", "mistral": layout = try llamaLayout(try readJSONConfig(LlamaConfig.self, from: configURL), directory: directory, configPath: configURL.path)
         case "mamba": layout = try mambaLayout(try readJSONConfig(MambaConfig.self, from: configURL), directory: directory, configPath: configURL.path)
+        case "mamba2": layout = try mamba2Layout(try readJSONConfig(Mamba2Config.self, from: configURL), directory: directory, configPath: configURL.path)
         case "jamba": layout = try jambaLayout(try readJSONConfig(JambaConfig.self, from: configURL), directory: directory, configPath: configURL.path)
         default:
-            throw ExportError.unsupported(path: configURL.path, detail: "model_type '\(modelType)': orochi quantize converts Llama (llama, mistral), Mamba and Jamba directories and any GGUF file; convert others with llama.cpp's convert_hf_to_gguf.py and quantize the GGUF")
+            throw ExportError.unsupported(path: configURL.path, detail: "model_type '\(modelType)': orochi quantize converts Llama (llama, mistral), Mamba, Mamba-2 and Jamba directories and any GGUF file; convert others with llama.cpp's convert_hf_to_gguf.py and quantize the GGUF")
         }
         let vocabSize = layout.metadata.first { $0.0.hasSuffix(".vocab_size") }?.1.integer
         layout.metadata += try sentencePieceMetadata(directory, vocabSize: vocabSize ?? 0)
@@ -300,6 +301,42 @@ public enum GGUFExport {
             if mapped.hasSuffix(".ssm_a_log") {
                 return (String(mapped.dropLast(4)), shape, { $0.map { -expf($0) } })
             }
+            if mapped.hasSuffix(".ssm_conv1d.weight") { return (mapped, shape.filter { $0 != 1 }, nil) }
+            return (mapped, shape, nil)
+        }
+    }
+
+    /// Mamba-2 as convert_hf_to_gguf.py's Mamba2Model writes it: the head count as
+    /// `ssm.time_step_rank`, A as −exp(A_log) and D as [H, 1], the gated norm's weight as [G, E/G].
+    /// The chunk size and Δ limit have no GGUF key (llama.cpp keeps neither): a limit that clamps is refused.
+    static func mamba2Layout(_ config: Mamba2Config, directory: URL, configPath: String) throws -> DirectoryLayout {
+        try config.validate(path: configPath)
+        guard config.time_step_limit[0].value == 0, config.time_step_limit[1].value == .infinity else {
+            throw ExportError.unsupported(path: configPath, detail: "time_step_limit \(config.time_step_limit.map(\.value)) clamps Δ, and GGUF's mamba2 has no key for it (llama.cpp would run the model unclamped)")
+        }
+        let arch = "mamba2", e = config.innerSize, g = config.n_groups
+        let metadata: [(String, GGUFValue)] = [
+            ("general.architecture", .string(arch)), ("general.type", .string("model")),
+            ("general.name", .string(directory.standardizedFileURL.lastPathComponent)),
+            ("\(arch).context_length", .uint32(1 << 20)),
+            ("\(arch).embedding_length", .uint32(UInt32(config.hidden_size))),
+            ("\(arch).feed_forward_length", .uint32(0)),
+            ("\(arch).attention.head_count", .uint32(0)),
+            ("\(arch).block_count", .uint32(UInt32(config.num_hidden_layers))),
+            ("\(arch).ssm.conv_kernel", .uint32(UInt32(config.conv_kernel))),
+            ("\(arch).ssm.inner_size", .uint32(UInt32(e))),
+            ("\(arch).ssm.state_size", .uint32(UInt32(config.state_size))),
+            ("\(arch).ssm.time_step_rank", .uint32(UInt32(config.num_heads))),
+            ("\(arch).ssm.group_count", .uint32(UInt32(g))),
+            ("\(arch).attention.layer_norm_rms_epsilon", .float32(Float(config.layer_norm_epsilon))),
+            ("\(arch).vocab_size", .uint32(UInt32(config.vocab_size))),
+        ]
+        return DirectoryLayout(metadata: metadata) { name, shape in
+            if name == "lm_head.weight" && config.tie_word_embeddings { return nil }
+            let mapped = GGUFModels.ggufMambaName(name)
+            if mapped.hasSuffix(".ssm_a_log") { return (String(mapped.dropLast(4)), shape + [1], { $0.map { -expf($0) } }) }
+            if mapped.hasSuffix(".ssm_d") { return (mapped, shape + [1], nil) }
+            if mapped.hasSuffix(".ssm_norm.weight") { return (mapped, [g, e / g], nil) }
             if mapped.hasSuffix(".ssm_conv1d.weight") { return (mapped, shape.filter { $0 != 1 }, nil) }
             return (mapped, shape, nil)
         }

@@ -13,21 +13,26 @@ import OrochiKernels
 //   aggregated as attention heads cannot be: each channel's |α_{t,·}| is scaled to sum to 1 over
 //   s ≤ t, and the E channels' rows are averaged. Both kinds of matrix are then row-stochastic,
 //   drawn on the same colour scale.
+// - a Mamba-2 head: its SSD matrix (Dao & Gu 2024), which needs no derivation: with A a scalar
+//   per head, the scan is exactly y = M·x + D·x with
+//       M[t, s] = (C_t · B_s) · exp(A · (Δ_{s+1} + … + Δ_t)) · Δ_s     for s ≤ t, 0 above,
+//   the same for the head's P channels; the chunked prefill computes it block by block. Each
+//   row's |M| is scaled to sum to 1, one map per head, as attention heads.
 //
 // "Reach" of a matrix: for each row t, the largest distance t − s at which the weight is still
 // at least 1 % of the current token's own (t, t); averaged over rows.
 
 /// One layer's matrices for a prompt of T tokens.
 public struct LayerMap: Sendable {
-    public enum Kind: String, Sendable { case attention, ssm }
+    public enum Kind: String, Sendable { case attention, ssm, ssd }
     public var layer: Int
     public var kind: Kind
     public var tokens: Int
-    /// Attention: one per head; SSM: one (channels aggregated). Each [T, T], row-major, rows summing to 1.
+    /// Attention and SSD: one per head; SSM: one (channels aggregated). Each [T, T], row-major, rows summing to 1.
     public var maps: [[Float]]
     /// Reach of each map, in tokens.
     public var reach: [Double]
-    /// SSM: the largest error, relative to the largest |y|, of rebuilding the scan's output from α.
+    /// SSM and SSD: the largest error, relative to the largest |y|, of rebuilding the scan's output from α or M.
     public var identityError: Double?
 
     public var meanReach: Double { reach.reduce(0, +) / Double(max(1, reach.count)) }
@@ -39,10 +44,10 @@ public struct LayerMap: Sendable {
 
     /// An attention layer with its heads averaged into one map (its reach: the heads' mean).
     public var headsAveraged: LayerMap {
-        guard kind == .attention, maps.count > 1 else { return self }
+        guard kind != .ssm, maps.count > 1 else { return self }
         var mean = [Float](repeating: 0, count: tokens * tokens)
         for m in maps { for j in mean.indices { mean[j] += m[j] / Float(maps.count) } }
-        return LayerMap(layer: layer, kind: kind, tokens: tokens, maps: [mean], reach: [meanReach], identityError: nil)
+        return LayerMap(layer: layer, kind: kind, tokens: tokens, maps: [mean], reach: [meanReach], identityError: identityError)
     }
 }
 
@@ -67,6 +72,7 @@ public enum AttentionMaps {
         var layers: [LayerMap] = []
         for (l, a) in probe.attention { layers.append(attention(a, layer: l)) }
         for (l, s) in probe.scans { layers.append(hiddenAttention(s, layer: l)) }
+        for (l, s) in probe.ssdScans { layers.append(ssdMatrices(s, layer: l)) }
         return layers.sorted { $0.layer < $1.layer }
     }
 
@@ -132,6 +138,43 @@ public enum AttentionMaps {
         }
         let map = aggregate.map { Float($0 / Double(e)) }
         return LayerMap(layer: layer, kind: .ssm, tokens: t, maps: [map], reach: [reach(map, t)],
+                        identityError: worst / max(largest, 1e-30))
+    }
+
+    /// Each head's M (double precision), and the identity check y = M·x + D·x against the scan's y.
+    static func ssdMatrices(_ s: Probe.SSDScan, layer: Int) -> LayerMap {
+        let t = s.tokens, shape = s.shape, h = shape.heads, p = shape.headDim, n = shape.stateSize, e = shape.inner
+        let gn = shape.groups * n
+        var maps: [[Float]] = [], worst = 0.0, largest = 0.0
+        var m = [Double](repeating: 0, count: t * t)
+        for head in 0..<h {
+            let g = head / (h / shape.groups), a = Double(s.a[head])
+            for i in 0..<t {
+                var decay = 0.0                                                  // A·(Δ_{s+1} + … + Δ_t)
+                for j in stride(from: i, through: 0, by: -1) {
+                    if j < i { decay += a * Double(s.delta[(j + 1) * h + head]) }
+                    var dot = 0.0
+                    for k in 0..<n { dot += Double(s.c[i * gn + g * n + k]) * Double(s.b[j * gn + g * n + k]) }
+                    m[i * t + j] = dot * Foundation.exp(decay) * Double(s.delta[j * h + head])
+                }
+            }
+            for i in 0..<t {
+                for c in 0..<p {
+                    let channel = head * p + c
+                    var yHat = Double(s.d[head]) * Double(s.x[i * e + channel])
+                    for j in 0...i { yHat += m[i * t + j] * Double(s.x[j * e + channel]) }
+                    let y = Double(s.y[i * e + channel])
+                    worst = max(worst, abs(yHat - y)); largest = max(largest, abs(y))
+                }
+            }
+            var map = [Float](repeating: 0, count: t * t)
+            for i in 0..<t {
+                let mass = (0...i).reduce(0.0) { $0 + abs(m[i * t + $1]) }
+                if mass > 0 { for j in 0...i { map[i * t + j] = Float(abs(m[i * t + j]) / mass) } }
+            }
+            maps.append(map)
+        }
+        return LayerMap(layer: layer, kind: .ssd, tokens: t, maps: maps, reach: maps.map { reach($0, t) },
                         identityError: worst / max(largest, 1e-30))
     }
 

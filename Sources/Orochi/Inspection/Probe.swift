@@ -31,8 +31,19 @@ final class Probe {
         var tokens: Int { u.count / inner }
     }
 
+    /// One Mamba-2 layer: the scan's input X [L, E], Δ after softplus and clamp [L, H], B and C
+    /// [L, G·N], its output Y [L, E] before the gate and norm; and the layer's A [H] and D [H].
+    final class SSDScan {
+        let shape: SSD.Shape
+        let a: [Float], d: [Float]
+        var x: [Float] = [], delta: [Float] = [], b: [Float] = [], c: [Float] = [], y: [Float] = []
+        init(shape: SSD.Shape, a: [Float], d: [Float]) { self.shape = shape; self.a = a; self.d = d }
+        var tokens: Int { delta.count / shape.heads }
+    }
+
     var attention: [Int: Attention] = [:]
     var scans: [Int: Scan] = [:]
+    var ssdScans: [Int: SSDScan] = [:]
 
     /// Runs `body` with this probe active (one at a time: the teaching commands are single-threaded).
     func capture<T>(_ body: () throws -> T) rethrows -> T {
@@ -76,6 +87,21 @@ extension MambaMixer {
         capture.b += Probe.rows(dbc + r, count: t, width: n, stride: r + 2 * n)
         capture.c += Probe.rows(dbc + r + n, count: t, width: n, stride: r + 2 * n)
         capture.z += Probe.rows(xz + e, count: t, width: e, stride: 2 * e)
+        capture.y += Probe.rows(y, count: t, width: e, stride: e)
+    }
+}
+
+extension Mamba2Mixer {
+    /// The SSD scan's inputs and output of a chunk of one sequence.
+    func record(in probe: Probe, xbc: UnsafePointer<Float>, delta: UnsafePointer<Float>, y: UnsafePointer<Float>, rows t: Int) {
+        let e = ssd.inner, gn = ssd.groups * ssd.stateSize, c = shape.convChannels
+        let capture = probe.ssdScans[layer] ?? Probe.SSDScan(shape: ssd, a: Array(UnsafeBufferPointer(start: weights.a, count: ssd.heads)),
+                                                             d: Array(UnsafeBufferPointer(start: weights.d, count: ssd.heads)))
+        probe.ssdScans[layer] = capture
+        capture.x += Probe.rows(xbc, count: t, width: e, stride: c)
+        capture.b += Probe.rows(xbc + e, count: t, width: gn, stride: c)
+        capture.c += Probe.rows(xbc + e + gn, count: t, width: gn, stride: c)
+        capture.delta += Probe.rows(delta, count: t, width: ssd.heads, stride: ssd.heads)
         capture.y += Probe.rows(y, count: t, width: e, stride: e)
     }
 }

@@ -129,6 +129,19 @@ enum TracePlan {
         return [first, scan, linear(l, "out_proj (+ residual)", [w.outProj])]
     }
 
+    /// A Mamba-2 layer: the five timed steps of `Mamba2Mixer.forward`.
+    static func mamba2(_ l: Int, _ m: Mamba2Mixer) -> [TraceStep] {
+        let w = m.weights, s = m.ssd, c = m.shape.convChannels, k = m.shape.kernel
+        let conv = step(l, .conv, "causal conv1d over x‖B‖C (the last \(k) inputs), SiLU", "filter [\(k), \(c)], conv state [\(k - 1), \(c)]",
+                        macs: k * c, other: (2 * k - 1) * c * 4, overwritten: (k - 1) * c * 4)
+        let scan = step(l, .scan, "Δ = softplus(Δ_raw + b); SSD step per head: S = exp(ΔA)·S + Δ·x⊗B, y = S·C + D·x (A scalar per head, \(s.groups) B/C group\(s.groups == 1 ? "" : "s"))",
+                        "S [\(s.heads), \(s.headDim), \(s.stateSize)]", macs: 3 * s.inner * s.stateSize,
+                        other: 2 * s.inner * s.stateSize * 4 + 3 * s.heads * 4, overwritten: s.inner * s.stateSize * 4)
+        let norm = step(l, .norm, "gated RMSNorm: y ⊙ SiLU(z), normalised over \(s.groups) group\(s.groups == 1 ? "" : "s")", "[\(s.inner)]",
+                        macs: 3 * s.inner, other: 3 * s.inner * 4)
+        return [linear(l, "in_proj → z, x‖B‖C, Δ_raw", [w.inProj]), conv, scan, norm, linear(l, "out_proj (+ residual)", [w.outProj])]
+    }
+
     static func swiGLU(_ l: Int, _ f: SwiGLU) -> TraceStep {
         var s = linear(l, "SwiGLU: down(SiLU(gate·x) ⊙ up·x) (+ residual)", [f.gate, f.up, f.down])
         s.component = ProfileComponent.mlp.description
@@ -159,6 +172,7 @@ extension BlockModel: TracePlanning {
             switch block.mixer {
             case let .attention(a): steps += TracePlan.attention(l, a, position: p, cacheType: cacheType)
             case let .mamba(m): steps += TracePlan.mamba(l, m)
+            case let .mamba2(m): steps += TracePlan.mamba2(l, m)
             }
             guard let (norm, feedForward) = block.feedForward else { continue }
             steps.append(TracePlan.norm(l, norm, dim: dim))

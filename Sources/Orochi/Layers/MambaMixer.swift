@@ -103,33 +103,51 @@ struct MambaMixerWeights {
 }
 
 /// One Mamba layer's recurrent state, updated in place: what a sequence keeps of its whole
-/// context in this layer, the same size at any length.
+/// context in this layer, the same size at any length. Mamba-1's SSM state is [E, N], blocked by
+/// 16 channels for its scan kernel; Mamba-2's is [H, P, N] as is, and its conv runs over x, B and C.
 final class MambaState {
-    let inner: Int, stateSize: Int, kernel: Int
-    let conv: FloatBuffer                   // [K−1, E]: the last K−1 inputs of the conv, oldest first
-    let ssm: FloatBuffer                    // [E, N], blocked by 16 channels for the scan kernel
+    let convChannels: Int, kernel: Int
+    /// Mamba-1: (E, N) of the blocked SSM state; nil for Mamba-2's plain one.
+    let blocked: (inner: Int, stateSize: Int)?
+    let conv: FloatBuffer                   // [K−1, conv channels]: the last K−1 inputs of the conv, oldest first
+    let ssm: FloatBuffer                    // Mamba-1 [E, N] blocked by 16 channels; Mamba-2 [H, P, N]
 
+    /// Mamba-1's state.
     init(inner: Int, stateSize: Int, kernel: Int) {
-        self.inner = inner; self.stateSize = stateSize; self.kernel = kernel
+        convChannels = inner; self.kernel = kernel; blocked = (inner, stateSize)
         conv = FloatBuffer(count: (kernel - 1) * inner)
         ssm = FloatBuffer(count: SelectiveScan.blockedCount(channels: inner, stateSize: stateSize))
     }
 
-    /// (K−1)·E conv inputs and E·N SSM values, float32.
-    var bytes: Int { Self.bytes(inner: inner, stateSize: stateSize, kernel: kernel) }
-    /// Conv inputs [K−1, E] and SSM values [E, N], float32.
+    /// Mamba-2's state: the conv over `convChannels` (x, B and C) and `ssmCount` = H·P·N values.
+    init(convChannels: Int, kernel: Int, ssmCount: Int) {
+        self.convChannels = convChannels; self.kernel = kernel; blocked = nil
+        conv = FloatBuffer(count: (kernel - 1) * convChannels)
+        ssm = FloatBuffer(count: ssmCount)
+    }
+
+    /// Conv inputs and SSM values, float32.
+    var bytes: Int { ((kernel - 1) * convChannels + ssmValues) * 4 }
+    /// Mamba-1: conv inputs [K−1, E] and SSM values [E, N], float32.
     static func bytes(inner: Int, stateSize: Int, kernel: Int) -> Int { ((kernel - 1) * inner + inner * stateSize) * 4 }
+    /// SSM values as snapshots hold them (Mamba-1's without the blocking's padding).
+    private var ssmValues: Int { blocked.map { $0.inner * $0.stateSize } ?? ssm.count }
 
     func reset() { conv.zero(); ssm.zero() }
 
-    /// Snapshots hold the SSM state as [E, N] (not blocked).
+    /// Snapshots hold the SSM state unblocked ([E, N] or [H, P, N]).
     func appendSSM(to payload: inout [UInt8]) {
+        guard let (inner, stateSize) = blocked else { payload.appendFloats(ssm.pointer, count: ssm.count); return }
         let plain = FloatBuffer(count: inner * stateSize)
         SelectiveScan.unblock(ssm.pointer, into: plain.pointer, channels: inner, stateSize: stateSize)
         payload.appendFloats(plain.pointer, count: plain.count)
     }
 
     func readSSM(from reader: inout ByteReader, layer l: Int) throws {
+        guard let (inner, stateSize) = blocked else {
+            try reader.floats(into: ssm.pointer, count: ssm.count, "ssm state of layer \(l)")
+            return
+        }
         let plain = FloatBuffer(count: inner * stateSize)
         try reader.floats(into: plain.pointer, count: plain.count, "ssm state of layer \(l)")
         SelectiveScan.block(plain.pointer, into: ssm.pointer, channels: inner, stateSize: stateSize)

@@ -10,13 +10,14 @@ final class Workspace {
     let x, xb: FloatBuffer                          // [T, D] ×2
     let attention: AttentionScratch?
     let mamba: MambaScratch?
+    let mamba2: Mamba2Scratch?
     let feedForward: FeedForwardScratch?
 
-    init(rows: Int, dim: Int, attention: AttentionScratch? = nil, mamba: MambaScratch? = nil,
+    init(rows: Int, dim: Int, attention: AttentionScratch? = nil, mamba: MambaScratch? = nil, mamba2: Mamba2Scratch? = nil,
          feedForward: FeedForwardScratch? = nil) {
         self.rows = rows
         x = FloatBuffer(count: rows * dim); xb = FloatBuffer(count: rows * dim)
-        self.attention = attention; self.mamba = mamba; self.feedForward = feedForward
+        self.attention = attention; self.mamba = mamba; self.mamba2 = mamba2; self.feedForward = feedForward
     }
 }
 

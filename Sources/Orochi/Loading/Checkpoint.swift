@@ -147,7 +147,7 @@ public func readJSONConfig<T: Decodable>(_ type: T.Type, from url: URL) throws -
     // the strict parse is what the decoder then reads.
     let strict: Data
     do {
-        let value = try StrictJSON.parse(Array(data))
+        let value = try StrictJSON.parse(Array(data), pythonFloats: true)
         guard value is [String: Any] else { throw LoadError.badConfig(path: url.path, detail: "expected a JSON object") }
         strict = try JSONSerialization.data(withJSONObject: value)
     } catch let e as StrictJSON.SyntaxError {

@@ -23,11 +23,17 @@ final class GGUFTensors: TensorSource {
     private var reordered: [String: UnsafeMutableRawPointer] = [:]
     private let lock = NSLock()
 
+    /// `flattened`: tensors read as one vector of all their values (Mamba-2's gated-norm weight,
+    /// which llama.cpp stores as [G, E/G] and Hugging Face as [E], the same values in the same order).
     init(file: GGUFFile, interleavedHeads: [String: Int] = [:],
          computed: [String: (source: String, transform: (Float) -> Float)] = [:],
-         slices: [String: (source: String, index: Int)] = [:]) {
+         slices: [String: (source: String, index: Int)] = [:], flattened: Set<String> = []) {
         self.file = file
         var byName = file.tensorByName
+        for name in flattened {
+            guard let t = byName[name] else { continue }
+            byName[name] = GGUFTensorInfo(name: name, dimensions: [t.valueCount], type: t.type, offset: t.offset, byteCount: t.byteCount)
+        }
         // A slice is described as a tensor of its own, inside the stacked one's bytes.
         for (name, (source, index)) in slices {
             guard let t = byName[source], t.dimensions.count == 3, index >= 0, index < t.dimensions[2] else { continue }

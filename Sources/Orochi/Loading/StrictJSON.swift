@@ -22,9 +22,14 @@ enum StrictJSON {
     /// serde_json's default recursion limit.
     static let maxDepth = 128
 
-    static func parse(_ bytes: [UInt8]) throws -> Any {
+    /// `pythonFloats`: also read Python's `Infinity`, `-Infinity` and `NaN`, which Python's json
+    /// (and so transformers) writes and reads in config.json, e.g. Mamba-2's `time_step_limit`
+    /// [0.0, Infinity]. Each becomes `{"__float__": "Infinity"}`, the form transformers 5 writes
+    /// them in, so one decoder (`ConfigFloat`) reads both and JSONSerialization can still carry them.
+    static func parse(_ bytes: [UInt8], pythonFloats: Bool = false) throws -> Any {
         try bytes.withUnsafeBufferPointer { buffer in
             var parser = Parser(bytes: buffer)
+            parser.pythonFloats = pythonFloats
             return try parser.document()
         }
     }
@@ -41,6 +46,7 @@ enum StrictJSON {
     private struct Parser {
         let bytes: UnsafeBufferPointer<UInt8>
         var position = 0
+        var pythonFloats = false
 
         init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
 
@@ -113,6 +119,10 @@ enum StrictJSON {
                 case UInt8(ascii: "t"): try literal("true"); value = true
                 case UInt8(ascii: "f"): try literal("false"); value = false
                 case UInt8(ascii: "n"): try literal("null"); value = NSNull()
+                case UInt8(ascii: "I") where pythonFloats: try literal("Infinity"); value = ["__float__": "Infinity"]
+                case UInt8(ascii: "N") where pythonFloats: try literal("NaN"); value = ["__float__": "NaN"]
+                case UInt8(ascii: "-") where pythonFloats && position + 1 < bytes.count && bytes[position + 1] == UInt8(ascii: "I"):
+                    position += 1; try literal("Infinity"); value = ["__float__": "-Infinity"]
                 case let byte? where byte == UInt8(ascii: "-") || (byte >= 0x30 && byte <= 0x39): value = try number()
                 case let byte:
                     if afterComma && byte == UInt8(ascii: "]") { throw fail("a value after ',' (a trailing comma before ']')") }

@@ -21,6 +21,7 @@ struct Block {
     enum Mixer {
         case attention(AttentionMixer)    // weights (the KV cache is per sequence)
         case mamba(MambaMixer)            // weights (the conv and SSM state are per sequence)
+        case mamba2(Mamba2Mixer)          // weights (the conv and SSM state are per sequence)
     }
     enum FeedForward {
         case dense(SwiGLU)
@@ -152,6 +153,7 @@ public final class BlockModel: LanguageModel {
             switch block.mixer {
             case let .attention(a): matrices += a.weights.matrices; perToken += 2 * a.kvHeads * a.headDim * kvCache.byteSize
             case let .mamba(m): matrices += m.weights.matrices; fixed += m.stateBytes
+            case let .mamba2(m): matrices += m.weights.matrices; fixed += m.stateBytes
             }
             switch block.feedForward?.block {
             case let .dense(mlp)?: matrices += mlp.matrices
@@ -199,6 +201,7 @@ public final class BlockModel: LanguageModel {
             switch block.mixer {
             case let .attention(a): caches.append(a.makeCache(capacity: capacity, type: cacheType)); states.append(nil)
             case let .mamba(m): caches.append(nil); states.append(m.makeState())
+            case let .mamba2(m): caches.append(nil); states.append(m.makeState())
             }
         }
         return SequenceState(caches: caches, states: states, vocab: vocab)
@@ -213,13 +216,15 @@ public final class BlockModel: LanguageModel {
     /// Scratch for `rows` tokens: the residual stream and what each kind of block present needs.
     /// Blocks of one kind share their shapes (one config builds them all).
     static func workspace(rows: Int, dim: Int, blocks: [Block]) -> Workspace {
-        var attention: AttentionScratch?, mamba: MambaScratch?, ffn = 0, experts = 0
+        var attention: AttentionScratch?, mamba: MambaScratch?, mamba2: Mamba2Scratch?, ffn = 0, experts = 0
         for block in blocks {
             switch block.mixer {
             case let .attention(a) where attention == nil:
                 attention = AttentionScratch(rows: rows, heads: a.heads, kvHeads: a.kvHeads, headDim: a.headDim)
             case let .mamba(m) where mamba == nil:
                 mamba = MambaScratch(rows: rows, inner: m.inner, dbc: m.rank + 2 * m.stateSize)
+            case let .mamba2(m) where mamba2 == nil:
+                mamba2 = Mamba2Scratch(rows: rows, shape: m.shape, chunk: m.chunk)
             default: break
             }
             switch block.feedForward?.block {
@@ -229,7 +234,7 @@ public final class BlockModel: LanguageModel {
             case nil: break
             }
         }
-        return Workspace(rows: rows, dim: dim, attention: attention, mamba: mamba,
+        return Workspace(rows: rows, dim: dim, attention: attention, mamba: mamba, mamba2: mamba2,
                          feedForward: ffn > 0 ? FeedForwardScratch(rows: rows, dim: dim, ffn: ffn, experts: experts) : nil)
     }
 
@@ -296,6 +301,7 @@ public final class BlockModel: LanguageModel {
             switch block.mixer {                                                                       // X += Mixer(H)
             case let .attention(a): a.forward(xb, rows: rows, addingTo: x, scratch: ws.attention!, widen: widen)
             case let .mamba(m): m.forward(xb, rows: rows, addingTo: x, scratch: ws.mamba!, widen: widen)
+            case let .mamba2(m): m.forward(xb, rows: rows, addingTo: x, scratch: ws.mamba2!, widen: widen)
             }
             guard let (norm, feedForward) = block.feedForward else { continue }
             let scratch = ws.feedForward!

@@ -12,7 +12,7 @@ import Foundation
 
 enum GGUFModels {
     /// general.architecture values Orochi builds, and the config each becomes.
-    static let architectures = ["llama", "qwen2", "qwen3", "mamba", "jamba"]
+    static let architectures = ["llama", "qwen2", "qwen3", "mamba", "mamba2", "jamba"]
 
     static func load(path: String, options: LoadOptions) throws -> BlockModel {
         let file = try GGUFFile.open(path)
@@ -26,6 +26,7 @@ enum GGUFModels {
             throw LoadError.badConfig(path: path, detail: "context must be positive, got \(context)")
         }
         if arch == "mamba" { return try mamba(file, options: options) }
+        if arch == "mamba2" { return try mamba2(file, options: options) }
         if arch == "jamba" { return try jamba(file, options: options) }
         let config = try llamaConfig(file, arch: arch)
         // llama.cpp's converter interleaves the halves of each query and key head for `llama` only.
@@ -124,6 +125,38 @@ enum GGUFModels {
         var computed: [String: (source: String, transform: (Float) -> Float)] = [:]
         for l in 0..<config.num_hidden_layers { computed["blk.\(l).ssm_a_log"] = ("blk.\(l).ssm_a", { logf(-$0) }) }
         let source = SourceWeights(GGUFTensors(file: file, computed: computed), storage: options.weights, fileName: ggufMambaName)
+        return try BlockModel(config: config, source: source, configPath: file.path, context: options.context, kvCache: options.kvCache)
+    }
+
+    /// Mamba-2 (llama.cpp's `mamba2`): `mamba2.ssm.*` metadata (the head count is stored as
+    /// `time_step_rank`, the groups as `group_count`); A is stored as −exp(A_log) and computed
+    /// back as for Mamba, the gated norm's weight [G, E/G] read as [E]. llama.cpp keeps no chunk
+    /// size or Δ limit: the file runs with transformers' defaults (256, no clamp).
+    static func mamba2(_ file: GGUFFile, options: LoadOptions) throws -> BlockModel {
+        func required(_ key: String) throws -> Int { try file.requiredInteger("mamba2.\(key)") }
+        guard let embedding = file.tensorByName["token_embd.weight"], embedding.dimensions.count == 2 else {
+            throw LoadError.badGGUF(path: file.path, detail: "missing the 2-dimensional tensor 'token_embd.weight'")
+        }
+        let dim = try required("embedding_length"), inner = try required("ssm.inner_size"), heads = try required("ssm.time_step_rank")
+        guard dim > 0, inner % dim == 0, heads > 0, inner % heads == 0 else {
+            throw LoadError.badGGUF(path: file.path, detail: "'mamba2.ssm.inner_size' \(inner) must be a multiple of the embedding length \(dim) and of the head count 'mamba2.ssm.time_step_rank' \(heads)")
+        }
+        var config = Mamba2Config(
+            hidden_size: dim, num_hidden_layers: try layerCount(file, arch: "mamba2"), vocab_size: embedding.dimensions[1],
+            num_heads: heads, head_dim: inner / heads, state_size: try required("ssm.state_size"),
+            n_groups: try file.integer("mamba2.ssm.group_count") ?? 1, expand: inner / dim, conv_kernel: try required("ssm.conv_kernel"),
+            use_bias: file.tensorByName["blk.0.ssm_in.bias"] != nil, use_conv_bias: file.tensorByName["blk.0.ssm_conv1d.bias"] != nil,
+            layer_norm_epsilon: try file.real("mamba2.attention.layer_norm_rms_epsilon") ?? 1e-5,
+            tie_word_embeddings: file.tensorByName["output.weight"] == nil)
+        config.model_type = "mamba2"
+        if let tokens = file.value("tokenizer.ggml.tokens")?.array, tokens.count != config.vocab_size {
+            throw LoadError.badGGUF(path: file.path, detail: "'tokenizer.ggml.tokens' has \(tokens.count) tokens, but 'token_embd.weight' has \(config.vocab_size) rows")
+        }
+        var computed: [String: (source: String, transform: (Float) -> Float)] = [:]
+        for l in 0..<config.num_hidden_layers { computed["blk.\(l).ssm_a_log"] = ("blk.\(l).ssm_a", { logf(-$0) }) }
+        let norms = Set((0..<config.num_hidden_layers).map { "blk.\($0).ssm_norm.weight" })
+        let source = SourceWeights(GGUFTensors(file: file, computed: computed, flattened: norms), storage: options.weights,
+                                   fileName: ggufMambaName)
         return try BlockModel(config: config, source: source, configPath: file.path, context: options.context, kvCache: options.kvCache)
     }
 
@@ -240,6 +273,7 @@ enum GGUFModels {
         "conv1d.bias": "ssm_conv1d.bias", "x_proj.weight": "ssm_x.weight", "dt_proj.weight": "ssm_dt.weight",
         "dt_proj.bias": "ssm_dt.bias", "A_log": "ssm_a_log", "D": "ssm_d", "out_proj.weight": "ssm_out.weight",
         "out_proj.bias": "ssm_out.bias",
+        "dt_bias": "ssm_dt.bias", "norm.weight": "ssm_norm.weight",      // Mamba-2's
     ]
 
     /// Hugging Face's name of a Llama-family tensor → llama.cpp's.

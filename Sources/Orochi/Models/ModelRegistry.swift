@@ -9,6 +9,7 @@ public enum ModelRegistry {
     static let architectures: [(types: [String], config: any Architecture.Type)] = [
         (["llama", "mistral", "qwen2"], LlamaConfig.self),
         (["mamba"], MambaConfig.self),
+        (["mamba2"], Mamba2Config.self),
         (["jamba"], JambaConfig.self),
         (["qwen3"], Qwen3Config.self),
         (["gpt2"], GPT2Config.self),

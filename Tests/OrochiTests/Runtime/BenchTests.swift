@@ -396,6 +396,10 @@ struct BenchSweepTests {
         let mamba = try #require(BenchPresets.named("mamba-6m")).build(64, 1, false, .f32)
         #expect(mamba.stateBytes(forTokens: 1) == mamba.stateBytes(forTokens: 16384))
         #expect(mamba.stateBytes(forTokens: 1) > 0)
+        // Mamba-2: 10 layers × (conv 3 × (512 + 2 × 64) + state 16 heads × 32 × 64) floats, at any length.
+        let mamba2 = try #require(BenchPresets.named("mamba2-6m")).build(64, 1, false, .f32)
+        #expect(mamba2.stateBytes(forTokens: 1) == 10 * (3 * 640 + 512 * 64) * 4)
+        #expect(mamba2.stateBytes(forTokens: 16384) == mamba2.stateBytes(forTokens: 1))
         let llama = try #require(BenchPresets.named("llama-6m")).build(64, 1, false, .f32)
         // 6 layers × 4 KV heads × 32 per head (256 / 8) × K and V × 4 bytes.
         #expect(llama.stateBytes(forTokens: 1000) == 1000 * 2 * 6 * 4 * 32 * 4)
