@@ -71,22 +71,26 @@ public enum SSD {
         }
     }
 
-    /// Scratch of `chunked` for chunks of up to Q steps: C·Bᵀ per group, the masked matrix of one
-    /// head, the running sums of ΔA, and C or x scaled per head.
+    /// Scratch of `chunked` for chunks of up to Q steps: C·Bᵀ per group, and per head its masked
+    /// matrix, running sums of ΔA, Δ, and C and x scaled (so that the heads' elementwise work can
+    /// be split over threads before their products run).
     public final class Scratch {
         public let chunk: Int
         let cb: FloatBuffer             // [G, Q, Q]: C·Bᵀ of each group
-        let mask: FloatBuffer           // [Q, Q]: L ∘ C·Bᵀ · Δ of one head
-        let cumulative: FloatBuffer     // [Q]: Σ ΔA up to each step
-        let scaledC: FloatBuffer        // [Q, N]: exp(Σ ΔA)·C of one head
-        let scaledX: FloatBuffer        // [Q, P]: the weight of each step's Δx in the chunk's final state
+        let mask: FloatBuffer           // [H, Q, Q]: L ∘ C·Bᵀ · Δ of each head
+        let cumulative: FloatBuffer     // [H, Q]: Σ ΔA up to each step
+        let headDelta: FloatBuffer      // [H, Q]: each head's Δ
+        let scaledC: FloatBuffer        // [H, Q, N]: exp(Σ ΔA)·C
+        let scaledX: FloatBuffer        // [H, Q, P]: the weight of each step's Δx in the chunk's final state
         public init(chunk: Int, shape s: Shape) {
             self.chunk = chunk
+            let h = s.heads
             cb = FloatBuffer(count: s.groups * chunk * chunk)
-            mask = FloatBuffer(count: chunk * chunk)
-            cumulative = FloatBuffer(count: chunk)
-            scaledC = FloatBuffer(count: chunk * s.stateSize)
-            scaledX = FloatBuffer(count: chunk * s.headDim)
+            mask = FloatBuffer(count: h * chunk * chunk)
+            cumulative = FloatBuffer(count: h * chunk)
+            headDelta = FloatBuffer(count: h * chunk)
+            scaledC = FloatBuffer(count: h * chunk * s.stateSize)
+            scaledX = FloatBuffer(count: h * chunk * s.headDim)
         }
     }
 
@@ -94,11 +98,12 @@ public enum SSD {
     /// - x [T, H·P] (row stride ldx), b and c [T, G·N] (row stride ldbc), delta [T, H] (contiguous)
     /// - a, d [H]; state [H, P, N], updated in place; y [T, H·P] (row stride ldy)
     /// Per chunk and head, with cumulative sums s_t = Σ_{τ≤t} Δ_τ A within the chunk:
-    ///   y  = (L ∘ C·Bᵀ) · (Δ x)          the chunk's own tokens (the dual, masked-matrix form)
+    ///   y  = D x
+    ///      + (L ∘ C·Bᵀ) · (Δ x)          the chunk's own tokens (the dual, masked-matrix form)
     ///      + diag(exp(s)) · C · S₀ᵀ      what the state carried in contributes
-    ///      + D x
     ///   S  = exp(s_last) · S₀ + (w ∘ x)ᵀ · B,   w_t = exp(s_last − s_t) Δ_t
-    /// Allocates nothing.
+    /// The elementwise part of every head (masks, scalings, D x) is split over the pool's threads;
+    /// the products run one head after another, each threaded by OpenBLAS. Allocates nothing.
     public static func chunked(_ s: Shape, steps t: Int, x: UnsafePointer<Float>, ldx: Int,
                                b: UnsafePointer<Float>, c: UnsafePointer<Float>, ldbc: Int,
                                delta: UnsafePointer<Float>, a: UnsafePointer<Float>, d: UnsafePointer<Float>,
@@ -113,45 +118,62 @@ public enum SSD {
                 BLAS.gemm(m: q, n: q, k: n, a: cc + g * n, lda: ldbc, b: bc + g * n, ldb: ldbc, transB: true,
                           c: scratch.cb.pointer + g * q * q, ldc: q)
             }
+            let parts = q * q * hCount >= Kernels.parallelElements ? min(BLAS.threads, hCount) : 1
+            Parallel.run(parts: parts) { part, parts in
+                for h in hCount * part / parts..<hCount * (part + 1) / parts {
+                    prepareHead(s, h, steps: q, x: xc, ldx: ldx, c: cc, ldbc: ldbc, delta: dc, a: a[h], d: d[h],
+                                into: yc, ldy: ldy, scratch: scratch)
+                }
+            }
             for h in 0..<hCount {
-                chunkHead(s, h, steps: q, x: xc, ldx: ldx, b: bc, c: cc, ldbc: ldbc, delta: dc, a: a[h], d: d[h],
-                          state: state + h * p * n, into: yc, ldy: ldy, scratch: scratch)
+                let g = s.group(h), yh = yc + h * p, hs = state + h * p * n
+                let m = scratch.mask.pointer + h * scratch.chunk * scratch.chunk
+                let sc = scratch.scaledC.pointer + h * scratch.chunk * n, xw = scratch.scaledX.pointer + h * scratch.chunk * p
+                let last = scratch.cumulative.pointer[h * scratch.chunk + q - 1]
+                BLAS.gemm(m: q, n: p, k: q, a: m, lda: q, b: xc + h * p, ldb: ldx, c: yh, ldc: ldy, beta: 1)       // Y += M·X
+                BLAS.gemm(m: q, n: p, k: n, a: sc, lda: n, b: hs, ldb: n, transB: true, c: yh, ldc: ldy, beta: 1)  // Y += diag(exp(s))·C·S₀ᵀ
+                BLAS.gemm(m: p, n: n, k: q, a: xw, lda: p, transA: true, b: bc + g * n, ldb: ldbc,                  // S = exp(s_last)·S₀ + (w∘X)ᵀ·B
+                          c: hs, ldc: n, beta: expf(last))
             }
             t0 += q
         }
     }
 
-    private static func chunkHead(_ s: Shape, _ h: Int, steps q: Int, x: UnsafePointer<Float>, ldx: Int,
-                                  b: UnsafePointer<Float>, c: UnsafePointer<Float>, ldbc: Int,
-                                  delta: UnsafePointer<Float>, a: Float, d: Float,
-                                  state: UnsafeMutablePointer<Float>, into y: UnsafeMutablePointer<Float>, ldy: Int,
-                                  scratch: Scratch) {
-        let p = s.headDim, n = s.stateSize, hCount = s.heads, g = s.group(h)
-        let xh = x + h * p, yh = y + h * p, bg = b + g * n, cg = c + g * n
-        let cum = scratch.cumulative.pointer, m = scratch.mask.pointer, cb = scratch.cb.pointer + g * q * q
+    /// One head's elementwise work for a chunk: its running sums, its masked matrix M, C scaled by
+    /// exp(s), x scaled by w, and Y = D x (the products then add to it).
+    private static func prepareHead(_ s: Shape, _ h: Int, steps q: Int, x: UnsafePointer<Float>, ldx: Int,
+                                    c: UnsafePointer<Float>, ldbc: Int, delta: UnsafePointer<Float>, a: Float, d: Float,
+                                    into y: UnsafeMutablePointer<Float>, ldy: Int, scratch: Scratch) {
+        let p = s.headDim, n = s.stateSize, hCount = s.heads, g = s.group(h), stride = scratch.chunk
+        let xh = x + h * p, yh = y + h * p, cg = c + g * n
+        let cum = scratch.cumulative.pointer + h * stride, dt = scratch.headDelta.pointer + h * stride
+        let m = scratch.mask.pointer + h * stride * stride, cb = scratch.cb.pointer + g * q * q
         var running: Float = 0
-        for i in 0..<q { running += delta[i * hCount + h] * a; cum[i] = running }
-        // M = L ∘ C·Bᵀ, with Δ_s folded into column s: M[t, s] = exp(s_t − s_s) (C_t·B_s) Δ_s for s ≤ t.
+        for i in 0..<q { dt[i] = delta[i * hCount + h]; running += dt[i] * a; cum[i] = running }
+        // M = L ∘ C·Bᵀ, with Δ_s folded into column s: M[t, s] = exp(s_t − s_s) (C_t·B_s) Δ_s for s ≤ t,
+        // sixteen columns at a time (the exponentials are most of the work outside the products).
+        typealias V = SIMD16<Float>
         for i in 0..<q {
-            let row = m + i * q, st = cum[i]
-            for j in 0...i { row[j] = cb[i * q + j] * expf(st - cum[j]) * delta[j * hCount + h] }
+            let row = m + i * q, st = V(repeating: cum[i]), cbRow = cb + i * q
+            var j = 0
+            while j + 16 <= i + 1 {
+                let e = SelectiveScan.exp(st - UnsafeRawPointer(cum + j).loadUnaligned(as: V.self))
+                let v = UnsafeRawPointer(cbRow + j).loadUnaligned(as: V.self) * e * UnsafeRawPointer(dt + j).loadUnaligned(as: V.self)
+                UnsafeMutableRawPointer(row + j).storeBytes(of: v, as: V.self)
+                j += 16
+            }
+            while j <= i { row[j] = cbRow[j] * expf(cum[i] - cum[j]) * dt[j]; j += 1 }
             for j in (i + 1)..<q { row[j] = 0 }
         }
-        BLAS.gemm(m: q, n: p, k: q, a: m, lda: q, b: xh, ldb: ldx, c: yh, ldc: ldy)      // Y = M·X
-        // Y += diag(exp(s))·C·S₀ᵀ
-        let sc = scratch.scaledC.pointer
+        let sc = scratch.scaledC.pointer + h * stride * n, xw = scratch.scaledX.pointer + h * stride * p
+        let last = cum[q - 1]
         for i in 0..<q {
-            let f = expf(cum[i])
+            let f = expf(cum[i]), w = expf(last - cum[i]) * dt[i]
             for j in 0..<n { sc[i * n + j] = cg[i * ldbc + j] * f }
+            for j in 0..<p {
+                xw[i * p + j] = xh[i * ldx + j] * w
+                yh[i * ldy + j] = d * xh[i * ldx + j]
+            }
         }
-        BLAS.gemm(m: q, n: p, k: n, a: sc, lda: n, b: state, ldb: n, transB: true, c: yh, ldc: ldy, beta: 1)
-        for i in 0..<q { for j in 0..<p { yh[i * ldy + j] += d * xh[i * ldx + j] } }     // + D x
-        // S = exp(s_last)·S₀ + (w ∘ X)ᵀ·B
-        let last = cum[q - 1], xw = scratch.scaledX.pointer
-        for i in 0..<q {
-            let w = expf(last - cum[i]) * delta[i * hCount + h]
-            for j in 0..<p { xw[i * p + j] = xh[i * ldx + j] * w }
-        }
-        BLAS.gemm(m: p, n: n, k: q, a: xw, lda: p, transA: true, b: bg, ldb: ldbc, c: state, ldc: n, beta: expf(last))
     }
 }

@@ -177,9 +177,9 @@ struct Mamba2Mixer {
             let groupWidth = e / ssd.groups
             for i in 0..<t {
                 let yi = y + i * e, z = zxbcdt + i * width
-                for j in 0..<e { yi[j] *= Kernels.silu(z[j]) }
+                Kernels.swiglu(z, yi, count: e)                                                     // z = SiLU(z) ⊙ y (z is spent)
                 for g in 0..<ssd.groups {
-                    Kernels.rmsNorm(yi + g * groupWidth, weight: w.norm + g * groupWidth, into: yi + g * groupWidth,
+                    Kernels.rmsNorm(z + g * groupWidth, weight: w.norm + g * groupWidth, into: yi + g * groupWidth,
                                     count: groupWidth, eps: eps)
                 }
             }

@@ -31,11 +31,12 @@ struct Mamba2ParityTests {
     }
 
     /// The two paths of the kernel on their own: a chunked scan over T steps from a non-zero state
-    /// equals T recurrent steps, for chunk sizes that do and do not divide T.
-    @Test(arguments: [1, 3, 4, 7, 32])
-    func chunkedScanEqualsRecurrence(_ chunk: Int) {
+    /// equals T recurrent steps, for chunk sizes that do and do not divide T (chunks of 128 over 300
+    /// steps: the heads' preparation split over threads).
+    @Test(arguments: [(1, 23), (3, 23), (4, 23), (7, 23), (32, 23), (128, 300)])
+    func chunkedScanEqualsRecurrence(_ chunk: Int, _ t: Int) {
         let shape = SSD.Shape(heads: 6, headDim: 5, stateSize: 11, groups: 3)
-        let t = 23, e = shape.inner, gn = shape.groups * shape.stateSize, h = shape.heads
+        let e = shape.inner, gn = shape.groups * shape.stateSize, h = shape.heads
         var seed: UInt64 = 17
         /// `n` values in `range` from a fixed sequence (SplitMix64), in a buffer the test frees.
         var buffers: [UnsafeMutablePointer<Float>] = []
