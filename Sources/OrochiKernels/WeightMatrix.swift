@@ -81,6 +81,12 @@ public struct WeightMatrix: @unchecked Sendable {
     }
 
     public var count: Int { rows * columns }
+    /// Rows first..<first + count of this matrix, a view (a fused projection's parts, one expert
+    /// of a stacked tensor).
+    public func rows(_ first: Int, count: Int) -> WeightMatrix {
+        precondition(first >= 0 && count >= 0 && first + count <= rows, "rows \(first)..<\(first + count) of \(rows)")
+        return WeightMatrix(raw: raw + first * rowBytes, type: type, rows: count, columns: columns)
+    }
     public var bytes: Int { rows * rowBytes }
     /// Bytes of one row.
     public var rowBytes: Int { type.rowBytes(columns) }

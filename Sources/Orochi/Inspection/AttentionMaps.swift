@@ -79,7 +79,7 @@ public enum AttentionMaps {
     /// softmax(q_t·k_s/√d) over the visible s ≤ t, per query head.
     static func attention(_ a: Probe.Attention, layer: Int) -> LayerMap {
         let t = a.tokens, d = a.headDim, group = a.heads / a.kvHeads
-        let scale = 1 / Double(d).squareRoot()
+        let scale = Double(a.scale)
         var maps: [[Float]] = []
         for h in 0..<a.heads {
             let g = h / group

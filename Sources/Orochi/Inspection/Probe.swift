@@ -10,10 +10,10 @@ final class Probe {
 
     /// One attention layer: Q [T, H·d] and K [T, G·d] of the prompt's T tokens.
     final class Attention {
-        let heads: Int, kvHeads: Int, headDim: Int, window: Int?
+        let heads: Int, kvHeads: Int, headDim: Int, window: Int?, scale: Float
         var q: [Float] = [], k: [Float] = []
-        init(heads: Int, kvHeads: Int, headDim: Int, window: Int?) {
-            self.heads = heads; self.kvHeads = kvHeads; self.headDim = headDim; self.window = window
+        init(heads: Int, kvHeads: Int, headDim: Int, window: Int?, scale: Float) {
+            self.heads = heads; self.kvHeads = kvHeads; self.headDim = headDim; self.window = window; self.scale = scale
         }
         var tokens: Int { q.count / (heads * headDim) }
     }
@@ -63,7 +63,7 @@ final class Probe {
 extension AttentionMixer {
     /// Q and K rows of a chunk of one sequence, after the rotation.
     func record(in probe: Probe, q: UnsafePointer<Float>, k: UnsafePointer<Float>, rows t: Int) {
-        let capture = probe.attention[layer] ?? Probe.Attention(heads: heads, kvHeads: kvHeads, headDim: headDim, window: window)
+        let capture = probe.attention[layer] ?? Probe.Attention(heads: heads, kvHeads: kvHeads, headDim: headDim, window: window, scale: scoreScale)
         probe.attention[layer] = capture
         capture.q += Probe.rows(q, count: t, width: heads * headDim, stride: heads * headDim)
         capture.k += Probe.rows(k, count: t, width: kvHeads * headDim, stride: kvHeads * headDim)

@@ -152,10 +152,13 @@ enum TracePlan {
         let one = moe.experts[0]
         let expert = [one.gate, one.up, one.down].reduce(0) { $0 + $1.weight.bytes }
         let macs = [one.gate, one.up, one.down].reduce(0) { $0 + $1.outputs * $1.inputs }
-        return step(l, .mlp, "router, then the top \(moe.topK) of \(moe.experts.count) SwiGLU experts (+ residual)",
-                    "router [\(moe.router.outputs), \(moe.router.inputs)], \(moe.topK) × [\(one.gate.outputs), \(one.gate.inputs)] ×3",
-                    macs: moe.router.outputs * moe.router.inputs + moe.topK * macs,
-                    weights: moe.router.weight.bytes + moe.topK * expert)
+        let shared = moe.shared.map { f in [f.gate, f.up, f.down] } ?? []
+        return step(l, .mlp, "router, then the top \(moe.topK) of \(moe.experts.count) SwiGLU experts"
+                        + (moe.shared == nil ? "" : " and the shared SwiGLU") + " (+ residual)",
+                    "router [\(moe.router.outputs), \(moe.router.inputs)], \(moe.topK) × [\(one.gate.outputs), \(one.gate.inputs)] ×3"
+                        + (moe.shared.map { ", shared [\($0.gate.outputs), \($0.gate.inputs)] ×3" } ?? ""),
+                    macs: moe.router.outputs * moe.router.inputs + moe.topK * macs + shared.reduce(0) { $0 + $1.outputs * $1.inputs },
+                    weights: moe.router.weight.bytes + moe.topK * expert + shared.reduce(0) { $0 + $1.weight.bytes })
     }
 
     static func head(dim: Int, _ lm: Linear) -> TraceStep {

@@ -153,6 +153,9 @@ struct AttentionMixer {
     let layer: Int
     /// Qwen3: an RMSNorm over each head's d values of Q and of K, before RoPE.
     var headNorms: HeadNorms? = nil
+    /// Granite: the scores' scale (`attention_multiplier`) instead of 1/√d.
+    var scale: Float? = nil
+    var scoreScale: Float { scale ?? 1 / Float(headDim).squareRoot() }
 
     struct HeadNorms {
         let q, k: UnsafePointer<Float>      // [d] each
@@ -202,7 +205,7 @@ struct AttentionMixer {
                     let first = window.map { max(0, p + 1 - $0) } ?? 0             // oldest visible position
                     attendOneToken(q: q + i * qDim, heads: heads, kvHeads: kvHeads, headDim: headDim,
                                    keys: cache.keys(0), values: cache.values(0), cacheType: cache.type, capacity: cache.capacity,
-                                   first: first, count: p + 1 - first, scale: 1 / Float(headDim).squareRoot(), into: out + i * qDim)
+                                   first: first, count: p + 1 - first, scale: scoreScale, into: out + i * qDim)
                 }
             }
         }
@@ -233,7 +236,7 @@ struct AttentionMixer {
                              slot: UnsafeMutablePointer<Float>) {
         let qb = Self.queryBlock, kb = Self.keyBlock
         let qDim = heads * headDim, group = heads / kvHeads, d = headDim
-        let scale = 1 / Float(headDim).squareRoot()
+        let scale = scoreScale
         let q = s.q.pointer, attn = s.out.pointer
         let scores = slot                                   // [queryBlock, keyBlock]
         let rowMax = scores + qb * kb                       // [queryBlock]

@@ -7,7 +7,9 @@ import OrochiKernels
 //   SwiGLU (Llama's MLP, Jamba's dense layers):   X += (SiLU(H·Wgateᵀ) ⊙ H·Wupᵀ)·Wdownᵀ
 //   Mixture of experts (Jamba's expert layers):   p = softmax(H·Wrouterᵀ) over the X experts;
 //       each token goes through its k most probable experts, each a SwiGLU of its own, and
-//       X += Σ over those k of p_e · expert_e(H)   (the weights are not renormalised to sum to 1)
+//       X += Σ over those k of p_e · expert_e(H)   (the weights are not renormalised to sum to 1;
+//       Granite renormalises them, a softmax over the k largest logits, and adds a shared expert:
+//       X += shared(H), a SwiGLU every token goes through)
 //
 // Shape letters: T tokens, D hidden size, F MLP size, X experts, k experts per token.
 
@@ -91,6 +93,10 @@ struct MixtureOfExperts {
     let router: Linear                    // [X, D]
     let experts: [SwiGLU]                 // X of them, [F, D] / [F, D] / [D, F] each
     let topK: Int
+    /// Granite: the k weights scaled to sum to 1 (a softmax over the k largest router logits).
+    var renormalize = false
+    /// Granite: a SwiGLU every token goes through, added to the routed experts' sum.
+    var shared: SwiGLU? = nil
 
     /// The weight table: `prefix` is e.g. "model.layers.1.feed_forward."; the experts as separate
     /// tensors per expert (experts.<e>.gate_proj.weight …), as the published checkpoints and
@@ -103,7 +109,7 @@ struct MixtureOfExperts {
         }, topK: topK)
     }
 
-    var matrices: [WeightMatrix] { [router.weight] + experts.flatMap(\.matrices) }
+    var matrices: [WeightMatrix] { [router.weight] + experts.flatMap(\.matrices) + (shared?.matrices ?? []) }
 
     /// X[T, D] += MoE(H[T, D]). Tokens are grouped by expert, so that each expert runs once per
     /// call on all its tokens (one matrix product in a prefill). Allocates nothing.
@@ -120,14 +126,19 @@ struct MixtureOfExperts {
             // The k largest probabilities, the lower index first on ties. A taken expert is marked
             // −2 (probabilities are in [0, 1]); a NaN probability is never preferred but never
             // leaves a slot empty (the model stops at the non-finite logits it gives).
+            var chosenSum: Float = 0
             for _ in 0..<topK {
                 var best = -1
                 for e in 0..<n where p[e] != -2 && (best < 0 || p[e] > p[best]) { best = e }
                 let slot = best * t + routedCount[best]
                 routedRows[slot] = i
                 routedWeights[slot] = p[best]
+                chosenSum += p[best]
                 routedCount[best] += 1
                 p[best] = -2                                                        // taken
+            }
+            if renormalize {                                                        // this token's k slots are the last of their experts'
+                for e in 0..<n where p[e] == -2 { routedWeights[e * t + routedCount[e] - 1] /= chosenSum }
             }
         }
         for e in 0..<n where routedCount[e] > 0 {
@@ -140,5 +151,6 @@ struct MixtureOfExperts {
                 for c in 0..<dim { dst[c] += weight * src[c] }
             }
         }
+        shared?.forward(h, rows: t, into: x, accumulate: true, gateBuffer: s.gate.pointer, upBuffer: s.up.pointer, widen: widen)
     }
 }

@@ -8,15 +8,18 @@ import OrochiKernels
 final class Workspace {
     let rows: Int
     let x, xb: FloatBuffer                          // [T, D] ×2
+    /// [T, D]: a branch's output before it is scaled into X (Granite's residual multiplier).
+    let branch: FloatBuffer?
     let attention: AttentionScratch?
     let mamba: MambaScratch?
     let mamba2: Mamba2Scratch?
     let feedForward: FeedForwardScratch?
 
-    init(rows: Int, dim: Int, attention: AttentionScratch? = nil, mamba: MambaScratch? = nil, mamba2: Mamba2Scratch? = nil,
-         feedForward: FeedForwardScratch? = nil) {
+    init(rows: Int, dim: Int, scaledBranches: Bool = false, attention: AttentionScratch? = nil, mamba: MambaScratch? = nil,
+         mamba2: Mamba2Scratch? = nil, feedForward: FeedForwardScratch? = nil) {
         self.rows = rows
         x = FloatBuffer(count: rows * dim); xb = FloatBuffer(count: rows * dim)
+        branch = scaledBranches ? FloatBuffer(count: rows * dim) : nil
         self.attention = attention; self.mamba = mamba; self.mamba2 = mamba2; self.feedForward = feedForward
     }
 }

@@ -31,6 +31,8 @@ struct Block {
     let mixerNorm: Norm
     let mixer: Mixer
     let feedForward: (norm: Norm, block: FeedForward)?
+    /// Granite: each branch's output is scaled by this before it joins the residual stream.
+    var residualScale: Float = 1
 }
 
 /// A config.json of an architecture Orochi runs (LlamaConfig, MambaConfig, JambaConfig …).
@@ -53,6 +55,8 @@ struct Blueprint {
     var eps: Float
     /// GPT-2: learned absolute positions [P, D], added to the token's embedding; P bounds the context.
     var positions: UnsafePointer<Float>? = nil
+    /// Granite: the embeddings are scaled by this (`embedding_multiplier`).
+    var embeddingScale: Float = 1
     var lmHead: Linear                      // [V, D] (the embedding when tied)
     /// Tokens a sequence holds; Int.max when no block has attention.
     var contextCapacity: Int
@@ -107,6 +111,7 @@ public final class BlockModel: LanguageModel {
     let blocks: [Block]
     let finalNorm: Norm
     let positions: UnsafePointer<Float>?    // [P, D]
+    let embeddingScale: Float
     let lmHead: Linear                      // [V, D]
     let widen: Widening
     let cacheType: WeightType
@@ -140,6 +145,7 @@ public final class BlockModel: LanguageModel {
         derived = plan.derived
         embedding = plan.embedding; blocks = plan.blocks; finalNorm = plan.finalNorm; lmHead = plan.lmHead
         positions = plan.positions
+        embeddingScale = plan.embeddingScale
         dim = plan.embedding.columns; vocab = plan.embedding.rows; eps = plan.eps
         contextCapacity = plan.contextCapacity
         prefillChunk = plan.prefillChunk
@@ -230,11 +236,13 @@ public final class BlockModel: LanguageModel {
             switch block.feedForward?.block {
             case let .dense(mlp)?: ffn = max(ffn, mlp.ffn)
             case let .gelu(mlp)?: ffn = max(ffn, mlp.ffn)
-            case let .experts(moe)?: ffn = max(ffn, moe.experts[0].ffn); experts = max(experts, moe.experts.count)
+            case let .experts(moe)?:
+                ffn = max(ffn, moe.experts[0].ffn, moe.shared?.ffn ?? 0); experts = max(experts, moe.experts.count)
             case nil: break
             }
         }
-        return Workspace(rows: rows, dim: dim, attention: attention, mamba: mamba, mamba2: mamba2,
+        return Workspace(rows: rows, dim: dim, scaledBranches: blocks.contains { $0.residualScale != 1 },
+                         attention: attention, mamba: mamba, mamba2: mamba2,
                          feedForward: ffn > 0 ? FeedForwardScratch(rows: rows, dim: dim, ffn: ffn, experts: experts) : nil)
     }
 
@@ -295,26 +303,35 @@ public final class BlockModel: LanguageModel {
             if let positions {                                                                          // X += P[position]
                 for i in 0..<t { Kernels.add(positions + rows.position(i) * dim, into: x + i * dim, count: dim) }
             }
+            if embeddingScale != 1 { Kernels.scale(x, by: embeddingScale, count: t * dim) }
         }
         for block in blocks {
+            // A branch adds to X, or, when the block scales its branches (Granite), to a zeroed
+            // buffer that is then added scaled.
+            let scaled = block.residualScale != 1
+            let branch = scaled ? ws.branch!.pointer : x
+            if scaled { branch.update(repeating: 0, count: t * dim) }
             Profiler.time(.norm) { block.mixerNorm(rows: t, x, into: xb, count: dim, eps: eps) }
             switch block.mixer {                                                                       // X += Mixer(H)
-            case let .attention(a): a.forward(xb, rows: rows, addingTo: x, scratch: ws.attention!, widen: widen)
-            case let .mamba(m): m.forward(xb, rows: rows, addingTo: x, scratch: ws.mamba!, widen: widen)
-            case let .mamba2(m): m.forward(xb, rows: rows, addingTo: x, scratch: ws.mamba2!, widen: widen)
+            case let .attention(a): a.forward(xb, rows: rows, addingTo: branch, scratch: ws.attention!, widen: widen)
+            case let .mamba(m): m.forward(xb, rows: rows, addingTo: branch, scratch: ws.mamba!, widen: widen)
+            case let .mamba2(m): m.forward(xb, rows: rows, addingTo: branch, scratch: ws.mamba2!, widen: widen)
             }
+            if scaled { Self.addScaled(branch, block.residualScale, into: x, count: t * dim) }
             guard let (norm, feedForward) = block.feedForward else { continue }
             let scratch = ws.feedForward!
+            if scaled { branch.update(repeating: 0, count: t * dim) }
             Profiler.time(.norm) { norm(rows: t, x, into: xb, count: dim, eps: eps) }
             Profiler.time(.mlp) {                                                                      // X += FFN(H)
                 switch feedForward {
                 case let .dense(mlp):
-                    mlp.forward(xb, rows: t, into: x, accumulate: true, gateBuffer: scratch.gate.pointer,
+                    mlp.forward(xb, rows: t, into: branch, accumulate: true, gateBuffer: scratch.gate.pointer,
                                 upBuffer: scratch.up.pointer, widen: widen)
-                case let .experts(moe): moe.forward(xb, rows: t, addingTo: x, scratch: scratch, widen: widen)
-                case let .gelu(mlp): mlp.forward(xb, rows: t, addingTo: x, buffer: scratch.gate.pointer, widen: widen)
+                case let .experts(moe): moe.forward(xb, rows: t, addingTo: branch, scratch: scratch, widen: widen)
+                case let .gelu(mlp): mlp.forward(xb, rows: t, addingTo: branch, buffer: scratch.gate.pointer, widen: widen)
                 }
             }
+            if scaled { Self.addScaled(branch, block.residualScale, into: x, count: t * dim) }
         }
         Profiler.time(.lmHead) {
             OutputHead.logits(hidden: x, rows: t, dim: dim, finalNorm: finalNorm, eps: eps, lmHead: lmHead,
@@ -322,6 +339,11 @@ public final class BlockModel: LanguageModel {
                               widen: widen)                                                    // logits [T, V] or [V]
         }
         rows.advance()
+    }
+
+    /// x[i] += scale · branch[i].
+    private static func addScaled(_ branch: UnsafePointer<Float>, _ scale: Float, into x: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { x[i] += scale * branch[i] }
     }
 
     // MARK: Snapshots — the cache rows up to `position` (always float32) and the states, in the

@@ -58,6 +58,9 @@ public struct Mamba2Config: ModelConfiguration {
     public var hidden_act: String?
     /// mamba_ssm's option; transformers' Mamba2 always gates before the norm, so true is refused.
     public var norm_before_gate: Bool?
+    /// The config.json names of these keys where another architecture embeds this config
+    /// (Granite's `mamba_n_heads` for `num_heads` …), for error messages.
+    var keyNames: [String: String] = [:]
 
     /// In code (benchmark presets, tests): mamba2-130m's shapes by default.
     public init(hidden_size: Int = 768, num_hidden_layers: Int = 24, vocab_size: Int = 50288, num_heads: Int = 24,
@@ -113,24 +116,25 @@ public struct Mamba2Config: ModelConfiguration {
     /// Checks sizes and values before any tensor is read, naming the offending key.
     func validate(path: String) throws {
         func bad(_ detail: String) -> LoadError { LoadError.badConfig(path: path, detail: detail) }
+        func k(_ key: String) -> String { keyNames[key] ?? key }
         for (v, key) in [(hidden_size, "hidden_size"), (num_hidden_layers, "num_hidden_layers"), (vocab_size, "vocab_size"),
                          (num_heads, "num_heads"), (head_dim, "head_dim"), (state_size, "state_size"), (n_groups, "n_groups"),
                          (expand, "expand"), (conv_kernel, "conv_kernel"), (chunk_size, "chunk_size")] where v <= 0 {
-            throw bad("'\(key)' must be positive, found \(v)")
+            throw bad("'\(k(key))' must be positive, found \(v)")
         }
-        guard chunk_size <= Self.maxChunk else { throw bad("'chunk_size' \(chunk_size) is larger than \(Self.maxChunk)") }
-        guard conv_kernel <= 64 else { throw bad("'conv_kernel' \(conv_kernel) is larger than 64") }
-        let e = try configSizes(path) { try Sizes.product([expand, hidden_size], "expand × hidden_size") }
-        let heads = try configSizes(path) { try Sizes.product([num_heads, head_dim], "num_heads × head_dim") }
+        guard chunk_size <= Self.maxChunk else { throw bad("'\(k("chunk_size"))' \(chunk_size) is larger than \(Self.maxChunk)") }
+        guard conv_kernel <= 64 else { throw bad("'\(k("conv_kernel"))' \(conv_kernel) is larger than 64") }
+        let e = try configSizes(path) { try Sizes.product([expand, hidden_size], "\(k("expand")) × hidden_size") }
+        let heads = try configSizes(path) { try Sizes.product([num_heads, head_dim], "\(k("num_heads")) × \(k("head_dim"))") }
         guard e == heads else {
-            throw bad("num_heads × head_dim (\(num_heads) × \(head_dim) = \(heads)) must equal expand × hidden_size (\(expand) × \(hidden_size) = \(e))")
+            throw bad("\(k("num_heads")) × \(k("head_dim")) (\(num_heads) × \(head_dim) = \(heads)) must equal \(k("expand")) × hidden_size (\(expand) × \(hidden_size) = \(e))")
         }
-        guard num_heads % n_groups == 0 else { throw bad("'n_groups' \(n_groups) must divide 'num_heads' \(num_heads)") }
+        guard num_heads % n_groups == 0 else { throw bad("'\(k("n_groups"))' \(n_groups) must divide '\(k("num_heads"))' \(num_heads)") }
         if let act = hidden_act, act != "silu" { throw bad("hidden_act '\(act)' is not supported (expected 'silu')") }
         if norm_before_gate == true {
             throw bad("'norm_before_gate' true is not supported (transformers' Mamba2 gates before its RMSNorm)")
         }
-        try checkReal(layer_norm_epsilon, "layer_norm_epsilon", path: path, allowZero: true)
+        try checkReal(layer_norm_epsilon, k("layer_norm_epsilon"), path: path, allowZero: true)
         guard time_step_limit.count == 2 else { throw bad("'time_step_limit' must be [min, max], found \(time_step_limit.count) values") }
         let (lo, hi) = (time_step_limit[0].value, time_step_limit[1].value)
         guard !lo.isNaN, !hi.isNaN, lo >= 0, lo <= hi, lo.isFinite else {
@@ -149,14 +153,30 @@ public struct Mamba2Config: ModelConfiguration {
 
 extension Mamba2Config: Architecture {
     /// Each layer: RMSNorm → the Mamba-2 mixer, added to the residual stream; no feed-forward.
+    /// The mixer's shapes, after `validate`.
+    var mixerShape: Mamba2MixerWeights.Shape {
+        Mamba2MixerWeights.Shape(dim: hidden_size, ssd: SSD.Shape(heads: num_heads, headDim: head_dim, stateSize: state_size, groups: n_groups),
+                                 kernel: conv_kernel, convBias: use_conv_bias, projectionBias: use_bias)
+    }
+    /// Δ's clamp from `time_step_limit`, after `validate`.
+    var deltaLimit: ClosedRange<Float> {
+        Float(time_step_limit[0].value)...Float(min(time_step_limit[1].value, Double(Float.greatestFiniteMagnitude)))
+    }
+    /// A prefill pass is a whole number of SSD chunks, about 512 tokens.
+    var prefillChunk: Int { max(1, 512 / chunk_size) * chunk_size }
+
+    /// Layer `l`'s mixer, its tensors under `prefix` (e.g. "backbone.layers.3.mixer.").
+    func mixer(_ source: WeightSource, prefix: String, layer l: Int, configPath: String, derived: inout [FloatBuffer]) throws -> Mamba2Mixer {
+        Mamba2Mixer(shape: mixerShape,
+                    weights: try Mamba2MixerWeights.load(source, prefix: prefix, shape: mixerShape, layers: num_hidden_layers,
+                                                         configPath: configPath, derived: &derived),
+                    deltaLimit: deltaLimit, chunk: chunk_size, eps: Float(layer_norm_epsilon), layer: l)
+    }
+
     func blueprint(source: WeightSource, configPath: String, context: Int?, kvCache: WeightType) throws -> Blueprint {
         try validate(path: configPath)
         let dim = hidden_size, layerCount = num_hidden_layers, vocab = vocab_size, k = conv_kernel
-        let ssd = SSD.Shape(heads: num_heads, headDim: head_dim, stateSize: state_size, groups: n_groups)
-        let shape = Mamba2MixerWeights.Shape(dim: dim, ssd: ssd, kernel: k, convBias: use_conv_bias, projectionBias: use_bias)
-        let limit = Float(time_step_limit[0].value)...Float(min(time_step_limit[1].value, Double(Float.greatestFiniteMagnitude)))
-        // A prefill pass is a whole number of SSD chunks, about 512 tokens.
-        let prefillChunk = max(1, 512 / chunk_size) * chunk_size
+        let shape = mixerShape, ssd = shape.ssd, limit = deltaLimit
 
         var derived: [FloatBuffer] = []
         let embedding = try source.matrix("backbone.embeddings.weight", rows: vocab, columns: dim, initial: .normal(std: 0.02))
@@ -164,10 +184,7 @@ extension Mamba2Config: Architecture {
             let p = "backbone.layers.\(l)."
             return Block(
                 mixerNorm: Norm(weight: try source.vector(p + "norm.weight", shape: [dim], initial: .constant(1)), name: "norm"),
-                mixer: .mamba2(Mamba2Mixer(shape: shape,
-                                           weights: try Mamba2MixerWeights.load(source, prefix: p + "mixer.", shape: shape, layers: layerCount,
-                                                                                configPath: configPath, derived: &derived),
-                                           deltaLimit: limit, chunk: chunk_size, eps: Float(layer_norm_epsilon), layer: l)),
+                mixer: .mamba2(try mixer(source, prefix: p + "mixer.", layer: l, configPath: configPath, derived: &derived)),
                 feedForward: nil)
         }
         let finalNorm = Norm(weight: try source.vector("backbone.norm_f.weight", shape: [dim], initial: .constant(1)), name: "norm_f")

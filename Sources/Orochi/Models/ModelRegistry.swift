@@ -13,6 +13,7 @@ public enum ModelRegistry {
         (["jamba"], JambaConfig.self),
         (["qwen3"], Qwen3Config.self),
         (["gpt2"], GPT2Config.self),
+        (["granitemoehybrid"], GraniteHybridConfig.self),
     ]
 
     static let loaders: [(types: [String], load: Loader)] = architectures.map { entry in

@@ -6,6 +6,9 @@ import Foundation
 protocol WeightSource: AnyObject {
     /// A weight matrix [rows, columns] in the source's storage type.
     func matrix(_ name: String, rows: Int, columns: Int, initial: RandomInit) throws -> WeightMatrix
+    /// A 3-dimensional tensor [count, rows, columns] (experts stacked in one tensor, as Granite
+    /// stores them) as `count` matrices [rows, columns], views into one.
+    func stacked(_ name: String, count: Int, rows: Int, columns: Int, initial: RandomInit) throws -> [WeightMatrix]
     /// A tensor as float32 (norms, biases, filters), checked against `shape`.
     func vector(_ name: String, shape: [Int], initial: RandomInit) throws -> UnsafePointer<Float>
     /// Whether an optional tensor is there (a checkpoint: in the file; a preset: as the config says).
@@ -48,6 +51,16 @@ final class SourceWeights: WeightSource {
             ?? WeightMatrix(try tensors.floats(file).data, rows: rows, columns: columns)
         parameterCount += m.count
         return m
+    }
+
+    func stacked(_ name: String, count: Int, rows: Int, columns: Int, initial: RandomInit) throws -> [WeightMatrix] {
+        let file = fileName(name)
+        try tensors.checkedShape(file, expected: [count, rows, columns])
+        let all = count * rows
+        let m = try (storage == .asStored ? tensors.storedMatrix(file, rows: all, columns: columns) : nil)
+            ?? WeightMatrix(try tensors.floats(file).data, rows: all, columns: columns)
+        parameterCount += m.count
+        return (0..<count).map { m.rows($0 * rows, count: rows) }
     }
 
     /// A vector (a norm, a bias, a filter, an SSM parameter) with a NaN or an infinity is refused
@@ -94,6 +107,11 @@ final class RandomWeights: WeightSource {
 
     func vector(_ name: String, shape: [Int], initial: RandomInit) throws -> UnsafePointer<Float> {
         fill(shape.reduce(1, *), initial, columns: shape.last ?? 1)
+    }
+
+    func stacked(_ name: String, count: Int, rows: Int, columns: Int, initial: RandomInit) throws -> [WeightMatrix] {
+        let m = try matrix(name, rows: count * rows, columns: columns, initial: initial)
+        return (0..<count).map { m.rows($0 * rows, count: rows) }
     }
 
     func has(_ name: String, configured: Bool) -> Bool { configured }

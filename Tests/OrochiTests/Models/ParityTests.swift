@@ -22,7 +22,7 @@ struct ParityTests {
 
     /// Every fixture as stored; half-precision files also widened to f32; attention models also
     /// with an f16 KV cache.
-    static let fixtures: [Fixture] = llamaFixtures + mambaFixtures + mamba2Fixtures + jambaFixtures + qwen3Fixtures + gpt2Fixtures
+    static let fixtures: [Fixture] = llamaFixtures + mambaFixtures + mamba2Fixtures + jambaFixtures + qwen3Fixtures + gpt2Fixtures + graniteFixtures
     static let llamaFixtures: [Fixture] = LlamaParityTests.cases.flatMap { name -> [Fixture] in
         [Fixture(family: "llama", name: name), Fixture(family: "llama", name: name, kvCache: .f16)]
             + (name.hasSuffix("f16") ? [Fixture(family: "llama", name: name, weights: .f32)] : [])
@@ -32,6 +32,10 @@ struct ParityTests {
     }
     static let mamba2Fixtures: [Fixture] = Mamba2ParityTests.cases.flatMap { name -> [Fixture] in
         [Fixture(family: "mamba2", name: name)] + (name.hasSuffix("f32") ? [] : [Fixture(family: "mamba2", name: name, weights: .f32)])
+    }
+    static let graniteFixtures: [Fixture] = GraniteHybridTests.cases.flatMap { name -> [Fixture] in
+        [Fixture(family: "granitehybrid", name: name), Fixture(family: "granitehybrid", name: name, kvCache: .f16)]
+            + (name.hasSuffix("f32") ? [] : [Fixture(family: "granitehybrid", name: name, weights: .f32)])
     }
     static let qwen3Fixtures: [Fixture] = Qwen3ParityTests.cases.flatMap { name -> [Fixture] in
         [Fixture(family: "qwen3", name: name), Fixture(family: "qwen3", name: name, kvCache: .f16)]
