@@ -53,6 +53,8 @@ public enum BenchPresets {
                     build: { _, seed, half, _ in try BlockModel(config: Mamba2Config(hidden_size: 768, num_hidden_layers: 24, vocab_size: 32000, num_heads: 24, head_dim: 64, state_size: 128, n_groups: 1, chunk_size: 256), checkpoint: nil, configPath: "preset mamba2-130m", randomSeed: seed, randomWeights: half ? .f16 : .f32) }),
         BenchPreset(name: "mamba2-6m", summary: "Mamba-2, hidden 256, 10 layers, 16 heads of 32, state 64, 1 group, conv 4, chunk 256, vocab 8000, tied",
                     build: { _, seed, half, _ in try BlockModel(config: Mamba2Config(hidden_size: 256, num_hidden_layers: 10, vocab_size: 8000, num_heads: 16, head_dim: 32, state_size: 64, n_groups: 1, chunk_size: 256), checkpoint: nil, configPath: "preset mamba2-6m", randomSeed: seed, randomWeights: half ? .f16 : .f32) }),
+        BenchPreset(name: "granite-h-130m", summary: "Granite-4.0-H-style hybrid, hidden 768, 12 layers (attention at 5 and 11, no positions; Mamba-2 elsewhere: 24 heads of 64, state 128), 12 heads (4 KV), 8 experts of 512 top-2 + shared SwiGLU 1024 in every layer, Granite's multipliers, vocab 32000, tied",
+                    build: { try model(GraniteHybridConfig.self, granite130m, capacity: $0, seed: $1, half: $2, kvCache: $3) }),
         BenchPreset(name: "qwen3-6m", summary: "Qwen3, hidden 256, 6 layers, 8 heads (4 KV) of head_dim 64 with q/k norms, MLP 688, vocab 8000, tied",
                     build: { try model(Qwen3Config.self, qwen3_6m, capacity: $0, seed: $1, half: $2, kvCache: $3) }),
         BenchPreset(name: "gpt2-124m", summary: "GPT-2, hidden 768, 12 layers, 12 heads, MLP 3072 (GELU), 1,024 learned positions, vocab 50257, tied (its Conv1D weights are f32 whatever the preset's precision)",
@@ -75,6 +77,16 @@ public enum BenchPresets {
         {"model_type": "llama", "hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 6,
          "num_attention_heads": 8, "num_key_value_heads": 4, "vocab_size": 8000, "rms_norm_eps": 1e-5,
          "max_position_embeddings": 65536, "rope_theta": 10000.0, "tie_word_embeddings": true, "hidden_act": "silu"}
+        """
+
+    static let granite130m = """
+        {"model_type": "granitemoehybrid", "hidden_size": 768, "num_hidden_layers": 12, "vocab_size": 32000,
+         "layer_types": ["mamba", "mamba", "mamba", "mamba", "mamba", "attention", "mamba", "mamba", "mamba", "mamba", "mamba", "attention"],
+         "num_attention_heads": 12, "num_key_value_heads": 4, "position_embedding_type": "nope", "max_position_embeddings": 65536,
+         "intermediate_size": 512, "num_local_experts": 8, "num_experts_per_tok": 2, "shared_intermediate_size": 1024,
+         "mamba_n_heads": 24, "mamba_d_head": 64, "mamba_d_state": 128, "mamba_n_groups": 1, "mamba_d_conv": 4, "mamba_expand": 2,
+         "mamba_chunk_size": 256, "rms_norm_eps": 1e-5, "embedding_multiplier": 12.0, "residual_multiplier": 0.22,
+         "attention_multiplier": 0.015625, "logits_scaling": 6.0, "tie_word_embeddings": true, "hidden_act": "silu"}
         """
 
     static let qwen3_6m = """

@@ -400,6 +400,11 @@ struct BenchSweepTests {
         let mamba2 = try #require(BenchPresets.named("mamba2-6m")).build(64, 1, false, .f32)
         #expect(mamba2.stateBytes(forTokens: 1) == 10 * (3 * 640 + 512 * 64) * 4)
         #expect(mamba2.stateBytes(forTokens: 16384) == mamba2.stateBytes(forTokens: 1))
+        // The Granite-style hybrid: 10 Mamba-2 layers' fixed state, 2 attention layers' cache per token.
+        let granite = try #require(BenchPresets.named("granite-h-130m")).build(64, 1, false, .f32)
+        let graniteFixed = 10 * (3 * (1536 + 2 * 128) + 1536 * 128) * 4
+        #expect(granite.stateBytes(forTokens: 0) == graniteFixed)
+        #expect(granite.stateBytes(forTokens: 100) == graniteFixed + 100 * 2 * 2 * 4 * 64 * 4)
         let llama = try #require(BenchPresets.named("llama-6m")).build(64, 1, false, .f32)
         // 6 layers × 4 KV heads × 32 per head (256 / 8) × K and V × 4 bytes.
         #expect(llama.stateBytes(forTokens: 1000) == 1000 * 2 * 6 * 4 * 32 * 4)
