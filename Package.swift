@@ -58,7 +58,7 @@ let package = Package(
         ),
         .testTarget(
             name: "OrochiTests",
-            dependencies: ["Orochi", "OrochiBench"],
+            dependencies: ["Orochi", "OrochiBench", "OrochiTeaching"],
             resources: [.copy("Fixtures")]
         ),
     ],

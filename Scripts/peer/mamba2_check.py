@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "Scripts"))
+from fixtures.common import init_ssm_weights  # noqa: E402
 BIN = REPO / "build/peer/llama.cpp-build/bin"
 CONVERT = REPO / "build/peer/src/llama_cpp_python-0.3.36/vendor/llama.cpp/convert_hf_to_gguf.py"
 TOKENIZER = REPO / "Models/orochi-ja-mamba"
@@ -55,20 +57,7 @@ def build_checkpoint(directory, seed, std, shape):
                           eos_token_id=tok["eos_token_id"], pad_token_id=tok["pad_token_id"])
     torch.manual_seed(seed)
     model = Mamba2ForCausalLM(config).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("A_log"):
-                p.uniform_(-1.0, 1.5)
-            elif name.endswith("dt_bias"):
-                p.uniform_(-3.0, 0.5)
-            elif name.endswith(".D"):
-                p.uniform_(0.5, 1.5)
-            elif "norm" in name:
-                p.uniform_(0.5, 1.5)
-            elif p.dim() >= 2:
-                p.normal_(0.0, std)
-            else:
-                p.normal_(0.0, 0.05)                     # conv bias
+    init_ssm_weights(model, std)
     if directory.exists():
         shutil.rmtree(directory)
     model.save_pretrained(directory, safe_serialization=True)

@@ -7,13 +7,14 @@ import OrochiTeaching
 struct AttentionCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "attention",
-        abstract: "Draw what each layer reads from earlier tokens: attention weights per head, Mamba's hidden attention per layer.",
+        abstract: "Draw what each layer reads from earlier tokens: attention weights per head, Mamba's hidden attention per layer, Mamba-2's SSD matrix per head.",
         discussion: """
             Writes into --out, per selected layer: for an attention layer one heatmap per head (softmax of QKᵀ/√d \
             over the prompt), for a Mamba layer one heatmap of its hidden attention (the matrix its selective scan \
-            applies to its inputs, channels averaged; see docs/architectures.md), as PNG, SVG and .npy (float32 [T, T]); \
+            applies to its inputs, channels averaged; see docs/architectures.md), for a Mamba-2 layer one heatmap per \
+            head of its SSD matrix L∘(C·Bᵀ)·Δ (see docs/mamba2.md), as PNG, SVG and .npy (float32 [T, T]); \
             and reach.tsv / reach.png, how far back each layer reaches. Prints the reach per layer and, for Mamba \
-            layers, how closely the matrix reproduces the scan's output.
+            and Mamba-2 layers, how closely the matrix reproduces the scan's output.
             """)
 
     @OptionGroup var options: ModelOptions

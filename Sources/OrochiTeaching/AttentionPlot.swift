@@ -65,7 +65,8 @@ public enum AttentionPlot {
             set yrange [0:*]
             set key below
             plot 'data/reach.dat' using 1:(strcol(2) eq 'attention' ? $3 : 1/0):xtic(1) with boxes lc rgb '#d6604d' title 'attention', \\
-                 '' using 1:(strcol(2) eq 'ssm' ? $3 : 1/0) with boxes lc rgb '#4393c3' title 'Mamba (hidden attention)'
+                 '' using 1:(strcol(2) eq 'ssm' ? $3 : 1/0) with boxes lc rgb '#4393c3' title 'Mamba (hidden attention)', \\
+                 '' using 1:(strcol(2) eq 'ssd' ? $3 : 1/0) with boxes lc rgb '#5aae61' title 'Mamba-2 (SSD matrix)'
             """, width: 800, height: 480, into: directory)
         written += ["reach.tsv", "reach.png", "reach.svg"]
         return written

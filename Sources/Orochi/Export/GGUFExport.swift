@@ -279,18 +279,9 @@ public enum GGUFExport {
     static func mambaLayout(_ config: MambaConfig, directory: URL, configPath: String) throws -> DirectoryLayout {
         try config.validate(path: configPath)
         let arch = "mamba"
-        let metadata: [(String, GGUFValue)] = [
-            ("general.architecture", .string(arch)), ("general.type", .string("model")),
-            ("general.name", .string(directory.standardizedFileURL.lastPathComponent)),
-            ("\(arch).context_length", .uint32(1 << 20)),
-            ("\(arch).embedding_length", .uint32(UInt32(config.hidden_size))),
-            ("\(arch).feed_forward_length", .uint32(0)),
-            ("\(arch).attention.head_count", .uint32(0)),
-            ("\(arch).block_count", .uint32(UInt32(config.num_hidden_layers))),
-            ("\(arch).ssm.conv_kernel", .uint32(UInt32(config.conv_kernel))),
-            ("\(arch).ssm.inner_size", .uint32(UInt32(config.innerSize))),
-            ("\(arch).ssm.state_size", .uint32(UInt32(config.state_size))),
-            ("\(arch).ssm.time_step_rank", .uint32(UInt32(config.dtRank))),
+        let metadata: [(String, GGUFValue)] = ssmHeader(arch, directory: directory, dim: config.hidden_size, layers: config.num_hidden_layers,
+                                                         kernel: config.conv_kernel, inner: config.innerSize, state: config.state_size,
+                                                         timeStepRank: config.dtRank) + [
             ("\(arch).attention.layer_norm_rms_epsilon", .float32(Float(config.layer_norm_epsilon))),
             ("\(arch).ssm.dt_b_c_rms", .bool(false)),
             ("\(arch).vocab_size", .uint32(UInt32(config.vocab_size))),
@@ -306,6 +297,25 @@ public enum GGUFExport {
         }
     }
 
+    /// The metadata convert_hf_to_gguf.py's Mamba and Mamba-2 models both begin with (a context
+    /// of 2^20, no feed-forward or attention heads; `time_step_rank` is Mamba-2's head count).
+    static func ssmHeader(_ arch: String, directory: URL, dim: Int, layers: Int, kernel: Int, inner: Int, state: Int,
+                          timeStepRank: Int) -> [(String, GGUFValue)] {
+        [
+            ("general.architecture", .string(arch)), ("general.type", .string("model")),
+            ("general.name", .string(directory.standardizedFileURL.lastPathComponent)),
+            ("\(arch).context_length", .uint32(1 << 20)),
+            ("\(arch).embedding_length", .uint32(UInt32(dim))),
+            ("\(arch).feed_forward_length", .uint32(0)),
+            ("\(arch).attention.head_count", .uint32(0)),
+            ("\(arch).block_count", .uint32(UInt32(layers))),
+            ("\(arch).ssm.conv_kernel", .uint32(UInt32(kernel))),
+            ("\(arch).ssm.inner_size", .uint32(UInt32(inner))),
+            ("\(arch).ssm.state_size", .uint32(UInt32(state))),
+            ("\(arch).ssm.time_step_rank", .uint32(UInt32(timeStepRank))),
+        ]
+    }
+
     /// Mamba-2 as convert_hf_to_gguf.py's Mamba2Model writes it: the head count as
     /// `ssm.time_step_rank`, A as −exp(A_log) and D as [H, 1], the gated norm's weight as [G, E/G].
     /// The chunk size and Δ limit have no GGUF key (llama.cpp keeps neither): a limit that clamps is refused.
@@ -315,18 +325,9 @@ public enum GGUFExport {
             throw ExportError.unsupported(path: configPath, detail: "time_step_limit \(config.time_step_limit.map(\.value)) clamps Δ, and GGUF's mamba2 has no key for it (llama.cpp would run the model unclamped)")
         }
         let arch = "mamba2", e = config.innerSize, g = config.n_groups
-        let metadata: [(String, GGUFValue)] = [
-            ("general.architecture", .string(arch)), ("general.type", .string("model")),
-            ("general.name", .string(directory.standardizedFileURL.lastPathComponent)),
-            ("\(arch).context_length", .uint32(1 << 20)),
-            ("\(arch).embedding_length", .uint32(UInt32(config.hidden_size))),
-            ("\(arch).feed_forward_length", .uint32(0)),
-            ("\(arch).attention.head_count", .uint32(0)),
-            ("\(arch).block_count", .uint32(UInt32(config.num_hidden_layers))),
-            ("\(arch).ssm.conv_kernel", .uint32(UInt32(config.conv_kernel))),
-            ("\(arch).ssm.inner_size", .uint32(UInt32(e))),
-            ("\(arch).ssm.state_size", .uint32(UInt32(config.state_size))),
-            ("\(arch).ssm.time_step_rank", .uint32(UInt32(config.num_heads))),
+        let metadata: [(String, GGUFValue)] = ssmHeader(arch, directory: directory, dim: config.hidden_size, layers: config.num_hidden_layers,
+                                                         kernel: config.conv_kernel, inner: e, state: config.state_size,
+                                                         timeStepRank: config.num_heads) + [
             ("\(arch).ssm.group_count", .uint32(UInt32(g))),
             ("\(arch).attention.layer_norm_rms_epsilon", .float32(Float(config.layer_norm_epsilon))),
             ("\(arch).vocab_size", .uint32(UInt32(config.vocab_size))),

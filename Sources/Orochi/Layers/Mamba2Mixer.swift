@@ -56,13 +56,7 @@ struct Mamba2MixerWeights {
         func vector(_ name: String, _ shape: [Int], _ initial: RandomInit) throws -> UnsafePointer<Float> {
             try source.vector(m + name, shape: shape, initial: initial)
         }
-        /// conv1d's [C, 1, K] filter as [K, C], so that the conv runs over contiguous channels.
-        func transposedConv(_ w: UnsafePointer<Float>) -> UnsafePointer<Float> {
-            let b = FloatBuffer(count: k * c)
-            for ch in 0..<c { for j in 0..<k { b[j * c + ch] = w[ch * k + j] } }
-            derived.append(b)
-            return UnsafePointer(b.pointer)
-        }
+        func transposedConv(_ w: UnsafePointer<Float>) -> UnsafePointer<Float> { transposedFilter(w, channels: c, kernel: k, derived: &derived) }
         func negExp(_ aLog: UnsafePointer<Float>) -> UnsafePointer<Float> {
             let b = FloatBuffer(count: h)
             for i in 0..<h { b[i] = -expf(aLog[i]) }

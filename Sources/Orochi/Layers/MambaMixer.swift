@@ -63,13 +63,7 @@ struct MambaMixerWeights {
         func vector(_ name: String, _ shape: [Int], _ initial: RandomInit) throws -> UnsafePointer<Float> {
             try source.vector(m + name, shape: shape, initial: initial)
         }
-        /// conv1d's [E, 1, K] filter as [K, E], so that the conv runs over contiguous channels.
-        func transposedConv(_ w: UnsafePointer<Float>) -> UnsafePointer<Float> {
-            let b = FloatBuffer(count: k * e)
-            for c in 0..<e { for j in 0..<k { b[j * e + c] = w[c * k + j] } }
-            derived.append(b)
-            return UnsafePointer(b.pointer)
-        }
+        func transposedConv(_ w: UnsafePointer<Float>) -> UnsafePointer<Float> { transposedFilter(w, channels: e, kernel: k, derived: &derived) }
         /// A = −exp(A_log) [E, N], blocked by 16 channels for the scan kernel.
         func negExp(_ aLog: UnsafePointer<Float>) -> UnsafePointer<Float> {
             let plain = FloatBuffer(count: e * n)
@@ -100,6 +94,15 @@ struct MambaMixerWeights {
                  c: try sized(keys.state, n) { try vector("c_layernorm.weight", [n], .constant(1)) }, eps: eps)
             })
     }
+}
+
+/// A conv1d filter [C, 1, K] as [K, C], so that the conv runs over contiguous channels (Mamba's and
+/// Mamba-2's); the copy goes into `derived`, which the model keeps alive.
+func transposedFilter(_ w: UnsafePointer<Float>, channels c: Int, kernel k: Int, derived: inout [FloatBuffer]) -> UnsafePointer<Float> {
+    let b = FloatBuffer(count: k * c)
+    for ch in 0..<c { for j in 0..<k { b[j * c + ch] = w[ch * k + j] } }
+    derived.append(b)
+    return UnsafePointer(b.pointer)
 }
 
 /// One Mamba layer's recurrent state, updated in place: what a sequence keeps of its whole

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import OrochiKernels
+import OrochiTeaching
 @testable import Orochi
 
 /// Mamba-2-specific checks; the parity of every fixture (logits at every position against
@@ -124,6 +125,19 @@ struct Mamba2ParityTests {
         }
         let trace = try Trace.run(model: model, prompt: [3, 9, 27])
         #expect(trace.steps.contains { $0.operation.contains("SSD step per head") })
+    }
+
+    /// `orochi attention`'s pictures of a model with only Mamba-2 layers: a heatmap per head and
+    /// the reach plot (whose gnuplot script once had no series for them and failed).
+    @Test func ssdPicturesAreDrawn() throws {
+        let model = try ModelRegistry.load(directory: Fixtures.directory("mamba2", "g2_chunk8_tied_f32"))
+        let layers = try AttentionMaps.compute(model: model, tokens: Array(0..<12))
+        let dir = TemporaryDirectory()
+        let written = try AttentionPlot.write(layers, labels: (0..<12).map { "t\($0)" }, title: "mamba2", into: dir.url, heads: [0, 7])
+        for name in ["layer0_head0.png", "layer1_head7.svg", "layer0_head7.npy", "reach.png", "reach.tsv"] {
+            #expect(written.contains(name) && FileManager.default.fileExists(atPath: dir.url.appendingPathComponent(name).path), "\(name)")
+        }
+        #expect(!written.contains("layer0_head1.png"))
     }
 
     /// The benchmark preset's path: random weights, no checkpoint; decode after prefill equals
