@@ -13,8 +13,8 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
-# Families that need llama.cpp's peer build (`make peer`), and smollm2 a download (`make smollm2`, 98 MB).
-EXPLICIT = {"smollm2", "quantize"}
+# Families that need llama.cpp's peer build (`make peer`: quantize, granite_gguf), and smollm2 a download (`make smollm2`, 98 MB).
+EXPLICIT = {"smollm2", "quantize", "granite_gguf"}
 
 
 def main():

@@ -19,6 +19,10 @@ final class GGUFTensors: TensorSource {
     /// Matrices that are one slice of a 3-dimensional tensor, by the name they are asked for:
     /// expert `index` of llama.cpp's stacked experts ([X, F, D] holds each expert's [F, D]).
     private let slices: [String: (source: String, index: Int)]
+    /// Tensors made by putting others' rows side by side, by the name they are asked for: Granite's
+    /// fused gate and up (`input_linear`) from llama.cpp's separate `ffn_gate*` and `ffn_up*`, per
+    /// expert (each source's `parts` slices interleaved: gate₀ up₀ gate₁ up₁ …). A copy, made once.
+    private let fused: [String: (sources: [String], parts: Int)]
     private var converted: [String: FloatBuffer] = [:]
     private var reordered: [String: UnsafeMutableRawPointer] = [:]
     private let lock = NSLock()
@@ -27,9 +31,21 @@ final class GGUFTensors: TensorSource {
     /// which llama.cpp stores as [G, E/G] and Hugging Face as [E], the same values in the same order).
     init(file: GGUFFile, interleavedHeads: [String: Int] = [:],
          computed: [String: (source: String, transform: (Float) -> Float)] = [:],
-         slices: [String: (source: String, index: Int)] = [:], flattened: Set<String> = []) {
+         slices: [String: (source: String, index: Int)] = [:], flattened: Set<String> = [],
+         fused: [String: (sources: [String], parts: Int)] = [:]) {
         self.file = file
         var byName = file.tensorByName
+        // A fused tensor is described by its sources' type and its own dimensions (rows doubled).
+        for (name, (sources, parts)) in fused {
+            let found = sources.compactMap { byName[$0] }
+            guard found.count == sources.count, let first = found.first, first.dimensions.count >= 2, parts > 0,
+                  found.allSatisfy({ $0.dimensions == first.dimensions && $0.type == first.type }),
+                  first.dimensions.count == 2 ? parts == 1 : first.dimensions.count == 3 && first.dimensions[2] == parts else { continue }
+            var dimensions = first.dimensions
+            dimensions[1] *= sources.count
+            byName[name] = GGUFTensorInfo(name: name, dimensions: dimensions, type: first.type, offset: 0, byteCount: first.byteCount * sources.count)
+        }
+        self.fused = fused
         for name in flattened {
             guard let t = byName[name] else { continue }
             byName[name] = GGUFTensorInfo(name: name, dimensions: [t.valueCount], type: t.type, offset: t.offset, byteCount: t.byteCount)
@@ -49,7 +65,7 @@ final class GGUFTensors: TensorSource {
 
     deinit { for p in reordered.values { free(p) } }
 
-    var tensorNames: [String] { byName.keys.filter { slices[$0] == nil }.sorted() }
+    var tensorNames: [String] { byName.keys.filter { slices[$0] == nil && fused[$0] == nil }.sorted() }
     func shape(of name: String) -> [Int]? { byName[computed[name]?.source ?? name]?.shape }
     func format(of name: String) -> String? { byName[computed[name]?.source ?? name]?.type.name }
     func holdsReals(_ name: String) -> Bool { byName[computed[name]?.source ?? name]?.type.weightType != nil }
@@ -66,6 +82,7 @@ final class GGUFTensors: TensorSource {
 
     /// The tensor's bytes in Hugging Face's row order: in place, or a reordered copy kept here.
     private func bytes(_ name: String, _ t: GGUFTensorInfo, _ type: WeightType) throws -> UnsafeRawPointer {
+        if let (sources, parts) = fused[name] { return try fusedBytes(name, sources: sources, parts: parts, byteCount: t.byteCount) }
         let raw = file.data(of: t)
         guard let heads = interleavedHeads[name] else { return raw }
         lock.lock(); defer { lock.unlock() }
@@ -83,6 +100,23 @@ final class GGUFTensors: TensorSource {
                     let to = h * headRows + s * half + i, from = h * headRows + 2 * i + s
                     memcpy(copy + to * rowBytes, raw + from * rowBytes, rowBytes)
                 }
+            }
+        }
+        reordered[name] = copy
+        return UnsafeRawPointer(copy)
+    }
+
+    /// The sources' slices interleaved into one copy (kept until the tensors go).
+    private func fusedBytes(_ name: String, sources: [String], parts: Int, byteCount: Int) throws -> UnsafeRawPointer {
+        lock.lock(); defer { lock.unlock() }
+        if let done = reordered[name] { return UnsafeRawPointer(done) }
+        guard let copy = malloc(max(byteCount, 1)) else { throw FloatBuffer.AllocationError.outOfMemory(bytes: byteCount) }
+        let infos = sources.map { byName[$0]! }, slice = infos[0].byteCount / parts
+        var at = 0
+        for part in 0..<parts {
+            for info in infos {
+                memcpy(copy + at, file.data(of: info) + part * slice, slice)
+                at += slice
             }
         }
         reordered[name] = copy

@@ -12,7 +12,7 @@ import Foundation
 
 enum GGUFModels {
     /// general.architecture values Orochi builds, and the config each becomes.
-    static let architectures = ["llama", "qwen2", "qwen3", "mamba", "mamba2", "jamba"]
+    static let architectures = ["llama", "qwen2", "qwen3", "mamba", "mamba2", "jamba", "granitehybrid"]
 
     static func load(path: String, options: LoadOptions) throws -> BlockModel {
         let file = try GGUFFile.open(path)
@@ -27,6 +27,7 @@ enum GGUFModels {
         }
         if arch == "mamba" { return try mamba(file, options: options) }
         if arch == "mamba2" { return try mamba2(file, options: options) }
+        if arch == "granitehybrid" { return try graniteHybrid(file, options: options) }
         if arch == "jamba" { return try jamba(file, options: options) }
         let config = try llamaConfig(file, arch: arch)
         // llama.cpp's converter interleaves the halves of each query and key head for `llama` only.
@@ -159,6 +160,106 @@ enum GGUFModels {
                                    fileName: ggufMambaName)
         return try BlockModel(config: config, source: source, configPath: file.path, context: options.context, kvCache: options.kvCache)
     }
+
+    /// Granite-4.0-H (llama.cpp's `granitehybrid`): the attention layers are those with KV heads in
+    /// `head_count_kv` (0 for Mamba-2 layers), RoPE unless `rope.scaling.finetuned` is false (llama.cpp's
+    /// switch for it in Granite, true when absent), Granite's multipliers from `embedding_scale`,
+    /// `residual_scale`, `attention.scale` and `logit_scale`. llama.cpp splits the fused gate-and-up
+    /// projections (`input_linear`) into `ffn_gate*` and `ffn_up*`: they are put back side by side.
+    static func graniteHybrid(_ file: GGUFFile, options: LoadOptions) throws -> BlockModel {
+        let arch = "granitehybrid"
+        func required(_ key: String) throws -> Int { try file.requiredInteger("\(arch).\(key)") }
+        guard let embedding = file.tensorByName["token_embd.weight"], embedding.dimensions.count == 2 else {
+            throw LoadError.badGGUF(path: file.path, detail: "missing the 2-dimensional tensor 'token_embd.weight'")
+        }
+        let layers = try layerCount(file, arch: arch), dim = try required("embedding_length")
+        let kvKey = "\(arch).attention.head_count_kv"
+        let kv = try file.integers(kvKey) ?? [Int](repeating: try required("attention.head_count_kv"), count: layers)
+        guard kv.count == layers else { throw LoadError.badGGUF(path: file.path, detail: "'\(kvKey)' has \(kv.count) entries for \(layers) layers") }
+        let kvHeads = Set(kv.filter { $0 > 0 })
+        guard kvHeads.count <= 1 else { throw LoadError.badGGUF(path: file.path, detail: "'\(kvKey)' \(kv): expected one KV head count for the attention layers and 0 for the Mamba-2 layers") }
+        let inner = try required("ssm.inner_size"), ssmHeads = try required("ssm.time_step_rank")
+        guard dim > 0, inner % dim == 0, ssmHeads > 0, inner % ssmHeads == 0 else {
+            throw LoadError.badGGUF(path: file.path, detail: "'\(arch).ssm.inner_size' \(inner) must be a multiple of the embedding length \(dim) and of the head count 'ssm.time_step_rank' \(ssmHeads)")
+        }
+        let experts = try file.integer("\(arch).expert_count") ?? 0
+        let firstMamba = (0..<layers).first { kv[$0] == 0 } ?? 0
+        func real(_ key: String, _ fallback: Double) throws -> Double { try file.real("\(arch).\(key)") ?? fallback }
+        // The config a Hugging Face directory would hold, decoded as one is.
+        let json: [String: Any] = [
+            "model_type": "granitehybrid", "vocab_size": embedding.dimensions[1], "hidden_size": dim, "num_hidden_layers": layers,
+            "layer_types": kv.map { $0 > 0 ? "attention" : "mamba" },
+            "num_attention_heads": try required("attention.head_count"), "num_key_value_heads": kvHeads.first ?? 1,
+            "intermediate_size": try file.integer("\(arch).feed_forward_length") ?? 1,
+            "shared_intermediate_size": try required("expert_shared_feed_forward_length"),
+            "num_local_experts": experts, "num_experts_per_tok": try file.integer("\(arch).expert_used_count") ?? 0,
+            "max_position_embeddings": try required("context_length"),
+            "rms_norm_eps": try real("attention.layer_norm_rms_epsilon", 1e-5), "rope_theta": try real("rope.freq_base", 10000),
+            "position_embedding_type": try file.bool("\(arch).rope.scaling.finetuned") ?? true ? "rope" : "nope",
+            "embedding_multiplier": try real("embedding_scale", 1), "residual_multiplier": try real("residual_scale", 1),
+            "attention_multiplier": try real("attention.scale", 1), "logits_scaling": try real("logit_scale", 1),
+            "mamba_n_heads": ssmHeads, "mamba_d_head": inner / ssmHeads, "mamba_d_state": try required("ssm.state_size"),
+            "mamba_n_groups": try file.integer("\(arch).ssm.group_count") ?? 1, "mamba_d_conv": try required("ssm.conv_kernel"),
+            "mamba_expand": inner / dim, "mamba_chunk_size": 256,
+            "mamba_conv_bias": file.tensorByName["blk.\(firstMamba).ssm_conv1d.bias"] != nil,
+            "mamba_proj_bias": file.tensorByName["blk.\(firstMamba).ssm_in.bias"] != nil,
+            "tie_word_embeddings": file.tensorByName["output.weight"] == nil, "hidden_act": "silu",
+        ]
+        let config: GraniteHybridConfig
+        do { config = try JSONDecoder().decode(GraniteHybridConfig.self, from: try JSONSerialization.data(withJSONObject: json)) } catch {
+            throw LoadError.badGGUF(path: file.path, detail: "metadata that makes no Granite config: \(error)")
+        }
+        if let tokens = file.value("tokenizer.ggml.tokens")?.array, tokens.count != config.base.vocab_size {
+            throw LoadError.badGGUF(path: file.path, detail: "'tokenizer.ggml.tokens' has \(tokens.count) tokens, but 'token_embd.weight' has \(config.base.vocab_size) rows")
+        }
+        var computed: [String: (source: String, transform: (Float) -> Float)] = [:]
+        var interleaved: [String: Int] = [:], norms: Set<String> = [], fused: [String: (sources: [String], parts: Int)] = [:]
+        var renamed: [String: String] = [:]
+        for l in 0..<layers {
+            let b = "blk.\(l)."
+            if kv[l] > 0 {
+                interleaved[b + "attn_q.weight"] = config.base.num_attention_heads
+                interleaved[b + "attn_k.weight"] = kv[l]
+            } else {
+                computed[b + "ssm_a_log"] = (b + "ssm_a", { logf(-$0) })
+                norms.insert(b + "ssm_norm.weight")
+            }
+            // With experts the shared MLP is `*_shexp`; without, llama.cpp names it as a dense MLP.
+            let shared = experts > 0 ? "shexp" : ""
+            fused[b + "ffn_gate_up_shexp"] = ([b + "ffn_gate\(shared.isEmpty ? "" : "_" + shared).weight", b + "ffn_up\(shared.isEmpty ? "" : "_" + shared).weight"], 1)
+            if experts > 0 {
+                fused[b + "ffn_gate_up_exps"] = ([b + "ffn_gate_exps.weight", b + "ffn_up_exps.weight"], experts)
+            } else {
+                renamed[b + "ffn_down_shexp.weight"] = b + "ffn_down.weight"
+            }
+        }
+        let source = SourceWeights(GGUFTensors(file: file, interleavedHeads: interleaved, computed: computed, flattened: norms, fused: fused),
+                                   storage: options.weights, fileName: { renamed[ggufGraniteName($0)] ?? ggufGraniteName($0) })
+        return try BlockModel(config: config, source: source, configPath: file.path, context: options.context, kvCache: options.kvCache)
+    }
+
+    /// Hugging Face's name of a Granite-4.0-H tensor → llama.cpp's (fused projections → their pair).
+    static func ggufGraniteName(_ name: String) -> String {
+        switch name {
+        case "model.embed_tokens.weight": return "token_embd.weight"
+        case "model.norm.weight": return "output_norm.weight"
+        case "lm_head.weight": return "output.weight"
+        default: break
+        }
+        let parts = name.split(separator: ".").map(String.init)
+        guard parts.count >= 4, parts[0] == "model", parts[1] == "layers" else { return name }
+        let rest = parts[3...].joined(separator: ".")
+        if rest.hasPrefix("mamba."), let mapped = mambaParts[String(rest.dropFirst(6))] { return "blk.\(parts[2]).\(mapped)" }
+        guard let mapped = graniteParts[rest] ?? jambaParts[rest] else { return name }
+        return "blk.\(parts[2]).\(mapped)"
+    }
+
+    static let graniteParts = [
+        "post_attention_layernorm.weight": "ffn_norm.weight",
+        "shared_mlp.input_linear.weight": "ffn_gate_up_shexp", "shared_mlp.output_linear.weight": "ffn_down_shexp.weight",
+        "block_sparse_moe.router.layer.weight": "ffn_gate_inp.weight",
+        "block_sparse_moe.input_linear.weight": "ffn_gate_up_exps", "block_sparse_moe.output_linear.weight": "ffn_down_exps.weight",
+    ]
 
     /// Jamba (llama.cpp's `jamba`): which layers attend is read from the per-layer KV head counts
     /// (0 for a Mamba layer), which have experts from the routers present; both must repeat with a

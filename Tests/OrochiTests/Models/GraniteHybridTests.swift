@@ -47,6 +47,31 @@ struct GraniteHybridTests {
         }
     }
 
+    /// The same models as llama.cpp's convert_hf_to_gguf.py writes them (`granitehybrid`: q and k
+    /// permuted, gate and up split, A as −exp(A_log); Scripts/fixtures/granite_gguf.py) compute
+    /// transformers' logits at every position, and decode after a prefill.
+    @Test(arguments: cases)
+    func ggufFromConvertHfToGguf(_ name: String) throws {
+        let dir = Fixtures.directory("granitehybrid", name)
+        let reference = try Fixtures.reference(dir)
+        let (expected, _) = try Fixtures.logits(dir)
+        let model = try ModelRegistry.load(directory: Fixtures.directory("granitehybrid", name + ".gguf"))
+        #expect(model.info.architecture == "GraniteMoeHybridForCausalLM")
+        let vocab = model.info.vocabSize, t = reference.ids.count
+        var logits = [Float](repeating: .nan, count: t * vocab)
+        try logits.withUnsafeMutableBufferPointer { try model.prefill(reference.ids, allLogits: $0.baseAddress!) }
+        for i in 0..<t {
+            let error = logits.withUnsafeBufferPointer { relativeError(UnsafeBufferPointer(rebasing: $0[i * vocab..<(i + 1) * vocab]), expected[i * vocab..<(i + 1) * vocab]) }
+            #expect(error <= Self.tolerance, "\(name).gguf position \(i): \(error)")
+        }
+        model.reset()
+        try model.prefill(Array(reference.ids[..<20]))
+        for i in 20..<t {
+            try model.decode(reference.ids[i])
+            #expect(relativeError(model.lastLogits, expected[i * vocab..<(i + 1) * vocab]) <= Self.tolerance, "\(name).gguf decode at \(i)")
+        }
+    }
+
     /// `orochi trace` walks a token through both kinds of layer, the experts and the shared MLP;
     /// `orochi attention` draws the attention heads and each Mamba-2 head's SSD matrix.
     @Test func traceAndMaps() throws {
