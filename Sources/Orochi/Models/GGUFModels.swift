@@ -45,6 +45,19 @@ enum GGUFModels {
                               kvCache: options.kvCache)
     }
 
+    /// The vocabulary size: the rows of `token_embd.weight` [V, D], which `tokenizer.ggml.tokens`
+    /// (when the file has a tokenizer) must match.
+    static func vocabularyRows(_ file: GGUFFile) throws -> Int {
+        guard let embedding = file.tensorByName["token_embd.weight"], embedding.dimensions.count == 2 else {
+            throw LoadError.badGGUF(path: file.path, detail: "missing the 2-dimensional tensor 'token_embd.weight'")
+        }
+        let rows = embedding.dimensions[1]
+        if let tokens = file.value("tokenizer.ggml.tokens")?.array, tokens.count != rows {
+            throw LoadError.badGGUF(path: file.path, detail: "'tokenizer.ggml.tokens' has \(tokens.count) tokens, but 'token_embd.weight' has \(rows) rows")
+        }
+        return rows
+    }
+
     /// `<arch>.block_count`, checked before anything is sized from it: every layer has tensors, so
     /// a file cannot have more layers than tensors.
     static func layerCount(_ file: GGUFFile, arch: String) throws -> Int {
@@ -58,9 +71,7 @@ enum GGUFModels {
     /// A Llama-family config (llama, qwen2, qwen3) from `<arch>.*` metadata and the tensor table.
     static func llamaConfig(_ file: GGUFFile, arch: String) throws -> LlamaConfig {
         func required(_ key: String) throws -> Int { try file.requiredInteger("\(arch).\(key)") }
-        guard let embedding = file.tensorByName["token_embd.weight"], embedding.dimensions.count == 2 else {
-            throw LoadError.badGGUF(path: file.path, detail: "missing the 2-dimensional tensor 'token_embd.weight'")
-        }
+        let vocab = try vocabularyRows(file)
         if file.value("\(arch).attention.head_count_kv")?.array != nil {
             throw LoadError.badGGUF(path: file.path, detail: "'\(arch).attention.head_count_kv' per layer is not supported (expected one integer)")
         }
@@ -68,7 +79,7 @@ enum GGUFModels {
             hidden_size: try required("embedding_length"), intermediate_size: try required("feed_forward_length"),
             num_hidden_layers: try layerCount(file, arch: arch), num_attention_heads: try required("attention.head_count"),
             num_key_value_heads: try file.integer("\(arch).attention.head_count_kv"),
-            head_dim: try file.integer("\(arch).attention.key_length"), vocab_size: embedding.dimensions[1],
+            head_dim: try file.integer("\(arch).attention.key_length"), vocab_size: vocab,
             rms_norm_eps: try file.real("\(arch).attention.layer_norm_rms_epsilon") ?? 1e-5,
             max_position_embeddings: try file.integer("\(arch).context_length"),
             rope_theta: try file.real("\(arch).rope.freq_base") ?? 10000,
@@ -94,9 +105,6 @@ enum GGUFModels {
             throw LoadError.badGGUF(path: file.path, detail: "'\(arch).rope.scaling.type' \(other) is not supported (none, linear)")
         }
         config.attention_bias = file.tensorByName["blk.0.attn_q.bias"] != nil
-        if let tokens = file.value("tokenizer.ggml.tokens")?.array, tokens.count != config.vocab_size {
-            throw LoadError.badGGUF(path: file.path, detail: "'tokenizer.ggml.tokens' has \(tokens.count) tokens, but 'token_embd.weight' has \(config.vocab_size) rows")
-        }
         return config
     }
 
@@ -105,24 +113,19 @@ enum GGUFModels {
     /// computed back as log(−A), which the mixer turns into the same A to within a rounding.
     static func mamba(_ file: GGUFFile, options: LoadOptions) throws -> BlockModel {
         func required(_ key: String) throws -> Int { try file.requiredInteger("mamba.\(key)") }
-        guard let embedding = file.tensorByName["token_embd.weight"], embedding.dimensions.count == 2 else {
-            throw LoadError.badGGUF(path: file.path, detail: "missing the 2-dimensional tensor 'token_embd.weight'")
-        }
+        let vocab = try vocabularyRows(file)
         if try file.bool("mamba.ssm.dt_b_c_rms") == true {
             throw LoadError.badGGUF(path: file.path, detail: "'mamba.ssm.dt_b_c_rms' (Falcon-Mamba's norms on Δ, B and C) is not supported")
         }
         let dim = try required("embedding_length"), inner = try required("ssm.inner_size")
         var config = MambaConfig(
-            hidden_size: dim, num_hidden_layers: try layerCount(file, arch: "mamba"), vocab_size: embedding.dimensions[1],
+            hidden_size: dim, num_hidden_layers: try layerCount(file, arch: "mamba"), vocab_size: vocab,
             state_size: try required("ssm.state_size"), expand: max(1, inner / max(dim, 1)), conv_kernel: try required("ssm.conv_kernel"),
             time_step_rank: .value(try required("ssm.time_step_rank")), intermediate_size: inner,
             use_conv_bias: file.tensorByName["blk.0.ssm_conv1d.bias"] != nil, use_bias: file.tensorByName["blk.0.ssm_in.bias"] != nil,
             layer_norm_epsilon: try file.real("mamba.attention.layer_norm_rms_epsilon") ?? 1e-5,
             tie_word_embeddings: file.tensorByName["output.weight"] == nil)
         config.model_type = "mamba"
-        if let tokens = file.value("tokenizer.ggml.tokens")?.array, tokens.count != config.vocab_size {
-            throw LoadError.badGGUF(path: file.path, detail: "'tokenizer.ggml.tokens' has \(tokens.count) tokens, but 'token_embd.weight' has \(config.vocab_size) rows")
-        }
         var computed: [String: (source: String, transform: (Float) -> Float)] = [:]
         for l in 0..<config.num_hidden_layers { computed["blk.\(l).ssm_a_log"] = ("blk.\(l).ssm_a", { logf(-$0) }) }
         let source = SourceWeights(GGUFTensors(file: file, computed: computed), storage: options.weights, fileName: ggufMambaName)
@@ -135,24 +138,19 @@ enum GGUFModels {
     /// size or Δ limit: the file runs with transformers' defaults (256, no clamp).
     static func mamba2(_ file: GGUFFile, options: LoadOptions) throws -> BlockModel {
         func required(_ key: String) throws -> Int { try file.requiredInteger("mamba2.\(key)") }
-        guard let embedding = file.tensorByName["token_embd.weight"], embedding.dimensions.count == 2 else {
-            throw LoadError.badGGUF(path: file.path, detail: "missing the 2-dimensional tensor 'token_embd.weight'")
-        }
+        let vocab = try vocabularyRows(file)
         let dim = try required("embedding_length"), inner = try required("ssm.inner_size"), heads = try required("ssm.time_step_rank")
         guard dim > 0, inner % dim == 0, heads > 0, inner % heads == 0 else {
             throw LoadError.badGGUF(path: file.path, detail: "'mamba2.ssm.inner_size' \(inner) must be a multiple of the embedding length \(dim) and of the head count 'mamba2.ssm.time_step_rank' \(heads)")
         }
         var config = Mamba2Config(
-            hidden_size: dim, num_hidden_layers: try layerCount(file, arch: "mamba2"), vocab_size: embedding.dimensions[1],
+            hidden_size: dim, num_hidden_layers: try layerCount(file, arch: "mamba2"), vocab_size: vocab,
             num_heads: heads, head_dim: inner / heads, state_size: try required("ssm.state_size"),
             n_groups: try file.integer("mamba2.ssm.group_count") ?? 1, expand: inner / dim, conv_kernel: try required("ssm.conv_kernel"),
             use_bias: file.tensorByName["blk.0.ssm_in.bias"] != nil, use_conv_bias: file.tensorByName["blk.0.ssm_conv1d.bias"] != nil,
             layer_norm_epsilon: try file.real("mamba2.attention.layer_norm_rms_epsilon") ?? 1e-5,
             tie_word_embeddings: file.tensorByName["output.weight"] == nil)
         config.model_type = "mamba2"
-        if let tokens = file.value("tokenizer.ggml.tokens")?.array, tokens.count != config.vocab_size {
-            throw LoadError.badGGUF(path: file.path, detail: "'tokenizer.ggml.tokens' has \(tokens.count) tokens, but 'token_embd.weight' has \(config.vocab_size) rows")
-        }
         var computed: [String: (source: String, transform: (Float) -> Float)] = [:]
         for l in 0..<config.num_hidden_layers { computed["blk.\(l).ssm_a_log"] = ("blk.\(l).ssm_a", { logf(-$0) }) }
         let norms = Set((0..<config.num_hidden_layers).map { "blk.\($0).ssm_norm.weight" })
@@ -169,9 +167,7 @@ enum GGUFModels {
     static func graniteHybrid(_ file: GGUFFile, options: LoadOptions) throws -> BlockModel {
         let arch = "granitehybrid"
         func required(_ key: String) throws -> Int { try file.requiredInteger("\(arch).\(key)") }
-        guard let embedding = file.tensorByName["token_embd.weight"], embedding.dimensions.count == 2 else {
-            throw LoadError.badGGUF(path: file.path, detail: "missing the 2-dimensional tensor 'token_embd.weight'")
-        }
+        let vocab = try vocabularyRows(file)
         let layers = try layerCount(file, arch: arch), dim = try required("embedding_length")
         let kvKey = "\(arch).attention.head_count_kv"
         let kv = try file.integers(kvKey) ?? [Int](repeating: try required("attention.head_count_kv"), count: layers)
@@ -187,7 +183,7 @@ enum GGUFModels {
         func real(_ key: String, _ fallback: Double) throws -> Double { try file.real("\(arch).\(key)") ?? fallback }
         // The config a Hugging Face directory would hold, decoded as one is.
         let json: [String: Any] = [
-            "model_type": "granitehybrid", "vocab_size": embedding.dimensions[1], "hidden_size": dim, "num_hidden_layers": layers,
+            "model_type": "granitehybrid", "vocab_size": vocab, "hidden_size": dim, "num_hidden_layers": layers,
             "layer_types": kv.map { $0 > 0 ? "attention" : "mamba" },
             "num_attention_heads": try required("attention.head_count"), "num_key_value_heads": kvHeads.first ?? 1,
             "intermediate_size": try file.integer("\(arch).feed_forward_length") ?? 1,
@@ -208,9 +204,6 @@ enum GGUFModels {
         let config: GraniteHybridConfig
         do { config = try JSONDecoder().decode(GraniteHybridConfig.self, from: try JSONSerialization.data(withJSONObject: json)) } catch {
             throw LoadError.badGGUF(path: file.path, detail: "metadata that makes no Granite config: \(error)")
-        }
-        if let tokens = file.value("tokenizer.ggml.tokens")?.array, tokens.count != config.base.vocab_size {
-            throw LoadError.badGGUF(path: file.path, detail: "'tokenizer.ggml.tokens' has \(tokens.count) tokens, but 'token_embd.weight' has \(config.base.vocab_size) rows")
         }
         var computed: [String: (source: String, transform: (Float) -> Float)] = [:]
         var interleaved: [String: Int] = [:], norms: Set<String> = [], fused: [String: (sources: [String], parts: Int)] = [:]
@@ -267,9 +260,7 @@ enum GGUFModels {
     static func jamba(_ file: GGUFFile, options: LoadOptions) throws -> BlockModel {
         let arch = "jamba"
         func required(_ key: String) throws -> Int { try file.requiredInteger("\(arch).\(key)") }
-        guard let embedding = file.tensorByName["token_embd.weight"], embedding.dimensions.count == 2 else {
-            throw LoadError.badGGUF(path: file.path, detail: "missing the 2-dimensional tensor 'token_embd.weight'")
-        }
+        let vocab = try vocabularyRows(file)
         let layers = try layerCount(file, arch: arch), dim = try required("embedding_length"), inner = try required("ssm.inner_size")
         let kvKey = "\(arch).attention.head_count_kv"
         let kv = try file.integers(kvKey) ?? [Int](repeating: try required("attention.head_count_kv"), count: layers)
@@ -291,7 +282,7 @@ enum GGUFModels {
         guard inner % max(dim, 1) == 0 else { throw LoadError.badGGUF(path: file.path, detail: "'\(arch).ssm.inner_size' \(inner) is not a multiple of the embedding length \(dim)") }
         let firstMamba = (0..<layers).first { kv[$0] == 0 } ?? 0
         var config = JambaConfig(
-            vocab_size: embedding.dimensions[1], hidden_size: dim, intermediate_size: try required("feed_forward_length"),
+            vocab_size: vocab, hidden_size: dim, intermediate_size: try required("feed_forward_length"),
             num_hidden_layers: layers, num_attention_heads: try required("attention.head_count"), num_key_value_heads: kvHeads.first!,
             head_dim: try file.integer("\(arch).attention.key_length"),
             rms_norm_eps: try file.real("\(arch).attention.layer_norm_rms_epsilon") ?? 1e-6,
@@ -304,9 +295,6 @@ enum GGUFModels {
             mamba_conv_bias: file.tensorByName["blk.\(firstMamba).ssm_conv1d.bias"] != nil,
             mamba_proj_bias: file.tensorByName["blk.\(firstMamba).ssm_in.bias"] != nil)
         config.model_type = "jamba"
-        if let tokens = file.value("tokenizer.ggml.tokens")?.array, tokens.count != config.vocab_size {
-            throw LoadError.badGGUF(path: file.path, detail: "'tokenizer.ggml.tokens' has \(tokens.count) tokens, but 'token_embd.weight' has \(config.vocab_size) rows")
-        }
         var computed: [String: (source: String, transform: (Float) -> Float)] = [:]
         var slices: [String: (source: String, index: Int)] = [:]
         for l in 0..<layers {
